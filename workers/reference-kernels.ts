@@ -1,0 +1,161 @@
+import type { Kernels } from './kernel-api.ts';
+
+/**
+ * Plain JS implementation of the kernel contract with float64 accumulation: the oracle that the
+ * wasm kernels are checked against, and a readable statement of what each kernel computes.
+ * Too slow for training (about 1.5 GFLOP/s for GEMM); the engine uses the wasm build.
+ *
+ * Usage: `const k = referenceKernels(() => heap.f32, () => heap.i32); k.gemm(0, 0, m, n, k, 1, a, k, b, n, 0, c, n);`
+ */
+export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array): Kernels {
+  const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+  const unary = (fn: (v: number) => number) => (x: number, y: number, n: number) => {
+    const h = f32();
+    const xi = x >> 2;
+    const yi = y >> 2;
+    for (let i = 0; i < n; i++) h[yi + i] = fn(h[xi + i]!);
+  };
+  const binary = (fn: (a: number, dy: number) => number) => (a: number, dy: number, dx: number, n: number) => {
+    const h = f32();
+    const ai = a >> 2;
+    const di = dy >> 2;
+    const oi = dx >> 2;
+    for (let i = 0; i < n; i++) h[oi + i] = fn(h[ai + i]!, h[di + i]!);
+  };
+  const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+  return {
+    gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+      const h = f32();
+      const A = a >> 2;
+      const B = b >> 2;
+      const C = c >> 2;
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let sum = 0;
+          for (let p = 0; p < k; p++) {
+            const av = transA ? h[A + p * lda + i]! : h[A + i * lda + p]!;
+            const bv = transB ? h[B + j * ldb + p]! : h[B + p * ldb + j]!;
+            sum += av * bv;
+          }
+          const at = C + i * ldc + j;
+          h[at] = alpha * sum + (beta === 0 ? 0 : beta * h[at]!);
+        }
+      }
+    },
+    addBias(y, bias, rows, cols) {
+      const h = f32();
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) h[(y >> 2) + r * cols + c] += h[(bias >> 2) + c]!;
+    },
+    sumRows(x, out, rows, cols, beta) {
+      const h = f32();
+      for (let c = 0; c < cols; c++) {
+        let sum = 0;
+        for (let r = 0; r < rows; r++) sum += h[(x >> 2) + r * cols + c]!;
+        const at = (out >> 2) + c;
+        h[at] = (beta === 0 ? 0 : beta * h[at]!) + sum;
+      }
+    },
+    reluForward: unary((v) => (v > 0 ? v : 0)),
+    reluBackward: binary((x, dy) => (x > 0 ? dy : 0)),
+    leakyReluForward(x, y, n, slope) {
+      unary((v) => (v > 0 ? v : slope * v))(x, y, n);
+    },
+    leakyReluBackward(x, dy, dx, n, slope) {
+      binary((v, d) => (v > 0 ? d : slope * d))(x, dy, dx, n);
+    },
+    sigmoidForward: unary(sigmoid),
+    sigmoidBackward: binary((y, dy) => dy * y * (1 - y)),
+    tanhForward: unary(Math.tanh),
+    tanhBackward: binary((y, dy) => dy * (1 - y * y)),
+    geluForward: unary((v) => 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)))),
+    geluBackward: binary((v, dy) => {
+      const inner = SQRT_2_OVER_PI * (v + 0.044715 * v * v * v);
+      const t = Math.tanh(inner);
+      const dInner = SQRT_2_OVER_PI * (1 + 3 * 0.044715 * v * v);
+      return dy * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * dInner);
+    }),
+    softmaxForward(x, y, rows, cols) {
+      const h = f32();
+      for (let r = 0; r < rows; r++) {
+        const xi = (x >> 2) + r * cols;
+        const yi = (y >> 2) + r * cols;
+        let max = -Infinity;
+        for (let c = 0; c < cols; c++) max = Math.max(max, h[xi + c]!);
+        let sum = 0;
+        for (let c = 0; c < cols; c++) sum += Math.exp(h[xi + c]! - max);
+        for (let c = 0; c < cols; c++) h[yi + c] = Math.exp(h[xi + c]! - max) / sum;
+      }
+    },
+    softmaxBackward(y, dy, dx, rows, cols) {
+      const h = f32();
+      for (let r = 0; r < rows; r++) {
+        const yi = (y >> 2) + r * cols;
+        const di = (dy >> 2) + r * cols;
+        const oi = (dx >> 2) + r * cols;
+        let dot = 0;
+        for (let c = 0; c < cols; c++) dot += h[di + c]! * h[yi + c]!;
+        for (let c = 0; c < cols; c++) h[oi + c] = h[yi + c]! * (h[di + c]! - dot);
+      }
+    },
+    softmaxCrossEntropy(logits, labels, rows, cols, lossPerRow, dLogits, scale) {
+      const h = f32();
+      const L = i32();
+      for (let r = 0; r < rows; r++) {
+        const xi = (logits >> 2) + r * cols;
+        const label = L[(labels >> 2) + r]!;
+        let max = -Infinity;
+        for (let c = 0; c < cols; c++) max = Math.max(max, h[xi + c]!);
+        let sum = 0;
+        for (let c = 0; c < cols; c++) sum += Math.exp(h[xi + c]! - max);
+        const logSum = max + Math.log(sum);
+        h[(lossPerRow >> 2) + r] = logSum - h[xi + label]!;
+        if (dLogits !== 0) {
+          const gi = (dLogits >> 2) + r * cols;
+          for (let c = 0; c < cols; c++) h[gi + c] = scale * (Math.exp(h[xi + c]! - logSum) - (c === label ? 1 : 0));
+        }
+      }
+    },
+    adamUpdate(param, grad, m, v, n, lr, beta1, beta2, eps, weightDecay, decoupled, bc1, bc2) {
+      const h = f32();
+      for (let i = 0; i < n; i++) {
+        const p = (param >> 2) + i;
+        const g = h[(grad >> 2) + i]! + (decoupled ? 0 : weightDecay * h[p]!);
+        const mi = (m >> 2) + i;
+        const vi = (v >> 2) + i;
+        h[mi] = beta1 * h[mi]! + (1 - beta1) * g;
+        h[vi] = beta2 * h[vi]! + (1 - beta2) * g * g;
+        const update = h[mi]! / bc1 / (Math.sqrt(h[vi]! / bc2) + eps) + (decoupled ? weightDecay * h[p]! : 0);
+        h[p] = h[p]! - lr * update;
+      }
+    },
+    sgdUpdate(param, grad, velocity, n, lr, momentum, nesterov, weightDecay) {
+      const h = f32();
+      for (let i = 0; i < n; i++) {
+        const p = (param >> 2) + i;
+        const g = h[(grad >> 2) + i]! + weightDecay * h[p]!;
+        if (momentum === 0) {
+          h[p] = h[p]! - lr * g;
+          continue;
+        }
+        const vi = (velocity >> 2) + i;
+        h[vi] = momentum * h[vi]! + g;
+        h[p] = h[p]! - lr * (nesterov ? g + momentum * h[vi]! : h[vi]!);
+      }
+    },
+    fill(x, n, value) {
+      f32().fill(value, x >> 2, (x >> 2) + n);
+    },
+    copy(x, y, n) {
+      const h = f32();
+      h.copyWithin(y >> 2, x >> 2, (x >> 2) + n);
+    },
+    scale(x, n, s) {
+      const h = f32();
+      for (let i = 0; i < n; i++) h[(x >> 2) + i] *= s;
+    },
+    axpy(n, a, x, y) {
+      const h = f32();
+      for (let i = 0; i < n; i++) h[(y >> 2) + i] += a * h[(x >> 2) + i]!;
+    },
+  };
+}

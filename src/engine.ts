@@ -1,0 +1,109 @@
+import { SharedHeap, type HeapOptions } from './heap.ts';
+import type { ComputeBackend } from '../workers/compute-api.ts';
+import type { Kernels } from '../workers/kernel-api.ts';
+import { referenceKernels } from '../workers/reference-kernels.ts';
+
+/** Options for {@link createEngine}. */
+export interface EngineOptions extends HeapOptions {
+  /** Threads that share a split kernel, the calling thread included. Default: env RXGRAD_THREADS, else the cores (max 2 workers' worth). */
+  threads?: number;
+  /** 'wasm' (default): SIMD128 kernels on the worker pool; 'js': the float64 JS reference kernels (slow; an oracle). */
+  backend?: 'wasm' | 'js';
+  /** 'auto' (default) uses relaxed SIMD (fused multiply-add) when the runtime supports it. */
+  relaxedSimd?: 'auto' | boolean;
+}
+
+/**
+ * The shared heap plus the compute backend that works on it. Models, tensors and kernels of one
+ * engine share one memory; most programs use the single {@link defaultEngine}.
+ *
+ * Usage: `const engine = createEngine({ threads: 1 }); const p = engine.heap.alloc(64); await engine.close();`
+ */
+export class Engine {
+  readonly kernels: Kernels;
+  constructor(
+    readonly heap: SharedHeap,
+    readonly compute: ComputeBackend,
+  ) {
+    this.kernels = compute.kernels;
+  }
+
+  /** Stops the worker pool. The engine must not be used afterwards. */
+  async close(): Promise<void> {
+    await this.compute.close();
+  }
+}
+
+function jsCompute(heap: SharedHeap): ComputeBackend {
+  const kernels = referenceKernels(() => heap.f32, () => heap.i32);
+  return {
+    kernels,
+    threads: 1,
+    name: 'js-reference',
+    gemm: kernels.gemm,
+    close: async () => {},
+  };
+}
+
+type WasmFactory = (memory: WebAssembly.Memory, options: { threads?: number; relaxedSimd?: 'auto' | boolean }) => ComputeBackend;
+let wasmFactory: WasmFactory | null = null;
+
+/** Registers the wasm backend (called by src/index.ts once the kernels module is loaded). */
+export function registerWasmBackend(factory: WasmFactory): void {
+  wasmFactory = factory;
+}
+
+/**
+ * Creates an engine with its own shared memory and compute backend.
+ *
+ * Usage: `const engine = createEngine({ threads: 2 });`
+ */
+export function createEngine(options: EngineOptions = {}): Engine {
+  const heap = new SharedHeap(options);
+  const backend = options.backend ?? 'wasm';
+  if (backend === 'js') return new Engine(heap, jsCompute(heap));
+  if (!wasmFactory) throw new Error("createEngine: the wasm backend is not registered; import from 'rxgrad' (src/index.ts)");
+  const threads = options.threads ?? envThreads();
+  return new Engine(heap, wasmFactory(heap.memory, { ...(threads ? { threads } : {}), relaxedSimd: options.relaxedSimd ?? 'auto' }));
+}
+
+function envThreads(): number | undefined {
+  const raw = process.env['RXGRAD_THREADS'];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`RXGRAD_THREADS must be a positive integer, got '${raw}'`);
+  return n;
+}
+
+let defaultInstance: Engine | null = null;
+
+/**
+ * The process-wide engine, created on first use (wasm backend, threads from RXGRAD_THREADS or the cores).
+ *
+ * Usage: `const { heap, kernels } = defaultEngine();`
+ */
+export function defaultEngine(): Engine {
+  defaultInstance ??= createEngine();
+  return defaultInstance;
+}
+
+/**
+ * Replaces the default engine (before any model is built), e.g. to choose the thread count.
+ *
+ * Usage: `setDefaultEngine(createEngine({ threads: 1 }));`
+ */
+export function setDefaultEngine(engine: Engine): void {
+  defaultInstance = engine;
+}
+
+/**
+ * Stops the default engine's workers so the process can exit; a later call to
+ * {@link defaultEngine} creates a fresh one.
+ *
+ * Usage: `await closeDefaultEngine();`
+ */
+export async function closeDefaultEngine(): Promise<void> {
+  const engine = defaultInstance;
+  defaultInstance = null;
+  if (engine) await engine.close();
+}

@@ -1,0 +1,40 @@
+/**
+ * rxgrad: deep learning for TypeScript on Node.js where a model is an RxJS operator pipeline.
+ *
+ * Usage: `import { sequential, dense, relu, adam, softmaxCrossEntropy } from 'rxgrad';`
+ */
+export { sequential, Model } from './model.ts';
+export type { SequentialOptions, FitOptions, StepReport, EvaluationResult, TrainOptions, TrainProgress, ParameterInfo } from './model.ts';
+export {
+  batchFromArrays, batchesFromArrays, batchesFromIpc, batchesFromTable, floatColumn, gatherBatch, labelColumn, outputBatch,
+  SHAPE_METADATA_KEY,
+} from './batch.ts';
+export type { Batch, BatchArrays, FloatColumn } from './batch.ts';
+export { createEngine, defaultEngine, setDefaultEngine, closeDefaultEngine, Engine } from './engine.ts';
+export type { EngineOptions } from './engine.ts';
+export { SharedHeap, Arena } from './heap.ts';
+export { Tensor, sizeOf, formatShape } from './tensor.ts';
+export type { Shape, DType } from './tensor.ts';
+export { Random } from './random.ts';
+export { ShapeError, StepContext } from './layer.ts';
+export type { Layer, Parameter, BuildContext } from './layer.ts';
+export { softmaxCrossEntropy, meanSquaredError, binaryCrossEntropyWithLogits } from './losses.ts';
+export type { Loss, LossResult } from './losses.ts';
+export { sgd, adam, adamw } from './optimizers.ts';
+export type { Optimizer, SgdOptions, AdamOptions } from './optimizers.ts';
+export { glorotUniform, glorotNormal, heUniform, heNormal, zeros, constant } from './initializers.ts';
+export type { Initializer } from './initializers.ts';
+export { l1, l2, l1l2 } from './regularizers.ts';
+export type { Regularizer } from './regularizers.ts';
+export { clipGradientNorm, gradientNorm, tapGradients } from './gradients.ts';
+export { forwardOperator, backwardOperator, lossOperator, mapInOrder } from './protocol.ts';
+export type { ForwardFlow, ReverseFlow, ParameterGradients, GradientOperator } from './protocol.ts';
+export { dense } from '../operators/dense.ts';
+export type { DenseOptions } from '../operators/dense.ts';
+export { relu } from '../operators/relu.ts';
+export { leakyRelu } from '../operators/leaky-relu.ts';
+export { sigmoid } from '../operators/sigmoid.ts';
+export { tanh } from '../operators/tanh.ts';
+export { gelu } from '../operators/gelu.ts';
+export { softmax } from '../operators/softmax.ts';
+export { dropout } from '../operators/dropout.ts';

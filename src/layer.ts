@@ -1,0 +1,119 @@
+import type { Engine } from './engine.ts';
+import type { Arena } from './heap.ts';
+import type { Initializer } from './initializers.ts';
+import type { Random } from './random.ts';
+import type { Regularizer } from './regularizers.ts';
+import { formatShape, Tensor, type DType, type Shape } from './tensor.ts';
+
+/**
+ * A trainable array: its value and its gradient live in the heap's persistent region. Each
+ * backward overwrites `grad`; the optimizer reads it.
+ */
+export interface Parameter {
+  /** Unique in the model: `dense_1/kernel`. */
+  readonly name: string;
+  readonly shape: Shape;
+  readonly value: Tensor;
+  readonly grad: Tensor;
+  readonly regularizer: Regularizer | null;
+  /** False freezes the parameter: backward still computes its gradient, the optimizer skips it. */
+  trainable: boolean;
+}
+
+/** What a layer gets while it is built: the place to create its parameters. */
+export interface BuildContext {
+  readonly engine: Engine;
+  readonly rng: Random;
+  /** Allocates a parameter in the persistent region, initialised by `init` with the given fans. */
+  addParameter(
+    name: string, shape: Shape, init: Initializer, fans: { fanIn: number; fanOut: number }, regularizer?: Regularizer | null,
+  ): Parameter;
+}
+
+/** Raised when shapes do not fit; names the operator and both shapes. */
+export class ShapeError extends Error {
+  constructor(operator: string, message: string) {
+    super(`${operator}: ${message}`);
+    this.name = 'ShapeError';
+  }
+}
+
+/**
+ * Everything one batch in flight owns: its arena (all activations and gradients of this batch),
+ * the tensors each layer's forward saved for its backward, its labels, and the training flag.
+ * Released when the batch's backward is done (training) or its output handed out (inference).
+ */
+export class StepContext {
+  private readonly saved = new Map<Layer, Tensor[]>();
+  /** Class labels (int32, rows) or float targets (rows × width), in the arena; null for inference. */
+  labels: Tensor | null = null;
+  targets: Tensor | null = null;
+  /** Set by the loss: mean loss of this batch (regularisation included) and correctly classified rows. */
+  loss = Number.NaN;
+  correct: number | null = null;
+
+  constructor(
+    readonly engine: Engine,
+    readonly arena: Arena,
+    /** Rows in this batch. */
+    readonly rows: number,
+    /** True while training: dropout and augmentation are active. */
+    readonly training: boolean,
+    /** The generator for this step's random choices (dropout masks). */
+    readonly rng: Random,
+    /** The model's step number (optimizer iterations before this batch). */
+    readonly index: number,
+  ) {}
+
+  /** A tensor of the given full shape (batch dimension included) in this batch's arena. */
+  alloc(shape: Shape, dtype: DType = 'float32'): Tensor {
+    let size = 1;
+    for (const d of shape) size *= d;
+    return new Tensor(this.engine.heap, this.arena.alloc(size * 4), shape, dtype);
+  }
+
+  /** Keeps tensors from a layer's forward for its backward of the same batch. */
+  save(layer: Layer, ...tensors: Tensor[]): void {
+    this.saved.set(layer, tensors);
+  }
+
+  /** What `layer` saved in this batch's forward. */
+  restore(layer: Layer): Tensor[] {
+    const tensors = this.saved.get(layer);
+    if (!tensors) throw new Error(`${layer.name}: backward called without a forward for step ${this.index}`);
+    return tensors;
+  }
+}
+
+/**
+ * An operator of the model: its shape rule (`build`), its forward and its backward, side by side
+ * in one file under `operators/`. Tensors carry the batch dimension first.
+ *
+ * Usage (inside an operator file): `class Relu implements Layer { build(s) { return s; } forward(x, step) {…} backward(dy, step) {…} }`
+ */
+export interface Layer {
+  /** Operator kind: 'dense', 'relu', … */
+  readonly kind: string;
+  /** Unique in the model; assigned by the model when not given (`dense_1`). */
+  name: string;
+  /** The shape rule: per-example output shape for a per-example input shape; creates the parameters. Throws {@link ShapeError}. */
+  build(inputShape: Shape, ctx: BuildContext): Shape;
+  /** Parameters created by `build`, in a fixed order. */
+  parameters(): Parameter[];
+  /** Computes the output for a batch; saves what backward needs with `step.save`. */
+  forward(x: Tensor, step: StepContext): Tensor | Promise<Tensor>;
+  /**
+   * Given dLoss/dOutput, writes the parameter gradients and returns dLoss/dInput
+   * (or null when `needInputGradient` is false: the first layer's input needs none).
+   */
+  backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null | Promise<Tensor | null>;
+  /** The layer's constructor arguments, for summaries and checkpoints. */
+  config(): Record<string, unknown>;
+}
+
+/** Checks that a tensor's per-example shape equals `expected`, else throws a {@link ShapeError} for `layer`. */
+export function expectShape(layer: Layer, role: string, actual: Shape, expected: Shape): void {
+  if (actual.length !== expected.length || actual.some((d, i) => d !== expected[i])) {
+    throw new ShapeError(`${layer.name} (${layer.kind})`, `${role} shape ${formatShape(actual)} does not match the expected ${formatShape(expected)}`);
+  }
+}

@@ -1,0 +1,155 @@
+import type { StepContext } from './layer.ts';
+import { formatShape, type Tensor } from './tensor.ts';
+
+/** What a loss computes for one batch. */
+export interface LossResult {
+  /** Mean loss over the batch. */
+  loss: number;
+  /** dLoss/dOutput (in the batch's arena), or null when not asked for. */
+  grad: Tensor | null;
+  /** Correctly classified rows, for losses that define accuracy. */
+  correct: number | null;
+}
+
+/**
+ * A loss: turns the model output and the batch's labels or targets into a mean loss and
+ * dLoss/dOutput, the head of the reverse stream.
+ */
+export interface Loss {
+  readonly name: string;
+  /** 'labels' (Int32 class indices) or 'targets' (Float32, same shape as the output). */
+  readonly needs: 'labels' | 'targets' | 'labelsOrTargets';
+  compute(output: Tensor, step: StepContext, withGradient: boolean): LossResult;
+}
+
+function requireLabels(loss: string, step: StepContext): Tensor {
+  if (!step.labels) throw new TypeError(`${loss}: the batch has no Int32 'labels' column`);
+  return step.labels;
+}
+
+function requireTargets(loss: string, output: Tensor, step: StepContext): Tensor {
+  if (!step.targets) throw new TypeError(`${loss}: the batch has no Float32 'targets' column`);
+  if (step.targets.size !== output.size) {
+    throw new RangeError(`${loss}: targets shape ${formatShape(step.targets.shape)} does not match output shape ${formatShape(output.shape)}`);
+  }
+  return step.targets;
+}
+
+function argmaxCorrect(heap: Float32Array, logits: number, labels: Int32Array, rows: number, classes: number): number {
+  let correct = 0;
+  for (let r = 0; r < rows; r++) {
+    const base = (logits >> 2) + r * classes;
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (heap[base + c]! > heap[base + best]!) best = c;
+    if (best === labels[r]) correct++;
+  }
+  return correct;
+}
+
+/**
+ * Softmax cross-entropy over the last axis with integer class labels, fused and numerically
+ * stable (log-sum-exp): expects logits, not probabilities. Mean over rows. Accuracy: argmax.
+ *
+ * Usage: `model.fit({ loss: softmaxCrossEntropy(), optimizer: adam() })`
+ */
+export function softmaxCrossEntropy(): Loss {
+  const name = 'softmaxCrossEntropy';
+  return {
+    name,
+    needs: 'labels',
+    compute(output, step, withGradient) {
+      const labels = requireLabels(name, step);
+      const classes = output.shape[output.shape.length - 1]!;
+      const rows = output.size / classes;
+      if (rows !== labels.size) throw new RangeError(`${name}: output has ${rows} rows but there are ${labels.size} labels`);
+      const labelValues = labels.int32();
+      for (let r = 0; r < rows; r++) {
+        const label = labelValues[r]!;
+        if (!(label >= 0 && label < classes)) {
+          throw new RangeError(`${name}: label ${label} at row ${r} is out of range for ${classes} classes (output shape ${formatShape(output.shape)})`);
+        }
+      }
+      const lossPerRow = step.alloc([rows]);
+      const grad = withGradient ? step.alloc(output.shape) : null;
+      step.engine.kernels.softmaxCrossEntropy(output.ptr, labels.ptr, rows, classes, lossPerRow.ptr, grad ? grad.ptr : 0, 1 / rows);
+      const perRow = lossPerRow.data();
+      let sum = 0;
+      for (let r = 0; r < rows; r++) sum += perRow[r]!;
+      const correct = argmaxCorrect(step.engine.heap.f32, output.ptr, labels.int32(), rows, classes);
+      return { loss: sum / rows, grad, correct };
+    },
+  };
+}
+
+/**
+ * Mean squared error over every output element: mean((y − t)²), with Float32 `targets`.
+ *
+ * Usage: `model.fit({ loss: meanSquaredError(), optimizer: sgd({ learningRate: 0.01 }) })`
+ */
+export function meanSquaredError(): Loss {
+  const name = 'meanSquaredError';
+  return {
+    name,
+    needs: 'targets',
+    compute(output, step, withGradient) {
+      const targets = requireTargets(name, output, step);
+      const y = output.data();
+      const t = targets.data();
+      const grad = withGradient ? step.alloc(output.shape) : null;
+      const g = grad?.data();
+      const scale = 2 / output.size;
+      let sum = 0;
+      for (let i = 0; i < y.length; i++) {
+        const d = y[i]! - t[i]!;
+        sum += d * d;
+        if (g) g[i] = scale * d;
+      }
+      return { loss: sum / output.size, grad, correct: null };
+    },
+  };
+}
+
+/**
+ * Binary cross-entropy on logits, stable form max(x,0) − x·t + log(1 + e^(−|x|)), mean over all
+ * elements. Targets are Float32 probabilities of the output's shape, or Int32 labels 0/1 for a
+ * one-unit output. Accuracy: sign of the logit against t ≥ 0.5.
+ *
+ * Usage: `sequential([dense(1)], …).fit({ loss: binaryCrossEntropyWithLogits(), optimizer: adam() })`
+ */
+export function binaryCrossEntropyWithLogits(): Loss {
+  const name = 'binaryCrossEntropyWithLogits';
+  return {
+    name,
+    needs: 'labelsOrTargets',
+    compute(output, step, withGradient) {
+      const x = output.data();
+      let targetAt: (i: number) => number;
+      if (step.targets) {
+        const t = requireTargets(name, output, step).data();
+        targetAt = (i) => t[i]!;
+      } else {
+        const labels = requireLabels(name, step).int32();
+        if (labels.length !== output.size) {
+          throw new RangeError(`${name}: ${labels.length} labels for output shape ${formatShape(output.shape)}; Int32 labels need a one-unit output`);
+        }
+        for (let r = 0; r < labels.length; r++) {
+          if (labels[r] !== 0 && labels[r] !== 1) throw new RangeError(`${name}: label ${labels[r]} at row ${r} is not 0 or 1`);
+        }
+        targetAt = (i) => labels[i]!;
+      }
+      const grad = withGradient ? step.alloc(output.shape) : null;
+      const g = grad?.data();
+      let sum = 0;
+      let correct = 0;
+      for (let i = 0; i < x.length; i++) {
+        const v = x[i]!;
+        const t = targetAt(i);
+        sum += Math.max(v, 0) - v * t + Math.log1p(Math.exp(-Math.abs(v)));
+        if (g) g[i] = (1 / (1 + Math.exp(-v)) - t) / x.length;
+        if (v > 0 === t >= 0.5) correct++;
+      }
+      // Accuracy counts rows only for one-unit outputs; for multi-label outputs it is per element.
+      return { loss: sum / x.length, grad, correct: (correct * step.rows) / x.length };
+    },
+  };
+}

@@ -1,0 +1,523 @@
+import { concat, concatMap, defer, finalize, from, map, Observable, of, range, type ObservableInput, type OperatorFunction, type Subscription } from 'rxjs';
+import { batchFromArrays, floatColumn, gatherBatch, labelColumn, outputBatch, type Batch, type BatchArrays } from './batch.ts';
+import { defaultEngine, type Engine } from './engine.ts';
+import type { Arena } from './heap.ts';
+import type { Initializer } from './initializers.ts';
+import { ShapeError, StepContext, type BuildContext, type Layer, type Parameter } from './layer.ts';
+import { softmaxCrossEntropy, meanSquaredError, type Loss } from './losses.ts';
+import type { Optimizer } from './optimizers.ts';
+import {
+  backwardOperator, composeOperators, forwardOperator, lossOperator, type ForwardFlow, type GradientOperator,
+  type ParameterGradients, type ReverseFlow,
+} from './protocol.ts';
+import { Random } from './random.ts';
+import type { Regularizer } from './regularizers.ts';
+import { formatShape, sizeOf, Tensor, type Shape } from './tensor.ts';
+
+/** Options of {@link sequential}. */
+export interface SequentialOptions {
+  /** Per-example input shape, e.g. `[784]`. */
+  inputShape: Shape;
+  /** Seed of every random choice of this model (init, dropout, shuffling). Default 0. */
+  seed?: number;
+  /** The engine whose heap holds the model; default {@link defaultEngine}. */
+  engine?: Engine;
+  name?: string;
+}
+
+/** Options of {@link Model.fit}. */
+export interface FitOptions {
+  loss: Loss;
+  optimizer: Optimizer;
+  /** 'accuracy' adds accuracy to the step reports (for losses that define it). */
+  metrics?: readonly 'accuracy'[];
+  /** Reverse-stream operators applied to each batch's parameter gradients before the optimizer. */
+  gradientOperators?: readonly GradientOperator[];
+  /** Check every input batch for NaN/Infinity and fail with the row and column if found. */
+  checkNumerics?: boolean;
+}
+
+/** What {@link Model.fit} emits after each optimizer step. */
+export interface StepReport {
+  /** The model's step count after this step (1 after the first batch ever). */
+  step: number;
+  /** Mean loss of this batch (regularisation penalties included). */
+  loss: number;
+  /** Fraction of this batch classified correctly, when asked for and defined by the loss. */
+  accuracy?: number;
+  /** Examples trained on by this `fit` subscription so far, this batch included. */
+  examples: number;
+  /** Rows in this batch. */
+  batchSize: number;
+}
+
+/** What {@link Model.evaluate} resolves. */
+export interface EvaluationResult {
+  loss: number;
+  accuracy?: number;
+  examples: number;
+}
+
+/** Options of {@link Model.train}. */
+export interface TrainOptions extends FitOptions {
+  epochs: number;
+  batchSize: number;
+  /** Shuffle the rows each epoch with the model's seeded generator (default true). */
+  shuffle?: boolean;
+  /** Evaluated after each epoch. */
+  validation?: BatchArrays;
+}
+
+/** Progress events of {@link Model.train}. */
+export type TrainProgress =
+  | ({ kind: 'step'; epoch: number; batch: number; batches: number; meanLoss: number; meanAccuracy?: number } & StepReport)
+  | { kind: 'epoch'; epoch: number; epochs: number; loss: number; accuracy?: number; validation?: EvaluationResult; seconds: number; examplesPerSecond: number };
+
+/** A parameter as users see it: name, shape and a copy of its values. */
+export interface ParameterInfo {
+  name: string;
+  shape: Shape;
+  size: number;
+  trainable: boolean;
+  /** A copy of the current values. */
+  values(): Float32Array;
+}
+
+let lastYield = performance.now();
+/** Gives the event loop a turn when steps have run for a while, so training never starves a host app. */
+async function yieldIfBusy(): Promise<void> {
+  const now = performance.now();
+  if (now - lastYield > 4) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    lastYield = performance.now();
+  }
+}
+
+/**
+ * A model: layers built for an input shape, their parameters in the shared heap, and the
+ * operators that run batches through them. Training, evaluation and prediction are Observables;
+ * steps of concurrent subscriptions are serialised, so every step sees consistent weights.
+ */
+export class Model {
+  readonly outputShape: Shape;
+  readonly rng: Random;
+  private readonly params: Parameter[] = [];
+  private readonly layerShapes: Shape[] = [];
+  private readonly freeArenas: Arena[] = [];
+  private readonly forwardPipe: OperatorFunction<ForwardFlow, ForwardFlow>;
+  private readonly backwardPipe: OperatorFunction<ReverseFlow, ReverseFlow>;
+  private queue: Promise<void> = Promise.resolve();
+  private steps = 0;
+  private lastLoss: Loss | null = null;
+  private disposed = false;
+
+  constructor(readonly layers: readonly Layer[], readonly inputShape: Shape, readonly seed: number, readonly engine: Engine, readonly name: string) {
+    if (layers.length === 0) throw new RangeError('sequential: a model needs at least one layer');
+    if (!inputShape.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`sequential: inputShape ${formatShape(inputShape)} must be positive integers`);
+    this.rng = new Random(seed);
+    const counts = new Map<string, number>();
+    const names = new Set<string>();
+    let shape = inputShape;
+    for (const layer of layers) {
+      if (!layer.name) {
+        const n = (counts.get(layer.kind) ?? 0) + 1;
+        counts.set(layer.kind, n);
+        layer.name = `${layer.kind}_${n}`;
+      }
+      if (names.has(layer.name)) throw new RangeError(`sequential: two layers are named '${layer.name}'`);
+      names.add(layer.name);
+      shape = layer.build(shape, this.buildContext(layer));
+      this.layerShapes.push(shape);
+    }
+    this.outputShape = shape;
+    this.forwardPipe = composeOperators(layers.map((layer) => forwardOperator(layer)));
+    this.backwardPipe = composeOperators([...layers].reverse().map((layer, i) => backwardOperator(layer, i < layers.length - 1)));
+  }
+
+  private buildContext(layer: Layer): BuildContext {
+    const engine = this.engine;
+    return {
+      engine,
+      rng: this.rng,
+      addParameter: (name: string, shape: Shape, init: Initializer, fans: { fanIn: number; fanOut: number }, regularizer?: Regularizer | null) => {
+        const bytes = sizeOf(shape) * 4;
+        const value = new Tensor(engine.heap, engine.heap.alloc(bytes), shape);
+        const grad = new Tensor(engine.heap, engine.heap.alloc(bytes), shape);
+        init.fill(value.data(), fans, this.rng);
+        grad.data().fill(0);
+        const p: Parameter = { name: `${layer.name}/${name}`, shape, value, grad, regularizer: regularizer ?? null, trainable: true };
+        this.params.push(p);
+        return p;
+      },
+    };
+  }
+
+  /** Optimizer steps taken so far. */
+  get stepCount(): number {
+    return this.steps;
+  }
+
+  /**
+   * The named parameters with shapes; `values()` copies.
+   *
+   * Usage: `for (const p of model.parameters()) console.log(p.name, p.shape);`
+   */
+  parameters(): ParameterInfo[] {
+    return this.params.map((p) => ({
+      name: p.name,
+      shape: p.shape,
+      size: p.value.size,
+      get trainable() {
+        return p.trainable;
+      },
+      values: () => p.value.toFloat32Array(),
+    }));
+  }
+
+  /**
+   * Copies of all parameter values by name.
+   *
+   * Usage: `const before = model.getWeights();`
+   */
+  getWeights(): Map<string, Float32Array> {
+    return new Map(this.params.map((p) => [p.name, p.value.toFloat32Array()]));
+  }
+
+  /**
+   * Overwrites parameter values by name; every name must exist and every size must match.
+   *
+   * Usage: `model.setWeights(other.getWeights());`
+   */
+  setWeights(weights: ReadonlyMap<string, Float32Array>): void {
+    for (const [name, values] of weights) {
+      const p = this.params.find((q) => q.name === name);
+      if (!p) throw new RangeError(`setWeights: the model has no parameter '${name}'`);
+      if (values.length !== p.value.size) throw new RangeError(`setWeights: '${name}' has ${p.value.size} values (shape ${formatShape(p.shape)}), got ${values.length}`);
+    }
+    for (const [name, values] of weights) this.params.find((q) => q.name === name)!.value.data().set(values);
+  }
+
+  /**
+   * A Keras-style table of layers, output shapes and parameter counts; returned and, unless
+   * `print` is false, printed.
+   *
+   * Usage: `model.summary();`
+   */
+  summary(print: boolean | ((line: string) => void) = true): string {
+    const rows = this.layers.map((layer, i) => [
+      `${layer.name} (${layer.kind})`,
+      formatShape([null as unknown as number, ...this.layerShapes[i]!]).replace('[, ', '[None, ').replace('[]', '[None]'),
+      String(layer.parameters().reduce((s, p) => s + p.value.size, 0)),
+    ]);
+    const header = ['Layer (type)', 'Output shape', 'Param #'];
+    const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)) + 2);
+    const line = (cells: string[]) => cells.map((cell, c) => cell.padEnd(widths[c]!)).join('').trimEnd();
+    const total = this.params.reduce((s, p) => s + p.value.size, 0);
+    const trainable = this.params.filter((p) => p.trainable).reduce((s, p) => s + p.value.size, 0);
+    const rule = '─'.repeat(widths.reduce((a, b) => a + b, 0));
+    const text = [
+      `Model: "${this.name}"`, rule, line(header), rule, ...rows.map(line), rule,
+      `Total params: ${total.toLocaleString('en-US')}`,
+      `Trainable params: ${trainable.toLocaleString('en-US')}`,
+      `Non-trainable params: ${(total - trainable).toLocaleString('en-US')}`,
+      `Input shape: ${formatShape(this.inputShape)}`, rule,
+    ].join('\n');
+    if (print === true) console.log(text);
+    else if (typeof print === 'function') for (const l of text.split('\n')) print(l);
+    return text;
+  }
+
+  /** Runs `work` after every earlier step of this model has finished (steps never interleave). */
+  private exclusive<T>(work: () => Observable<T>): Observable<T> {
+    return new Observable<T>((subscriber) => {
+      let release!: () => void;
+      const previous = this.queue;
+      this.queue = new Promise<void>((resolve) => (release = resolve));
+      let inner: Subscription | null = null;
+      let cancelled = false;
+      previous
+        .then(yieldIfBusy)
+        .then(() => {
+          if (cancelled) return release();
+          inner = defer(work).pipe(finalize(release)).subscribe(subscriber);
+        })
+        .catch((error: unknown) => {
+          release();
+          subscriber.error(error);
+        });
+      return () => {
+        cancelled = true;
+        inner?.unsubscribe();
+      };
+    });
+  }
+
+  private beginStep(batch: Batch, training: boolean, checkNumerics: boolean): { step: StepContext; x: Tensor } {
+    if (this.disposed) throw new Error(`${this.name}: the model was disposed`);
+    const first = this.layers[0]!;
+    const features = floatColumn(batch, 'features');
+    if (features.shape.length !== this.inputShape.length || features.shape.some((d, i) => d !== this.inputShape[i])) {
+      throw new ShapeError(`${first.name} (${first.kind})`, `batch features have shape ${formatShape(features.shape)} per example, but the model was built for input shape ${formatShape(this.inputShape)}`);
+    }
+    if (features.rows === 0) throw new RangeError(`${this.name}: empty batch (0 rows)`);
+    const width = sizeOf(this.inputShape);
+    if (checkNumerics) assertFinite(features.values, width, "batch column 'features'");
+    const arena = this.freeArenas.pop() ?? this.engine.heap.arena();
+    const step = new StepContext(this.engine, arena, features.rows, training, this.rng, this.steps);
+    try {
+      const x = step.alloc([features.rows, ...this.inputShape]);
+      this.engine.heap.f32.set(features.values, x.ptr >> 2);
+      const labels = labelColumn(batch);
+      if (labels) {
+        step.labels = step.alloc([features.rows], 'int32');
+        this.engine.heap.i32.set(labels, step.labels.ptr >> 2);
+      }
+      if (batch.schema.fields.some((f) => f.name === 'targets')) {
+        const targets = floatColumn(batch, 'targets');
+        if (checkNumerics) assertFinite(targets.values, sizeOf(targets.shape), "batch column 'targets'");
+        step.targets = step.alloc([targets.rows, ...targets.shape]);
+        this.engine.heap.f32.set(targets.values, step.targets.ptr >> 2);
+      }
+      return { step, x };
+    } catch (error) {
+      this.endStep(step);
+      throw error;
+    }
+  }
+
+  private endStep(step: StepContext): void {
+    step.arena.reset();
+    this.freeArenas.push(step.arena);
+  }
+
+  /** Regularisation: adds each penalty to the batch loss and its gradient to the parameter's. */
+  private regularize(step: StepContext): void {
+    for (const p of this.params) {
+      if (!p.regularizer) continue;
+      const values = p.value.data();
+      step.loss += p.regularizer.penalty(values);
+      p.regularizer.addGradient(values, p.grad.data());
+    }
+  }
+
+  private trainStep(batch: Batch, fit: Required<Pick<FitOptions, 'loss' | 'optimizer'>> & FitOptions, afterStep: (step: StepContext) => StepReport): Observable<StepReport> {
+    const { step, x } = this.beginStep(batch, true, fit.checkNumerics ?? false);
+    const gradients: OperatorFunction<ParameterGradients, ParameterGradients> = composeOperators(fit.gradientOperators ?? []);
+    return of<ForwardFlow>({ step, x }).pipe(
+      this.forwardPipe,
+      lossOperator(fit.loss),
+      this.backwardPipe,
+      map((): ParameterGradients => {
+        this.regularize(step);
+        return { step, parameters: this.params };
+      }),
+      gradients,
+      map((g) => {
+        fit.optimizer.apply(g.parameters, this.engine);
+        this.steps++;
+        return afterStep(step);
+      }),
+      finalize(() => this.endStep(step)),
+    );
+  }
+
+  /**
+   * Online training as an operator: one optimizer step per incoming batch, one {@link StepReport}
+   * out per step. Batches are processed strictly one after another, so the weights after N
+   * batches equal those of a plain loop over the same batches.
+   *
+   * Usage: `batches$.pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: adam(), metrics: ['accuracy'] })).subscribe(console.log)`
+   */
+  fit(options: FitOptions): OperatorFunction<Batch, StepReport> {
+    this.lastLoss = options.loss;
+    const wantAccuracy = options.metrics?.includes('accuracy') ?? false;
+    return (source) =>
+      defer(() => {
+        let examples = 0;
+        const report = (step: StepContext): StepReport => {
+          examples += step.rows;
+          const r: StepReport = { step: this.steps, loss: step.loss, examples, batchSize: step.rows };
+          if (wantAccuracy && step.correct !== null) r.accuracy = step.correct / step.rows;
+          return r;
+        };
+        return source.pipe(concatMap((batch) => this.exclusive(() => this.trainStep(batch, options, report))));
+      });
+  }
+
+  private inferenceStep<T>(batch: Batch, checkNumerics: boolean, finish: (output: Tensor, step: StepContext) => T): Observable<T> {
+    const { step, x } = this.beginStep(batch, false, checkNumerics);
+    return of<ForwardFlow>({ step, x }).pipe(
+      this.forwardPipe,
+      map((flow) => finish(flow.x, step)),
+      finalize(() => this.endStep(step)),
+    );
+  }
+
+  /**
+   * Inference as an operator: each input batch becomes an Arrow batch with an `output` column
+   * (a copy, safe to keep), a `prediction` column (argmax) for vector outputs, and the input's
+   * other columns (labels, keys) passed through.
+   *
+   * Usage: `batches$.pipe(model.predict()).subscribe((out) => out.getChild('prediction'))`
+   */
+  predict(options: { checkNumerics?: boolean } = {}): OperatorFunction<Batch, Batch> {
+    const argmax = this.outputShape.length === 1 && this.outputShape[0]! > 1;
+    return concatMap((batch) =>
+      this.exclusive(() =>
+        this.inferenceStep(batch, options.checkNumerics ?? false, (output) => {
+          const passThrough = batch.schema.fields.filter((f) => f.name !== 'features').map((f) => ({ field: f, data: batch.getChild(f.name)!.data[0]! }));
+          return outputBatch(output.toFloat32Array(), this.outputShape, { argmax, passThrough });
+        }),
+      ),
+    );
+  }
+
+  /**
+   * Mean loss (and accuracy) over batches, weighted by rows, without training. The loss defaults
+   * to the last one given to `fit`, else softmax cross-entropy for Int32 labels or MSE for targets.
+   *
+   * Usage: `const { loss, accuracy } = await model.evaluate(from(testBatches));`
+   */
+  evaluate(batches: ObservableInput<Batch>, options: { loss?: Loss; checkNumerics?: boolean } = {}): Promise<EvaluationResult> {
+    return new Promise<EvaluationResult>((resolve, reject) => {
+      let lossSum = 0;
+      let correct = 0;
+      let examples = 0;
+      let hasAccuracy = true;
+      from(batches)
+        .pipe(
+          concatMap((batch) =>
+            this.exclusive(() =>
+              this.inferenceStep(batch, options.checkNumerics ?? false, (output, step) => {
+                const loss = options.loss ?? this.lastLoss ?? (step.targets ? meanSquaredError() : softmaxCrossEntropy());
+                const result = loss.compute(output, step, false);
+                lossSum += result.loss * step.rows;
+                examples += step.rows;
+                if (result.correct === null) hasAccuracy = false;
+                else correct += result.correct;
+              }),
+            ),
+          ),
+        )
+        .subscribe({
+          error: reject,
+          complete: () => {
+            if (examples === 0) return reject(new RangeError(`${this.name}.evaluate: no batches`));
+            resolve({ loss: lossSum / examples, ...(hasAccuracy ? { accuracy: correct / examples } : {}), examples });
+          },
+        });
+    });
+  }
+
+  /**
+   * Keras-style epochs over a finite dataset held in typed arrays: shuffles (seeded), streams it
+   * as Arrow batches through {@link fit}, and evaluates the validation set after each epoch.
+   * Emits a progress event per step and one per epoch.
+   *
+   * Usage: `model.train(data, { epochs: 5, batchSize: 64, loss: softmaxCrossEntropy(), optimizer: adam(), validation: test }).subscribe(log)`
+   */
+  train(data: BatchArrays, options: TrainOptions): Observable<TrainProgress> {
+    const { epochs, batchSize } = options;
+    if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`train: epochs must be a positive integer, got ${epochs}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`train: batchSize must be a positive integer, got ${batchSize}`);
+    const width = sizeOf(data.shape);
+    const rows = data.features.length / width;
+    if (!Number.isInteger(rows) || rows === 0) throw new RangeError(`train: ${data.features.length} feature values do not make whole rows of shape ${formatShape(data.shape)}`);
+    const batches = Math.ceil(rows / batchSize);
+    const wantAccuracy = options.metrics?.includes('accuracy') ?? false;
+    return defer(() => {
+      const shuffler = new Random(this.seed ^ 0x5eed);
+      const order = new Int32Array(rows).map((_, i) => i);
+      return range(0, epochs).pipe(
+        concatMap((epoch) => {
+          if (options.shuffle ?? true) shuffler.shuffle(order);
+          const started = performance.now();
+          let lossSum = 0;
+          let correct = 0;
+          let seen = 0;
+          let stepsInEpoch = 0;
+          // Indices go into the stream, batches are made lazily: one epoch is never copied whole.
+          const steps = range(0, batches).pipe(
+            concatMap((b) => defer(() => of(gatherBatch(data, order, b * batchSize, Math.min(batchSize, rows - b * batchSize)))).pipe(this.fit(options))),
+            map((report): TrainProgress => {
+              lossSum += report.loss * report.batchSize;
+              seen += report.batchSize;
+              stepsInEpoch++;
+              if (report.accuracy !== undefined) correct += report.accuracy * report.batchSize;
+              return {
+                kind: 'step', ...report, examples: seen, epoch: epoch + 1, batch: stepsInEpoch, batches,
+                meanLoss: lossSum / seen, ...(wantAccuracy && report.accuracy !== undefined ? { meanAccuracy: correct / seen } : {}),
+              };
+            }),
+          );
+          const summary = defer(async (): Promise<TrainProgress> => {
+            const seconds = (performance.now() - started) / 1000;
+            const validation = options.validation
+              ? await this.evaluate(batchesFromArraysLazy(options.validation, 256), { loss: options.loss })
+              : undefined;
+            return {
+              kind: 'epoch', epoch: epoch + 1, epochs, loss: lossSum / seen, seconds, examplesPerSecond: seen / seconds,
+              ...(wantAccuracy && seen > 0 ? { accuracy: correct / seen } : {}),
+              ...(validation ? { validation } : {}),
+            };
+          });
+          return concat(steps, summary);
+        }),
+      );
+    });
+  }
+
+  /**
+   * Frees the model's parameters, gradients and arenas in the heap. The model cannot be used afterwards.
+   *
+   * Usage: `model.dispose();`
+   */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const p of this.params) {
+      this.engine.heap.free(p.value.ptr);
+      this.engine.heap.free(p.grad.ptr);
+    }
+    for (const a of this.freeArenas) a.dispose();
+    this.freeArenas.length = 0;
+  }
+
+  /** Trainable parameters (internal: for optimizers and checkpoints). */
+  get parameterTensors(): readonly Parameter[] {
+    return this.params;
+  }
+}
+
+function* batchesFromArraysLazy(data: BatchArrays, batchSize: number): Generator<Batch> {
+  const width = sizeOf(data.shape);
+  const rows = data.features.length / width;
+  const targetWidth = data.targets ? data.targets.length / rows : 0;
+  for (let start = 0; start < rows; start += batchSize) {
+    const end = Math.min(rows, start + batchSize);
+    yield batchFromArrays({
+      features: data.features.subarray(start * width, end * width), shape: data.shape,
+      ...(data.labels ? { labels: data.labels.subarray(start, end) } : {}),
+      ...(data.targets ? { targets: data.targets.subarray(start * targetWidth, end * targetWidth), ...(data.targetShape ? { targetShape: data.targetShape } : {}) } : {}),
+    });
+  }
+}
+
+function assertFinite(values: Float32Array, width: number, where: string): void {
+  for (let i = 0; i < values.length; i++) {
+    if (!Number.isFinite(values[i]!)) {
+      throw new RangeError(`checkNumerics: ${where} has ${values[i]} at row ${Math.floor(i / width)}, element ${i % width}`);
+    }
+  }
+}
+
+/**
+ * Builds a model from layers applied in order, for a known per-example input shape; shape errors
+ * surface here, naming the layer and both shapes.
+ *
+ * Usage: `const model = sequential([dense(128), relu(), dense(10)], { inputShape: [784], seed: 1 });`
+ */
+export function sequential(layers: readonly Layer[], options: SequentialOptions): Model {
+  return new Model(layers, options.inputShape, options.seed ?? 0, options.engine ?? defaultEngine(), options.name ?? 'sequential');
+}
+

@@ -1,0 +1,146 @@
+import type { Engine } from './engine.ts';
+import type { Parameter } from './layer.ts';
+import { Tensor } from './tensor.ts';
+
+/**
+ * Updates parameters from their gradients; its per-parameter state (moments, velocity) lives in
+ * the heap's persistent region and the update is one fused kernel per parameter.
+ */
+export interface Optimizer {
+  readonly name: string;
+  learningRate: number;
+  /** Steps applied so far. */
+  iterations: number;
+  /** Applies one step to the trainable parameters, from their `grad`. */
+  apply(parameters: readonly Parameter[], engine: Engine): void;
+  /** Named state tensors per parameter, for checkpoints: `{ 'dense_1/kernel': { m, v } }`. */
+  state(): Map<string, Record<string, Tensor>>;
+  config(): Record<string, unknown>;
+}
+
+function checkRate(name: string, value: number, what: string, max = Infinity): number {
+  if (!(Number.isFinite(value) && value >= 0 && value < max)) throw new RangeError(`${name}: ${what} must be in [0, ${max}), got ${value}`);
+  return value;
+}
+
+abstract class StatefulOptimizer implements Optimizer {
+  iterations = 0;
+  private readonly slots = new Map<Parameter, Record<string, Tensor>>();
+  abstract readonly name: string;
+  constructor(public learningRate: number, private readonly slotNames: readonly string[]) {}
+
+  protected slotsFor(p: Parameter, engine: Engine): Record<string, Tensor> {
+    let s = this.slots.get(p);
+    if (!s) {
+      s = {};
+      for (const slot of this.slotNames) {
+        const t = new Tensor(engine.heap, engine.heap.alloc(p.value.size * 4), p.shape);
+        engine.kernels.fill(t.ptr, t.size, 0);
+        s[slot] = t;
+      }
+      this.slots.set(p, s);
+    }
+    return s;
+  }
+
+  state(): Map<string, Record<string, Tensor>> {
+    return new Map([...this.slots].map(([p, s]) => [p.name, s]));
+  }
+
+  apply(parameters: readonly Parameter[], engine: Engine): void {
+    this.iterations++;
+    for (const p of parameters) if (p.trainable) this.update(p, engine);
+  }
+
+  protected abstract update(p: Parameter, engine: Engine): void;
+  abstract config(): Record<string, unknown>;
+}
+
+/** Options of {@link sgd}. */
+export interface SgdOptions {
+  learningRate?: number;
+  momentum?: number;
+  nesterov?: boolean;
+  /** Coupled weight decay (added to the gradient), as in PyTorch's SGD. */
+  weightDecay?: number;
+}
+
+class Sgd extends StatefulOptimizer {
+  readonly name = 'sgd';
+  constructor(learningRate: number, private readonly momentum: number, private readonly nesterov: boolean, private readonly weightDecay: number) {
+    super(learningRate, momentum > 0 ? ['velocity'] : []);
+  }
+  protected update(p: Parameter, engine: Engine): void {
+    const velocity = this.momentum > 0 ? this.slotsFor(p, engine)['velocity']!.ptr : 0;
+    engine.kernels.sgdUpdate(p.value.ptr, p.grad.ptr, velocity, p.value.size, this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
+  }
+  config() {
+    return { learningRate: this.learningRate, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
+  }
+}
+
+/**
+ * Stochastic gradient descent, optionally with (Nesterov) momentum.
+ *
+ * Usage: `sgd({ learningRate: 0.1, momentum: 0.9, nesterov: true })`
+ */
+export function sgd(options: SgdOptions = {}): Optimizer {
+  const momentum = checkRate('sgd', options.momentum ?? 0, 'momentum', 1);
+  if (options.nesterov && momentum === 0) throw new RangeError('sgd: nesterov needs momentum > 0');
+  return new Sgd(checkRate('sgd', options.learningRate ?? 0.01, 'learningRate'), momentum, options.nesterov ?? false, checkRate('sgd', options.weightDecay ?? 0, 'weightDecay'));
+}
+
+/** Options of {@link adam} and {@link adamw}. */
+export interface AdamOptions {
+  learningRate?: number;
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+  weightDecay?: number;
+}
+
+class Adam extends StatefulOptimizer {
+  constructor(
+    readonly name: 'adam' | 'adamw', learningRate: number, private readonly beta1: number, private readonly beta2: number,
+    private readonly epsilon: number, private readonly weightDecay: number,
+  ) {
+    super(learningRate, ['m', 'v']);
+  }
+  protected update(p: Parameter, engine: Engine): void {
+    const { m, v } = this.slotsFor(p, engine) as { m: Tensor; v: Tensor };
+    const t = this.iterations;
+    engine.kernels.adamUpdate(
+      p.value.ptr, p.grad.ptr, m.ptr, v.ptr, p.value.size, this.learningRate, this.beta1, this.beta2, this.epsilon,
+      this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t,
+    );
+  }
+  config() {
+    return { learningRate: this.learningRate, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, weightDecay: this.weightDecay };
+  }
+}
+
+function makeAdam(name: 'adam' | 'adamw', options: AdamOptions, defaultDecay: number): Optimizer {
+  return new Adam(
+    name,
+    checkRate(name, options.learningRate ?? 1e-3, 'learningRate'),
+    checkRate(name, options.beta1 ?? 0.9, 'beta1', 1),
+    checkRate(name, options.beta2 ?? 0.999, 'beta2', 1),
+    checkRate(name, options.epsilon ?? 1e-7, 'epsilon'),
+    checkRate(name, options.weightDecay ?? defaultDecay, 'weightDecay'),
+  );
+}
+
+/**
+ * Adam (Kingma & Ba) with bias correction; epsilon 1e-7 as in Keras. `weightDecay` here is the
+ * coupled L2 kind (added to the gradient); use {@link adamw} for decoupled decay.
+ *
+ * Usage: `model.fit({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: 1e-3 }) })`
+ */
+export const adam = (options: AdamOptions = {}): Optimizer => makeAdam('adam', options, 0);
+
+/**
+ * AdamW: Adam with decoupled weight decay (Loshchilov & Hutter), default decay 0.01.
+ *
+ * Usage: `adamw({ learningRate: 1e-3, weightDecay: 0.01 })`
+ */
+export const adamw = (options: AdamOptions = {}): Optimizer => makeAdam('adamw', options, 0.01);

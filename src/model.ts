@@ -109,6 +109,7 @@ export class Model {
   private queue: Promise<void> = Promise.resolve();
   private steps = 0;
   private lastLoss: Loss | null = null;
+  private currentOptimizer: Optimizer | null = null;
   private disposed = false;
 
   constructor(readonly layers: readonly Layer[], readonly inputShape: Shape, readonly seed: number, readonly engine: Engine, readonly name: string) {
@@ -324,24 +325,85 @@ export class Model {
   /**
    * Online training as an operator: one optimizer step per incoming batch, one {@link StepReport}
    * out per step. Batches are processed strictly one after another, so the weights after N
-   * batches equal those of a plain loop over the same batches.
+   * batches equal those of a plain loop over the same batches. A push source that outruns the
+   * model is buffered by `concatMap`; give it a backpressure policy (src/streams) or use
+   * {@link fitFrom} for pull sources.
    *
    * Usage: `batches$.pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: adam(), metrics: ['accuracy'] })).subscribe(console.log)`
    */
   fit(options: FitOptions): OperatorFunction<Batch, StepReport> {
-    this.lastLoss = options.loss;
-    const wantAccuracy = options.metrics?.includes('accuracy') ?? false;
     return (source) =>
       defer(() => {
-        let examples = 0;
-        const report = (step: StepContext): StepReport => {
-          examples += step.rows;
-          const r: StepReport = { step: this.steps, loss: step.loss, examples, batchSize: step.rows };
-          if (wantAccuracy && step.correct !== null) r.accuracy = step.correct / step.rows;
-          return r;
-        };
+        const report = this.startFit(options);
         return source.pipe(concatMap((batch) => this.exclusive(() => this.trainStep(batch, options, report))));
       });
+  }
+
+  /**
+   * Online training from a pull source (async iterable: an Arrow IPC reader, a Node readable
+   * stream in object mode, a generator): the next batch is pulled only after the previous step is
+   * applied, so the source is read at the engine's pace and nothing queues up. Unsubscribing stops
+   * pulling and calls the iterator's `return()`.
+   *
+   * Usage: `model.fitFrom(RecordBatchReader.from(stream), { loss, optimizer }).subscribe(console.log)`
+   */
+  fitFrom(source: AsyncIterable<Batch> | Iterable<Batch>, options: FitOptions): Observable<StepReport> {
+    return new Observable<StepReport>((subscriber) => {
+      const report = this.startFit(options);
+      const iterator = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
+      let current: Subscription | null = null;
+      let stopped = false;
+      const pull = async (): Promise<void> => {
+        let next: IteratorResult<Batch>;
+        try {
+          next = await iterator.next();
+        } catch (error) {
+          return subscriber.error(error);
+        }
+        if (stopped) return;
+        if (next.done) return subscriber.complete();
+        current = this.exclusive(() => this.trainStep(next.value, options, report)).subscribe({
+          next: (r) => subscriber.next(r),
+          error: (e: unknown) => subscriber.error(e),
+          complete: () => void pull(),
+        });
+      };
+      void pull();
+      return () => {
+        stopped = true;
+        current?.unsubscribe();
+        void Promise.resolve(iterator.return?.()).catch(() => {});
+      };
+    });
+  }
+
+  /** The optimizer given to the latest `fit`/`fitFrom`/`train` (null before any): its state is part of a checkpoint. */
+  get optimizer(): Optimizer | null {
+    return this.currentOptimizer;
+  }
+
+  /** The loss given to the latest `fit`/`fitFrom`/`train`, or null. */
+  get loss(): Loss | null {
+    return this.lastLoss;
+  }
+
+  /** Restores the step counter (checkpoint loading). */
+  restoreStepCount(steps: number): void {
+    if (!Number.isInteger(steps) || steps < 0) throw new RangeError(`restoreStepCount: steps must be a non-negative integer, got ${steps}`);
+    this.steps = steps;
+  }
+
+  private startFit(options: FitOptions): (step: StepContext) => StepReport {
+    this.lastLoss = options.loss;
+    this.currentOptimizer = options.optimizer;
+    const wantAccuracy = options.metrics?.includes('accuracy') ?? false;
+    let examples = 0;
+    return (step: StepContext): StepReport => {
+      examples += step.rows;
+      const r: StepReport = { step: this.steps, loss: step.loss, examples, batchSize: step.rows };
+      if (wantAccuracy && step.correct !== null) r.accuracy = step.correct / step.rows;
+      return r;
+    };
   }
 
   private inferenceStep<T>(batch: Batch, checkNumerics: boolean, finish: (output: Tensor, step: StepContext) => T): Observable<T> {

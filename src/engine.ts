@@ -2,6 +2,7 @@ import { SharedHeap, type HeapOptions } from './heap.ts';
 import type { ComputeBackend } from '../workers/compute-api.ts';
 import type { Kernels } from '../workers/kernel-api.ts';
 import { referenceKernels } from '../workers/reference-kernels.ts';
+import { createWasmCompute } from '../workers/wasm-compute.ts';
 
 /** Options for {@link createEngine}. */
 export interface EngineOptions extends HeapOptions {
@@ -45,14 +46,6 @@ function jsCompute(heap: SharedHeap): ComputeBackend {
   };
 }
 
-type WasmFactory = (memory: WebAssembly.Memory, options: { threads?: number; relaxedSimd?: 'auto' | boolean }) => ComputeBackend;
-let wasmFactory: WasmFactory | null = null;
-
-/** Registers the wasm backend (called by src/index.ts once the kernels module is loaded). */
-export function registerWasmBackend(factory: WasmFactory): void {
-  wasmFactory = factory;
-}
-
 /**
  * Creates an engine with its own shared memory and compute backend.
  *
@@ -62,9 +55,8 @@ export function createEngine(options: EngineOptions = {}): Engine {
   const heap = new SharedHeap(options);
   const backend = options.backend ?? envBackend();
   if (backend === 'js') return new Engine(heap, jsCompute(heap));
-  if (!wasmFactory) throw new Error("createEngine: the wasm backend is not registered; import from 'rxgrad' (src/index.ts)");
   const threads = options.threads ?? envThreads();
-  return new Engine(heap, wasmFactory(heap.memory, { ...(threads ? { threads } : {}), relaxedSimd: options.relaxedSimd ?? 'auto' }));
+  return new Engine(heap, createWasmCompute(heap.memory, { ...(threads ? { threads } : {}), relaxedSimd: options.relaxedSimd ?? 'auto' }));
 }
 
 function envBackend(): 'wasm' | 'js' {

@@ -12,27 +12,36 @@ export const SHAPE_METADATA_KEY = 'rxgrad.shape';
 
 /** What {@link batchFromArrays} takes. */
 export interface BatchArrays {
-  /** rows × prod(shape) values, row-major. */
-  features: Float32Array;
+  /** rows × prod(shape) values, row-major: Float32 features, or Int32 token ids. */
+  features: Float32Array | Int32Array;
   /** Per-example shape, e.g. `[784]` or `[28, 28, 1]`. */
   shape: Shape;
-  /** Class indices, one per row (classification). */
+  /** Class indices, one per row (classification), or `labelShape` per row (one per sequence position). */
   labels?: Int32Array;
+  /** Per-example label shape, e.g. `[T]` for a language model; default one label per row. */
+  labelShape?: Shape;
   /** Float targets, rows × prod(targetShape) (regression). */
   targets?: Float32Array;
   /** Per-example target shape; default `[targets.length / rows]`. */
   targetShape?: Shape;
+  /** Further named columns (padding masks, keys), each rows × prod(shape) values. */
+  columns?: Record<string, { values: Float32Array | Int32Array; shape: Shape }>;
 }
 
-function fixedSizeListData(values: Float32Array, rows: number, shape: Shape): Data<FixedSizeList<Float32>> {
+const elementType = (values: Float32Array | Int32Array) => (values instanceof Int32Array ? new Int32() : new Float32());
+
+function fixedSizeListData(values: Float32Array | Int32Array, rows: number, shape: Shape): Data<DataType> {
   const width = sizeOf(shape);
-  const child = makeData({ type: new Float32(), length: rows * width, data: values });
-  return makeData({ type: new FixedSizeList(width, new Field('item', new Float32(), false)), length: rows, nullCount: 0, child });
+  const child = makeData({ type: elementType(values), length: rows * width, data: values } as Parameters<typeof makeData>[0]);
+  return makeData({ type: new FixedSizeList(width, new Field('item', elementType(values), false)), length: rows, nullCount: 0, child } as Parameters<typeof makeData>[0]);
 }
 
-function tensorField(name: string, shape: Shape): Field {
-  return new Field(name, new FixedSizeList(sizeOf(shape), new Field('item', new Float32(), false)), false, new Map([[SHAPE_METADATA_KEY, JSON.stringify(shape)]]));
+function tensorField(name: string, shape: Shape, dtype: 'float32' | 'int32' = 'float32'): Field {
+  const element = dtype === 'int32' ? new Int32() : new Float32();
+  return new Field(name, new FixedSizeList(sizeOf(shape), new Field('item', element, false)), false, new Map([[SHAPE_METADATA_KEY, JSON.stringify(shape)]]));
 }
+
+const dtypeOf = (values: Float32Array | Int32Array): 'float32' | 'int32' => (values instanceof Int32Array ? 'int32' : 'float32');
 
 /**
  * Builds a batch from typed arrays. The arrays are wrapped, not copied: do not modify them while
@@ -49,12 +58,18 @@ export function batchFromArrays(arrays: BatchArrays): Batch {
     throw new RangeError(`batchFromArrays: features has ${arrays.features.length} values, not a multiple of shape ${formatShape(arrays.shape)} (${width} per row)`);
   }
   const rows = arrays.features.length / width;
-  const fields: Field[] = [tensorField('features', arrays.shape)];
+  const fields: Field[] = [tensorField('features', arrays.shape, dtypeOf(arrays.features))];
   const columns: Data<DataType>[] = [fixedSizeListData(arrays.features, rows, arrays.shape)];
   if (arrays.labels) {
-    if (arrays.labels.length !== rows) throw new RangeError(`batchFromArrays: ${rows} rows of features but ${arrays.labels.length} labels`);
-    fields.push(new Field('labels', new Int32(), false));
-    columns.push(makeData({ type: new Int32(), length: rows, data: arrays.labels }));
+    const labelWidth = arrays.labelShape ? sizeOf(arrays.labelShape) : 1;
+    if (arrays.labels.length !== rows * labelWidth) throw new RangeError(`batchFromArrays: ${rows} rows of features but ${arrays.labels.length} labels (${labelWidth} per row)`);
+    if (arrays.labelShape) {
+      fields.push(tensorField('labels', arrays.labelShape, 'int32'));
+      columns.push(fixedSizeListData(arrays.labels, rows, arrays.labelShape));
+    } else {
+      fields.push(new Field('labels', new Int32(), false));
+      columns.push(makeData({ type: new Int32(), length: rows, data: arrays.labels }));
+    }
   }
   if (arrays.targets) {
     const targetShape = arrays.targetShape ?? [rows === 0 ? 1 : arrays.targets.length / rows];
@@ -64,24 +79,34 @@ export function batchFromArrays(arrays: BatchArrays): Batch {
     fields.push(tensorField('targets', targetShape));
     columns.push(fixedSizeListData(arrays.targets, rows, targetShape));
   }
+  for (const [name, column] of Object.entries(arrays.columns ?? {})) {
+    if (column.values.length !== rows * sizeOf(column.shape)) {
+      throw new RangeError(`batchFromArrays: column '${name}' has ${column.values.length} values, ${rows} rows of shape ${formatShape(column.shape)} need ${rows * sizeOf(column.shape)}`);
+    }
+    fields.push(tensorField(name, column.shape, dtypeOf(column.values)));
+    columns.push(fixedSizeListData(column.values, rows, column.shape));
+  }
   const schema = new Schema(fields);
   return new RecordBatch(schema, makeData({ type: new Struct(fields), length: rows, nullCount: 0, children: columns }));
 }
 
-/** A float column read out of a batch: its values (a view, not a copy), rows and per-row shape. */
-export interface FloatColumn {
-  values: Float32Array;
+/** A numeric column read out of a batch: its values (a view, not a copy), rows and per-row shape. */
+export interface TensorColumn<T extends Float32Array | Int32Array = Float32Array | Int32Array> {
+  values: T;
   rows: number;
   shape: Shape;
+  dtype: 'float32' | 'int32';
 }
+/** A Float32 column read out of a batch. */
+export type FloatColumn = TensorColumn<Float32Array>;
 
 /**
- * Reads a `FixedSizeList<Float32>` column (or a plain Float32 column, shape `[]`) without copying.
- * The shape comes from the field metadata, else `[listSize]`.
+ * Reads a numeric column without copying: a plain Float32/Int32 column (shape `[]`) or a
+ * `FixedSizeList<Float32 | Int32>` (shape from the field metadata, else `[listSize]`).
  *
- * Usage: `const { values, rows, shape } = floatColumn(batch, 'features');`
+ * Usage: `const { values, rows, shape, dtype } = tensorColumn(batch, 'features');`
  */
-export function floatColumn(batch: Batch, name: string): FloatColumn {
+export function tensorColumn(batch: Batch, name: string): TensorColumn {
   const field = batch.schema.fields.find((f) => f.name === name);
   const vector = batch.getChild(name);
   if (!field || !vector) {
@@ -90,21 +115,35 @@ export function floatColumn(batch: Batch, name: string): FloatColumn {
   if (vector.data.length !== 1) throw new TypeError(`column '${name}' has ${vector.data.length} chunks; a batch column must have one`);
   const data = vector.data[0]!;
   const rows = batch.numRows;
-  if (field.type instanceof Float32) {
-    return { values: (data.values as Float32Array).subarray(0, rows), rows, shape: [] };
-  }
-  if (!(field.type instanceof FixedSizeList) || !(field.type.children[0]?.type instanceof Float32)) {
-    throw new TypeError(`column '${name}' is ${String(field.type)}; expected FixedSizeList<Float32> or Float32`);
-  }
   if (data.nullCount > 0) throw new TypeError(`column '${name}' has ${data.nullCount} null rows; nulls are not supported`);
+  const numeric = (type: DataType) => type instanceof Float32 || type instanceof Int32;
+  if (numeric(field.type)) {
+    const dtype = field.type instanceof Int32 ? 'int32' : 'float32';
+    return { values: (data.values as Float32Array | Int32Array).subarray(0, rows), rows, shape: [], dtype };
+  }
+  const element = field.type instanceof FixedSizeList ? field.type.children[0]?.type : undefined;
+  if (!(field.type instanceof FixedSizeList) || !element || !numeric(element)) {
+    throw new TypeError(`column '${name}' is ${String(field.type)}; expected FixedSizeList<Float32 | Int32>, Float32 or Int32`);
+  }
   const width = field.type.listSize;
   const shape = parseShape(field, width);
   const child = data.children[0]!;
-  const values = child.values as Float32Array;
+  const values = child.values as Float32Array | Int32Array;
   if (values.length < rows * width) {
     throw new RangeError(`column '${name}': ${rows} rows of ${width} need ${rows * width} values, the buffer has ${values.length}`);
   }
-  return { values: values.subarray(0, rows * width), rows, shape };
+  return { values: values.subarray(0, rows * width), rows, shape, dtype: element instanceof Int32 ? 'int32' : 'float32' };
+}
+
+/**
+ * Reads a Float32 column (`FixedSizeList<Float32>` or plain Float32) without copying.
+ *
+ * Usage: `const { values, rows, shape } = floatColumn(batch, 'features');`
+ */
+export function floatColumn(batch: Batch, name: string): FloatColumn {
+  const column = tensorColumn(batch, name);
+  if (column.dtype !== 'float32') throw new TypeError(`column '${name}' holds int32 values; expected Float32`);
+  return column as FloatColumn;
 }
 
 function parseShape(field: Field, width: number): Shape {
@@ -123,18 +162,16 @@ function parseShape(field: Field, width: number): Shape {
 }
 
 /**
- * Reads the Int32 `labels` column without copying, or `null` if the batch has none.
+ * Reads the Int32 `labels` column (one label per row, or a `FixedSizeList<Int32>` of per-position
+ * labels) without copying, or `null` if the batch has none.
  *
  * Usage: `const labels = labelColumn(batch);`
  */
-export function labelColumn(batch: Batch, name = 'labels'): Int32Array | null {
-  const field = batch.schema.fields.find((f) => f.name === name);
-  if (!field) return null;
-  if (!(field.type instanceof Int32)) throw new TypeError(`column '${name}' is ${String(field.type)}; class labels must be Int32`);
-  const data = batch.getChild(name)!.data;
-  if (data.length !== 1) throw new TypeError(`column '${name}' has ${data.length} chunks; a batch column must have one`);
-  if (data[0]!.nullCount > 0) throw new TypeError(`column '${name}' has ${data[0]!.nullCount} null rows; nulls are not supported`);
-  return (data[0]!.values as Int32Array).subarray(0, batch.numRows);
+export function labelColumn(batch: Batch, name = 'labels'): TensorColumn<Int32Array> | null {
+  if (!batch.schema.fields.some((f) => f.name === name)) return null;
+  const column = tensorColumn(batch, name);
+  if (column.dtype !== 'int32') throw new TypeError(`column '${name}' holds float32 values; class labels must be Int32`);
+  return column as TensorColumn<Int32Array>;
 }
 
 /**
@@ -165,19 +202,23 @@ export function gatherBatch(data: BatchArrays, order: ArrayLike<number> | null, 
   const width = sizeOf(data.shape);
   const rows = data.features.length / width;
   const targetWidth = data.targets ? data.targets.length / rows : 0;
-  const features = new Float32Array(n * width);
-  const labels = data.labels ? new Int32Array(n) : undefined;
-  const targets = data.targets ? new Float32Array(n * targetWidth) : undefined;
-  for (let i = 0; i < n; i++) {
-    const row = order ? order[start + i]! : start + i;
-    features.set(data.features.subarray(row * width, (row + 1) * width), i * width);
-    if (labels) labels[i] = data.labels![row]!;
-    if (targets) targets.set(data.targets!.subarray(row * targetWidth, (row + 1) * targetWidth), i * targetWidth);
-  }
+  const labelWidth = data.labelShape ? sizeOf(data.labelShape) : 1;
+  const gather = <T extends Float32Array | Int32Array>(values: T, w: number): T => {
+    const out = new (values.constructor as new (length: number) => T)(n * w);
+    for (let i = 0; i < n; i++) {
+      const row = order ? order[start + i]! : start + i;
+      out.set(values.subarray(row * w, (row + 1) * w), i * w);
+    }
+    return out;
+  };
+  const columns = data.columns
+    ? Object.fromEntries(Object.entries(data.columns).map(([name, c]) => [name, { values: gather(c.values, sizeOf(c.shape)), shape: c.shape }]))
+    : undefined;
   return batchFromArrays({
-    features, shape: data.shape,
-    ...(labels ? { labels } : {}),
-    ...(targets ? { targets, targetShape: data.targetShape ?? [targetWidth] } : {}),
+    features: gather(data.features, width), shape: data.shape,
+    ...(data.labels ? { labels: gather(data.labels, labelWidth), ...(data.labelShape ? { labelShape: data.labelShape } : {}) } : {}),
+    ...(data.targets ? { targets: gather(data.targets, targetWidth), targetShape: data.targetShape ?? [targetWidth] } : {}),
+    ...(columns ? { columns } : {}),
   });
 }
 

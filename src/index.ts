@@ -19,7 +19,7 @@ export { Random } from './random.ts';
 export { ShapeError, StepContext } from './layer.ts';
 export type { Layer, Parameter, BuildContext } from './layer.ts';
 export { softmaxCrossEntropy, meanSquaredError, binaryCrossEntropyWithLogits } from './losses.ts';
-export type { Loss, LossResult } from './losses.ts';
+export type { Loss, LossResult, SoftmaxCrossEntropyOptions } from './losses.ts';
 export { sgd, adam, adamw } from './optimizers.ts';
 export type { Optimizer, SgdOptions, AdamOptions } from './optimizers.ts';
 export { glorotUniform, glorotNormal, heUniform, heNormal, zeros, constant } from './initializers.ts';

@@ -48,6 +48,8 @@ export class StepContext {
   /** Class labels (int32, rows) or float targets (rows × width), in the arena; null for inference. */
   labels: Tensor | null = null;
   targets: Tensor | null = null;
+  /** Further batch columns that layers asked for through `sideInputs` (padding masks, …), in the arena. */
+  readonly columns = new Map<string, Tensor>();
   /** Set by the loss: mean loss of this batch (regularisation included) and correctly classified rows. */
   loss = Number.NaN;
   correct: number | null = null;
@@ -109,6 +111,10 @@ export interface Layer {
   backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null | Promise<Tensor | null>;
   /** The layer's constructor arguments, for summaries and checkpoints. */
   config(): Record<string, unknown>;
+  /** Element type the layer takes as model input: 'int32' for token ids (embeddings); default 'float32'. */
+  readonly inputDType?: DType;
+  /** Names of further batch columns the layer reads from `step.columns` (e.g. `['mask']`). */
+  readonly sideInputs?: readonly string[];
 }
 
 /** Checks that a tensor's per-example shape equals `expected`, else throws a {@link ShapeError} for `layer`. */

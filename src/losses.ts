@@ -35,25 +35,22 @@ function requireTargets(loss: string, output: Tensor, step: StepContext): Tensor
   return step.targets;
 }
 
-function argmaxCorrect(heap: Float32Array, logits: number, labels: Int32Array, rows: number, classes: number): number {
-  let correct = 0;
-  for (let r = 0; r < rows; r++) {
-    const base = (logits >> 2) + r * classes;
-    let best = 0;
-    for (let c = 1; c < classes; c++) if (heap[base + c]! > heap[base + best]!) best = c;
-    if (best === labels[r]) correct++;
-  }
-  return correct;
+/** Options of {@link softmaxCrossEntropy}. */
+export interface SoftmaxCrossEntropyOptions {
+  /** Rows whose label equals this (e.g. padding positions of a sequence) add no loss and no gradient; the mean is over the other rows. */
+  ignoreIndex?: number;
 }
 
 /**
  * Softmax cross-entropy over the last axis with integer class labels, fused and numerically
- * stable (log-sum-exp): expects logits, not probabilities. Mean over rows. Accuracy: argmax.
+ * stable (log-sum-exp): expects logits, not probabilities. Mean over rows; with per-position labels
+ * (`[B, T]` labels for `[B, T, V]` logits) every position is a row. Accuracy: argmax.
  *
  * Usage: `model.fit({ loss: softmaxCrossEntropy(), optimizer: adam() })`
  */
-export function softmaxCrossEntropy(): Loss {
+export function softmaxCrossEntropy(options: SoftmaxCrossEntropyOptions = {}): Loss {
   const name = 'softmaxCrossEntropy';
+  const ignore = options.ignoreIndex;
   return {
     name,
     needs: 'labels',
@@ -61,22 +58,50 @@ export function softmaxCrossEntropy(): Loss {
       const labels = requireLabels(name, step);
       const classes = output.shape[output.shape.length - 1]!;
       const rows = output.size / classes;
-      if (rows !== labels.size) throw new RangeError(`${name}: output has ${rows} rows but there are ${labels.size} labels`);
+      if (rows !== labels.size) {
+        throw new RangeError(`${name}: output shape ${formatShape(output.shape)} has ${rows} rows of ${classes} classes but labels have shape ${formatShape(labels.shape)} (${labels.size} labels)`);
+      }
       const labelValues = labels.int32();
+      let ignored = 0;
       for (let r = 0; r < rows; r++) {
         const label = labelValues[r]!;
+        if (label === ignore) {
+          ignored++;
+          continue;
+        }
         if (!(label >= 0 && label < classes)) {
           throw new RangeError(`${name}: label ${label} at row ${r} is out of range for ${classes} classes (output shape ${formatShape(output.shape)})`);
         }
       }
+      const counted = rows - ignored;
       const lossPerRow = step.alloc([rows]);
       const grad = withGradient ? step.alloc(output.shape) : null;
-      step.engine.kernels.softmaxCrossEntropy(output.ptr, labels.ptr, rows, classes, lossPerRow.ptr, grad ? grad.ptr : 0, 1 / rows);
+      // The kernel needs a valid class everywhere: ignored rows borrow class 0, then are zeroed.
+      let kernelLabels = labels;
+      if (ignored > 0) {
+        kernelLabels = step.alloc(labels.shape, 'int32');
+        const patched = kernelLabels.int32();
+        for (let r = 0; r < rows; r++) patched[r] = labelValues[r] === ignore ? 0 : labelValues[r]!;
+      }
+      step.engine.kernels.softmaxCrossEntropy(output.ptr, kernelLabels.ptr, rows, classes, lossPerRow.ptr, grad ? grad.ptr : 0, counted > 0 ? 1 / counted : 0);
       const perRow = lossPerRow.data();
+      const values = labels.int32();
+      const heap = step.engine.heap.f32;
       let sum = 0;
-      for (let r = 0; r < rows; r++) sum += perRow[r]!;
-      const correct = argmaxCorrect(step.engine.heap.f32, output.ptr, labels.int32(), rows, classes);
-      return { loss: sum / rows, grad, correct };
+      let correct = 0;
+      for (let r = 0; r < rows; r++) {
+        if (values[r] === ignore) {
+          if (grad) heap.fill(0, (grad.ptr >> 2) + r * classes, (grad.ptr >> 2) + (r + 1) * classes);
+          continue;
+        }
+        sum += perRow[r]!;
+        const base = (output.ptr >> 2) + r * classes;
+        let best = 0;
+        for (let c = 1; c < classes; c++) if (heap[base + c]! > heap[base + best]!) best = c;
+        if (best === values[r]) correct++;
+      }
+      // Accuracy is reported per row of the batch: scale the per-position count to rows.
+      return { loss: counted > 0 ? sum / counted : 0, grad, correct: counted > 0 ? (correct / counted) * step.rows : 0 };
     },
   };
 }

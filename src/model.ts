@@ -1,5 +1,5 @@
 import { concat, concatMap, defer, finalize, from, map, Observable, of, range, type ObservableInput, type OperatorFunction, type Subscription } from 'rxjs';
-import { batchFromArrays, floatColumn, gatherBatch, labelColumn, outputBatch, type Batch, type BatchArrays } from './batch.ts';
+import { floatColumn, gatherBatch, labelColumn, outputBatch, tensorColumn, type Batch, type BatchArrays } from './batch.ts';
 import { defaultEngine, type Engine } from './engine.ts';
 import type { Arena } from './heap.ts';
 import type { Initializer } from './initializers.ts';
@@ -12,7 +12,7 @@ import {
 } from './protocol.ts';
 import { Random } from './random.ts';
 import type { Regularizer } from './regularizers.ts';
-import { formatShape, sizeOf, Tensor, type Shape } from './tensor.ts';
+import { formatShape, sizeOf, Tensor, type DType, type Shape } from './tensor.ts';
 
 /** Options of {@link sequential}. */
 export interface SequentialOptions {
@@ -101,6 +101,9 @@ async function yieldIfBusy(): Promise<void> {
 export class Model {
   readonly outputShape: Shape;
   readonly rng: Random;
+  /** Element type of the `features` column the model takes (the first layer's `inputDType`). */
+  readonly inputDType: DType;
+  private readonly sideInputs: readonly string[];
   private readonly params: Parameter[] = [];
   private readonly layerShapes: Shape[] = [];
   private readonly freeArenas: Arena[] = [];
@@ -131,6 +134,8 @@ export class Model {
       this.layerShapes.push(shape);
     }
     this.outputShape = shape;
+    this.inputDType = layers[0]!.inputDType ?? 'float32';
+    this.sideInputs = [...new Set(layers.flatMap((l) => l.sideInputs ?? []))];
     this.forwardPipe = composeOperators(layers.map((layer) => forwardOperator(layer)));
     this.backwardPipe = composeOperators([...layers].reverse().map((layer, i) => backwardOperator(layer, i < layers.length - 1)));
   }
@@ -256,28 +261,35 @@ export class Model {
   private beginStep(batch: Batch, training: boolean, checkNumerics: boolean): { step: StepContext; x: Tensor } {
     if (this.disposed) throw new Error(`${this.name}: the model was disposed`);
     const first = this.layers[0]!;
-    const features = floatColumn(batch, 'features');
+    const features = tensorColumn(batch, 'features');
     if (features.shape.length !== this.inputShape.length || features.shape.some((d, i) => d !== this.inputShape[i])) {
       throw new ShapeError(`${first.name} (${first.kind})`, `batch features have shape ${formatShape(features.shape)} per example, but the model was built for input shape ${formatShape(this.inputShape)}`);
     }
+    if (features.dtype !== this.inputDType) {
+      throw new TypeError(`${first.name} (${first.kind}): batch features are ${features.dtype}, the model takes ${this.inputDType}`);
+    }
     if (features.rows === 0) throw new RangeError(`${this.name}: empty batch (0 rows)`);
-    const width = sizeOf(this.inputShape);
-    if (checkNumerics) assertFinite(features.values, width, "batch column 'features'");
+    if (checkNumerics && features.values instanceof Float32Array) assertFinite(features.values, sizeOf(this.inputShape), "batch column 'features'");
     const arena = this.freeArenas.pop() ?? this.engine.heap.arena();
     const step = new StepContext(this.engine, arena, features.rows, training, this.rng, this.steps);
+    const copyIn = (values: Float32Array | Int32Array, shape: Shape): Tensor => {
+      const t = step.alloc([features.rows, ...shape], values instanceof Int32Array ? 'int32' : 'float32');
+      if (values instanceof Int32Array) this.engine.heap.i32.set(values, t.ptr >> 2);
+      else this.engine.heap.f32.set(values, t.ptr >> 2);
+      return t;
+    };
     try {
-      const x = step.alloc([features.rows, ...this.inputShape]);
-      this.engine.heap.f32.set(features.values, x.ptr >> 2);
+      const x = copyIn(features.values, this.inputShape);
       const labels = labelColumn(batch);
-      if (labels) {
-        step.labels = step.alloc([features.rows], 'int32');
-        this.engine.heap.i32.set(labels, step.labels.ptr >> 2);
-      }
+      if (labels) step.labels = copyIn(labels.values, labels.shape);
       if (batch.schema.fields.some((f) => f.name === 'targets')) {
         const targets = floatColumn(batch, 'targets');
         if (checkNumerics) assertFinite(targets.values, sizeOf(targets.shape), "batch column 'targets'");
-        step.targets = step.alloc([targets.rows, ...targets.shape]);
-        this.engine.heap.f32.set(targets.values, step.targets.ptr >> 2);
+        step.targets = copyIn(targets.values, targets.shape);
+      }
+      for (const name of this.sideInputs) {
+        const column = tensorColumn(batch, name);
+        step.columns.set(name, copyIn(column.values, column.shape));
       }
       return { step, x };
     } catch (error) {
@@ -552,17 +564,8 @@ export class Model {
 }
 
 function* batchesFromArraysLazy(data: BatchArrays, batchSize: number): Generator<Batch> {
-  const width = sizeOf(data.shape);
-  const rows = data.features.length / width;
-  const targetWidth = data.targets ? data.targets.length / rows : 0;
-  for (let start = 0; start < rows; start += batchSize) {
-    const end = Math.min(rows, start + batchSize);
-    yield batchFromArrays({
-      features: data.features.subarray(start * width, end * width), shape: data.shape,
-      ...(data.labels ? { labels: data.labels.subarray(start, end) } : {}),
-      ...(data.targets ? { targets: data.targets.subarray(start * targetWidth, end * targetWidth), ...(data.targetShape ? { targetShape: data.targetShape } : {}) } : {}),
-    });
-  }
+  const rows = data.features.length / sizeOf(data.shape);
+  for (let start = 0; start < rows; start += batchSize) yield gatherBatch(data, null, start, Math.min(batchSize, rows - start));
 }
 
 function assertFinite(values: Float32Array, width: number, where: string): void {

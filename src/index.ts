@@ -38,3 +38,7 @@ export { tanh } from '../operators/tanh.ts';
 export { gelu } from '../operators/gelu.ts';
 export { softmax } from '../operators/softmax.ts';
 export { dropout } from '../operators/dropout.ts';
+export { chain } from '../operators/chain.ts';
+export { residual } from '../operators/residual.ts';
+export { parallel } from '../operators/parallel.ts';
+export type { Merge } from '../operators/parallel.ts';

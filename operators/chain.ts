@@ -1,0 +1,88 @@
+import type { BuildContext, Layer, Parameter, StepContext } from '../src/layer.ts';
+import type { DType, Shape, Tensor } from '../src/tensor.ts';
+
+/**
+ * Layers applied in order, as one layer: the building block of the combinators (residual blocks,
+ * branches). Forward runs each child's forward; backward runs each child's backward in reverse,
+ * feeding each the gradient of the next — the same reverse-stream protocol one level down, not a
+ * second autograd. Children are named inside the chain (`block_1/dense_1/kernel`).
+ */
+export class Chain implements Layer {
+  readonly kind: string = 'chain';
+  constructor(readonly children: readonly Layer[], public name: string) {
+    if (children.length === 0) throw new RangeError('chain: needs at least one layer');
+  }
+
+  get inputDType(): DType | undefined {
+    return this.children[0]!.inputDType;
+  }
+
+  get sideInputs(): readonly string[] {
+    return [...new Set(this.children.flatMap((c) => c.sideInputs ?? []))];
+  }
+
+  build(inputShape: Shape, ctx: BuildContext): Shape {
+    return buildChildren(this.children, inputShape, ctx);
+  }
+
+  parameters(): Parameter[] {
+    return this.children.flatMap((c) => c.parameters());
+  }
+
+  async forward(x: Tensor, step: StepContext): Promise<Tensor> {
+    let y = x;
+    for (const child of this.children) y = await child.forward(y, step);
+    return y;
+  }
+
+  async backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Promise<Tensor | null> {
+    let grad: Tensor | null = dy;
+    for (let i = this.children.length - 1; i >= 0; i--) {
+      grad = await this.children[i]!.backward(grad!, step, i > 0 || needInputGradient);
+    }
+    return grad;
+  }
+
+  config(): Record<string, unknown> {
+    return { layers: this.children.map((c) => ({ kind: c.kind, name: c.name, config: c.config() })) };
+  }
+}
+
+/**
+ * Builds child layers in order under a parent's BuildContext: names each unnamed child by kind
+ * (`dense_1`), prefixes its parameter names with its name, and threads the shape through.
+ */
+export function buildChildren(children: readonly Layer[], inputShape: Shape, ctx: BuildContext): Shape {
+  const counts = new Map<string, number>();
+  const names = new Set<string>();
+  let shape = inputShape;
+  for (const child of children) {
+    if (!child.name) {
+      const n = (counts.get(child.kind) ?? 0) + 1;
+      counts.set(child.kind, n);
+      child.name = `${child.kind}_${n}`;
+    }
+    if (names.has(child.name)) throw new RangeError(`two layers in one block are named '${child.name}'`);
+    names.add(child.name);
+    shape = child.build(shape, childContext(child, ctx));
+  }
+  return shape;
+}
+
+/** A BuildContext for a child layer: its parameters are named `<child>/<parameter>` under the parent's. */
+export function childContext(child: Layer, ctx: BuildContext): BuildContext {
+  return {
+    engine: ctx.engine,
+    rng: ctx.rng,
+    addParameter: (name, shape, init, fans, regularizer) => ctx.addParameter(`${child.name}/${name}`, shape, init, fans, regularizer),
+  };
+}
+
+/**
+ * Several layers as one.
+ *
+ * Usage: `residual([dense(64), relu(), dense(64)])` is built on `chain`; `chain([dense(8), relu()])` can stand anywhere a layer can.
+ */
+export function chain(layers: readonly Layer[], options: { name?: string } = {}): Layer {
+  return new Chain(layers, options.name ?? '');
+}

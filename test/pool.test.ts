@@ -1,0 +1,165 @@
+/**
+ * The GEMM worker pool: lifecycle (close() lets the process exit), worker death mid-kernel (the pending
+ * promise rejects, the worker is replaced), errors inside a worker, memory growth, determinism.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { after, describe, it } from 'node:test';
+import { SharedHeap } from '../src/heap.ts';
+import { referenceKernels } from '../workers/reference-kernels.ts';
+import { createWasmCompute, partitionGemm } from '../workers/wasm-compute.ts';
+import { OP, type GemmArgs } from '../workers/pool.ts';
+
+const heap = new SharedHeap({ initialBytes: 48 << 20 });
+const ref = referenceKernels(() => heap.f32, () => heap.i32);
+
+function random(count: number, seed: number): number {
+  const p = heap.alloc(count * 4);
+  let s = seed >>> 0;
+  for (let i = 0; i < count; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    heap.f32[(p >> 2) + i] = (s >>> 8) / 8388608 - 1;
+  }
+  return p;
+}
+
+const bytesOf = (p: number, count: number) => new Uint8Array(heap.f32.slice(p >> 2, (p >> 2) + count).buffer);
+
+describe('worker pool', () => {
+  const compute = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0 });
+  const single = createWasmCompute(heap.memory, { threads: 1 });
+  after(async () => {
+    await compute.close();
+    await single.close();
+  });
+
+  it('runs small GEMMs inline (undefined) and split GEMMs as a Promise', async () => {
+    const lazy = createWasmCompute(heap.memory, { threads: 2 });
+    const a = random(64 * 64, 1);
+    const c = heap.alloc(64 * 64 * 4);
+    assert.equal(lazy.gemm(0, 0, 8, 8, 8, 1, a, 64, a, 64, 0, c, 64), undefined);
+    assert.equal(lazy.pool, undefined, 'the pool starts lazily');
+    const p = compute.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, c, 64);
+    assert.ok(p instanceof Promise);
+    await p;
+    await lazy.close();
+    heap.free(a);
+    heap.free(c);
+  });
+
+  it('split and single-thread GEMM are each bitwise deterministic (and a row split equals one thread)', async () => {
+    for (const [m, n, k, tA, tB] of [[64, 128, 784, 0, 0], [130, 70, 65, 1, 1], [6, 100, 33, 0, 1], [96, 600, 200, 1, 0]] as const) {
+      const a = random(m * k, m);
+      const b = random(k * n, n);
+      const c = heap.alloc(m * n * 4);
+      const lda = tA ? m : k;
+      const ldb = tB ? k : n;
+      const runs: Uint8Array[] = [];
+      const singles: Uint8Array[] = [];
+      for (let r = 0; r < 4; r++) {
+        heap.f32.fill(NaN, c >> 2, (c >> 2) + m * n);
+        await compute.gemm(tA, tB, m, n, k, 1, a, lda, b, ldb, 0, c, n);
+        runs.push(bytesOf(c, m * n));
+        heap.f32.fill(NaN, c >> 2, (c >> 2) + m * n);
+        single.gemm(tA, tB, m, n, k, 1, a, lda, b, ldb, 0, c, n);
+        singles.push(bytesOf(c, m * n));
+      }
+      for (let r = 1; r < 4; r++) {
+        assert.deepEqual(runs[r], runs[0], `split run ${r} differs for ${m},${n},${k}`);
+        assert.deepEqual(singles[r], singles[0], `single run ${r} differs for ${m},${n},${k}`);
+      }
+      if (partitionGemm(m, n, 2).rows && single.name === compute.name) assert.deepEqual(runs[0], singles[0], 'row split ≠ single thread');
+      heap.free(a);
+      heap.free(b);
+      heap.free(c);
+    }
+  });
+
+  it('a worker dying mid-kernel rejects the pending GEMM, is replaced, and the next GEMM is correct', async () => {
+    const n = 1024;
+    const a = random(n * n, 3);
+    const b = random(n * n, 4);
+    const c = heap.alloc(n * n * 4);
+    await compute.ping(); // pool started, workers ready
+    const pool = compute.pool!;
+    // The whole 1024³ GEMM (~40 ms) on worker 0, nothing on the caller: it is surely mid-kernel below.
+    const task: GemmArgs = [0, 0, n, n, n, 1, a, n, b, n, 0, c, n];
+    const pending = pool.run(OP.GEMM, 'gemm', [task], () => {});
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(await pool.terminateWorkerForTest(0), 1);
+    await assert.rejects(pending, (err: Error) => {
+      assert.match(err.message, /worker 0 exited with code 1 while running gemm/);
+      return true;
+    });
+    // Next split GEMM: a fresh worker takes slot 0.
+    const m = 40;
+    const k = 50;
+    const c2 = heap.alloc(m * 64 * 4);
+    const cRef = heap.alloc(m * 64 * 4);
+    await compute.gemm(0, 0, m, 64, k, 1, a, k, b, 64, 0, c2, 64);
+    ref.gemm(0, 0, m, 64, k, 1, a, k, b, 64, 0, cRef, 64);
+    for (let i = 0; i < m * 64; i++) {
+      assert.ok(Math.abs(heap.f32[(c2 >> 2) + i]! - heap.f32[(cRef >> 2) + i]!) < 1e-4, `element ${i}`);
+    }
+    for (const p of [a, b, c, c2, cRef]) heap.free(p);
+  });
+
+  it('an error inside the kernels (out-of-bounds pointer) rejects with the worker message', async () => {
+    const beyond = heap.byteLength + 65536 * 64;
+    const a = random(64 * 64, 5);
+    await assert.rejects(
+      async () => compute.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, beyond, 64),
+      /out of bounds/,
+    );
+    // The pool still works afterwards.
+    const c = heap.alloc(64 * 64 * 4);
+    await compute.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, c, 64);
+    heap.free(a);
+    heap.free(c);
+  });
+
+  it('workers see memory growth', async () => {
+    const before = heap.byteLength;
+    const big = heap.alloc(before); // forces growth
+    assert.ok(heap.byteLength > before);
+    const m = 32;
+    const a = random(m * m, 9);
+    const c = heap.alloc(m * m * 4);
+    const cRef = heap.alloc(m * m * 4);
+    assert.ok(c >= before || cRef >= before || a >= before, 'some buffer lies in the grown part');
+    await compute.gemm(0, 0, m, m, m, 1, a, m, a, m, 0, c, m);
+    ref.gemm(0, 0, m, m, m, 1, a, m, a, m, 0, cRef, m);
+    for (let i = 0; i < m * m; i++) assert.ok(Math.abs(heap.f32[(c >> 2) + i]! - heap.f32[(cRef >> 2) + i]!) < 1e-4);
+    for (const p of [big, a, c, cRef]) heap.free(p);
+  });
+});
+
+describe('pool lifecycle', () => {
+  it('close() leaves no handles: a child process that split a GEMM exits by itself', () => {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const script = `
+      import { SharedHeap } from ${JSON.stringify(`${root}src/heap.ts`)};
+      import { createWasmCompute } from ${JSON.stringify(`${root}workers/wasm-compute.ts`)};
+      const heap = new SharedHeap();
+      const compute = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0 });
+      const a = heap.alloc(128 * 128 * 4);
+      const c = heap.alloc(128 * 128 * 4);
+      const p = compute.gemm(0, 0, 128, 128, 128, 1, a, 128, a, 128, 0, c, 128);
+      if (!(p instanceof Promise)) throw new Error('expected a split');
+      await p;
+      await compute.close();
+      console.log('closed');
+    `;
+    const t0 = Date.now();
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 15_000,
+    });
+    assert.equal(child.error, undefined, `child did not exit by itself: ${String(child.error)}`);
+    assert.equal(child.status, 0, child.stderr);
+    assert.match(child.stdout, /closed/);
+    assert.ok(Date.now() - t0 < 10_000);
+  });
+});

@@ -1,0 +1,127 @@
+/**
+ * Quick throughput and latency measurement of the wasm compute layer (not a test).
+ *
+ * Usage: `npx tsx workers/measure.ts [--relaxed=auto|true|false] [--threads=2] [--quick]`
+ */
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { SharedHeap } from '../src/heap.ts';
+import { createWasmCompute } from './wasm-compute.ts';
+
+const arg = (name: string, dflt: string): string =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;
+const relaxedArg = arg('relaxed', 'auto');
+const relaxedSimd = relaxedArg === 'auto' ? 'auto' : relaxedArg === 'true';
+const threads = Number(arg('threads', '2'));
+const quick = process.argv.includes('--quick');
+
+const heap = new SharedHeap({ initialBytes: 64 << 20 });
+const single = createWasmCompute(heap.memory, { threads: 1, relaxedSimd });
+const multi = createWasmCompute(heap.memory, { threads, relaxedSimd });
+
+/** Median seconds per call of `fn` over `samples` samples of ≥ minMs each, after warming up. */
+async function time(fn: () => unknown, samples = quick ? 3 : 7, minMs = quick ? 15 : 30): Promise<number> {
+  const warmEnd = performance.now() + (quick ? 100 : 300);
+  while (performance.now() < warmEnd) await fn();
+  const out: number[] = [];
+  for (let s = 0; s < samples; s++) {
+    let calls = 0;
+    const t0 = performance.now();
+    let t = t0;
+    do {
+      await fn();
+      calls++;
+      t = performance.now();
+    } while (t - t0 < minMs);
+    out.push((t - t0) / 1000 / calls);
+  }
+  out.sort((a, b) => a - b);
+  return out[out.length >> 1]!;
+}
+
+function filled(count: number): number {
+  const p = heap.alloc(count * 4);
+  const f = heap.f32;
+  // Write every page: never-written pages run GEMM at half speed.
+  for (let i = 0; i < count; i++) f[(p >> 2) + i] = ((i * 7919) % 1000) / 1000 - 0.5;
+  return p;
+}
+
+const shapes: [string, number, number, number, number, number][] = [
+  // label, m, k, n, transA, transB
+  ['64³', 64, 64, 64, 0, 0],
+  ['128³', 128, 128, 128, 0, 0],
+  ['256³', 256, 256, 256, 0, 0],
+  ['512³', 512, 512, 512, 0, 0],
+  ['1024³', 1024, 1024, 1024, 0, 0],
+  ['(64×784)·(784×128)', 64, 784, 128, 0, 0],
+  ['dW: (784×64)ᵀ… Xᵀ·dY 784,64,128', 784, 64, 128, 1, 0],
+  ['dX: dY·Wᵀ 64,128,784', 64, 128, 784, 0, 1],
+  ['64,128,10', 64, 128, 10, 0, 0],
+  ['256,784,128', 256, 784, 128, 0, 0],
+];
+
+/** CPU seconds used by the whole machine so far (from /proc/stat; 0 where unavailable). */
+function machineCpuSeconds(): number {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+    return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) / 100;
+  } catch {
+    return 0;
+  }
+}
+const wall0 = performance.now();
+const machine0 = machineCpuSeconds();
+const own0 = process.cpuUsage();
+
+console.log(`backend ${single.name}; threads for split: ${multi.threads}`);
+console.log('| shape (m,k,n) | 1 thread GFLOP/s | µs | split GFLOP/s | µs |');
+console.log('|---|---|---|---|---|');
+for (const [label, m, k, n, tA, tB] of shapes) {
+  if (quick && m * n * k > 300e6) continue;
+  const a = filled(m * k);
+  const b = filled(k * n);
+  const c = filled(m * n);
+  const lda = tA ? m : k;
+  const ldb = tB ? k : n;
+  const flops = 2 * m * n * k;
+  const t1 = await time(() => single.kernels.gemm(tA, tB, m, n, k, 1, a, lda, b, ldb, 0, c, n));
+  const t2 = await time(() => multi.gemm(tA, tB, m, n, k, 1, a, lda, b, ldb, 0, c, n));
+  const g = (t: number) => (flops / t / 1e9).toFixed(1);
+  const us = (t: number) => (t * 1e6).toFixed(1);
+  console.log(`| ${label} | ${g(t1)} | ${us(t1)} | ${g(t2)} | ${us(t2)} |`);
+  heap.free(a);
+  heap.free(b);
+  heap.free(c);
+}
+
+if (multi.threads > 1) {
+  // Dispatch latency: empty task through every worker, back to back (workers hot), and after 2 ms of idling (asleep).
+  await multi.ping();
+  const hot: number[] = [];
+  for (let i = 0; i < 2000; i++) {
+    const t0 = performance.now();
+    await multi.ping();
+    hot.push(performance.now() - t0);
+  }
+  const cold: number[] = [];
+  for (let i = 0; i < (quick ? 20 : 100); i++) {
+    await new Promise((r) => setTimeout(r, 2));
+    const t0 = performance.now();
+    await multi.ping();
+    cold.push(performance.now() - t0);
+  }
+  const pct = (xs: number[], q: number) => [...xs].sort((x, y) => x - y)[Math.floor(q * (xs.length - 1))]! * 1000;
+  const fmt = (xs: number[]) => `median ${pct(xs, 0.5).toFixed(1)} µs, p10 ${pct(xs, 0.1).toFixed(1)}, p90 ${pct(xs, 0.9).toFixed(1)}`;
+  console.log(`dispatch round trip (await ping), workers hot: ${fmt(hot)}`);
+  console.log(`dispatch round trip (await ping), workers asleep: ${fmt(cold)}`);
+}
+
+const wall = (performance.now() - wall0) / 1000;
+const own = process.cpuUsage(own0);
+const foreign = machineCpuSeconds() - machine0 - (own.user + own.system) / 1e6;
+console.log(`foreign CPU load during the run: ${((100 * foreign) / wall).toFixed(0)}% of a core (figures are unreliable above ~5%)`);
+
+await single.close();
+await multi.close();

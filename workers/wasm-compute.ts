@@ -1,0 +1,238 @@
+/**
+ * The wasm compute backend: the SIMD128 kernels (workers/assembly, built by `npm run build:wasm`) on the
+ * calling thread, plus a lazily started worker pool that splits large GEMMs.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import v8 from 'node:v8';
+import type { ComputeBackend } from './compute-api.ts';
+import { KERNEL_NAMES, type Kernels } from './kernel-api.ts';
+import { WorkerPool, MAX_THREADS, OP, scratchAddress, type GemmArgs } from './pool.ts';
+
+/** Options of {@link createWasmCompute}. */
+export interface WasmComputeOptions {
+  /**
+   * Threads that share a split GEMM, the calling thread included; 1 = no workers at all.
+   * Default: env RXGRAD_THREADS, else min(os.availableParallelism(), 2).
+   */
+  threads?: number;
+  /** 'auto' (default): the relaxed-SIMD (FMA) build if V8 accepts it, else plain SIMD128. */
+  relaxedSimd?: 'auto' | boolean;
+  /**
+   * Split a GEMM across the pool when 2·m·n·k ≥ this many flops. Default: {@link HOT_SPLIT_FLOPS} while
+   * the workers are still spinning from their last task, {@link COLD_SPLIT_FLOPS} once they sleep.
+   */
+  splitThresholdFlops?: number;
+}
+
+/** Split threshold while workers spin (no wake-up cost): ~10 µs of single-thread work. */
+export const HOT_SPLIT_FLOPS = 0.5e6;
+/** Split threshold once workers sleep: a futex wake costs ~50 µs on this VM, so ~200 µs of work. */
+export const COLD_SPLIT_FLOPS = 10e6;
+/** Rows per register tile: split boundaries are multiples of it so every tile is computed alike. */
+const MR = 4;
+/** Columns per register tile. */
+const NR = 8;
+
+/** The wasm backend, with test and measurement hooks beyond {@link ComputeBackend}. */
+export interface WasmCompute extends ComputeBackend {
+  /** Every export of the instance on the calling thread (the kernels plus setScratch, nop, …). */
+  readonly exports: Kernels & { nop(): void; setScratch(ptr: number): void; scratchBytes(): number };
+  /** Round trip of an empty task through every worker (starts the pool); for latency measurements. */
+  ping(): Promise<void> | void;
+  /** Test hook: terminates worker i of the pool (starting the pool if needed); resolves with its exit code. */
+  terminateWorkerForTest(i: number): Promise<number>;
+  /** The pool, once started. */
+  readonly pool: WorkerPool | undefined;
+}
+
+const modules = new Map<string, WebAssembly.Module>();
+
+function loadModule(file: string): WebAssembly.Module {
+  let mod = modules.get(file);
+  if (mod) return mod;
+  const path = fileURLToPath(new URL(`./generated/${file}`, import.meta.url));
+  if (!existsSync(path)) throw new Error(`rxgrad: ${path} is missing: run npm run build:wasm`);
+  mod = new WebAssembly.Module(readFileSync(path));
+  modules.set(file, mod);
+  return mod;
+}
+
+let relaxedOk: boolean | undefined;
+
+/** True if this V8 compiles relaxed SIMD, turning on Node 20's experimental flag if needed. */
+function relaxedSupported(): boolean {
+  if (relaxedOk !== undefined) return relaxedOk;
+  const path = fileURLToPath(new URL('./generated/kernels-relaxed.wasm', import.meta.url));
+  if (!existsSync(path)) return (relaxedOk = false);
+  const bytes = readFileSync(path);
+  if (!WebAssembly.validate(bytes)) {
+    // Node 20 (V8 11.3) has relaxed SIMD behind a flag; V8 ≥ 11.4 ships it. The flag is process-wide
+    // and also covers workers created afterwards.
+    try {
+      v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+    } catch {
+      // Unknown flag on a future V8: validation below decides.
+    }
+  }
+  return (relaxedOk = WebAssembly.validate(bytes));
+}
+
+function defaultThreads(): number {
+  const env = process.env['RXGRAD_THREADS'];
+  if (env !== undefined && env !== '') {
+    const t = Number(env);
+    if (!Number.isInteger(t) || t < 1) throw new RangeError(`RXGRAD_THREADS must be a positive integer, got ${env}`);
+    return t;
+  }
+  return Math.min(Math.max(1, os.availableParallelism()), 2);
+}
+
+/** Row (or, for short C, column) ranges of a split: multiples of the tile size, fixed by shape and parts. */
+export function partitionGemm(m: number, n: number, parts: number): { rows: boolean; ranges: [number, number][] } {
+  const split = (len: number, tile: number): [number, number][] => {
+    const chunk = Math.ceil(len / parts / tile) * tile;
+    const ranges: [number, number][] = [];
+    for (let s = 0; s < len; s += chunk) ranges.push([s, Math.min(len, s + chunk)]);
+    return ranges;
+  };
+  if (m >= 2 * MR || n < 2 * NR) return { rows: true, ranges: split(m, MR) };
+  return { rows: false, ranges: split(n, NR) };
+}
+
+/**
+ * Creates the wasm backend over the shared memory (synchronously: compiles, instantiates, warms up).
+ * One backend per memory is the usual set-up; several may share a memory (each pool takes its own slots).
+ *
+ * Usage: `const compute = createWasmCompute(heap.memory, { threads: 2 }); compute.kernels.reluForward(x, y, n); await compute.gemm(0, 0, m, n, k, 1, a, k, b, n, 0, c, n); await compute.close();`
+ */
+export function createWasmCompute(memory: WebAssembly.Memory, options: WasmComputeOptions = {}): WasmCompute {
+  const relaxed = options.relaxedSimd ?? 'auto';
+  let useRelaxed = false;
+  if (relaxed !== false) {
+    useRelaxed = relaxedSupported();
+    if (relaxed === true && !useRelaxed) throw new Error('rxgrad: relaxed SIMD is not supported by this V8');
+  }
+  const module = loadModule(useRelaxed ? 'kernels-relaxed.wasm' : 'kernels-simd.wasm');
+  const name = useRelaxed ? 'wasm-relaxed-simd' : 'wasm-simd128';
+  const threads = options.threads ?? defaultThreads();
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+    throw new RangeError(`rxgrad: threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`);
+  }
+  if (memory.buffer.byteLength < 65536) throw new RangeError('rxgrad: the memory must hold the 64 KiB control region');
+
+  let instance: WebAssembly.Instance;
+  try {
+    instance = new WebAssembly.Instance(module, { env: { memory } });
+  } catch (err) {
+    throw new Error(
+      `rxgrad: cannot instantiate the kernels over this memory (it must be shared, maximum ≤ 65536 pages): ${String(err)}`,
+    );
+  }
+  const exports = instance.exports as unknown as WasmCompute['exports'];
+  for (const k of KERNEL_NAMES) if (typeof exports[k] !== 'function') throw new Error(`rxgrad: kernel ${k} missing from ${name}`);
+  const scratchBytes = exports.scratchBytes();
+  const scratch = scratchAddress(0, scratchBytes);
+  exports.setScratch(scratch);
+  warmUp(exports, scratch, scratchBytes);
+
+  const kernels: Kernels = exports;
+  let pool: WorkerPool | undefined;
+  let closed = false;
+  const getPool = (): WorkerPool => {
+    if (closed) throw new Error('rxgrad: compute backend used after close()');
+    return (pool ??= new WorkerPool(module, memory, threads - 1, scratchBytes));
+  };
+
+  function gemm(
+    transA: number, transB: number, m: number, n: number, k: number, alpha: number,
+    a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number,
+  ): Promise<void> | void {
+    const flops = 2 * m * n * k;
+    if (threads === 1 || flops < (options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS))) {
+      kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
+    const { rows, ranges } = partitionGemm(m, n, threads);
+    if (ranges.length < 2) {
+      kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
+    const part = ([s, e]: [number, number]): GemmArgs =>
+      rows
+        ? [transA, transB, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, b, ldb, beta, c + 4 * s * ldc, ldc]
+        : [transA, transB, m, e - s, k, alpha, a, lda, transB ? b + 4 * s * ldb : b + 4 * s, ldb, beta, c + 4 * s, ldc];
+    const tasks = ranges.slice(1).map(part);
+    const mine = part(ranges[0]!);
+    return getPool().run(OP.GEMM, 'gemm', tasks, () => kernels.gemm(...mine));
+  }
+
+  return {
+    kernels,
+    exports,
+    threads,
+    name,
+    gemm,
+    get pool() {
+      return pool;
+    },
+    ping() {
+      if (threads === 1) return exports.nop();
+      const p = getPool();
+      return p.run(OP.NOP, 'nop', p.size, () => exports.nop());
+    },
+    terminateWorkerForTest(i: number) {
+      return getPool().terminateWorkerForTest(i);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await pool?.close();
+    },
+  };
+}
+
+/**
+ * Calls every kernel a few times on this thread's scratch so V8 has tiered them up (Liftoff runs GEMM at a
+ * fraction of TurboFan speed and wasm has no on-stack replacement). Touches only the scratch area.
+ */
+function warmUp(k: Kernels, scratch: number, bytes: number): void {
+  k.fill(scratch, bytes >> 2, 0.5);
+  const f = 4; // bytes per float
+  const x = scratch;
+  const y = scratch + 64 * f;
+  const z = scratch + 128 * f;
+  const w = scratch + 192 * f;
+  // Small GEMMs: all row-edge variants (m = 5, 6, 7, 8), both A layouts, direct and panel paths.
+  const a = scratch + 256 * f; // 8×8
+  const b = scratch + 320 * f; // 8×9
+  const c = scratch + 400 * f; // 8×9
+  for (let rep = 0; rep < 8; rep++) {
+    for (let m = 5; m <= 8; m++) {
+      for (let t = 0; t < 4; t++) k.gemm(t & 1, t >> 1, m, 9, 8, 1, a, 8, b, 9, rep & 1, c, 9);
+    }
+    k.addBias(x, y, 4, 16);
+    k.sumRows(x, y, 4, 16, 0);
+    k.reluForward(x, y, 63);
+    k.reluBackward(x, y, z, 63);
+    k.leakyReluForward(x, y, 63, 0.01);
+    k.leakyReluBackward(x, y, z, 63, 0.01);
+    k.sigmoidForward(x, y, 63);
+    k.sigmoidBackward(x, y, z, 63);
+    k.tanhForward(x, y, 63);
+    k.tanhBackward(x, y, z, 63);
+    k.geluForward(x, y, 63);
+    k.geluBackward(x, y, z, 63);
+    k.softmaxForward(x, y, 4, 15);
+    k.softmaxBackward(x, y, z, 4, 15);
+    k.fill(w, 4, 0);
+    k.softmaxCrossEntropy(x, w, 4, 15, y, z, 0.25);
+    k.adamUpdate(x, y, z, w, 63, 0, 0.9, 0.999, 1e-8, 0, rep & 1, 0.1, 0.001);
+    k.sgdUpdate(x, y, z, 63, 0, 0.9, rep & 1, 0);
+    k.copy(x, y, 63);
+    k.scale(y, 63, 1);
+    k.axpy(63, 0, x, y);
+    k.fill(x, 64, 0.5);
+  }
+}

@@ -1,6 +1,6 @@
 import {
-  Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableFromIPC, type Data,
-  type DataType,
+  DataType, Field, FixedSizeList, Float32, Int32, makeData, Precision, RecordBatch, Schema, Struct, Table, tableFromIPC,
+  type Data, type Float, type Int,
 } from 'apache-arrow';
 import { formatShape, sizeOf, type Shape } from './tensor.ts';
 
@@ -90,6 +90,11 @@ export function batchFromArrays(arrays: BatchArrays): Batch {
   return new RecordBatch(schema, makeData({ type: new Struct(fields), length: rows, nullCount: 0, children: columns }));
 }
 
+// Type checks by type id, not instanceof: IPC readers rebuild types as the generic Float/Int classes.
+const isFloat32 = (type: DataType) => DataType.isFloat(type) && (type as Float).precision === Precision.SINGLE;
+const isInt32 = (type: DataType) => DataType.isInt(type) && (type as Int).bitWidth === 32 && (type as Int).isSigned;
+const numeric = (type: DataType) => isFloat32(type) || isInt32(type);
+
 /** A numeric column read out of a batch: its values (a view, not a copy), rows and per-row shape. */
 export interface TensorColumn<T extends Float32Array | Int32Array = Float32Array | Int32Array> {
   values: T;
@@ -116,23 +121,23 @@ export function tensorColumn(batch: Batch, name: string): TensorColumn {
   const data = vector.data[0]!;
   const rows = batch.numRows;
   if (data.nullCount > 0) throw new TypeError(`column '${name}' has ${data.nullCount} null rows; nulls are not supported`);
-  const numeric = (type: DataType) => type instanceof Float32 || type instanceof Int32;
   if (numeric(field.type)) {
-    const dtype = field.type instanceof Int32 ? 'int32' : 'float32';
+    const dtype = isInt32(field.type) ? 'int32' : 'float32';
     return { values: (data.values as Float32Array | Int32Array).subarray(0, rows), rows, shape: [], dtype };
   }
-  const element = field.type instanceof FixedSizeList ? field.type.children[0]?.type : undefined;
-  if (!(field.type instanceof FixedSizeList) || !element || !numeric(element)) {
+  const list = DataType.isFixedSizeList(field.type) ? (field.type as FixedSizeList) : null;
+  const element = list?.children[0]?.type;
+  if (!list || !element || !numeric(element)) {
     throw new TypeError(`column '${name}' is ${String(field.type)}; expected FixedSizeList<Float32 | Int32>, Float32 or Int32`);
   }
-  const width = field.type.listSize;
+  const width = list.listSize;
   const shape = parseShape(field, width);
   const child = data.children[0]!;
   const values = child.values as Float32Array | Int32Array;
   if (values.length < rows * width) {
     throw new RangeError(`column '${name}': ${rows} rows of ${width} need ${rows * width} values, the buffer has ${values.length}`);
   }
-  return { values: values.subarray(0, rows * width), rows, shape, dtype: element instanceof Int32 ? 'int32' : 'float32' };
+  return { values: values.subarray(0, rows * width), rows, shape, dtype: isInt32(element) ? 'int32' : 'float32' };
 }
 
 /**
@@ -189,7 +194,10 @@ export function batchesFromTable(table: Table): Batch[] {
  * Usage: `const batches = batchesFromIpc(await readFile('train.arrow'));`
  */
 export function batchesFromIpc(bytes: Uint8Array): Batch[] {
-  return tableFromIPC(bytes).batches;
+  const table = tableFromIPC(bytes);
+  // The reader answers an empty table for bytes that hold no message at all; that is malformed input here.
+  if (table.schema.fields.length === 0) throw new TypeError(`batchesFromIpc: no Arrow IPC schema in ${bytes.length} bytes`);
+  return table.batches;
 }
 
 /**

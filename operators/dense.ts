@@ -75,8 +75,9 @@ class Dense implements Layer {
       useBias: this.options.useBias ?? true,
       kernelInitializer: (this.options.kernelInitializer ?? glorotUniform()).name,
       biasInitializer: (this.options.biasInitializer ?? zeros()).name,
-      kernelRegularizer: this.options.kernelRegularizer?.name ?? null,
-      biasRegularizer: this.options.biasRegularizer?.name ?? null,
+      // Coefficients, not the display name: `layerFromConfig` rebuilds the regularizer from them.
+      kernelRegularizer: this.options.kernelRegularizer?.config() ?? null,
+      biasRegularizer: this.options.biasRegularizer?.config() ?? null,
     };
   }
 }

@@ -557,6 +557,16 @@ export class Model {
     this.freeArenas.length = 0;
   }
 
+  /**
+   * Saves a checkpoint (weights, optimizer state, step count, RNG, stream offsets); see `saveModel` in src/checkpoint.ts.
+   *
+   * Usage: `await model.save('runs/mnist', { streamOffsets: { partition0: 1234 } });`
+   */
+  async save(path: string, extra?: import('./checkpoint.ts').SaveExtra): Promise<import('./checkpoint.ts').SavedCheckpoint> {
+    // Imported on use: checkpoint.ts imports this module, and a lazy import keeps the cycle out of module initialisation.
+    return (await import('./checkpoint.ts')).saveModel(this, path, extra);
+  }
+
   /** Trainable parameters (internal: for optimizers and checkpoints). */
   get parameterTensors(): readonly Parameter[] {
     return this.params;

@@ -16,6 +16,13 @@ export interface Optimizer {
   /** Named state tensors per parameter, for checkpoints: `{ 'dense_1/kernel': { m, v } }`. */
   state(): Map<string, Record<string, Tensor>>;
   config(): Record<string, unknown>;
+  /**
+   * Checkpoint loading: sets `iterations` and recreates the state slots of `parameters` (matched by
+   * name) from saved values, so the next step continues exactly where the saved run stopped.
+   * Validates slot names and sizes, naming the parameter and slot. Optional so that third-party
+   * optimizers without state still satisfy the interface.
+   */
+  restoreState?(parameters: readonly Parameter[], engine: Engine, iterations: number, slots: ReadonlyMap<string, Readonly<Record<string, Float32Array>>>): void;
 }
 
 function checkRate(name: string, value: number, what: string, max = Infinity): number {
@@ -45,6 +52,28 @@ abstract class StatefulOptimizer implements Optimizer {
 
   state(): Map<string, Record<string, Tensor>> {
     return new Map([...this.slots].map(([p, s]) => [p.name, s]));
+  }
+
+  restoreState(parameters: readonly Parameter[], engine: Engine, iterations: number, slots: ReadonlyMap<string, Readonly<Record<string, Float32Array>>>): void {
+    if (!Number.isSafeInteger(iterations) || iterations < 0) throw new RangeError(`${this.name}.restoreState: iterations must be a non-negative integer, got ${iterations}`);
+    const byName = new Map(parameters.map((p) => [p.name, p]));
+    // Validate everything before touching the heap, so a bad checkpoint leaves the optimizer as it was.
+    for (const [name, saved] of slots) {
+      const p = byName.get(name);
+      if (!p) throw new RangeError(`${this.name}.restoreState: the model has no parameter '${name}'`);
+      const names = Object.keys(saved).sort();
+      const expected = [...this.slotNames].sort();
+      if (names.join() !== expected.join()) throw new RangeError(`${this.name}.restoreState: '${name}' has slots [${names.join(', ')}], expected [${expected.join(', ')}]`);
+      for (const slot of names) {
+        const values = saved[slot]!;
+        if (values.length !== p.value.size) throw new RangeError(`${this.name}.restoreState: '${name}' slot '${slot}' has ${values.length} values, the parameter ${p.value.size}`);
+      }
+    }
+    for (const [name, saved] of slots) {
+      const s = this.slotsFor(byName.get(name)!, engine);
+      for (const slot of this.slotNames) s[slot]!.data().set(saved[slot]!);
+    }
+    this.iterations = iterations;
   }
 
   apply(parameters: readonly Parameter[], engine: Engine): void {

@@ -8,6 +8,8 @@ export interface Regularizer {
   penalty(values: Float32Array): number;
   /** grad += dPenalty/dValues. */
   addGradient(values: Float32Array, grad: Float32Array): void;
+  /** The coefficients, so a saved model can rebuild it with {@link l1l2} (checkpoints, `layerFromConfig`). */
+  config(): { l1: number; l2: number };
 }
 
 /**
@@ -17,6 +19,7 @@ export function l1l2({ l1 = 0, l2 = 0 }: { l1?: number; l2?: number }): Regulari
   if (!(l1 >= 0) || !(l2 >= 0)) throw new RangeError(`l1l2: coefficients must be ≥ 0, got l1=${l1}, l2=${l2}`);
   return {
     name: l1 && l2 ? `l1l2(${l1}, ${l2})` : l1 ? `l1(${l1})` : `l2(${l2})`,
+    config: () => ({ l1, l2 }),
     penalty(values) {
       let abs = 0;
       let squares = 0;

@@ -8,9 +8,8 @@
  *   npx tsx examples/mnist-mlp.ts --epochs 2 --train 2000 --test 500   # a short run
  */
 import { Command, InvalidArgumentError } from 'commander';
-import { SingleBar, Presets } from 'cli-progress';
-import { lastValueFrom, tap } from 'rxjs';
-import { adam, batchesFromArrays, closeDefaultEngine, defaultEngine, dense, relu, sequential, softmaxCrossEntropy, type TrainProgress } from '../src/index.ts';
+import { lastValueFrom } from 'rxjs';
+import { adam, batchesFromArrays, closeDefaultEngine, defaultEngine, dense, logProgress, relu, sequential, softmaxCrossEntropy } from '../src/index.ts';
 import { loadEmbeddedMnist, loadFashionMnist, type Dataset } from '../src/data/index.ts';
 
 const positiveInt = (name: string) => (value: string) => {
@@ -57,42 +56,13 @@ const model = sequential([dense(options.hidden), relu(), dense(10)], { inputShap
 model.summary();
 console.log(`data: ${train.name} ${train.length} examples, ${test.name} ${test.length}; compute: ${defaultEngine().compute.name}, ${defaultEngine().compute.threads} thread(s)`);
 
-const interactive = options.progress && process.stdout.isTTY;
-const bar = new SingleBar(
-  { format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} batches | loss {loss} | acc {accuracy} | {speed} ex/s', hideCursor: true },
-  Presets.shades_classic,
-);
-let epochStart = performance.now();
-
-const onProgress = (event: TrainProgress) => {
-  if (event.kind === 'step') {
-    if (!interactive) return;
-    if (event.batch === 1) {
-      epochStart = performance.now();
-      bar.start(event.batches, 0, { epoch: event.epoch, epochs, loss: '-', accuracy: '-', speed: '-' });
-    }
-    bar.update(event.batch, {
-      loss: event.meanLoss.toFixed(4),
-      accuracy: ((event.meanAccuracy ?? 0) * 100).toFixed(2) + '%',
-      speed: Math.round(event.examples / ((performance.now() - epochStart) / 1000)),
-    });
-    return;
-  }
-  if (interactive) bar.stop();
-  const validation = event.validation ? ` | test loss ${event.validation.loss.toFixed(4)}, test accuracy ${(event.validation.accuracy! * 100).toFixed(2)}%` : '';
-  console.log(
-    `epoch ${event.epoch}/${event.epochs}: loss ${event.loss.toFixed(4)}, accuracy ${((event.accuracy ?? 0) * 100).toFixed(2)}%${validation} ` +
-      `(${event.seconds.toFixed(1)} s, ${Math.round(event.examplesPerSecond)} ex/s)`,
-  );
-};
-
 await lastValueFrom(
   model
     .train(train, {
       epochs, batchSize: options.batchSize, loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }),
       metrics: ['accuracy'], validation: test,
     })
-    .pipe(tap(onProgress)),
+    .pipe(logProgress({ bar: options.progress ? 'auto' : false })),
 );
 const final = await model.evaluate(batchesFromArrays(test, 256), { loss: softmaxCrossEntropy() });
 console.log(`final test accuracy: ${(final.accuracy! * 100).toFixed(2)}% (${final.examples} examples, loss ${final.loss.toFixed(4)})`);

@@ -4,6 +4,8 @@
  * Usage: `import { sequential, dense, relu, adam, softmaxCrossEntropy } from 'rxgrad';`
  */
 export { sequential, Model } from './model.ts';
+export { logProgress } from './progress.ts';
+export type { LogProgressOptions } from './progress.ts';
 export type { SequentialOptions, FitOptions, StepReport, EvaluationResult, TrainOptions, TrainProgress, ParameterInfo } from './model.ts';
 export {
   batchFromArrays, batchesFromArrays, batchesFromIpc, batchesFromTable, floatColumn, gatherBatch, labelColumn, outputBatch,

@@ -70,7 +70,7 @@ export interface TrainOptions extends FitOptions {
 
 /** Progress events of {@link Model.train}. */
 export type TrainProgress =
-  | ({ kind: 'step'; epoch: number; batch: number; batches: number; meanLoss: number; meanAccuracy?: number } & StepReport)
+  | ({ kind: 'step'; epoch: number; epochs: number; batch: number; batches: number; meanLoss: number; meanAccuracy?: number } & StepReport)
   | { kind: 'epoch'; epoch: number; epochs: number; loss: number; accuracy?: number; validation?: EvaluationResult; seconds: number; examplesPerSecond: number };
 
 /** A parameter as users see it: name, shape and a copy of its values. */
@@ -519,7 +519,7 @@ export class Model {
               stepsInEpoch++;
               if (report.accuracy !== undefined) correct += report.accuracy * report.batchSize;
               return {
-                kind: 'step', ...report, examples: seen, epoch: epoch + 1, batch: stepsInEpoch, batches,
+                kind: 'step', ...report, examples: seen, epoch: epoch + 1, epochs, batch: stepsInEpoch, batches,
                 meanLoss: lossSum / seen, ...(wantAccuracy && report.accuracy !== undefined ? { meanAccuracy: correct / seen } : {}),
               };
             }),

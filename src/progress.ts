@@ -27,14 +27,13 @@ export function logProgress(options: LogProgressOptions = {}): MonoTypeOperatorF
     Presets.shades_classic,
   );
   let epochStart = 0;
-  let epochs = 0;
   return tap({
     next(event) {
       if (event.kind === 'step') {
         if (!interactive) return;
         if (event.batch === 1) {
           epochStart = performance.now();
-          bar.start(event.batches, 0, { epoch: event.epoch, epochs: epochs || '?', loss: '-', accuracy: '-', speed: '-' });
+          bar.start(event.batches, 0, { epoch: event.epoch, epochs: event.epochs, loss: '-', accuracy: '-', speed: '-' });
         }
         bar.update(event.batch, {
           loss: event.meanLoss.toFixed(4),
@@ -43,7 +42,6 @@ export function logProgress(options: LogProgressOptions = {}): MonoTypeOperatorF
         });
         return;
       }
-      epochs = event.epochs;
       if (interactive) bar.stop();
       const validation = event.validation
         ? ` | validation loss ${event.validation.loss.toFixed(4)}, accuracy ${percent(event.validation.accuracy)}`

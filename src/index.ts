@@ -50,3 +50,10 @@ export { saveModel, loadModel, checkpointEvery, CheckpointError, CHECKPOINT_FORM
 export type { CheckpointManifest, SaveExtra, SavedCheckpoint, LoadedCheckpoint, LoadOptions, CheckpointEveryOptions } from './checkpoint.ts';
 export { layerFromConfig, registerLayer, layerKinds, LayerConfigError, ConfigReader } from '../operators/index.ts';
 export type { LayerFactory } from '../operators/index.ts';
+export { embedding } from '../operators/embedding.ts';
+export type { EmbeddingOptions } from '../operators/embedding.ts';
+export { simpleRnn, orthogonal } from '../operators/simple-rnn.ts';
+export type { RecurrentOptions, RecurrentLayer, InitialStateMode } from '../operators/simple-rnn.ts';
+export { lstm } from '../operators/lstm.ts';
+export type { LstmOptions } from '../operators/lstm.ts';
+export { gru } from '../operators/gru.ts';

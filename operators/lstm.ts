@@ -1,0 +1,167 @@
+import { zeros, type Initializer } from '../src/initializers.ts';
+import type { StepContext } from '../src/layer.ts';
+import type { Shape, Tensor } from '../src/tensor.ts';
+import { Recurrent, type RecurrentLayer, type RecurrentOptions, type RecurrentSaved } from './simple-rnn.ts';
+
+/** Options of {@link lstm}. */
+export interface LstmOptions extends RecurrentOptions {
+  /** Initialise the forget-gate bias to 1 (Keras `unit_forget_bias`, default true); the rest of the bias is 0. */
+  unitForgetBias?: boolean;
+}
+
+/** Bias `[4U]`: zeros, with the forget block (the second) set to 1 when asked. */
+function lstmBias(units: number, unitForgetBias: boolean): Initializer {
+  return {
+    name: unitForgetBias ? 'zeros+unitForgetBias' : 'zeros',
+    fill(values) {
+      values.fill(0);
+      if (unitForgetBias) values.fill(1, units, 2 * units);
+    },
+  };
+}
+
+/**
+ * Long short-term memory, Keras layout and formulas. Gate blocks along the `4U` axis: i, f, c, o.
+ *   z = x_t·W + h_{t−1}·U + b;  i = σ(z_i), f = σ(z_f), g = tanh(z_c), o = σ(z_o)
+ *   c_t = f·c_{t−1} + i·g;  h_t = o·tanh(c_t)
+ * Parameters: kernel `[F, 4U]` (Glorot uniform), recurrentKernel `[U, 4U]` (orthogonal, Keras style),
+ * bias `[4U]` (zeros, forget block 1). Initial state `[2, U]` = (h_0, c_0) when learned or a column.
+ *
+ * Forward per step: one GEMM accumulates h_{t−1}·U into the precomputed input projection; the gate
+ * non-linearities run in place on it (SIMD kernels), so the saved `z` holds the gate activations.
+ * Backward per step (no transcendental: every derivative comes from saved activations):
+ *   dh = dh_rec + dy_t;  dc = dc_rec + dh·o·(1 − tanh²c_t)
+ *   dz_i = dc·g·i(1−i), dz_f = dc·c_{t−1}·f(1−f), dz_c = dc·i·(1−g²), dz_o = dh·tanh(c_t)·o(1−o)
+ *   dc_rec ← dc·f;  dh_rec ← dz·Uᵀ (GEMM)
+ * then dW, dU, db, dX over the whole window at once (see simple-rnn.ts).
+ */
+class Lstm extends Recurrent {
+  readonly kind = 'lstm';
+  protected readonly gates = 4;
+  protected override readonly states = 2;
+  private readonly unitForgetBias: boolean;
+
+  constructor(options: LstmOptions) {
+    super(options, 'lstm');
+    this.unitForgetBias = options.unitForgetBias ?? true;
+  }
+
+  protected biasSpec(): { shape: Shape; init: Initializer } {
+    return { shape: [4 * this.units], init: this.unitForgetBias ? lstmBias(this.units, true) : zeros() };
+  }
+
+  async forward(x: Tensor, step: StepContext): Promise<Tensor> {
+    const fr = this.frame(x);
+    const { batch: B, steps: T, units: U, width: W } = fr;
+    const xt = this.timeMajor(step, x, fr);
+    const z = step.alloc([T, B, W]);
+    const h = step.alloc([T + 1, B, U]);
+    const c = step.alloc([T + 1, B, U]);
+    const tc = step.alloc([T, B, U]);
+    await this.projectInputs(step, xt, z, fr, this.bias.value.ptr);
+    this.writeInitialState(step, fr, [h.ptr, c.ptr]);
+    const { compute, kernels, heap } = step.engine;
+    const rk = this.recurrentKernel.value.ptr;
+    const n = B * U;
+    const skipFirst = this.initialState === 'zeros';
+    for (let t = 0; t < T; t++) {
+      const zt = z.ptr + 4 * t * B * W;
+      // With a zero initial state the first recurrent product is zero: skip it.
+      if (t > 0 || !skipFirst) await compute.gemm(0, 0, B, W, U, 1, h.ptr + 4 * t * n, U, rk, W, 1, zt, W);
+      for (let b = 0; b < B; b++) {
+        const row = zt + 4 * b * W;
+        kernels.sigmoidForward(row, row, 2 * U); // i, f
+        kernels.tanhForward(row + 8 * U, row + 8 * U, U); // g
+        kernels.sigmoidForward(row + 12 * U, row + 12 * U, U); // o
+      }
+      // The heap view is taken after the awaits: it is replaced only when the memory grows (an alloc).
+      const f = heap.f32;
+      const zf = zt >> 2;
+      const cp = (c.ptr >> 2) + t * n;
+      const cn = cp + n;
+      for (let b = 0; b < B; b++) {
+        const r = zf + b * W;
+        const s = b * U;
+        for (let u = 0; u < U; u++) f[cn + s + u] = f[r + U + u]! * f[cp + s + u]! + f[r + u]! * f[r + 2 * U + u]!;
+      }
+      const tct = (tc.ptr >> 2) + t * n;
+      kernels.tanhForward(cn * 4, tct * 4, n);
+      const hn = (h.ptr >> 2) + (t + 1) * n;
+      for (let b = 0; b < B; b++) {
+        const r = zf + b * W + 3 * U;
+        const s = b * U;
+        for (let u = 0; u < U; u++) f[hn + s + u] = f[r + u]! * f[tct + s + u]!;
+      }
+    }
+    step.save(this, x, xt, h, c, tc, z);
+    return this.output(step, h, fr);
+  }
+
+  async backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Promise<Tensor | null> {
+    const [x, xt, h, c, tc, z] = step.restore(this) as [Tensor, Tensor, Tensor, Tensor, Tensor, Tensor];
+    const fr = this.frame(x);
+    const saved: RecurrentSaved = { frame: fr, xt, h };
+    const { batch: B, steps: T, units: U, width: W } = fr;
+    const t0 = this.windowStart(T);
+    const dyt = this.timeMajorGradient(step, dy, fr);
+    const dz = step.alloc([T - t0, B, W]);
+    const dh = step.alloc([B, U]);
+    const dc = step.alloc([B, U]);
+    const grads = needInputGradient ? this.allocInputGradient(step, fr) : null;
+    const { compute, kernels, heap } = step.engine;
+    const n = B * U;
+    kernels.fill(dh.ptr, n, 0);
+    kernels.fill(dc.ptr, n, 0);
+    const rk = this.recurrentKernel.value.ptr;
+    const carry = this.wantsInitialGradient(t0);
+    const dhf = dh.ptr >> 2;
+    const dcf = dc.ptr >> 2;
+    for (let t = T - 1; t >= t0; t--) {
+      const f = heap.f32;
+      const dyAt = this.dyIndex(dyt, fr, t);
+      const zt = (z.ptr >> 2) + t * B * W;
+      const dzt = (dz.ptr >> 2) + (t - t0) * B * W;
+      const cp = (c.ptr >> 2) + t * n;
+      const tct = (tc.ptr >> 2) + t * n;
+      for (let b = 0; b < B; b++) {
+        const r = zt + b * W;
+        const d = dzt + b * W;
+        const s = b * U;
+        for (let u = 0; u < U; u++) {
+          const k = s + u;
+          const gi = f[r + u]!;
+          const gf = f[r + U + u]!;
+          const gg = f[r + 2 * U + u]!;
+          const go = f[r + 3 * U + u]!;
+          const th = f[tct + k]!;
+          const gradH = f[dhf + k]! + (dyAt >= 0 ? f[dyAt + k]! : 0);
+          const gradC = f[dcf + k]! + gradH * go * (1 - th * th);
+          f[d + u] = gradC * gg * gi * (1 - gi);
+          f[d + U + u] = gradC * f[cp + k]! * gf * (1 - gf);
+          f[d + 2 * U + u] = gradC * gi * (1 - gg * gg);
+          f[d + 3 * U + u] = gradH * th * go * (1 - go);
+          f[dcf + k] = gradC * gf;
+        }
+      }
+      if (t > t0 || carry) await compute.gemm(0, 1, B, U, W, 1, dzt * 4, W, rk, W, 0, dh.ptr, U);
+    }
+    kernels.sumRows(dz.ptr, this.bias.grad.ptr, (T - t0) * B, W, 0);
+    await this.weightGradients(step, saved, t0, dz, dz, grads?.dx ?? null, grads?.dxt ?? null);
+    this.initialGradient(step, fr, t0, [dh.ptr, dc.ptr]);
+    return grads?.dx ?? null;
+  }
+
+  override config(): Record<string, unknown> {
+    return { ...super.config(), unitForgetBias: this.unitForgetBias };
+  }
+}
+
+/**
+ * An LSTM layer over `[B, T, F]` sequences (Keras gate layout i, f, c, o; unit forget bias).
+ * Output `[B, units]` (the last h) or `[B, T, units]` with `returnSequences`.
+ *
+ * Usage: `sequential([lstm({ units: 128 }), dense(10)], { inputShape: [28, 28] })`
+ */
+export function lstm(options: LstmOptions): RecurrentLayer {
+  return new Lstm(options);
+}

@@ -1,0 +1,122 @@
+/**
+ * Shared pieces of the benchmark harness: the result row, the benchmark case, and a timer that
+ * reports the median of several samples, each long enough (≥ minSampleMs) for the clock.
+ */
+
+/** One line of the results table; `null` where a library cannot run the benchmark. */
+export interface Row {
+  benchmark: string;
+  unit: string;
+  rxgrad: number | null;
+  tfjsWasm: number | null;
+  tfjsCpu: number | null;
+}
+
+/** What a case gets from the runner. */
+export interface BenchContext {
+  quick: boolean;
+  /** Train the TF.js cpu-backend MLP for every epoch of a full run too (adds ~8 minutes). */
+  cpuAllEpochs: boolean;
+  /** Progress and warnings go here (stderr), so stdout holds only the table. */
+  log(message: string): void;
+}
+
+/** A named benchmark; one run may yield several rows (e.g. throughput, accuracy, latency). */
+export interface BenchCase {
+  /** Matched by `--only`; also the prefix of the rows it yields. */
+  name: string;
+  /** Included in `--quick` runs. */
+  quick: boolean;
+  run(ctx: BenchContext): Promise<Row[]>;
+}
+
+/** Options for {@link timeIt}. */
+export interface TimeOptions {
+  /** Shortest sample; iterations per sample are chosen to reach it. Default 30 ms. */
+  minSampleMs?: number;
+  /** Samples wanted. Default 7. */
+  samples?: number;
+  /** Stop sampling past this budget once `minSamples` are in. Default 1500 ms. */
+  maxTotalMs?: number;
+  /** Default 3. */
+  minSamples?: number;
+  /** Warm-up duration (at least one call). Default 100 ms. */
+  warmupMs?: number;
+}
+
+/** Median time of one call and how it was obtained. */
+export interface Timing {
+  /** Median over samples of (sample time / iterations), in milliseconds. */
+  ms: number;
+  samples: number;
+  iterationsPerSample: number;
+}
+
+/**
+ * Times `fn` (sync or async): warm-up, calibrate iterations per sample, then the median of samples.
+ *
+ * Usage: `const { ms } = await timeIt(() => tf.matMul(a, b).dataSync());`
+ */
+export async function timeIt(fn: () => unknown, options: TimeOptions = {}): Promise<Timing> {
+  const minSampleMs = options.minSampleMs ?? 30;
+  const wanted = options.samples ?? 7;
+  const maxTotalMs = options.maxTotalMs ?? 1500;
+  const minSamples = options.minSamples ?? 3;
+  const warmupMs = options.warmupMs ?? 100;
+
+  // Warm-up doubles as calibration: its mean call time sets the iterations per sample.
+  let calls = 0;
+  const warmStart = performance.now();
+  do {
+    await fn();
+    calls++;
+  } while (performance.now() - warmStart < warmupMs);
+  const perCall = (performance.now() - warmStart) / calls;
+  const iterations = Math.max(1, Math.ceil(minSampleMs / Math.max(perCall, 1e-6)));
+
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < wanted && (times.length < minSamples || performance.now() - start < maxTotalMs)) {
+    const t0 = performance.now();
+    for (let i = 0; i < iterations; i++) await fn();
+    times.push((performance.now() - t0) / iterations);
+  }
+  return { ms: median(times), samples: times.length, iterationsPerSample: iterations };
+}
+
+/** Median of a non-empty list. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * Runs one library's part of a case; a failure (e.g. rxgrad's engine not built yet) is logged and
+ * becomes `null`, so the other libraries still report.
+ *
+ * Usage: `const gflops = await attempt(ctx, 'rxgrad gemm 512', () => runRxgrad());`
+ */
+export async function attempt<T>(ctx: BenchContext, label: string, fn: () => Promise<T>): Promise<T | null> {
+  try {
+    return await fn();
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    ctx.log(`  ! ${label}: skipped (${message})`);
+    return null;
+  }
+}
+
+/** Deterministic values in [-1, 1) (xorshift32), so every library multiplies the same data. */
+export function fillRandom(out: Float32Array, seed: number): Float32Array {
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < out.length; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    out[i] = s / 2147483648 - 1;
+  }
+  return out;
+}

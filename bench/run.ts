@@ -1,0 +1,125 @@
+/**
+ * Benchmark runner: rxgrad against TF.js (wasm and cpu backends) in one process.
+ *
+ * Usage: `npm run bench -- --quick` · `npm run bench -- --only "gemm 512"` · `npm run bench -- --list`
+ *
+ * Prints a table on stdout (progress on stderr) and writes bench/results/latest.json:
+ * `{ machine, date, libraries, rows: [{ benchmark, unit, rxgrad, tfjsWasm, tfjsCpu }] }`.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command } from 'commander';
+import { gemmCases } from './gemm.ts';
+import { attempt, type BenchCase, type BenchContext, type Row } from './harness.ts';
+import { mlpCases } from './mlp.ts';
+import { closeRxgradEngines, defaultRxgradEngine } from './rxgrad.ts';
+import { initTfjs } from './tfjs.ts';
+
+const program = new Command()
+  .name('bench')
+  .description('rxgrad vs TF.js (wasm, cpu) benchmarks')
+  .option('--quick', 'a subset that finishes in under 2 minutes', false)
+  .option('--only <pattern>', 'run only benchmarks whose name matches (case-insensitive regex or substring)')
+  .option('--cpu-all-epochs', 'full run: train the TF.js cpu MLP for all 5 epochs too (adds ~8 min)', false)
+  .option('--list', 'list the benchmarks and exit', false)
+  .parse();
+const options = program.opts<{ quick: boolean; only?: string; list: boolean; cpuAllEpochs: boolean }>();
+
+function matcher(pattern: string | undefined): (name: string) => boolean {
+  if (!pattern) return () => true;
+  try {
+    const re = new RegExp(pattern, 'i');
+    return (name) => re.test(name);
+  } catch {
+    const needle = pattern.toLowerCase();
+    return (name) => name.toLowerCase().includes(needle);
+  }
+}
+
+const log = (message: string) => process.stderr.write(`${message}\n`);
+const ctx: BenchContext = { quick: options.quick, cpuAllEpochs: options.cpuAllEpochs, log };
+const matches = matcher(options.only);
+const cases: BenchCase[] = [...gemmCases(), ...mlpCases()].filter((c) => (!options.quick || c.quick) && matches(c.name));
+
+if (options.list) {
+  for (const c of [...gemmCases(), ...mlpCases()]) console.log(`${c.quick ? 'quick' : '     '}  ${c.name}`);
+  process.exit(0);
+}
+if (cases.length === 0) {
+  log(`no benchmark matches ${JSON.stringify(options.only)}${options.quick ? ' in --quick' : ''}; see --list`);
+  process.exit(1);
+}
+
+const started = performance.now();
+// Other processes skew every number here (TF.js single-threaded, rxgrad on all cores): keep the load.
+const loadAtStart = os.loadavg()[0]!;
+const tfjs = await initTfjs();
+const rxEngine = await attempt(ctx, 'rxgrad engine', async () => {
+  const engine = await defaultRxgradEngine();
+  return { backend: engine.compute.name, threads: engine.compute.threads };
+});
+await attempt(ctx, 'rxgrad engine close', closeRxgradEngines);
+log(`tfjs ${tfjs.version}: wasm binary ${tfjs.wasmBinary} (simd ${tfjs.wasmSimd}, ${tfjs.wasmThreads} thread); ` +
+  `rxgrad: ${rxEngine ? `${rxEngine.backend}, ${rxEngine.threads} threads` : 'unavailable'}`);
+
+const rows: Row[] = [];
+for (const c of cases) {
+  const t0 = performance.now();
+  log(`▶ ${c.name}`);
+  try {
+    rows.push(...await c.run(ctx));
+  } catch (error) {
+    log(`  ! ${c.name} failed: ${(error as Error).stack ?? String(error)}`);
+  }
+  // A fresh engine per case: idle rxgrad workers must not overlap TF.js measurements.
+  await attempt(ctx, 'rxgrad engine close', closeRxgradEngines);
+  log(`  done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+const cpus = os.cpus();
+const result = {
+  machine: {
+    node: process.version,
+    platform: `${os.platform()} ${os.arch()}`,
+    cpu: cpus[0]?.model ?? 'unknown',
+    threads: os.availableParallelism(),
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    loadAverage1m: { start: loadAtStart, end: os.loadavg()[0]! },
+  },
+  date: new Date().toISOString(),
+  mode: options.quick ? 'quick' : 'full',
+  libraries: {
+    tfjs: { version: tfjs.version, wasmBinary: tfjs.wasmBinary, wasmSimd: tfjs.wasmSimd, wasmThreads: tfjs.wasmThreads },
+    rxgrad: rxEngine,
+  },
+  rows,
+};
+const outDir = join(dirname(fileURLToPath(import.meta.url)), 'results');
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
+
+/** 3 significant digits, no exponent for the magnitudes we print. */
+function fmt(v: number | null): string {
+  if (v === null || !Number.isFinite(v)) return '—';
+  const abs = Math.abs(v);
+  if (abs >= 1000) return Math.round(v).toString();
+  return v.toPrecision(3);
+}
+const ratio = (a: number | null, b: number | null) => (a === null || b === null || b === 0 ? null : a / b);
+const header = ['benchmark', 'unit', 'rxgrad', 'tfjs-wasm', 'tfjs-cpu', 'rxgrad/wasm', 'rxgrad/cpu'];
+const table = rows.map((r) => [
+  r.benchmark, r.unit, fmt(r.rxgrad), fmt(r.tfjsWasm), fmt(r.tfjsCpu),
+  fmt(ratio(r.rxgrad, r.tfjsWasm)), fmt(ratio(r.rxgrad, r.tfjsCpu)),
+]);
+const widths = header.map((h, i) => Math.max(h.length, ...table.map((cells) => cells[i]!.length)));
+const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+console.log(`\n${result.machine.cpu}, ${result.machine.threads} threads, Node ${result.machine.node}; ${result.mode} run; ` +
+  `load average ${loadAtStart.toFixed(1)} → ${result.machine.loadAverage1m.end.toFixed(1)}`);
+console.log(line(header));
+console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+for (const cells of table) console.log(line(cells));
+console.log('\nRatios are rxgrad ÷ TF.js in the row\'s unit: > 1 is better for rates (GFLOP/s, examples/s, %),');
+console.log('worse for times (µs, ms). TF.js wasm is single-threaded in Node (no threaded binary), rxgrad uses its pool.');
+log(`wrote ${join(outDir, 'latest.json')} in ${((performance.now() - started) / 1000).toFixed(0)} s total`);

@@ -14,6 +14,7 @@ import { Command } from 'commander';
 import { gemmCases } from './gemm.ts';
 import { attempt, type BenchCase, type BenchContext, type Row } from './harness.ts';
 import { mlpCases } from './mlp.ts';
+import { lstmBench } from './lstm.ts';
 import { closeRxgradEngines, defaultRxgradEngine } from './rxgrad.ts';
 import { initTfjs } from './tfjs.ts';
 
@@ -41,10 +42,15 @@ function matcher(pattern: string | undefined): (name: string) => boolean {
 const log = (message: string) => process.stderr.write(`${message}\n`);
 const ctx: BenchContext = { quick: options.quick, cpuAllEpochs: options.cpuAllEpochs, log };
 const matches = matcher(options.only);
-const cases: BenchCase[] = [...gemmCases(), ...mlpCases()].filter((c) => (!options.quick || c.quick) && matches(c.name));
+/** Suites written as one function each (issue suites: sequence models, …), run as cases of this harness. */
+const suiteCases: BenchCase[] = [
+  { name: 'lstm fashion-mnist rows', quick: true, run: (c) => lstmBench({ quick: c.quick }) },
+];
+const allCases = (): BenchCase[] => [...gemmCases(), ...mlpCases(), ...suiteCases];
+const cases: BenchCase[] = allCases().filter((c) => (!options.quick || c.quick) && matches(c.name));
 
 if (options.list) {
-  for (const c of [...gemmCases(), ...mlpCases()]) console.log(`${c.quick ? 'quick' : '     '}  ${c.name}`);
+  for (const c of allCases()) console.log(`${c.quick ? 'quick' : '     '}  ${c.name}`);
   process.exit(0);
 }
 if (cases.length === 0) {

@@ -1,5 +1,6 @@
 import type { BuildContext, Layer, Parameter, StepContext } from '../src/layer.ts';
 import type { DType, Shape, Tensor } from '../src/tensor.ts';
+import { registerLayer } from '../src/registry.ts';
 
 /**
  * Layers applied in order, as one layer: the building block of the combinators (residual blocks,
@@ -86,3 +87,9 @@ export function childContext(child: Layer, ctx: BuildContext): BuildContext {
 export function chain(layers: readonly Layer[], options: { name?: string } = {}): Layer {
   return new Chain(layers, options.name ?? '');
 }
+
+registerLayer('chain', (c, name) => {
+  const layers = c.layers('layers');
+  c.done();
+  return chain(layers, { name });
+});

@@ -1,4 +1,5 @@
 import { glorotUniform, zeros, type Initializer } from '../src/initializers.ts';
+import { registerLayer } from '../src/registry.ts';
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import type { Regularizer } from '../src/regularizers.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
@@ -90,3 +91,17 @@ class Dense implements Layer {
 export function dense(units: number, options: DenseOptions = {}): Layer {
   return new Dense(units, options);
 }
+
+registerLayer('dense', (c, name) => {
+  const units = c.positiveInteger('units');
+  const useBias = c.boolean('useBias', true);
+  const kernelInitializer = c.initializer('kernelInitializer', glorotUniform());
+  const biasInitializer = c.initializer('biasInitializer', zeros());
+  const kernelRegularizer = c.regularizer('kernelRegularizer');
+  const biasRegularizer = c.regularizer('biasRegularizer');
+  c.done();
+  return dense(units, {
+    name, useBias, kernelInitializer, biasInitializer,
+    ...(kernelRegularizer ? { kernelRegularizer } : {}), ...(biasRegularizer ? { biasRegularizer } : {}),
+  });
+});

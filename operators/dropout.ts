@@ -1,5 +1,6 @@
 import type { BuildContext, Layer, Parameter, StepContext } from '../src/layer.ts';
 import type { Shape, Tensor } from '../src/tensor.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /**
  * Inverted dropout: while training, each element is kept with probability 1 − rate and scaled by
@@ -55,3 +56,9 @@ function multiply(heap: Float32Array, a: number, b: number, out: number, n: numb
 export function dropout(rate: number, options: { name?: string } = {}): Layer {
   return new Dropout(rate, options.name ?? '');
 }
+
+registerLayer('dropout', (c, name) => {
+  const rate = c.number('rate');
+  c.done();
+  return constructLayer(c, 'rate', () => dropout(rate, { name }));
+});

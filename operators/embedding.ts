@@ -1,7 +1,8 @@
-import type { Initializer } from '../src/initializers.ts';
+import { randomUniform, type Initializer } from '../src/initializers.ts';
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import type { Regularizer } from '../src/regularizers.ts';
 import { formatShape, type DType, type Shape, type Tensor } from '../src/tensor.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /** Options of {@link embedding}. */
 export interface EmbeddingOptions {
@@ -17,12 +18,7 @@ export interface EmbeddingOptions {
 }
 
 /** Keras' default for embeddings: U(−0.05, 0.05). */
-const uniform005: Initializer = {
-  name: 'uniform(0.05)',
-  fill(values, _fans, rng) {
-    for (let i = 0; i < values.length; i++) values[i] = (2 * rng.uniform() - 1) * 0.05;
-  },
-};
+const uniform005 = randomUniform(0.05);
 
 /**
  * Token embedding: y[..., :] = E[id, :] for int32 ids. E is `[vocabSize, dim]`.
@@ -138,3 +134,14 @@ class Embedding implements Layer {
 export function embedding(vocabSize: number, dim: number, options: EmbeddingOptions = {}): Layer {
   return new Embedding(vocabSize, dim, options);
 }
+
+registerLayer('embedding', (c, name) => {
+  const vocabSize = c.positiveInteger('vocabSize');
+  const dim = c.positiveInteger('dim');
+  const paddingIndex = c.numberOrNull('paddingIndex');
+  const embeddingsInitializer = c.initializer('embeddingsInitializer', uniform005);
+  const embeddingsRegularizer = c.regularizer('embeddingsRegularizer');
+  c.done();
+  return constructLayer(c, 'paddingIndex', () =>
+    embedding(vocabSize, dim, { name, embeddingsInitializer, ...(paddingIndex !== null ? { paddingIndex } : {}), ...(embeddingsRegularizer ? { embeddingsRegularizer } : {}) }));
+});

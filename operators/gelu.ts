@@ -1,5 +1,6 @@
 import type { Layer } from '../src/layer.ts';
 import { activation } from './elementwise.ts';
+import { registerLayer } from '../src/registry.ts';
 
 /**
  * GELU, tanh approximation (as in GPT-2 and Keras `approximate=True`):
@@ -15,3 +16,5 @@ export function gelu(options: { name?: string } = {}): Layer {
     backward: (k, x, dy, dx, n) => k.geluBackward(x, dy, dx, n),
   }, options.name);
 }
+
+registerLayer('gelu', (c, name) => (c.done(), gelu({ name })));

@@ -1,7 +1,8 @@
 import { zeros, type Initializer } from '../src/initializers.ts';
 import type { StepContext } from '../src/layer.ts';
 import type { Shape, Tensor } from '../src/tensor.ts';
-import { Recurrent, type RecurrentLayer, type RecurrentOptions, type RecurrentSaved } from './simple-rnn.ts';
+import { readRecurrentOptions, Recurrent, type RecurrentLayer, type RecurrentOptions, type RecurrentSaved } from './simple-rnn.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /**
  * Gated recurrent unit, Keras v3 default (`reset_after = true`, the cuDNN-compatible form; the only
@@ -156,3 +157,11 @@ class Gru extends Recurrent {
 export function gru(options: RecurrentOptions): RecurrentLayer {
   return new Gru(options);
 }
+
+registerLayer('gru', (c, name) => {
+  const options = readRecurrentOptions(c, name);
+  // Only the reset-after variant exists; the field is recorded so a checkpoint says which one it holds.
+  if (!c.boolean('resetAfter', true)) c.fail('resetAfter', 'only the reset-after GRU (the Keras v3 default) is implemented');
+  c.done();
+  return constructLayer(c, 'units', () => gru(options));
+});

@@ -1,5 +1,6 @@
 import type { Layer } from '../src/layer.ts';
 import { activation } from './elementwise.ts';
+import { registerLayer } from '../src/registry.ts';
 
 /**
  * Leaky ReLU: y = x for x > 0, else slope·x; dx = dy for x > 0, else slope·dy. Shape rule: identity.
@@ -17,3 +18,9 @@ export function leakyRelu(options: { slope?: number; name?: string } = {}): Laye
     backward: (k, x, dy, dx, n) => k.leakyReluBackward(x, dy, dx, n, slope),
   }, options.name);
 }
+
+registerLayer('leakyRelu', (c, name) => {
+  const slope = c.number('slope', 0.01);
+  c.done();
+  return leakyRelu({ slope, name });
+});

@@ -1,7 +1,8 @@
 import { zeros, type Initializer } from '../src/initializers.ts';
 import type { StepContext } from '../src/layer.ts';
 import type { Shape, Tensor } from '../src/tensor.ts';
-import { Recurrent, type RecurrentLayer, type RecurrentOptions, type RecurrentSaved } from './simple-rnn.ts';
+import { readRecurrentOptions, Recurrent, type RecurrentLayer, type RecurrentOptions, type RecurrentSaved } from './simple-rnn.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /** Options of {@link lstm}. */
 export interface LstmOptions extends RecurrentOptions {
@@ -165,3 +166,9 @@ class Lstm extends Recurrent {
 export function lstm(options: LstmOptions): RecurrentLayer {
   return new Lstm(options);
 }
+
+registerLayer('lstm', (c, name) => {
+  const options = { ...readRecurrentOptions(c, name), unitForgetBias: c.boolean('unitForgetBias', true) };
+  c.done();
+  return constructLayer(c, 'units', () => lstm(options));
+});

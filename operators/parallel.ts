@@ -1,6 +1,7 @@
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, sizeOf, type DType, type Shape, type Tensor } from '../src/tensor.ts';
 import { Chain, childContext } from './chain.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /** How {@link parallel} merges its branches. */
 export type Merge = 'concat' | 'add';
@@ -112,3 +113,12 @@ class Parallel implements Layer {
 export function parallel(branches: readonly (readonly Layer[])[], merge: Merge = 'concat', options: { name?: string } = {}): Layer {
   return new Parallel(branches, merge, options.name ?? '');
 }
+
+registerLayer('parallel', (c, name) => {
+  const merge = c.choice('merge', ['concat', 'add'] as const);
+  const branches = c.raw('branches');
+  if (!Array.isArray(branches) || branches.length < 2) c.fail('branches', `must be an array of at least two layer lists, got ${JSON.stringify(branches)}`);
+  const layers = (branches as unknown[]).map((b, i) => c.layers(`branches[${i}]`, b));
+  c.done();
+  return constructLayer(c, 'branches', () => parallel(layers, merge, { name }));
+});

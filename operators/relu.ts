@@ -1,5 +1,6 @@
 import type { Layer } from '../src/layer.ts';
 import { activation } from './elementwise.ts';
+import { registerLayer } from '../src/registry.ts';
 
 /**
  * Rectified linear unit: y = max(x, 0); dx = dy·[x > 0] (the kink at 0 takes gradient 0).
@@ -15,3 +16,5 @@ export function relu(options: { name?: string } = {}): Layer {
     backward: (k, x, dy, dx, n) => k.reluBackward(x, dy, dx, n),
   }, options.name);
 }
+
+registerLayer('relu', (c, name) => (c.done(), relu({ name })));

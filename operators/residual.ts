@@ -1,6 +1,7 @@
 import { ShapeError, type BuildContext, type Layer, type StepContext } from '../src/layer.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
 import { Chain } from './chain.ts';
+import { registerLayer } from '../src/registry.ts';
 
 /**
  * A residual connection around a block: y = x + block(x).
@@ -47,3 +48,9 @@ class Residual extends Chain {
 export function residual(block: readonly Layer[], options: { name?: string } = {}): Layer {
   return new Residual(block, options.name ?? '');
 }
+
+registerLayer('residual', (c, name) => {
+  const layers = c.layers('layers');
+  c.done();
+  return residual(layers, { name });
+});

@@ -1,5 +1,6 @@
 import type { Layer } from '../src/layer.ts';
 import { activation } from './elementwise.ts';
+import { registerLayer } from '../src/registry.ts';
 
 /**
  * Logistic sigmoid: y = 1/(1+e^(−x)); dx = dy·y·(1−y), from the saved output. Shape rule: identity.
@@ -14,3 +15,5 @@ export function sigmoid(options: { name?: string } = {}): Layer {
     backward: (k, y, dy, dx, n) => k.sigmoidBackward(y, dy, dx, n),
   }, options.name);
 }
+
+registerLayer('sigmoid', (c, name) => (c.done(), sigmoid({ name })));

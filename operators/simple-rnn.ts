@@ -1,7 +1,8 @@
-import { glorotUniform, zeros, type Initializer } from '../src/initializers.ts';
+import { glorotUniform, orthogonal, zeros, type Initializer } from '../src/initializers.ts';
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import type { Regularizer } from '../src/regularizers.ts';
 import { formatShape, Tensor, type Shape } from '../src/tensor.ts';
+import { constructLayer, registerLayer, type ConfigReader } from '../src/registry.ts';
 
 /**
  * Shared machinery of the recurrent layers (simpleRnn here, lstm and gru in their own files) and
@@ -64,51 +65,6 @@ export interface RecurrentLayer extends Layer {
   initialStateGradient(step: StepContext): Tensor | null;
 }
 
-/**
- * Orthogonal initialiser as Keras does it for a `[rows, cols]` matrix: a Gaussian matrix of shape
- * `[max, min]`, its QR decomposition (modified Gram–Schmidt in float64, diagonal of R made positive,
- * which makes Q Haar-distributed), transposed when rows < cols; scaled by `gain`. For a recurrent
- * kernel `[U, G·U]` the rows are orthonormal (each gate block alone is not), exactly as in Keras.
- *
- * Usage: `lstm({ units: 64, recurrentInitializer: orthogonal() })`
- */
-export function orthogonal(gain = 1): Initializer {
-  return {
-    name: gain === 1 ? 'orthogonal' : `orthogonal(${gain})`,
-    fill(values, { fanIn }, rng) {
-      // The recurrent kernels pass fanIn = rows; a 1-D or mismatched request falls back to one row.
-      const rows = fanIn > 0 && values.length % fanIn === 0 ? fanIn : 1;
-      const cols = values.length / rows;
-      const tall = Math.max(rows, cols);
-      const narrow = Math.min(rows, cols);
-      // q: tall × narrow, column-major (each column a contiguous Float64Array).
-      const q = Array.from({ length: narrow }, () => {
-        const column = new Float64Array(tall);
-        for (let i = 0; i < tall; i++) column[i] = rng.normal();
-        return column;
-      });
-      for (let j = 0; j < narrow; j++) {
-        const v = q[j]!;
-        for (let p = 0; p < j; p++) {
-          const u = q[p]!;
-          let dot = 0;
-          for (let i = 0; i < tall; i++) dot += u[i]! * v[i]!;
-          for (let i = 0; i < tall; i++) v[i] -= dot * u[i]!;
-        }
-        let norm = 0;
-        for (let i = 0; i < tall; i++) norm += v[i]! * v[i]!;
-        norm = Math.sqrt(norm) || 1;
-        for (let i = 0; i < tall; i++) v[i] /= norm;
-      }
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < cols; c++) {
-          // rows ≥ cols: element (r, c) of Q; rows < cols: element (r, c) of Qᵀ.
-          values[r * cols + c] = gain * (rows >= cols ? q[c]![r]! : q[r]![c]!);
-        }
-      }
-    },
-  };
-}
 
 /** Copies `[A, Bd, W]` (float index `src`) to `[Bd, A, W]` at `dst`; the two must not overlap. */
 export function swapLeadingAxes(f: Float32Array, src: number, dst: number, a: number, bd: number, w: number): void {
@@ -482,3 +438,30 @@ class SimpleRnn extends Recurrent {
 export function simpleRnn(options: RecurrentOptions): RecurrentLayer {
   return new SimpleRnn(options);
 }
+
+/** Reads the options every recurrent layer shares back from its config (checkpoints). */
+export function readRecurrentOptions(c: ConfigReader, name: string): RecurrentOptions {
+  const kernelRegularizer = c.regularizer('kernelRegularizer');
+  const recurrentRegularizer = c.regularizer('recurrentRegularizer');
+  const biasRegularizer = c.regularizer('biasRegularizer');
+  const truncate = c.numberOrNull('truncate');
+  return {
+    name,
+    units: c.positiveInteger('units'),
+    returnSequences: c.boolean('returnSequences', false),
+    initialState: c.choice('initialState', ['zeros', 'learned', 'column'] as const, 'zeros'),
+    initialStateColumn: c.string('initialStateColumn', 'initialState'),
+    ...(truncate !== null ? { truncate } : {}),
+    kernelInitializer: c.initializer('kernelInitializer', glorotUniform()),
+    recurrentInitializer: c.initializer('recurrentInitializer', orthogonal()),
+    ...(kernelRegularizer ? { kernelRegularizer } : {}),
+    ...(recurrentRegularizer ? { recurrentRegularizer } : {}),
+    ...(biasRegularizer ? { biasRegularizer } : {}),
+  };
+}
+
+registerLayer('simpleRnn', (c, name) => {
+  const options = readRecurrentOptions(c, name);
+  c.done();
+  return constructLayer(c, 'units', () => simpleRnn(options));
+});

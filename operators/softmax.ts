@@ -1,5 +1,6 @@
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
+import { registerLayer } from '../src/registry.ts';
 
 /**
  * Softmax over the last axis (max-subtracted, so large logits do not overflow).
@@ -45,3 +46,5 @@ class Softmax implements Layer {
 export function softmax(options: { name?: string } = {}): Layer {
   return new Softmax(options.name ?? '');
 }
+
+registerLayer('softmax', (c, name) => (c.done(), softmax({ name })));

@@ -1,5 +1,6 @@
 import type { Layer } from '../src/layer.ts';
 import { activation } from './elementwise.ts';
+import { registerLayer } from '../src/registry.ts';
 
 /**
  * Hyperbolic tangent: y = tanh(x); dx = dy·(1−y²), from the saved output. Shape rule: identity.
@@ -14,3 +15,5 @@ export function tanh(options: { name?: string } = {}): Layer {
     backward: (k, y, dy, dx, n) => k.tanhBackward(y, dy, dx, n),
   }, options.name);
 }
+
+registerLayer('tanh', (c, name) => (c.done(), tanh({ name })));

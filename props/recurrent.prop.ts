@@ -25,7 +25,8 @@ import { dense } from '../operators/dense.ts';
 import { embedding } from '../operators/embedding.ts';
 import { gru } from '../operators/gru.ts';
 import { lstm } from '../operators/lstm.ts';
-import { orthogonal, simpleRnn, type InitialStateMode, type RecurrentLayer, type RecurrentOptions } from '../operators/simple-rnn.ts';
+import { simpleRnn, type InitialStateMode, type RecurrentLayer, type RecurrentOptions } from '../operators/simple-rnn.ts';
+import { orthogonal } from '../src/initializers.ts';
 import * as ref from './reference.ts';
 import * as rref from './reference-recurrent.ts';
 

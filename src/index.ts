@@ -24,7 +24,7 @@ export { softmaxCrossEntropy, meanSquaredError, binaryCrossEntropyWithLogits } f
 export type { Loss, LossResult, SoftmaxCrossEntropyOptions } from './losses.ts';
 export { sgd, adam, adamw } from './optimizers.ts';
 export type { Optimizer, SgdOptions, AdamOptions } from './optimizers.ts';
-export { glorotUniform, glorotNormal, heUniform, heNormal, zeros, constant } from './initializers.ts';
+export { glorotUniform, glorotNormal, heUniform, heNormal, zeros, constant, randomUniform, orthogonal, initializerFromName } from './initializers.ts';
 export type { Initializer } from './initializers.ts';
 export { l1, l2, l1l2 } from './regularizers.ts';
 export type { Regularizer } from './regularizers.ts';
@@ -48,11 +48,11 @@ export { encodeSafetensors, decodeSafetensors, SafetensorsError, MAX_HEADER_BYTE
 export type { SafetensorsDType, SafetensorsTensor, DecodedSafetensors } from './safetensors.ts';
 export { saveModel, loadModel, checkpointEvery, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint.ts';
 export type { CheckpointManifest, SaveExtra, SavedCheckpoint, LoadedCheckpoint, LoadOptions, CheckpointEveryOptions } from './checkpoint.ts';
-export { layerFromConfig, registerLayer, layerKinds, LayerConfigError, ConfigReader } from '../operators/index.ts';
+export { layerFromConfig, registerLayer, layerKinds, LayerConfigError, ConfigReader, constructLayer } from '../operators/index.ts';
 export type { LayerFactory } from '../operators/index.ts';
 export { embedding } from '../operators/embedding.ts';
 export type { EmbeddingOptions } from '../operators/embedding.ts';
-export { simpleRnn, orthogonal } from '../operators/simple-rnn.ts';
+export { simpleRnn } from '../operators/simple-rnn.ts';
 export type { RecurrentOptions, RecurrentLayer, InitialStateMode } from '../operators/simple-rnn.ts';
 export { lstm } from '../operators/lstm.ts';
 export type { LstmOptions } from '../operators/lstm.ts';

@@ -405,6 +405,6 @@ describe('layerFromConfig', () => {
       () => layerFromConfig('residual', { layers: [{ kind: 'relu', name: 'r', config: {} }, { kind: 'dense', name: 'd', config: { units: -1 } }] }, 'res'),
       /layer 'res': layers\[1\]: layer 'd': units: must be a positive integer, got -1/,
     );
-    assert.throws(() => layerFromConfig('parallel', { merge: 'mul', branches: [] }, 'p'), /layer 'p': merge: must be 'concat' or 'add', got "mul"/);
+    assert.throws(() => layerFromConfig('parallel', { merge: 'mul', branches: [] }, 'p'), /layer 'p': merge: must be one of 'concat', 'add', got "mul"/);
   });
 });

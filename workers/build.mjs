@@ -103,6 +103,9 @@ const expectedExports = [
   'softmaxForward', 'softmaxBackward', 'softmaxCrossEntropy',
   'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy',
   'setScratch', 'scratchBytes', 'nop',
+  'conv2dForward', 'conv2dForwardIm2col', 'conv2dTransposeFilter', 'conv2dBackwardInput', 'conv2dBackwardFilter',
+  'maxPool2dForward', 'maxPool2dBackward', 'avgPool2dForward', 'avgPool2dBackward',
+  'globalAvgPool2dForward', 'globalAvgPool2dBackward', 'batchNormStats', 'batchNormForward', 'batchNormBackward',
 ];
 
 let failed = false;

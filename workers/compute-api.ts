@@ -17,6 +17,15 @@ export interface ComputeBackend {
     transA: number, transB: number, m: number, n: number, k: number, alpha: number,
     a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number,
   ): Promise<void> | void;
+  /**
+   * Conv kernels split over batch images across the pool (same arguments as the Kernels members).
+   * Optional: a backend without them (the JS reference) is called through `kernels` instead.
+   * The filter gradient gives each thread a share of `work`: thread 0 writes dw, the others partial sums
+   * that are added to dw in thread order, so results are bitwise reproducible for a given thread count.
+   */
+  conv2dForward?(...args: Parameters<Kernels['conv2dForward']>): Promise<void> | void;
+  conv2dBackwardInput?(...args: Parameters<Kernels['conv2dBackwardInput']>): Promise<void> | void;
+  conv2dBackwardFilter?(...args: Parameters<Kernels['conv2dBackwardFilter']>): Promise<void> | void;
   /** Stops the workers; the backend must not be used afterwards. */
   close(): Promise<void>;
 }

@@ -75,6 +75,91 @@ export interface Kernels {
   scale(x: number, n: number, s: number): void;
   /** y[i] += a · x[i] */
   axpy(n: number, a: number, x: number, y: number): void;
+
+  // ---- 2-D convolution, NHWC (workers/assembly/conv.ts). Geometry, in this order everywhere:
+  // batch, inH, inW, inC, outH, outW, outC, kH, kW, strideH, strideW, padTop, padLeft, dilationH, dilationW.
+  // Input position of output (oy, ox), tap (ky, kx): (oy·strideH − padTop + ky·dilationH,
+  // ox·strideW − padLeft + kx·dilationW); taps outside the input read 0 (zero padding; bottom/right
+  // padding is implied by outH/outW). Filters are [kH, kW, inC, outC] (Keras layout).
+
+  /** y[n, oy, ox, co] = bias[co] + Σ_{ky, kx, ci} x[n, iy, ix, ci] · w[ky, kx, ci, co]; bias = 0: none. Direct SIMD. */
+  conv2dForward(
+    x: number, w: number, bias: number, y: number, batch: number, inH: number, inW: number, inC: number,
+    outH: number, outW: number, outC: number, kH: number, kW: number, strideH: number, strideW: number,
+    padTop: number, padLeft: number, dilationH: number, dilationW: number,
+  ): void;
+  /**
+   * The same result as {@link conv2dForward} through im2col + GEMM: chunks of ⌊workFloats / (kH·kW·inC)⌋
+   * output pixels are unrolled into `work` (≥ kH·kW·inC floats) and multiplied by the filter.
+   */
+  conv2dForwardIm2col(
+    x: number, w: number, bias: number, y: number, work: number, workFloats: number, batch: number, inH: number,
+    inW: number, inC: number, outH: number, outW: number, outC: number, kH: number, kW: number, strideH: number,
+    strideW: number, padTop: number, padLeft: number, dilationH: number, dilationW: number,
+  ): void;
+  /** wt[t, co, ci] = w[t, ci, co] for t < taps (= kH·kW): the filter layout conv2dBackwardInput reads. */
+  conv2dTransposeFilter(w: number, wt: number, taps: number, inC: number, outC: number): void;
+  /**
+   * dx[n, iy, ix, ci] = Σ over the (oy, ox, ky, kx) that map to (iy, ix) of dy[n, oy, ox, co] · w[ky, kx, ci, co],
+   * with wt = conv2dTransposeFilter(w). Every element of dx is written.
+   */
+  conv2dBackwardInput(
+    dy: number, wt: number, dx: number, batch: number, inH: number, inW: number, inC: number,
+    outH: number, outW: number, outC: number, kH: number, kW: number, strideH: number, strideW: number,
+    padTop: number, padLeft: number, dilationH: number, dilationW: number,
+  ): void;
+  /**
+   * dw[ky, kx, ci, co] = Σ_{n, oy, ox} x[n, iy, ix, ci] · dy[n, oy, ox, co] (overwritten). `work` holds
+   * ≥ kH·kW·inC floats (im2col chunks of ⌊workFloats / (kH·kW·inC)⌋ pixels; more is faster).
+   */
+  conv2dBackwardFilter(
+    x: number, dy: number, dw: number, work: number, workFloats: number, batch: number, inH: number, inW: number,
+    inC: number, outH: number, outW: number, outC: number, kH: number, kW: number, strideH: number, strideW: number,
+    padTop: number, padLeft: number, dilationH: number, dilationW: number,
+  ): void;
+
+  // ---- pooling, NHWC (workers/assembly/pooling.ts). Geometry: batch, inH, inW, C, outH, outW, kH, kW,
+  // strideH, strideW, padTop, padLeft; padding taps never take part (max) and are not counted (average).
+
+  /**
+   * y = max over the window's taps inside the input; argmax (i32) = index of the winning element of x
+   * (counted over the whole batch). Ties: the first tap in (ky, kx) order. No tap inside: −∞ and −1.
+   */
+  maxPool2dForward(
+    x: number, y: number, argmax: number, batch: number, inH: number, inW: number, C: number, outH: number,
+    outW: number, kH: number, kW: number, strideH: number, strideW: number, padTop: number, padLeft: number,
+  ): void;
+  /** dx = 0 (xCount floats), then dx[argmax[i]] += dy[i] for i < yCount (argmax −1 skipped). */
+  maxPool2dBackward(dy: number, argmax: number, dx: number, xCount: number, yCount: number): void;
+  /** y = mean of the window's taps inside the input (0 if none). */
+  avgPool2dForward(
+    x: number, y: number, batch: number, inH: number, inW: number, C: number, outH: number, outW: number,
+    kH: number, kW: number, strideH: number, strideW: number, padTop: number, padLeft: number,
+  ): void;
+  /** dx = 0, then every output adds dy / (its tap count) to each of its taps inside the input. */
+  avgPool2dBackward(
+    dy: number, dx: number, batch: number, inH: number, inW: number, C: number, outH: number, outW: number,
+    kH: number, kW: number, strideH: number, strideW: number, padTop: number, padLeft: number,
+  ): void;
+  /** y[n, c] = mean over the `pixels` positions p of x[n, p, c]. */
+  globalAvgPool2dForward(x: number, y: number, batch: number, pixels: number, C: number): void;
+  /** dx[n, p, c] = dy[n, c] / pixels. */
+  globalAvgPool2dBackward(dy: number, dx: number, batch: number, pixels: number, C: number): void;
+
+  // ---- batch normalisation over the rows of a rows × C matrix (NHWC flattened: rows = batch·H·W).
+
+  /** Per-channel mean and biased variance (two-pass; float64 across blocks of rows). */
+  batchNormStats(x: number, mean: number, variance: number, rows: number, C: number): void;
+  /** y = (x − mean)·invStd·gamma + beta, per channel; gamma = 0 means 1, beta = 0 means 0 (pointers). */
+  batchNormForward(x: number, y: number, mean: number, invStd: number, gamma: number, beta: number, rows: number, C: number): void;
+  /**
+   * Batch-statistics backward, x̂ = (x − mean)·invStd: dbeta = Σ_r dy, dgamma = Σ_r dy·x̂ (each written when
+   * its pointer is non-zero); dx = gamma·invStd·(dy − dbeta/rows − x̂·dgamma/rows) when dx ≠ 0 (gamma = 0: 1).
+   */
+  batchNormBackward(
+    x: number, dy: number, dx: number, mean: number, invStd: number, gamma: number, dgamma: number, dbeta: number,
+    rows: number, C: number,
+  ): void;
 }
 
 /** Names of every kernel, for loaders and tests that iterate the contract. */
@@ -84,4 +169,7 @@ export const KERNEL_NAMES = [
   'sigmoidForward', 'sigmoidBackward', 'tanhForward', 'tanhBackward', 'geluForward', 'geluBackward',
   'softmaxForward', 'softmaxBackward', 'softmaxCrossEntropy',
   'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy',
+  'conv2dForward', 'conv2dForwardIm2col', 'conv2dTransposeFilter', 'conv2dBackwardInput', 'conv2dBackwardFilter',
+  'maxPool2dForward', 'maxPool2dBackward', 'avgPool2dForward', 'avgPool2dBackward',
+  'globalAvgPool2dForward', 'globalAvgPool2dBackward', 'batchNormStats', 'batchNormForward', 'batchNormBackward',
 ] as const satisfies readonly (keyof Kernels)[];

@@ -7,7 +7,7 @@
 import { workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 
-const { module, memory, slotByte, slotInts, scratch, startSeq, spinMs, F, OP } = workerData;
+const { module, memory, slotByte, slotInts, scratch, startSeq, spinMs, callNames, F, OP } = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory } });
 const k = instance.exports;
 k.setScratch(scratch);
@@ -50,6 +50,16 @@ for (;;) {
       const a = F.ARGS;
       k.gemm(i32[a], i32[a + 1], i32[a + 2], i32[a + 3], i32[a + 4], f32[a + 5], i32[a + 6], i32[a + 7],
         i32[a + 8], i32[a + 9], f32[a + 10], i32[a + 11], i32[a + 12]);
+    } else if (op === OP.CALL) {
+      // Generic kernel call (pool.ts writeCall): [id, argc, float mask, args…].
+      const a = F.ARGS;
+      const fn = k[callNames[i32[a]]];
+      if (typeof fn !== 'function') throw new Error(`no kernel #${i32[a]}`);
+      const argc = i32[a + 1];
+      const mask = i32[a + 2];
+      const args = new Array(argc);
+      for (let j = 0; j < argc; j++) args[j] = mask & (1 << j) ? f32[a + 3 + j] : i32[a + 3 + j];
+      fn(...args);
     } else if (op === OP.NOP) {
       k.nop();
     } else {

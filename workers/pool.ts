@@ -9,8 +9,9 @@
  * - `[0, 128)`: reserved.
  * - `[SLOT_BASE + w·SLOT_BYTES, +SLOT_BYTES)`: slot of worker w (w < MAX_WORKERS), i32 fields {@link F}:
  *   SEQ (caller bumps to post a task), DONE (worker copies SEQ when finished), STATE (1 while the worker
- *   spins or runs, 0 while it sleeps in Atomics.wait), OP, STATUS (0 ok, 1 error), MSG_LEN, ARGS[13]
- *   (the gemm arguments; alpha and beta as f32 bits), and an error message (UTF-8) from MSG_BYTE.
+ *   spins or runs, 0 while it sleeps in Atomics.wait), OP, STATUS (0 ok, 1 error), MSG_LEN, ARGS[24]
+ *   (OP.GEMM: the 13 gemm arguments, alpha and beta as f32 bits; OP.CALL: kernel id, argc, float mask and
+ *   up to 21 arguments of any export named in `callNames`), and an error message (UTF-8) from MSG_BYTE.
  * - `[SCRATCH_BASE + t·scratchBytes, …)`: GEMM scratch of thread t (t = 0 is the calling thread,
  *   t = w + 1 worker w): one packed B panel and a temp tile.
  */
@@ -26,7 +27,13 @@ export const SCRATCH_BASE = 4096;
 export const MAX_THREADS = MAX_WORKERS + 1;
 /** i32 field indices inside a slot; MSG_BYTE is a byte offset. */
 export const F = { SEQ: 0, DONE: 1, STATE: 2, OP: 3, STATUS: 4, MSG_LEN: 5, ARGS: 8, MSG_BYTE: 128 } as const;
-export const OP = { NOP: 0, GEMM: 1, STOP: 2 } as const;
+export const OP = { NOP: 0, GEMM: 1, STOP: 2, CALL: 3 } as const;
+/**
+ * OP.CALL argument layout in ARGS: [kernel id, argc, float mask, arg0, …]: the worker calls export
+ * `callNames[id]` (a name list given to the pool) with argc arguments, arg i read as f32 when bit i of
+ * the mask is set, else as i32. ARGS has 24 fields, so at most {@link MAX_CALL_ARGS} arguments.
+ */
+export const MAX_CALL_ARGS = 21;
 
 /** Byte address of thread t's GEMM scratch (t = 0: the calling thread). */
 export function scratchAddress(thread: number, scratchBytes: number): number {
@@ -40,6 +47,14 @@ export type GemmArgs = [
   transA: number, transB: number, m: number, n: number, k: number, alpha: number,
   a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number,
 ];
+
+/** One OP.CALL task: which export (index into the pool's `callNames`), its arguments, which are f32. */
+export interface CallTask {
+  readonly kernel: number;
+  readonly args: readonly number[];
+  /** Bit i set: argument i is an f32 (default 0: all i32). */
+  readonly floatMask?: number;
+}
 
 // Worker indices in use per memory, so that two pools over one memory never share a slot.
 const slotsInUse = new WeakMap<WebAssembly.Memory, Set<number>>();
@@ -62,6 +77,8 @@ interface Slot {
 export interface PoolOptions {
   /** How long a worker spins for the next task before sleeping, and the caller for results. */
   spinMs?: number;
+  /** Export names that OP.CALL tasks may call, by index (CallTask.kernel). */
+  callNames?: readonly string[];
 }
 
 /**
@@ -73,6 +90,7 @@ export class WorkerPool {
   readonly size: number;
   private readonly slots: Slot[] = [];
   private readonly spinMs: number;
+  private readonly callNames: readonly string[];
   private closed = false;
   private tail: Promise<void> | undefined;
   private refs = 0;
@@ -85,6 +103,7 @@ export class WorkerPool {
     options: PoolOptions = {},
   ) {
     this.spinMs = options.spinMs ?? 0.05;
+    this.callNames = options.callNames ?? [];
     let used = slotsInUse.get(memory);
     if (!used) slotsInUse.set(memory, (used = new Set()));
     const buffer = memory.buffer;
@@ -126,6 +145,7 @@ export class WorkerPool {
         scratch: scratchAddress(slot.index + 1, this.scratchBytes),
         startSeq: 0,
         spinMs: this.spinMs,
+        callNames: [...this.callNames],
         F,
         OP,
       },
@@ -160,7 +180,7 @@ export class WorkerPool {
    * Returns a Promise that settles when every worker is done; rejects if one fails or dies.
    * Calls are serialised: a call made while another is pending starts after it.
    */
-  run(op: number, kernel: string, tasks: readonly GemmArgs[] | number, local: () => void): Promise<void> {
+  run(op: number, kernel: string, tasks: readonly GemmArgs[] | readonly CallTask[] | number, local: () => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
     if (this.tail) {
       const next: Promise<void> = this.tail.then(
@@ -183,15 +203,18 @@ export class WorkerPool {
     p.then(clear, clear);
   }
 
-  private start(op: number, kernel: string, tasks: readonly GemmArgs[] | number, local: () => void): Promise<void> {
+  private start(op: number, kernel: string, tasks: readonly GemmArgs[] | readonly CallTask[] | number, local: () => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
     const count = typeof tasks === 'number' ? tasks : tasks.length;
     const used = this.slots.slice(0, count);
     for (let i = 0; i < count; i++) {
       const slot = used[i]!;
       if (slot.dead || !slot.worker) this.spawn(slot);
-      const args = typeof tasks === 'number' ? undefined : tasks[i]!;
-      if (args) {
+      const task = typeof tasks === 'number' ? undefined : tasks[i]!;
+      if (task && op === OP.CALL) {
+        writeCall(slot, task as CallTask, this.callNames);
+      } else if (task) {
+        const args = task as GemmArgs;
         const { i32, f32 } = slot;
         for (let j = 0; j < 13; j++) {
           if (j === 5 || j === 10) f32[F.ARGS + j] = args[j]!;
@@ -304,5 +327,23 @@ export class WorkerPool {
     await Promise.all(exits);
     const used = slotsInUse.get(this.memory);
     for (const slot of this.slots) used?.delete(slot.index);
+  }
+}
+
+/** Writes an OP.CALL task into a slot's ARGS (see {@link MAX_CALL_ARGS}); throws on a bad task. */
+function writeCall(slot: Slot, task: CallTask, callNames: readonly string[]): void {
+  const { kernel, args } = task;
+  if (!Number.isInteger(kernel) || kernel < 0 || kernel >= callNames.length) {
+    throw new RangeError(`rxgrad pool: no callable kernel #${kernel} (the pool knows ${callNames.length})`);
+  }
+  if (args.length > MAX_CALL_ARGS) throw new RangeError(`rxgrad pool: ${callNames[kernel]} takes ${args.length} arguments, at most ${MAX_CALL_ARGS} fit a slot`);
+  const mask = task.floatMask ?? 0;
+  const { i32, f32 } = slot;
+  i32[F.ARGS] = kernel;
+  i32[F.ARGS + 1] = args.length;
+  i32[F.ARGS + 2] = mask;
+  for (let j = 0; j < args.length; j++) {
+    if (mask & (1 << j)) f32[F.ARGS + 3 + j] = args[j]!;
+    else i32[F.ARGS + 3 + j] = args[j]!;
   }
 }

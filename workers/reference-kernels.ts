@@ -23,7 +23,7 @@ export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array)
     for (let i = 0; i < n; i++) h[oi + i] = fn(h[ai + i]!, h[di + i]!);
   };
   const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
-  return {
+  const kernels: Kernels = {
     gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
       const h = f32();
       const A = a >> 2;
@@ -157,5 +157,236 @@ export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array)
       const h = f32();
       for (let i = 0; i < n; i++) h[(y >> 2) + i] += a * h[(x >> 2) + i]!;
     },
+    conv2dForward(x, w, bias, y, batch, H, W, C, OH, OW, CO, KH, KW, sh, sw, pt, pl, dh, dw) {
+      const h = f32();
+      const X = x >> 2, Wt = w >> 2, B = bias >> 2, Y = y >> 2;
+      for (let n = 0; n < batch; n++) {
+        for (let oy = 0; oy < OH; oy++) {
+          for (let ox = 0; ox < OW; ox++) {
+            for (let co = 0; co < CO; co++) {
+              let sum = 0;
+              for (let ky = 0; ky < KH; ky++) {
+                const iy = oy * sh - pt + ky * dh;
+                if (iy < 0 || iy >= H) continue;
+                for (let kx = 0; kx < KW; kx++) {
+                  const ix = ox * sw - pl + kx * dw;
+                  if (ix < 0 || ix >= W) continue;
+                  for (let ci = 0; ci < C; ci++) sum += h[X + ((n * H + iy) * W + ix) * C + ci]! * h[Wt + ((ky * KW + kx) * C + ci) * CO + co]!;
+                }
+              }
+              h[Y + ((n * OH + oy) * OW + ox) * CO + co] = sum + (bias ? h[B + co]! : 0);
+            }
+          }
+        }
+      }
+    },
+    conv2dForwardIm2col(x, w, bias, y, _work, _workFloats, batch, H, W, C, OH, OW, CO, KH, KW, sh, sw, pt, pl, dh, dw) {
+      kernels.conv2dForward(x, w, bias, y, batch, H, W, C, OH, OW, CO, KH, KW, sh, sw, pt, pl, dh, dw);
+    },
+    conv2dTransposeFilter(w, wt, taps, C, CO) {
+      const h = f32();
+      for (let t = 0; t < taps; t++) {
+        for (let ci = 0; ci < C; ci++) for (let co = 0; co < CO; co++) h[(wt >> 2) + (t * CO + co) * C + ci] = h[(w >> 2) + (t * C + ci) * CO + co]!;
+      }
+    },
+    conv2dBackwardInput(dy, wt, dx, batch, H, W, C, OH, OW, CO, KH, KW, sh, sw, pt, pl, dh, dw) {
+      const h = f32();
+      const acc = new Float64Array(batch * H * W * C);
+      for (let n = 0; n < batch; n++) {
+        for (let oy = 0; oy < OH; oy++) {
+          for (let ox = 0; ox < OW; ox++) {
+            for (let ky = 0; ky < KH; ky++) {
+              const iy = oy * sh - pt + ky * dh;
+              if (iy < 0 || iy >= H) continue;
+              for (let kx = 0; kx < KW; kx++) {
+                const ix = ox * sw - pl + kx * dw;
+                if (ix < 0 || ix >= W) continue;
+                for (let ci = 0; ci < C; ci++) {
+                  let sum = 0;
+                  for (let co = 0; co < CO; co++) sum += h[(dy >> 2) + ((n * OH + oy) * OW + ox) * CO + co]! * h[(wt >> 2) + ((ky * KW + kx) * CO + co) * C + ci]!;
+                  acc[((n * H + iy) * W + ix) * C + ci] += sum;
+                }
+              }
+            }
+          }
+        }
+      }
+      h.set(acc, dx >> 2);
+    },
+    conv2dBackwardFilter(x, dy, dw_, _work, _workFloats, batch, H, W, C, OH, OW, CO, KH, KW, sh, sw, pt, pl, dh, dw) {
+      const h = f32();
+      const acc = new Float64Array(KH * KW * C * CO);
+      for (let n = 0; n < batch; n++) {
+        for (let oy = 0; oy < OH; oy++) {
+          for (let ox = 0; ox < OW; ox++) {
+            const g = (dy >> 2) + ((n * OH + oy) * OW + ox) * CO;
+            for (let ky = 0; ky < KH; ky++) {
+              const iy = oy * sh - pt + ky * dh;
+              if (iy < 0 || iy >= H) continue;
+              for (let kx = 0; kx < KW; kx++) {
+                const ix = ox * sw - pl + kx * dw;
+                if (ix < 0 || ix >= W) continue;
+                for (let ci = 0; ci < C; ci++) {
+                  const xv = h[(x >> 2) + ((n * H + iy) * W + ix) * C + ci]!;
+                  const o = ((ky * KW + kx) * C + ci) * CO;
+                  for (let co = 0; co < CO; co++) acc[o + co] += xv * h[g + co]!;
+                }
+              }
+            }
+          }
+        }
+      }
+      h.set(acc, dw_ >> 2);
+    },
+    maxPool2dForward(x, y, argmax, batch, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl) {
+      const h = f32();
+      const I = i32();
+      for (let n = 0; n < batch; n++) {
+        for (let oy = 0; oy < OH; oy++) {
+          for (let ox = 0; ox < OW; ox++) {
+            for (let c = 0; c < C; c++) {
+              let best = -Infinity;
+              let at = -1;
+              for (let ky = 0; ky < KH; ky++) {
+                const iy = oy * sh - pt + ky;
+                if (iy < 0 || iy >= H) continue;
+                for (let kx = 0; kx < KW; kx++) {
+                  const ix = ox * sw - pl + kx;
+                  if (ix < 0 || ix >= W) continue;
+                  const e = ((n * H + iy) * W + ix) * C + c;
+                  const v = h[(x >> 2) + e]!;
+                  // The first tap in range always wins (so an all-NaN window gives NaN); later ones only when greater.
+                  if (at < 0 || v > best) {
+                    best = v;
+                    at = e;
+                  }
+                }
+              }
+              const o = ((n * OH + oy) * OW + ox) * C + c;
+              h[(y >> 2) + o] = best;
+              I[(argmax >> 2) + o] = at;
+            }
+          }
+        }
+      }
+    },
+    maxPool2dBackward(dy, argmax, dx, xCount, yCount) {
+      const h = f32();
+      const I = i32();
+      const acc = new Float64Array(xCount);
+      for (let i = 0; i < yCount; i++) {
+        const e = I[(argmax >> 2) + i]!;
+        if (e >= 0) acc[e] += h[(dy >> 2) + i]!;
+      }
+      h.set(acc, dx >> 2);
+    },
+    avgPool2dForward(x, y, batch, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl) {
+      const h = f32();
+      for (let n = 0; n < batch; n++) {
+        for (let oy = 0; oy < OH; oy++) {
+          for (let ox = 0; ox < OW; ox++) {
+            for (let c = 0; c < C; c++) {
+              let sum = 0;
+              let count = 0;
+              for (let ky = 0; ky < KH; ky++) {
+                const iy = oy * sh - pt + ky;
+                if (iy < 0 || iy >= H) continue;
+                for (let kx = 0; kx < KW; kx++) {
+                  const ix = ox * sw - pl + kx;
+                  if (ix < 0 || ix >= W) continue;
+                  sum += h[(x >> 2) + ((n * H + iy) * W + ix) * C + c]!;
+                  count++;
+                }
+              }
+              h[(y >> 2) + ((n * OH + oy) * OW + ox) * C + c] = count ? sum / count : 0;
+            }
+          }
+        }
+      }
+    },
+    avgPool2dBackward(dy, dx, batch, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl) {
+      const h = f32();
+      const acc = new Float64Array(batch * H * W * C);
+      for (let n = 0; n < batch; n++) {
+        for (let oy = 0; oy < OH; oy++) {
+          for (let ox = 0; ox < OW; ox++) {
+            const taps: number[] = [];
+            for (let ky = 0; ky < KH; ky++) {
+              const iy = oy * sh - pt + ky;
+              if (iy < 0 || iy >= H) continue;
+              for (let kx = 0; kx < KW; kx++) {
+                const ix = ox * sw - pl + kx;
+                if (ix >= 0 && ix < W) taps.push(((n * H + iy) * W + ix) * C);
+              }
+            }
+            for (let c = 0; c < C; c++) {
+              const g = h[(dy >> 2) + ((n * OH + oy) * OW + ox) * C + c]! / taps.length;
+              for (const t of taps) acc[t + c] += g;
+            }
+          }
+        }
+      }
+      h.set(acc, dx >> 2);
+    },
+    globalAvgPool2dForward(x, y, batch, pixels, C) {
+      const h = f32();
+      for (let n = 0; n < batch; n++) {
+        for (let c = 0; c < C; c++) {
+          let sum = 0;
+          for (let p = 0; p < pixels; p++) sum += h[(x >> 2) + (n * pixels + p) * C + c]!;
+          h[(y >> 2) + n * C + c] = pixels ? sum / pixels : 0;
+        }
+      }
+    },
+    globalAvgPool2dBackward(dy, dx, batch, pixels, C) {
+      const h = f32();
+      for (let n = 0; n < batch; n++) {
+        for (let p = 0; p < pixels; p++) for (let c = 0; c < C; c++) h[(dx >> 2) + (n * pixels + p) * C + c] = h[(dy >> 2) + n * C + c]! / pixels;
+      }
+    },
+    batchNormStats(x, mean, variance, rows, C) {
+      const h = f32();
+      for (let c = 0; c < C; c++) {
+        let sum = 0;
+        for (let r = 0; r < rows; r++) sum += h[(x >> 2) + r * C + c]!;
+        const m = rows ? sum / rows : 0;
+        let v = 0;
+        for (let r = 0; r < rows; r++) v += (h[(x >> 2) + r * C + c]! - m) ** 2;
+        h[(mean >> 2) + c] = m;
+        h[(variance >> 2) + c] = rows ? v / rows : 0;
+      }
+    },
+    batchNormForward(x, y, mean, invStd, gamma, beta, rows, C) {
+      const h = f32();
+      for (let c = 0; c < C; c++) {
+        const m = h[(mean >> 2) + c]!;
+        const s = h[(invStd >> 2) + c]! * (gamma ? h[(gamma >> 2) + c]! : 1);
+        const b = beta ? h[(beta >> 2) + c]! : 0;
+        for (let r = 0; r < rows; r++) h[(y >> 2) + r * C + c] = (h[(x >> 2) + r * C + c]! - m) * s + b;
+      }
+    },
+    batchNormBackward(x, dy, dx, mean, invStd, gamma, dgamma, dbeta, rows, C) {
+      const h = f32();
+      for (let c = 0; c < C; c++) {
+        const m = h[(mean >> 2) + c]!;
+        const is = h[(invStd >> 2) + c]!;
+        let sg = 0;
+        let sgx = 0;
+        for (let r = 0; r < rows; r++) {
+          const g = h[(dy >> 2) + r * C + c]!;
+          sg += g;
+          sgx += g * (h[(x >> 2) + r * C + c]! - m) * is;
+        }
+        if (dbeta) h[(dbeta >> 2) + c] = sg;
+        if (dgamma) h[(dgamma >> 2) + c] = sgx;
+        if (!dx) continue;
+        const k = (gamma ? h[(gamma >> 2) + c]! : 1) * is;
+        for (let r = 0; r < rows; r++) {
+          const xh = (h[(x >> 2) + r * C + c]! - m) * is;
+          h[(dx >> 2) + r * C + c] = k * (h[(dy >> 2) + r * C + c]! - sg / rows - xh * sgx / rows);
+        }
+      }
+    },
   };
+  return kernels;
 }

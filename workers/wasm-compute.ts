@@ -8,7 +8,7 @@ import os from 'node:os';
 import v8 from 'node:v8';
 import type { ComputeBackend } from './compute-api.ts';
 import { KERNEL_NAMES, type Kernels } from './kernel-api.ts';
-import { WorkerPool, MAX_THREADS, OP, scratchAddress, type GemmArgs } from './pool.ts';
+import { WorkerPool, MAX_THREADS, OP, scratchAddress, type CallTask, type GemmArgs } from './pool.ts';
 
 /** Options of {@link createWasmCompute}. */
 export interface WasmComputeOptions {
@@ -45,6 +45,10 @@ export interface WasmCompute extends ComputeBackend {
   terminateWorkerForTest(i: number): Promise<number>;
   /** The pool, once started. */
   readonly pool: WorkerPool | undefined;
+  /** Split over batch images when 2·N·OH·OW·CO·KH·KW·C reaches the split threshold (as GEMM). */
+  conv2dForward(...args: Parameters<Kernels['conv2dForward']>): Promise<void> | void;
+  conv2dBackwardInput(...args: Parameters<Kernels['conv2dBackwardInput']>): Promise<void> | void;
+  conv2dBackwardFilter(...args: Parameters<Kernels['conv2dBackwardFilter']>): Promise<void> | void;
 }
 
 const modules = new Map<string, WebAssembly.Module>();
@@ -102,6 +106,23 @@ export function partitionGemm(m: number, n: number, parts: number): { rows: bool
 }
 
 /**
+ * Image ranges of a conv split over the batch: `min(parts, batch)` contiguous ranges of ⌈batch / parts⌉
+ * images (the caller takes the first), fixed by batch and thread count.
+ */
+export function partitionBatch(batch: number, parts: number): [number, number][] {
+  const chunk = Math.ceil(batch / Math.max(1, Math.min(parts, batch)));
+  const ranges: [number, number][] = [];
+  for (let s = 0; s < batch; s += chunk) ranges.push([s, Math.min(batch, s + chunk)]);
+  return ranges;
+}
+
+/** The 15 geometry arguments shared by the conv kernels (batch … dilationW). */
+type ConvGeometry = [
+  batch: number, inH: number, inW: number, inC: number, outH: number, outW: number, outC: number, kH: number, kW: number,
+  strideH: number, strideW: number, padTop: number, padLeft: number, dilationH: number, dilationW: number,
+];
+
+/**
  * Creates the wasm backend over the shared memory (synchronously: compiles, instantiates, warms up).
  * One backend per memory is the usual set-up; several may share a memory (each pool takes its own slots).
  *
@@ -142,8 +163,70 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   let closed = false;
   const getPool = (): WorkerPool => {
     if (closed) throw new Error('rxgrad: compute backend used after close()');
-    return (pool ??= new WorkerPool(module, memory, threads - 1, scratchBytes));
+    return (pool ??= new WorkerPool(module, memory, threads - 1, scratchBytes, { callNames: KERNEL_NAMES }));
   };
+  const threshold = () => options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS);
+  const call = (name: (typeof KERNEL_NAMES)[number], args: readonly number[]) =>
+    (exports[name] as unknown as (...a: readonly number[]) => void)(...args);
+
+  /**
+   * Runs a conv kernel split over batch images when large enough: `task(n0, n1, t)` gives the arguments of
+   * thread t for images [n0, n1). Returns the ranges used (length 1: ran inline, nothing pending).
+   */
+  function splitConv(
+    name: 'conv2dForward' | 'conv2dBackwardInput' | 'conv2dBackwardFilter', g: ConvGeometry,
+    task: (n0: number, n1: number, t: number) => number[], minWorkPerThread = true,
+  ): { ranges: [number, number][]; pending: Promise<void> | undefined } {
+    const [batch, , , inC, outH, outW, outC, kH, kW] = g;
+    const flops = 2 * batch * outH * outW * outC * kH * kW * inC;
+    const ranges = threads > 1 && minWorkPerThread && flops >= threshold() ? partitionBatch(batch, threads) : [[0, batch] as [number, number]];
+    if (ranges.length < 2) {
+      call(name, task(0, batch, 0));
+      return { ranges: [[0, batch]], pending: undefined };
+    }
+    const kernel = KERNEL_NAMES.indexOf(name);
+    const tasks: CallTask[] = ranges.slice(1).map(([n0, n1], i) => ({ kernel, args: task(n0, n1, i + 1) }));
+    const mine = task(ranges[0]![0], ranges[0]![1], 0);
+    return { ranges, pending: getPool().run(OP.CALL, name, tasks, () => call(name, mine)) };
+  }
+
+  function conv2dForward(x: number, w: number, bias: number, y: number, ...g: ConvGeometry): Promise<void> | void {
+    const [, H, W, C, OH, OW, CO] = g;
+    const xImg = 4 * H * W * C;
+    const yImg = 4 * OH * OW * CO;
+    return splitConv('conv2dForward', g, (n0, n1) => [x + n0 * xImg, w, bias, y + n0 * yImg, n1 - n0, ...g.slice(1)]).pending;
+  }
+
+  function conv2dBackwardInput(dy: number, wt: number, dx: number, ...g: ConvGeometry): Promise<void> | void {
+    const [, H, W, C, OH, OW, CO] = g;
+    const dxImg = 4 * H * W * C;
+    const dyImg = 4 * OH * OW * CO;
+    return splitConv('conv2dBackwardInput', g, (n0, n1) => [dy + n0 * dyImg, wt, dx + n0 * dxImg, n1 - n0, ...g.slice(1)]).pending;
+  }
+
+  function conv2dBackwardFilter(x: number, dy: number, dw: number, work: number, workFloats: number, ...g: ConvGeometry): Promise<void> | void {
+    const [batch, H, W, C, OH, OW, CO, KH, KW] = g;
+    const xImg = 4 * H * W * C;
+    const dyImg = 4 * OH * OW * CO;
+    const filter = KH * KW * C * CO;
+    const taps = KH * KW * C;
+    // Each thread's share of work, 64-byte aligned; threads t ≥ 1 keep their partial dw at its start.
+    const parts = Math.min(threads, batch);
+    const region = Math.floor(workFloats / parts / 16) * 16;
+    const fits = region - filter >= taps;
+    const { ranges, pending } = splitConv('conv2dBackwardFilter', g, (n0, n1, t) => {
+      if (t === 0 && n1 - n0 === batch) return [x, dy, dw, work, workFloats, ...g];
+      const base = work + 4 * t * region;
+      return t === 0
+        ? [x, dy, dw, work, region, n1 - n0, ...g.slice(1)]
+        : [x + n0 * xImg, dy + n0 * dyImg, base, base + 4 * filter, region - filter, n1 - n0, ...g.slice(1)];
+    }, fits);
+    if (!pending) return;
+    // Partial sums added in thread order: bitwise reproducible for a given thread count.
+    return pending.then(() => {
+      for (let t = 1; t < ranges.length; t++) kernels.axpy(filter, 1, work + 4 * t * region, dw);
+    });
+  }
 
   function gemm(
     transA: number, transB: number, m: number, n: number, k: number, alpha: number,
@@ -174,6 +257,9 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     threads,
     name,
     gemm,
+    conv2dForward,
+    conv2dBackwardInput,
+    conv2dBackwardFilter,
     get pool() {
       return pool;
     },
@@ -235,4 +321,29 @@ function warmUp(k: Kernels, scratch: number, bytes: number): void {
     k.axpy(63, 0, x, y);
     k.fill(x, 64, 0.5);
   }
+  // Conv and pooling kernels on tiny shapes (all channel tiles: 20 = 16 + 4; a 3-channel edge). The GEMM
+  // inside the filter gradient packs its panel over this scratch too: values are garbage, bounds are not.
+  const at = (floats: number) => scratch + 4 * floats;
+  for (let rep = 0; rep < 6; rep++) {
+    k.fill(scratch, bytes >> 2, 0.25);
+    const X = at(0), Wf = at(32), Bs = at(392), Y = at(412), Wt = at(492), DX = at(852), WORK = at(884);
+    const g = [1, 4, 4, 2, 2, 2, 20, 3, 3, 1, 1, 0, 0, 1, 1] as const;
+    k.conv2dForward(X, Wf, Bs, Y, ...g);
+    k.conv2dForward(X, Wf, 0, Y, 1, 4, 4, 2, 4, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1);
+    k.conv2dTransposeFilter(Wf, Wt, 9, 2, 20);
+    k.conv2dBackwardInput(Y, Wt, DX, ...g);
+    k.conv2dBackwardFilter(X, Y, Wt, WORK, 162, ...g);
+    k.conv2dForwardIm2col(X, Wf, Bs, Y, WORK, 162, ...g);
+    k.fill(scratch, bytes >> 2, 0.25);
+    k.maxPool2dForward(X, Y, Wt, 1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 0, 0);
+    k.maxPool2dBackward(Y, Wt, DX, 32, 8);
+    k.avgPool2dForward(X, Y, 1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 0, 0);
+    k.avgPool2dBackward(Y, DX, 1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 0, 0);
+    k.globalAvgPool2dForward(X, Y, 2, 4, 5);
+    k.globalAvgPool2dBackward(Y, DX, 2, 4, 5);
+    k.batchNormStats(X, Y, Wt, 6, 5);
+    k.batchNormForward(X, DX, Y, Wt, Bs, Bs, 6, 5);
+    k.batchNormBackward(X, X, DX, Y, Wt, Bs, Wf, WORK, 6, 5);
+  }
+  k.fill(scratch, bytes >> 2, 0);
 }

@@ -6,3 +6,10 @@ export {
   sigmoidForward, sigmoidBackward, tanhForward, tanhBackward, geluForward, geluBackward,
   softmaxForward, softmaxBackward, softmaxCrossEntropy, adamUpdate, sgdUpdate, fill, copy, scale, axpy,
 } from './elementwise';
+export {
+  conv2dForward, conv2dForwardIm2col, conv2dTransposeFilter, conv2dBackwardInput, conv2dBackwardFilter,
+} from './conv';
+export {
+  maxPool2dForward, maxPool2dBackward, avgPool2dForward, avgPool2dBackward, globalAvgPool2dForward,
+  globalAvgPool2dBackward, batchNormStats, batchNormForward, batchNormBackward,
+} from './pooling';

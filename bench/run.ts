@@ -15,6 +15,7 @@ import { gemmCases } from './gemm.ts';
 import { attempt, type BenchCase, type BenchContext, type Row } from './harness.ts';
 import { mlpCases } from './mlp.ts';
 import { lstmBench } from './lstm.ts';
+import { cnnBench } from './cnn.ts';
 import { closeRxgradEngines, defaultRxgradEngine } from './rxgrad.ts';
 import { initTfjs } from './tfjs.ts';
 
@@ -44,6 +45,7 @@ const ctx: BenchContext = { quick: options.quick, cpuAllEpochs: options.cpuAllEp
 const matches = matcher(options.only);
 /** Suites written as one function each (issue suites: sequence models, …), run as cases of this harness. */
 const suiteCases: BenchCase[] = [
+  { name: 'cnn fashion-mnist', quick: true, run: (c) => cnnBench({ quick: c.quick }) },
   { name: 'lstm fashion-mnist rows', quick: true, run: (c) => lstmBench({ quick: c.quick }) },
 ];
 const allCases = (): BenchCase[] => [...gemmCases(), ...mlpCases(), ...suiteCases];

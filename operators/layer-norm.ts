@@ -1,6 +1,7 @@
 import { constant, zeros } from '../src/initializers.ts';
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
+import { registerLayer } from '../src/registry.ts';
 
 /** Options of {@link layerNorm}. */
 export interface LayerNormOptions {
@@ -130,3 +131,9 @@ class LayerNorm implements Layer {
 export function layerNorm(options: LayerNormOptions = {}): Layer {
   return new LayerNorm(options.epsilon ?? 1e-5, options.name ?? '');
 }
+
+registerLayer('layerNorm', (c, name) => {
+  const epsilon = c.number('epsilon', 1e-5);
+  c.done();
+  return layerNorm({ epsilon, name });
+});

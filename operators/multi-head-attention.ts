@@ -1,6 +1,7 @@
 import { glorotUniform, zeros } from '../src/initializers.ts';
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
+import { constructLayer, registerLayer, type ConfigReader } from '../src/registry.ts';
 
 /**
  * The score given to a masked (query, key) pair before the softmax. Replacing the score (not adding
@@ -417,3 +418,34 @@ export class MultiHeadAttention implements Layer {
 export function multiHeadAttention(options: MultiHeadAttentionOptions): Layer {
   return new MultiHeadAttention(options, options.name ?? '');
 }
+
+/** Reads a `cross` config (`{ column, dim, mask }` or null) back (checkpoints). */
+export function readCrossSource(c: ConfigReader): CrossAttentionSource | undefined {
+  const cross = c.nested('cross');
+  if (!cross) return undefined;
+  const column = cross.string('column');
+  const dim = cross.numberOrNull('dim');
+  const mask = cross.stringOrNull('mask');
+  cross.done();
+  return { column, ...(dim !== null ? { dim } : {}), ...(mask !== null ? { mask } : {}) };
+}
+
+registerLayer('multiHeadAttention', (c, name) => {
+  const outputDim = c.numberOrNull('outputDim');
+  const mask = c.stringOrNull('mask');
+  const cross = readCrossSource(c);
+  const options: MultiHeadAttentionOptions = {
+    name,
+    heads: c.positiveInteger('heads'),
+    keyDim: c.positiveInteger('keyDim'),
+    valueDim: c.positiveInteger('valueDim'),
+    causal: c.boolean('causal', false),
+    dropout: c.number('dropout', 0),
+    useBias: c.boolean('useBias', true),
+    ...(outputDim !== null ? { outputDim } : {}),
+    ...(mask !== null ? { mask } : {}),
+    ...(cross ? { cross } : {}),
+  };
+  c.done();
+  return constructLayer(c, 'heads', () => multiHeadAttention(options));
+});

@@ -1,6 +1,7 @@
 import { glorotUniform, type Initializer } from '../src/initializers.ts';
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /** Options of {@link positionalEncoding}. */
 export interface PositionalEncodingOptions {
@@ -110,3 +111,11 @@ export function positionalEncoding(options: PositionalEncodingOptions): Layer {
   if (options.initializer && options.kind !== 'learned') throw new RangeError("positionalEncoding: an initializer applies to kind 'learned' only");
   return new PositionalEncoding(options.kind, options.maxLength, options.name ?? '', options.initializer);
 }
+
+registerLayer('positionalEncoding', (c, name) => {
+  const kind = c.choice('kind', ['sinusoidal', 'learned'] as const);
+  const maxLength = c.positiveInteger('maxLength');
+  const initializer = kind === 'learned' ? c.initializer('initializer', glorotUniform()) : undefined;
+  c.done();
+  return constructLayer(c, 'kind', () => positionalEncoding({ kind, maxLength, name, ...(initializer ? { initializer } : {}) }));
+});

@@ -5,9 +5,10 @@ import { dense } from './dense.ts';
 import { dropout } from './dropout.ts';
 import { gelu } from './gelu.ts';
 import { layerNorm } from './layer-norm.ts';
-import { columnGradient, MultiHeadAttention, multiHeadAttention, openColumnGradient, type CrossAttentionSource } from './multi-head-attention.ts';
+import { columnGradient, MultiHeadAttention, multiHeadAttention, openColumnGradient, type CrossAttentionSource, readCrossSource } from './multi-head-attention.ts';
 import { relu } from './relu.ts';
 import { residual } from './residual.ts';
+import { constructLayer, registerLayer, type ConfigReader } from '../src/registry.ts';
 
 /** Options of {@link transformerEncoderBlock}. */
 export interface TransformerBlockOptions {
@@ -235,3 +236,44 @@ class EncoderDecoder implements Layer {
 export function encoderDecoder(options: EncoderDecoderOptions): Layer {
   return new EncoderDecoder(options, options.name ?? '');
 }
+
+function readBlockOptions(c: ConfigReader, name: string, decoder: boolean): TransformerDecoderBlockOptions {
+  const mask = c.stringOrNull('mask');
+  const cross = decoder ? readCrossSource(c) : undefined;
+  return {
+    name,
+    heads: c.positiveInteger('heads'),
+    dim: c.positiveInteger('dim'),
+    ffDim: c.positiveInteger('ffDim'),
+    dropout: c.number('dropout', 0),
+    causal: c.boolean('causal', decoder),
+    keyDim: c.positiveInteger('keyDim'),
+    norm: c.choice('norm', ['pre', 'post'] as const, 'pre'),
+    activation: c.choice('activation', ['gelu', 'relu'] as const, 'gelu'),
+    epsilon: c.number('epsilon', 1e-5),
+    ...(mask !== null ? { mask } : {}),
+    ...(cross ? { cross } : {}),
+  };
+}
+
+registerLayer('transformerEncoderBlock', (c, name) => {
+  const options = readBlockOptions(c, name, false);
+  c.done();
+  return constructLayer(c, 'dim', () => transformerEncoderBlock(options));
+});
+
+registerLayer('transformerDecoderBlock', (c, name) => {
+  const options = readBlockOptions(c, name, true);
+  c.done();
+  return constructLayer(c, 'dim', () => transformerDecoderBlock(options));
+});
+
+registerLayer('encoderDecoder', (c, name) => {
+  const source = c.string('source');
+  const sourceShape = c.shape('sourceShape');
+  const memory = c.string('memory', 'memory');
+  const encoder = c.layers('encoder');
+  const decoder = c.layers('decoder');
+  c.done();
+  return constructLayer(c, 'encoder', () => encoderDecoder({ source, sourceShape, memory, encoder, decoder, name }));
+});

@@ -33,10 +33,12 @@ export class ConfigReader {
   constructor(
     readonly layer: string,
     private readonly config: Readonly<Record<string, unknown>>,
+    /** Path of a nested reader's fields in messages: `cross.`. */
+    private readonly prefix = '',
   ) {}
 
   fail(field: string, message: string): never {
-    throw new LayerConfigError(this.layer, field, message);
+    throw new LayerConfigError(this.layer, `${this.prefix}${field}`, message);
   }
 
   private get(field: string): unknown {
@@ -92,6 +94,29 @@ export class ConfigReader {
     const v = this.number(field, fallback);
     if (!Number.isInteger(v) || v < 1) return this.fail(field, `must be a positive integer, got ${v}`);
     return v;
+  }
+
+  /** A string, or null/undefined → null. */
+  stringOrNull(field: string): string | null {
+    const v = this.get(field);
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'string') return this.fail(field, `must be a string or null, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  /** An array of positive integers (a shape). */
+  shape(field: string): number[] {
+    const v = this.get(field);
+    if (!Array.isArray(v) || !v.every((d) => Number.isInteger(d) && d > 0)) return this.fail(field, `must be an array of positive integers, got ${JSON.stringify(v)}`);
+    return v as number[];
+  }
+
+  /** A nested config object read with its own reader (errors name `field.sub`), or null/undefined → null. */
+  nested(field: string): ConfigReader | null {
+    const v = this.get(field);
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'object' || Array.isArray(v)) return this.fail(field, `must be an object or null, got ${JSON.stringify(v)}`);
+    return new ConfigReader(this.layer, v as Record<string, unknown>, `${this.prefix}${field}.`);
   }
 
   /** A finite number, or null/undefined → null. */

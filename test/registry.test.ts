@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import {
-  chain, dense, dropout, embedding, gelu, gru, l1l2, layerFromConfig, layerKinds, leakyRelu, lstm, parallel, relu, residual, sigmoid,
-  simpleRnn, softmax, tanh, type Layer,
+  avgPool2d, batchNorm, chain, conv2d, dense, dropout, embedding, encoderDecoder, flatten, gelu, globalAvgPool2d, gru, l1l2, layerFromConfig,
+  layerKinds, layerNorm, leakyRelu, lstm, maxPool2d, multiHeadAttention, parallel, positionalEncoding, randomCrop, randomFlip,
+  randomRotate, randomTranslate, relu, residual, sigmoid, simpleRnn, softmax, spatialDropout2d, tanh, transformerDecoderBlock,
+  transformerEncoderBlock, type Layer,
 } from '../src/index.ts';
 
 const operatorsDir = new URL('../operators/', import.meta.url);
@@ -29,6 +31,14 @@ describe('layer registry (checkpoints rebuild layers from their config)', () => 
     simpleRnn({ units: 3, returnSequences: true, truncate: 2 }),
     lstm({ units: 4, initialState: 'learned', unitForgetBias: false }),
     gru({ units: 5, initialState: 'column', initialStateColumn: 'h0' }),
+    layerNorm({ epsilon: 1e-6 }),
+    multiHeadAttention({ heads: 2, keyDim: 4, causal: true, mask: 'mask' }), multiHeadAttention({ heads: 2, keyDim: 4, cross: { column: 'memory', dim: 6, mask: 'memoryMask' } }),
+    positionalEncoding({ kind: 'learned', maxLength: 16 }), positionalEncoding({ kind: 'sinusoidal', maxLength: 8 }),
+    transformerEncoderBlock({ heads: 2, dim: 8, ffDim: 16, norm: 'post', activation: 'relu' }),
+    transformerDecoderBlock({ heads: 2, dim: 8, ffDim: 16, cross: { column: 'memory' } }),
+    encoderDecoder({ source: 'source', sourceShape: [5], encoder: [embedding(9, 8), layerNorm()], decoder: [embedding(9, 8), transformerDecoderBlock({ heads: 2, dim: 8, ffDim: 16, cross: { column: 'memory' } })] }),
+    conv2d(4, 3, { strides: 2, padding: 'same' }), maxPool2d(2), avgPool2d(2), globalAvgPool2d(), flatten(), batchNorm(), spatialDropout2d(0.1),
+    randomFlip({ horizontal: true, vertical: false }), randomRotate({ degrees: 10 }), randomCrop({ padding: 2 }), randomTranslate({ height: 0.1, width: 0.1 }),
   ];
   for (const layer of samples) {
     it(`${layer.kind}: layerFromConfig(kind, config()) rebuilds an equal config`, () => {

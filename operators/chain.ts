@@ -1,4 +1,4 @@
-import type { BuildContext, Layer, Parameter, StepContext } from '../src/layer.ts';
+import { buildChildren, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import type { DType, Shape, Tensor } from '../src/tensor.ts';
 import { registerLayer } from '../src/registry.ts';
 
@@ -23,7 +23,7 @@ export class Chain implements Layer {
   }
 
   build(inputShape: Shape, ctx: BuildContext): Shape {
-    return buildChildren(this.children, inputShape, ctx);
+    return buildChildren(this.children, inputShape, ctx).at(-1)!;
   }
 
   parameters(): Parameter[] {
@@ -50,36 +50,6 @@ export class Chain implements Layer {
 }
 
 /**
- * Builds child layers in order under a parent's BuildContext: names each unnamed child by kind
- * (`dense_1`), prefixes its parameter names with its name, and threads the shape through.
- */
-export function buildChildren(children: readonly Layer[], inputShape: Shape, ctx: BuildContext): Shape {
-  const counts = new Map<string, number>();
-  const names = new Set<string>();
-  let shape = inputShape;
-  for (const child of children) {
-    if (!child.name) {
-      const n = (counts.get(child.kind) ?? 0) + 1;
-      counts.set(child.kind, n);
-      child.name = `${child.kind}_${n}`;
-    }
-    if (names.has(child.name)) throw new RangeError(`two layers in one block are named '${child.name}'`);
-    names.add(child.name);
-    shape = child.build(shape, childContext(child, ctx));
-  }
-  return shape;
-}
-
-/** A BuildContext for a child layer: its parameters are named `<child>/<parameter>` under the parent's. */
-export function childContext(child: Layer, ctx: BuildContext): BuildContext {
-  return {
-    engine: ctx.engine,
-    rng: ctx.rng,
-    addParameter: (name, shape, init, fans, regularizer) => ctx.addParameter(`${child.name}/${name}`, shape, init, fans, regularizer),
-  };
-}
-
-/**
  * Several layers as one.
  *
  * Usage: `residual([dense(64), relu(), dense(64)])` is built on `chain`; `chain([dense(8), relu()])` can stand anywhere a layer can.
@@ -93,3 +63,4 @@ registerLayer('chain', (c, name) => {
   c.done();
   return chain(layers, { name });
 });
+

@@ -1,6 +1,7 @@
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, sizeOf, type DType, type Shape, type Tensor } from '../src/tensor.ts';
-import { Chain, childContext } from './chain.ts';
+import { childContext } from '../src/layer.ts';
+import { Chain } from './chain.ts';
 import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /** How {@link parallel} merges its branches. */

@@ -1,6 +1,7 @@
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, type DType, type Shape, type Tensor } from '../src/tensor.ts';
-import { Chain, childContext } from './chain.ts';
+import { childContext } from '../src/layer.ts';
+import { Chain } from './chain.ts';
 import { dense } from './dense.ts';
 import { dropout } from './dropout.ts';
 import { gelu } from './gelu.ts';

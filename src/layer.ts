@@ -123,3 +123,38 @@ export function expectShape(layer: Layer, role: string, actual: Shape, expected:
     throw new ShapeError(`${layer.name} (${layer.kind})`, `${role} shape ${formatShape(actual)} does not match the expected ${formatShape(expected)}`);
   }
 }
+
+/**
+ * Builds layers in order under a parent's BuildContext (a model, a chain, a branch): names each
+ * unnamed layer by kind (`dense_1`), prefixes its parameter names with its name, threads the shape
+ * through, and returns each layer's output shape.
+ *
+ * Usage: `const shapes = buildChildren(layers, inputShape, ctx); const output = shapes.at(-1);`
+ */
+export function buildChildren(children: readonly Layer[], inputShape: Shape, ctx: BuildContext): Shape[] {
+  const counts = new Map<string, number>();
+  const names = new Set<string>();
+  const shapes: Shape[] = [];
+  let shape = inputShape;
+  for (const child of children) {
+    if (!child.name) {
+      const n = (counts.get(child.kind) ?? 0) + 1;
+      counts.set(child.kind, n);
+      child.name = `${child.kind}_${n}`;
+    }
+    if (names.has(child.name)) throw new RangeError(`two layers in one block are named '${child.name}'`);
+    names.add(child.name);
+    shape = child.build(shape, childContext(child, ctx));
+    shapes.push(shape);
+  }
+  return shapes;
+}
+
+/** A BuildContext for a child layer: its parameters are named `<child>/<parameter>` under the parent's. */
+export function childContext(child: Layer, ctx: BuildContext): BuildContext {
+  return {
+    engine: ctx.engine,
+    rng: ctx.rng,
+    addParameter: (name, shape, init, fans, regularizer) => ctx.addParameter(`${child.name}/${name}`, shape, init, fans, regularizer),
+  };
+}

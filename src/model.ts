@@ -3,7 +3,7 @@ import { floatColumn, gatherBatch, labelColumn, outputBatch, tensorColumn, type 
 import { defaultEngine, type Engine } from './engine.ts';
 import type { Arena } from './heap.ts';
 import type { Initializer } from './initializers.ts';
-import { ShapeError, StepContext, type BuildContext, type Layer, type Parameter } from './layer.ts';
+import { buildChildren, ShapeError, StepContext, type BuildContext, type Layer, type Parameter } from './layer.ts';
 import { softmaxCrossEntropy, meanSquaredError, type Loss } from './losses.ts';
 import type { Optimizer } from './optimizers.ts';
 import {
@@ -105,7 +105,7 @@ export class Model {
   readonly inputDType: DType;
   private readonly sideInputs: readonly string[];
   private readonly params: Parameter[] = [];
-  private readonly layerShapes: Shape[] = [];
+  private readonly layerShapes: Shape[];
   private readonly freeArenas: Arena[] = [];
   private readonly forwardPipe: OperatorFunction<ForwardFlow, ForwardFlow>;
   private readonly backwardPipe: OperatorFunction<ReverseFlow, ReverseFlow>;
@@ -119,28 +119,16 @@ export class Model {
     if (layers.length === 0) throw new RangeError('sequential: a model needs at least one layer');
     if (!inputShape.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`sequential: inputShape ${formatShape(inputShape)} must be positive integers`);
     this.rng = new Random(seed);
-    const counts = new Map<string, number>();
-    const names = new Set<string>();
-    let shape = inputShape;
-    for (const layer of layers) {
-      if (!layer.name) {
-        const n = (counts.get(layer.kind) ?? 0) + 1;
-        counts.set(layer.kind, n);
-        layer.name = `${layer.kind}_${n}`;
-      }
-      if (names.has(layer.name)) throw new RangeError(`sequential: two layers are named '${layer.name}'`);
-      names.add(layer.name);
-      shape = layer.build(shape, this.buildContext(layer));
-      this.layerShapes.push(shape);
-    }
-    this.outputShape = shape;
+    this.layerShapes = buildChildren(layers, inputShape, this.buildContext());
+    this.outputShape = this.layerShapes.at(-1)!;
     this.inputDType = layers[0]!.inputDType ?? 'float32';
     this.sideInputs = [...new Set(layers.flatMap((l) => l.sideInputs ?? []))];
     this.forwardPipe = composeOperators(layers.map((layer) => forwardOperator(layer)));
     this.backwardPipe = composeOperators([...layers].reverse().map((layer, i) => backwardOperator(layer, i < layers.length - 1)));
   }
 
-  private buildContext(layer: Layer): BuildContext {
+  /** The root BuildContext: parameters arrive fully named (`dense_1/kernel`) and live in the persistent region. */
+  private buildContext(): BuildContext {
     const engine = this.engine;
     return {
       engine,
@@ -151,7 +139,7 @@ export class Model {
         const grad = new Tensor(engine.heap, engine.heap.alloc(bytes), shape);
         init.fill(value.data(), fans, this.rng);
         grad.data().fill(0);
-        const p: Parameter = { name: `${layer.name}/${name}`, shape, value, grad, regularizer: regularizer ?? null, trainable: true };
+        const p: Parameter = { name, shape, value, grad, regularizer: regularizer ?? null, trainable: true };
         this.params.push(p);
         return p;
       },

@@ -9,17 +9,11 @@
  *   npx tsx examples/fashion-mnist-lstm.ts --data mnist    # the embedded MNIST digits
  * Without the Debian package dataset-fashion-mnist it says so and uses the embedded MNIST digits.
  */
-import { Command, InvalidArgumentError } from 'commander';
-import { Presets, SingleBar } from 'cli-progress';
-import { lastValueFrom, tap } from 'rxjs';
-import { adam, batchesFromArrays, closeDefaultEngine, defaultEngine, dense, lstm, sequential, softmaxCrossEntropy, type TrainProgress } from '../src/index.ts';
-import { FASHION_MNIST_DIR, loadEmbeddedMnist, loadFashionMnist, type Dataset } from '../src/data/index.ts';
-
-const positiveInt = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return n;
-};
+import { Command } from 'commander';
+import { lastValueFrom } from 'rxjs';
+import { adam, batchesFromArrays, closeDefaultEngine, defaultEngine, dense, logProgress, lstm, sequential, softmaxCrossEntropy } from '../src/index.ts';
+import { FASHION_MNIST_DIR } from '../src/data/index.ts';
+import { firstExamples, loadImages, positiveInt } from './common.ts';
 
 const program = new Command()
   .name('fashion-mnist-lstm')
@@ -41,26 +35,10 @@ const options = program.opts<{
   train?: number; test?: number; fashionDir: string; quick: boolean; progress: boolean;
 }>();
 
-/** The first n examples, seen as 28 steps of 28 features (the same memory). */
-function asRows(dataset: Dataset, n: number | undefined): Dataset {
-  const length = n === undefined ? dataset.length : Math.min(n, dataset.length);
-  return { ...dataset, features: dataset.features.subarray(0, length * 784), labels: dataset.labels.subarray(0, length), length, shape: [28, 28] };
-}
-
-function loadData(name: string): { train: Dataset; test: Dataset } {
-  if (name === 'mnist') return loadEmbeddedMnist();
-  if (name !== 'fashion-mnist') return program.error(`--data must be 'fashion-mnist' or 'mnist', got '${name}'`);
-  try {
-    return loadFashionMnist(options.fashionDir);
-  } catch (error) {
-    console.log(`Fashion-MNIST unavailable (${(error as Error).message}); using the embedded MNIST digits instead.`);
-    return loadEmbeddedMnist();
-  }
-}
-
-const data = loadData(options.data);
-const train = asRows(data.train, options.train ?? (options.quick ? 2000 : undefined));
-const test = asRows(data.test, options.test ?? (options.quick ? 500 : undefined));
+const data = loadImages(options.data, { fashionDir: options.fashionDir, fallback: true, fail: (m) => program.error(m) });
+// The same pixels seen as 28 steps of 28 features.
+const train = firstExamples(data.train, options.train ?? (options.quick ? 2000 : undefined), [28, 28]);
+const test = firstExamples(data.test, options.test ?? (options.quick ? 500 : undefined), [28, 28]);
 const epochs = options.epochs ?? (options.quick ? 1 : 5);
 
 const model = sequential([lstm({ units: options.units }), dense(10)], { inputShape: [28, 28], seed: options.seed, name: 'rows-lstm' });
@@ -68,35 +46,7 @@ model.summary();
 const engine = defaultEngine();
 console.log(`data: ${train.name} ${train.length} examples, ${test.name} ${test.length}; compute: ${engine.compute.name}, ${engine.compute.threads} thread(s)`);
 
-const interactive = options.progress && process.stdout.isTTY;
-const bar = new SingleBar(
-  { format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} batches | loss {loss} | acc {accuracy} | {speed} ex/s', hideCursor: true },
-  Presets.shades_classic,
-);
-let epochStart = performance.now();
 const started = performance.now();
-
-const onProgress = (event: TrainProgress) => {
-  if (event.kind === 'step') {
-    if (!interactive) return;
-    if (event.batch === 1) {
-      epochStart = performance.now();
-      bar.start(event.batches, 0, { epoch: event.epoch, epochs, loss: '-', accuracy: '-', speed: '-' });
-    }
-    bar.update(event.batch, {
-      loss: event.meanLoss.toFixed(4),
-      accuracy: ((event.meanAccuracy ?? 0) * 100).toFixed(2) + '%',
-      speed: Math.round(event.examples / ((performance.now() - epochStart) / 1000)),
-    });
-    return;
-  }
-  if (interactive) bar.stop();
-  const validation = event.validation ? ` | test loss ${event.validation.loss.toFixed(4)}, test accuracy ${(event.validation.accuracy! * 100).toFixed(2)}%` : '';
-  console.log(
-    `epoch ${event.epoch}/${event.epochs}: loss ${event.loss.toFixed(4)}, accuracy ${((event.accuracy ?? 0) * 100).toFixed(2)}%${validation} ` +
-      `(${event.seconds.toFixed(1)} s, ${Math.round(event.examplesPerSecond)} ex/s)`,
-  );
-};
 
 await lastValueFrom(
   model
@@ -104,7 +54,7 @@ await lastValueFrom(
       epochs, batchSize: options.batchSize, loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }),
       metrics: ['accuracy'], validation: test,
     })
-    .pipe(tap(onProgress)),
+    .pipe(logProgress({ bar: options.progress ? 'auto' : false, validationName: 'test' })),
 );
 const final = await model.evaluate(batchesFromArrays(test, 256), { loss: softmaxCrossEntropy() });
 console.log(`final test accuracy: ${(final.accuracy! * 100).toFixed(2)}% (${final.examples} examples, loss ${final.loss.toFixed(4)})`);

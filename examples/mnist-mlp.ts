@@ -7,16 +7,10 @@
  *   npm start -- --data fashion-mnist          # Fashion-MNIST IDX files (apt-get install dataset-fashion-mnist)
  *   npx tsx examples/mnist-mlp.ts --epochs 2 --train 2000 --test 500   # a short run
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { lastValueFrom } from 'rxjs';
 import { adam, batchesFromArrays, closeDefaultEngine, defaultEngine, dense, logProgress, relu, sequential, softmaxCrossEntropy } from '../src/index.ts';
-import { loadEmbeddedMnist, loadFashionMnist, type Dataset } from '../src/data/index.ts';
-
-const positiveInt = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return n;
-};
+import { firstExamples, loadImages, positiveInt } from './common.ts';
 
 const program = new Command()
   .name('mnist-mlp')
@@ -36,20 +30,9 @@ const options = program.opts<{
   train?: number; test?: number; progress: boolean;
 }>();
 
-function take(dataset: Dataset, n: number | undefined): Dataset {
-  if (n === undefined || n >= dataset.length) return dataset;
-  const width = dataset.features.length / dataset.length;
-  return { ...dataset, features: dataset.features.subarray(0, n * width), labels: dataset.labels.subarray(0, n), length: n };
-}
-
-function loadData(name: string): { train: Dataset; test: Dataset } {
-  if (name === 'mnist') return loadEmbeddedMnist();
-  if (name === 'fashion-mnist') return loadFashionMnist();
-  return program.error(`--data must be 'mnist' or 'fashion-mnist', got '${name}'`);
-}
-const data = loadData(options.data);
-const train = take(data.train, options.train);
-const test = take(data.test, options.test);
+const data = loadImages(options.data, { fail: (m) => program.error(m) });
+const train = firstExamples(data.train, options.train);
+const test = firstExamples(data.test, options.test);
 const epochs = options.epochs ?? (options.data === 'mnist' ? 15 : 5);
 
 const model = sequential([dense(options.hidden), relu(), dense(10)], { inputShape: train.shape, seed: options.seed, name: `${options.data}-mlp` });
@@ -62,7 +45,7 @@ await lastValueFrom(
       epochs, batchSize: options.batchSize, loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }),
       metrics: ['accuracy'], validation: test,
     })
-    .pipe(logProgress({ bar: options.progress ? 'auto' : false })),
+    .pipe(logProgress({ bar: options.progress ? 'auto' : false, validationName: 'test' })),
 );
 const final = await model.evaluate(batchesFromArrays(test, 256), { loss: softmaxCrossEntropy() });
 console.log(`final test accuracy: ${(final.accuracy! * 100).toFixed(2)}% (${final.examples} examples, loss ${final.loss.toFixed(4)})`);

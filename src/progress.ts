@@ -8,6 +8,8 @@ export interface LogProgressOptions {
   bar?: boolean | 'auto';
   /** Where epoch lines go (default `console.log`). */
   log?: (line: string) => void;
+  /** What the validation set is called in epoch lines (default 'validation'; examples that validate on the test set say 'test'). */
+  validationName?: string;
 }
 
 const percent = (v: number | undefined) => (v === undefined ? '-' : `${(v * 100).toFixed(2)}%`);
@@ -43,8 +45,9 @@ export function logProgress(options: LogProgressOptions = {}): MonoTypeOperatorF
         return;
       }
       if (interactive) bar.stop();
+      const v = options.validationName ?? 'validation';
       const validation = event.validation
-        ? ` | validation loss ${event.validation.loss.toFixed(4)}, accuracy ${percent(event.validation.accuracy)}`
+        ? ` | ${v} loss ${event.validation.loss.toFixed(4)}, ${v} accuracy ${percent(event.validation.accuracy)}`
         : '';
       log(
         `epoch ${event.epoch}/${event.epochs}: loss ${event.loss.toFixed(4)}, accuracy ${percent(event.accuracy)}${validation} ` +

@@ -30,7 +30,7 @@ describe('examples/mnist-mlp.ts (the main job)', () => {
   });
 
   it('rejects an unknown dataset with a clear message', async () => {
-    await assert.rejects(runExample(['examples/mnist-mlp.ts', '--data', 'cifar']), /--data must be 'mnist' or 'fashion-mnist', got 'cifar'/);
+    await assert.rejects(runExample(['examples/mnist-mlp.ts', '--data', 'cifar']), /--data must be 'fashion-mnist' or 'mnist', got 'cifar'/);
   });
 
   it('trains on Fashion-MNIST for 5 epochs (when the Debian dataset is installed)', { skip: existsSync(FASHION_MNIST_DIR) ? false : `${FASHION_MNIST_DIR} missing (apt-get install dataset-fashion-mnist)` }, async () => {

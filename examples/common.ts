@@ -1,0 +1,36 @@
+/**
+ * What the image examples share: option parsing and loading a dataset with a clear fallback.
+ * Not part of the library; the library's own progress output is `logProgress()`.
+ */
+import { InvalidArgumentError } from 'commander';
+import { FASHION_MNIST_DIR, loadEmbeddedMnist, loadFashionMnist, type Dataset } from '../src/data/index.ts';
+
+/** A commander option parser for positive integers. Usage: `.option('--epochs <n>', 'epochs', positiveInt('--epochs'))` */
+export const positiveInt = (name: string) => (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+
+/** The first `n` examples of a dataset (views, no copy), seen with another per-example shape if given. */
+export function firstExamples(dataset: Dataset, n: number | undefined, shape: number[] = dataset.shape): Dataset {
+  const length = n === undefined ? dataset.length : Math.min(n, dataset.length);
+  const width = dataset.features.length / dataset.length;
+  return { ...dataset, features: dataset.features.subarray(0, length * width), labels: dataset.labels.subarray(0, length), length, shape };
+}
+
+/**
+ * 'mnist' (the embedded digits) or 'fashion-mnist' (the Debian IDX files; with `fallback`, the
+ * embedded digits when they are missing, saying so).
+ */
+export function loadImages(name: string, options: { fashionDir?: string; fallback?: boolean; fail: (message: string) => never }): { train: Dataset; test: Dataset } {
+  if (name === 'mnist') return loadEmbeddedMnist();
+  if (name !== 'fashion-mnist') return options.fail(`--data must be 'fashion-mnist' or 'mnist', got '${name}'`);
+  try {
+    return loadFashionMnist(options.fashionDir ?? FASHION_MNIST_DIR);
+  } catch (error) {
+    if (!options.fallback) throw error;
+    console.log(`Fashion-MNIST unavailable (${(error as Error).message}); using the embedded MNIST digits instead.`);
+    return loadEmbeddedMnist();
+  }
+}

@@ -133,10 +133,15 @@ function gemmCase(s: GemmShape, quick: boolean): BenchCase {
     async run(ctx) {
       const o = operands(s);
       const options = timeOptions(ctx);
-      const row: Row = { benchmark: `gemm ${s.label}`, unit: 'GFLOP/s', rxgrad: null, tfjsWasm: null, tfjsCpu: null };
+      // Single thread on both sides: TF.js wasm has no threads in Node, so this row compares kernels.
+      const row: Row = { benchmark: `gemm ${s.label}, 1 thread`, unit: 'GFLOP/s', rxgrad: null, tfjsWasm: null, tfjsCpu: null };
       const rx = await attempt(ctx, `rxgrad ${row.benchmark}`, async () => {
-        const engine = await defaultRxgradEngine();
-        return gflops(s, await timeRxGemm(engine, s, o, options));
+        const engine = await makeEngine(1);
+        try {
+          return gflops(s, await timeRxGemm(engine, s, o, options));
+        } finally {
+          await engine.close();
+        }
       });
       row.rxgrad = rx;
       for (const { backend, key } of TF_BACKENDS) {
@@ -151,8 +156,7 @@ function gemmCase(s: GemmShape, quick: boolean): BenchCase {
 }
 
 /** rxgrad alone: the same product with 1 and with 2 threads, and the speed-up. */
-function threadScalingCase(size: number, quick: boolean): BenchCase {
-  const s = square(size);
+function threadScalingCase(s: GemmShape, quick: boolean): BenchCase {
   return {
     name: `gemm ${s.label} rxgrad threads`,
     quick,
@@ -227,8 +231,9 @@ export function gemmCases(): BenchCase[] {
   return [
     ...[64, 128, 256, 512, 1024].map((n) => gemmCase(square(n), n === 128 || n === 512)),
     ...TRAINING_SHAPES.map((s) => gemmCase(s, true)),
-    threadScalingCase(512, true),
-    threadScalingCase(1024, false),
+    threadScalingCase(square(512), true),
+    threadScalingCase(square(1024), false),
+    threadScalingCase({ label: '256×784 · 784×128', transA: 0, transB: 0, m: 256, n: 128, k: 784 }, true),
     overheadCase(),
   ];
 }

@@ -113,6 +113,8 @@ export class Model {
   private steps = 0;
   private lastLoss: Loss | null = null;
   private currentOptimizer: Optimizer | null = null;
+  /** Every optimizer that trained this model: their state is freed with the model. */
+  private readonly optimizers = new Set<Optimizer>();
   private disposed = false;
 
   constructor(readonly layers: readonly Layer[], readonly inputShape: Shape, readonly seed: number, readonly engine: Engine, readonly name: string) {
@@ -396,6 +398,7 @@ export class Model {
   private startFit(options: FitOptions): (step: StepContext) => StepReport {
     this.lastLoss = options.loss;
     this.currentOptimizer = options.optimizer;
+    this.optimizers.add(options.optimizer);
     const wantAccuracy = options.metrics?.includes('accuracy') ?? false;
     let examples = 0;
     return (step: StepContext): StepReport => {
@@ -530,7 +533,7 @@ export class Model {
   }
 
   /**
-   * Frees the model's parameters, gradients and arenas in the heap. The model cannot be used afterwards.
+   * Frees the model's parameters, gradients, arenas and its optimizers' state in the heap. The model cannot be used afterwards.
    *
    * Usage: `model.dispose();`
    */
@@ -543,6 +546,8 @@ export class Model {
     }
     for (const a of this.freeArenas) a.dispose();
     this.freeArenas.length = 0;
+    for (const optimizer of this.optimizers) optimizer.release(this.params, this.engine);
+    this.optimizers.clear();
   }
 
   /**

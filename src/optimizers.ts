@@ -15,6 +15,8 @@ export interface Optimizer {
   apply(parameters: readonly Parameter[], engine: Engine): void;
   /** Named state tensors per parameter, for checkpoints: `{ 'dense_1/kernel': { m, v } }`. */
   state(): Map<string, Record<string, Tensor>>;
+  /** Frees the state of `parameters` in the heap (the model is being disposed); a later step recreates it, zeroed. */
+  release(parameters: readonly Parameter[], engine: Engine): void;
   config(): Record<string, unknown>;
   /**
    * Checkpoint loading: sets `iterations` and recreates the state slots of `parameters` (matched by
@@ -52,6 +54,15 @@ abstract class StatefulOptimizer implements Optimizer {
 
   state(): Map<string, Record<string, Tensor>> {
     return new Map([...this.slots].map(([p, s]) => [p.name, s]));
+  }
+
+  release(parameters: readonly Parameter[], engine: Engine): void {
+    for (const p of parameters) {
+      const s = this.slots.get(p);
+      if (!s) continue;
+      for (const t of Object.values(s)) engine.heap.free(t.ptr);
+      this.slots.delete(p);
+    }
   }
 
   restoreState(parameters: readonly Parameter[], engine: Engine, iterations: number, slots: ReadonlyMap<string, Readonly<Record<string, Float32Array>>>): void {

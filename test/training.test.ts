@@ -287,6 +287,17 @@ describe('prediction and evaluation', () => {
 });
 
 describe('memory', () => {
+  it('dispose() frees parameters, gradients, arenas and the state of every optimizer the model trained with', async () => {
+    const before = engine.heap.allocatedBytes;
+    const model = mlp(13, { dropoutRate: 0.2 });
+    const batches = batchesFromArrays(syntheticData(5, 64), 32);
+    await fitAll(model, batches, adam());
+    await fitAll(model, batches, sgd({ learningRate: 0.1, momentum: 0.9 }));
+    assert.ok(engine.heap.allocatedBytes > before);
+    model.dispose();
+    assert.equal(engine.heap.allocatedBytes, before);
+  });
+
   it('10,000 steps on a fixed-size batch keep the shared heap and the JS heap flat after warm-up', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;

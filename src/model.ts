@@ -1,4 +1,4 @@
-import { concat, concatMap, defer, finalize, from, map, Observable, of, range, type ObservableInput, type OperatorFunction, type Subscription } from 'rxjs';
+import { concat, concatMap, defer, finalize, from, map, Observable, of, range, Subject, type ObservableInput, type OperatorFunction, type Subscription } from 'rxjs';
 import { floatColumn, gatherBatch, labelColumn, outputBatch, tensorColumn, type Batch, type BatchArrays } from './batch.ts';
 import { defaultEngine, type Engine } from './engine.ts';
 import type { Arena } from './heap.ts';
@@ -73,6 +73,25 @@ export type TrainProgress =
   | ({ kind: 'step'; epoch: number; epochs: number; batch: number; batches: number; meanLoss: number; meanAccuracy?: number } & StepReport)
   | { kind: 'epoch'; epoch: number; epochs: number; loss: number; accuracy?: number; validation?: EvaluationResult; seconds: number; examplesPerSecond: number };
 
+/** What {@link Model.gradients$} emits for each training step. */
+export interface GradientReport {
+  /** The model's step count after this step. */
+  step: number;
+  /** L2 norm of all parameter gradients together (after gradient operators such as clipping). */
+  globalNorm: number;
+  /** L2 norm of each parameter's gradient, by parameter name. */
+  norms: Record<string, number>;
+}
+
+/** What {@link Model.updates$} emits for each training step. */
+export interface UpdateReport {
+  step: number;
+  /** L2 norm of each parameter's change in this step, by name. */
+  norms: Record<string, number>;
+  /** L2 norm of each parameter after the step, by name (update/weight ratios are a health check). */
+  weightNorms: Record<string, number>;
+}
+
 /** A parameter as users see it: name, shape and a copy of its values. */
 export interface ParameterInfo {
   name: string;
@@ -110,6 +129,21 @@ export class Model {
   private readonly forwardPipe: OperatorFunction<ForwardFlow, ForwardFlow>;
   private readonly backwardPipe: OperatorFunction<ReverseFlow, ReverseFlow>;
   private queue: Promise<void> = Promise.resolve();
+  private readonly gradientReports = new Subject<GradientReport>();
+  private readonly updateReports = new Subject<UpdateReport>();
+  /**
+   * Per-step gradient norms, for dashboards and alerts (a hot Observable: subscribe any time; the
+   * norms are computed only while someone listens).
+   *
+   * Usage: `model.gradients$.subscribe(({ step, globalNorm }) => metrics.gauge('grad_norm', globalNorm))`
+   */
+  readonly gradients$: Observable<GradientReport> = this.gradientReports.asObservable();
+  /**
+   * Per-step weight-update norms (hot; computed only while someone listens: it copies the weights before each update).
+   *
+   * Usage: `model.updates$.subscribe(({ norms }) => console.log(norms))`
+   */
+  readonly updates$: Observable<UpdateReport> = this.updateReports.asObservable();
   private steps = 0;
   private lastLoss: Loss | null = null;
   private currentOptimizer: Optimizer | null = null;
@@ -316,8 +350,24 @@ export class Model {
       }),
       gradients,
       map((g) => {
+        const watchGradients = this.gradientReports.observed;
+        const previous = this.updateReports.observed ? this.params.map((p) => p.value.toFloat32Array()) : null;
+        const gradientNorms = watchGradients ? this.params.map((p) => l2(p.grad.data())) : null;
         fit.optimizer.apply(g.parameters, this.engine);
         this.steps++;
+        if (gradientNorms) {
+          this.gradientReports.next({
+            step: this.steps, globalNorm: Math.hypot(...gradientNorms),
+            norms: Object.fromEntries(this.params.map((p, i) => [p.name, gradientNorms[i]!])),
+          });
+        }
+        if (previous) {
+          this.updateReports.next({
+            step: this.steps,
+            norms: Object.fromEntries(this.params.map((p, i) => [p.name, l2(p.value.data(), previous[i]!)])),
+            weightNorms: Object.fromEntries(this.params.map((p) => [p.name, l2(p.value.data())])),
+          });
+        }
         return afterStep(step);
       }),
       finalize(() => this.endStep(step)),
@@ -548,6 +598,8 @@ export class Model {
     this.freeArenas.length = 0;
     for (const optimizer of this.optimizers) optimizer.release(this.params, this.engine);
     this.optimizers.clear();
+    this.gradientReports.complete();
+    this.updateReports.complete();
   }
 
   /**
@@ -569,6 +621,16 @@ export class Model {
 function* batchesFromArraysLazy(data: BatchArrays, batchSize: number): Generator<Batch> {
   const rows = data.features.length / sizeOf(data.shape);
   for (let start = 0; start < rows; start += batchSize) yield gatherBatch(data, null, start, Math.min(batchSize, rows - start));
+}
+
+/** ‖a − b‖₂ (‖a‖₂ without b), summed in float64. */
+function l2(a: Float32Array, b?: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = b ? a[i]! - b[i]! : a[i]!;
+    sum += d * d;
+  }
+  return Math.sqrt(sum);
 }
 
 function assertFinite(values: Float32Array, width: number, where: string): void {

@@ -286,6 +286,39 @@ describe('prediction and evaluation', () => {
   });
 });
 
+describe('observing training', () => {
+  it('gradients$ and updates$ report per-step norms while subscribed, and nothing after unsubscribe', async () => {
+    const model = mlp(17);
+    const batches = batchesFromArrays(syntheticData(6, 96), 32);
+    const gradients: { step: number; globalNorm: number; norms: Record<string, number> }[] = [];
+    const updates: { step: number; norms: Record<string, number> }[] = [];
+    const g = model.gradients$.subscribe((r) => gradients.push(r));
+    const u = model.updates$.subscribe((r) => updates.push(r));
+    const before = model.getWeights();
+    await fitAll(model, batches.slice(0, 1), sgd({ learningRate: 0.5 }));
+    const after1 = model.getWeights();
+    await fitAll(model, batches.slice(1), sgd({ learningRate: 0.5 }));
+    g.unsubscribe();
+    u.unsubscribe();
+    await fitAll(model, batches, sgd({ learningRate: 0.5 }));
+    assert.deepEqual(gradients.map((r) => r.step), [1, 2, 3]);
+    assert.deepEqual(updates.map((r) => r.step), [1, 2, 3]);
+    for (const r of gradients) {
+      const sum = Object.values(r.norms).reduce((acc, n) => acc + n * n, 0);
+      assert.ok(Math.abs(Math.sqrt(sum) - r.globalNorm) < 1e-6 * r.globalNorm, 'global norm is the norm of the per-parameter norms');
+      assert.deepEqual(Object.keys(r.norms), ['dense_1/kernel', 'dense_1/bias', 'dense_2/kernel', 'dense_2/bias']);
+    }
+    // Plain SGD: the first update of each parameter is exactly lr × its gradient.
+    for (const [name, w0] of before) {
+      const w1 = after1.get(name)!;
+      const delta = Math.sqrt(w0.reduce((acc, v, i) => acc + (w1[i]! - v) ** 2, 0));
+      assert.ok(Math.abs(updates[0]!.norms[name]! - delta) <= 1e-6 + 1e-4 * delta, `${name}: update norm ${updates[0]!.norms[name]} vs ${delta}`);
+      assert.ok(Math.abs(updates[0]!.norms[name]! - 0.5 * gradients[0]!.norms[name]!) <= 1e-5 + 1e-3 * delta, `${name}: update = lr · gradient`);
+    }
+    model.dispose();
+  });
+});
+
 describe('memory', () => {
   it('dispose() frees parameters, gradients, arenas and the state of every optimizer the model trained with', async () => {
     const before = engine.heap.allocatedBytes;

@@ -23,6 +23,11 @@ export interface SequentialOptions {
   /** The engine whose heap holds the model; default {@link defaultEngine}. */
   engine?: Engine;
   name?: string;
+  /**
+   * Longest run of training/inference steps before the event loop gets a turn (default 4 ms). A
+   * host that serves requests from the same process may want 0: a turn before every step.
+   */
+  timeSliceMs?: number;
 }
 
 /** Options of {@link Model.fit}. */
@@ -103,10 +108,10 @@ export interface ParameterInfo {
 }
 
 let lastYield = performance.now();
-/** Gives the event loop a turn when steps have run for a while, so training never starves a host app. */
-async function yieldIfBusy(): Promise<void> {
+/** Gives the event loop a turn when steps have run for `sliceMs`, so training never starves a host app. */
+async function yieldIfBusy(sliceMs: number): Promise<void> {
   const now = performance.now();
-  if (now - lastYield > 4) {
+  if (now - lastYield >= sliceMs) {
     await new Promise<void>((resolve) => setImmediate(resolve));
     lastYield = performance.now();
   }
@@ -151,7 +156,12 @@ export class Model {
   private readonly optimizers = new Set<Optimizer>();
   private disposed = false;
 
-  constructor(readonly layers: readonly Layer[], readonly inputShape: Shape, readonly seed: number, readonly engine: Engine, readonly name: string) {
+  constructor(
+    readonly layers: readonly Layer[], readonly inputShape: Shape, readonly seed: number, readonly engine: Engine, readonly name: string,
+    /** See {@link SequentialOptions.timeSliceMs}. */
+    readonly timeSliceMs = 4,
+  ) {
+    if (!(timeSliceMs >= 0)) throw new RangeError(`sequential: timeSliceMs must be ≥ 0, got ${timeSliceMs}`);
     if (layers.length === 0) throw new RangeError('sequential: a model needs at least one layer');
     if (!inputShape.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`sequential: inputShape ${formatShape(inputShape)} must be positive integers`);
     this.rng = new Random(seed);
@@ -266,7 +276,7 @@ export class Model {
       let inner: Subscription | null = null;
       let cancelled = false;
       previous
-        .then(yieldIfBusy)
+        .then(() => yieldIfBusy(this.timeSliceMs))
         .then(() => {
           if (cancelled) return release();
           inner = defer(work).pipe(finalize(release)).subscribe(subscriber);
@@ -648,6 +658,6 @@ function assertFinite(values: Float32Array, width: number, where: string): void 
  * Usage: `const model = sequential([dense(128), relu(), dense(10)], { inputShape: [784], seed: 1 });`
  */
 export function sequential(layers: readonly Layer[], options: SequentialOptions): Model {
-  return new Model(layers, options.inputShape, options.seed ?? 0, options.engine ?? defaultEngine(), options.name ?? 'sequential');
+  return new Model(layers, options.inputShape, options.seed ?? 0, options.engine ?? defaultEngine(), options.name ?? 'sequential', options.timeSliceMs);
 }
 

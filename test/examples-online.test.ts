@@ -49,6 +49,7 @@ async function runServer(): Promise<{ stdout: string; replies: { status: number;
         replies.push(await post(port, '/predict', { instances: [digit, digit.map((v) => 1 - v)] }));
         replies.push(await post(port, '/predict', { features: [1, 2, 3] }));
         for (let i = 0; i < 5; i++) replies.push(await post(port, '/predict', { features: digit }));
+        replies.push(await post(port, '/stats', null, 'GET'));
       })();
     }
   });
@@ -59,9 +60,9 @@ async function runServer(): Promise<{ stdout: string; replies: { status: number;
   return { stdout, replies };
 }
 
-function post(port: number, path: string, payload: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+function post(port: number, path: string, payload: unknown, method = 'POST'): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method, headers: { 'content-type': 'application/json' } }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
@@ -82,7 +83,7 @@ describe('examples/host-server.ts --quick', () => {
       result = JSON.parse(/RESULT (.*)/.exec(stdout)![1]!) as typeof result;
     }
     console.log(`host-server: event-loop delay idle p50 ${result.idle.p50.toFixed(2)} p99 ${result.idle.p99.toFixed(2)} ms; training p50 ${result.training.p50.toFixed(2)} p99 ${result.training.p99.toFixed(2)} ms; ${result.steps} steps`);
-    assert.equal(replies.length, 8);
+    assert.equal(replies.length, 9);
     const [single, many, bad] = replies;
     assert.equal(single!.status, 200);
     assert.ok(Number.isInteger(single!.body['prediction']) && (single!.body['prediction'] as number) >= 0 && (single!.body['prediction'] as number) < 10);
@@ -91,7 +92,12 @@ describe('examples/host-server.ts --quick', () => {
     assert.equal((many!.body['predictions'] as number[]).length, 2);
     assert.equal(bad!.status, 400);
     assert.match(String(bad!.body['error']), /row 0: expected 784 finite numbers/);
-    assert.ok((replies.at(-1)!.body['step'] as number) > (single!.body['step'] as number), 'the model kept training between requests');
+    const stats = replies.at(-1)!;
+    assert.equal(stats.status, 200);
+    // The dashboard values come from model.gradients$ and the training step reports.
+    assert.ok(typeof stats.body['gradientNorm'] === 'number' && (stats.body['gradientNorm'] as number) > 0, `gradientNorm in ${JSON.stringify(stats.body)}`);
+    assert.ok(typeof stats.body['loss'] === 'number' && (stats.body['loss'] as number) > 0, `loss in ${JSON.stringify(stats.body)}`);
+    assert.ok((replies.at(-2)!.body['step'] as number) > (single!.body['step'] as number), 'the model kept training between requests');
     assert.ok(result.steps > 100, `only ${result.steps} training steps`);
     assert.ok(result.training.p99 < 20, `event-loop delay p99 while training ${result.training.p99} ms ≥ 20 ms`);
   });

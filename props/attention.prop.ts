@@ -13,7 +13,7 @@
  *  (b) dL/dx, every parameter gradient and (cross-attention) the memory gradient with central
  *      differences of L = Σ dy ⊙ f(x, θ, memory) evaluated on that reference.
  *
- * Tolerances (stated, same reasoning as props/gradients.prop.ts):
+ * Tolerances (the harness defaults of props/harness.ts, with their reasoning, except whole blocks):
  *   forward   |engine − ref| ≤ 1e-5·max(1, ‖ref‖∞) + 1e-4·|ref|
  *   gradients |engine − fd|  ≤ 1e-4·max(1, ‖fd‖∞)  + 1e-3·|fd|    (single operators)
  *             |engine − fd|  ≤ 3e-4·max(1, ‖fd‖∞)  + 3e-3·|fd|    (whole Transformer blocks: ~12 float32
@@ -23,18 +23,17 @@
  * Replay a failure: `FC_SEED=<seed> FC_PATH=<path> node --import tsx --test props/attention.prop.ts`.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import fc, { type Arbitrary } from 'fast-check';
 import { lastValueFrom, from, toArray } from 'rxjs';
 import { batchFromArrays } from '../src/batch.ts';
-import { createEngine, type Engine } from '../src/engine.ts';
-import type { Arena } from '../src/heap.ts';
-import { StepContext, type BuildContext, type Layer, type Parameter } from '../src/layer.ts';
+import type { Engine } from '../src/engine.ts';
+import type { Layer } from '../src/layer.ts';
 import { sequential } from '../src/model.ts';
 import { adam } from '../src/optimizers.ts';
 import { meanSquaredError } from '../src/losses.ts';
 import { Random } from '../src/random.ts';
-import { sizeOf, Tensor, type Shape } from '../src/tensor.ts';
+import type { Shape } from '../src/tensor.ts';
 import { dense } from '../operators/dense.ts';
 import { embedding } from '../operators/embedding.ts';
 import { tanh } from '../operators/tanh.ts';
@@ -42,81 +41,24 @@ import { layerNorm } from '../operators/layer-norm.ts';
 import { columnGradient, MASKED_SCORE, multiHeadAttention, openColumnGradient } from '../operators/multi-head-attention.ts';
 import { positionalEncoding, sinusoidalTable } from '../operators/positional-encoding.ts';
 import { encoderDecoder, transformerDecoderBlock, transformerEncoderBlock } from '../operators/transformer.ts';
+import {
+  assertClose, buildLayer, checkGradients as checkForwardAndGradients, FD_EPS, fcParams, GRAD_ATOL, GRAD_RTOL, parameterValues, runLayer,
+  testBackends, values, type BuiltLayer, type LayerRun, type Tolerance,
+} from './harness.ts';
 import * as ref from './reference.ts';
 import * as refA from './reference-attention.ts';
 
-const FORWARD_ATOL = 1e-5;
-const FORWARD_RTOL = 1e-4;
-const GRAD_ATOL = 1e-4;
-const GRAD_RTOL = 1e-3;
+// Forward and single-operator gradient tolerances and the central-difference step: the harness defaults.
+/** Whole Transformer blocks: ~12 float32 operators deep, layerNorm's 1/σ amplifies each rounding; still 100× below any wrong term. */
 const BLOCK_GRAD_ATOL = 3e-4;
 const BLOCK_GRAD_RTOL = 3e-3;
-const FD_EPS = 1e-6;
 /** Rows of a layerNorm input must have at least this variance: below it 1/σ makes float32 x̂ too coarse to compare. */
 const MIN_ROW_VARIANCE = 1e-2;
 
-const params = (numRuns: number): fc.Parameters<unknown> => ({
-  numRuns,
-  includeErrorInReport: true,
-  ...(process.env['FC_SEED'] ? { seed: Number(process.env['FC_SEED']) } : {}),
-  ...(process.env['FC_PATH'] ? { path: process.env['FC_PATH'] } : {}),
-});
-
 // ---------------------------------------------------------------- harness
 
-const engines: Engine[] = [];
-after(async () => {
-  for (const e of engines) await e.close();
-});
-
-function backend(label: string, make: () => Engine): { label: string; engine: Engine } {
-  const engine = make();
-  engines.push(engine);
-  return { label, engine };
-}
-const BACKENDS = [
-  backend('wasm backend, 1 thread', () => createEngine({ threads: 1, initialBytes: 16 << 20 })),
-  backend('js reference backend', () => createEngine({ backend: 'js', initialBytes: 16 << 20 })),
-];
-
-/** Random values in [−scale, scale) from a seed (fast-check draws the seed and the shapes). */
-function values(seed: number, n: number, scale: number): number[] {
-  const rng = new Random(seed);
-  return Array.from({ length: n }, () => Math.fround((2 * rng.uniform() - 1) * scale));
-}
-
-interface Built {
-  outShape: Shape;
-  params: Parameter[];
-  free(): void;
-}
-
-function build(engine: Engine, layer: Layer, inputShape: Shape): Built {
-  const list: Parameter[] = [];
-  const rng = new Random(0);
-  const ctx: BuildContext = {
-    engine,
-    rng,
-    addParameter(name, shape, init, fans, regularizer) {
-      const value = new Tensor(engine.heap, engine.heap.alloc(sizeOf(shape) * 4), shape);
-      const grad = new Tensor(engine.heap, engine.heap.alloc(sizeOf(shape) * 4), shape);
-      init.fill(value.data(), fans, rng);
-      const p: Parameter = { name, shape, value, grad, regularizer: regularizer ?? null, trainable: true };
-      list.push(p);
-      return p;
-    },
-  };
-  const outShape = layer.build(inputShape, ctx);
-  return {
-    outShape, params: list,
-    free() {
-      for (const p of list) {
-        engine.heap.free(p.value.ptr);
-        engine.heap.free(p.grad.ptr);
-      }
-    },
-  };
-}
+/** This file's engines start with a 16 MiB heap (the harness default is 8 MiB). */
+const BACKENDS = testBackends(16 << 20);
 
 interface Column {
   values: Float32Array | Int32Array;
@@ -125,79 +67,51 @@ interface Column {
   differentiable?: boolean;
 }
 
-interface Run {
-  y: Float32Array;
-  dx: Float32Array;
-  grads: Float32Array[];
-  gradsWithoutInput: Float32Array[];
+interface Run extends LayerRun {
+  /** Gradients of the differentiable columns (after backward with the input gradient). */
   columnGrads: Map<string, Float32Array>;
-  /** Tensors the layer saved in forward. */
-  saved: Float32Array[];
 }
 
-const arenas = new Map<Engine, Arena>();
+/** Bytes of each step's arena filled with NaN here (the harness default is 64 KiB). */
+const ATTENTION_POISON_BYTES = 256 << 10;
 
-/** Forward, then backward without and with the input gradient, on one step whose arena is NaN-poisoned. */
+/**
+ * The harness run (forward, backward without and with the input gradient, on one NaN-poisoned step)
+ * with side columns on the step and gradient accumulators opened for the differentiable ones.
+ */
 async function run(
-  engine: Engine, layer: Layer, built: Built, batch: number, inputShape: Shape, x: readonly number[], dy: readonly number[],
+  engine: Engine, layer: Layer, built: BuiltLayer, batch: number, inputShape: Shape, x: readonly number[], dy: readonly number[],
   options: { columns?: Record<string, Column>; training?: boolean; seed?: number } = {},
 ): Promise<Run> {
-  let arena = arenas.get(engine);
-  if (!arena) arenas.set(engine, (arena = engine.heap.arena()));
-  arena.reset();
-  const poison = arena.alloc(256 << 10);
-  engine.heap.f32.fill(Number.NaN, poison >> 2, (poison + (256 << 10)) >> 2);
-  arena.reset();
-  const step = new StepContext(engine, arena, batch, options.training ?? false, new Random(options.seed ?? 1), 0);
-  const xt = step.alloc([batch, ...inputShape]);
-  xt.data().set(x);
   const columns = Object.entries(options.columns ?? {});
-  for (const [name, c] of columns) {
-    const t = step.alloc([batch, ...c.shape], c.values instanceof Int32Array ? 'int32' : 'float32');
-    if (c.values instanceof Int32Array) t.int32().set(c.values);
-    else t.data().set(c.values);
-    step.columns.set(name, t);
-  }
-  const openGradients = () => {
+  const differentiable = columns.filter(([, c]) => c.differentiable).map(([n]) => n);
+  const openGradients = (step: Parameters<typeof openColumnGradient>[0]) => {
     for (const [name, c] of columns) if (c.differentiable) openColumnGradient(step, name, [batch, ...c.shape]);
   };
-  openGradients();
-  const y = await layer.forward(xt, step);
-  const yCopy = y.toFloat32Array();
-  assert.equal(y.size, dy.length, `${layer.kind}: output has ${y.size} values, expected ${dy.length}`);
-  const saved = layer.kind === 'multiHeadAttention' ? step.restore(layer).map((t) => t.toFloat32Array()) : [];
-  const dyt = step.alloc(y.shape);
-  dyt.data().set(dy);
-  for (const p of built.params) p.grad.data().fill(Number.NaN);
-  assert.equal(await layer.backward(dyt, step, false), null, `${layer.kind}: backward(…, false) must return null`);
-  const gradsWithoutInput = built.params.map((p) => p.grad.toFloat32Array());
-  const columnGradsWithout = new Map(columns.filter(([, c]) => c.differentiable).map(([n]) => [n, columnGradient(step, n)!.toFloat32Array()]));
-  openGradients();
-  for (const p of built.params) p.grad.data().fill(Number.NaN);
-  const dxt = await layer.backward(dyt, step, true);
-  assert.ok(dxt, `${layer.kind}: backward(…, true) returned null`);
-  assert.deepEqual([...dxt.shape], [...xt.shape], `${layer.kind}: dx shape`);
-  assert.deepEqual(xt.toFloat32Array(), Float32Array.from(x), `${layer.kind}: the input was modified`);
-  const columnGrads = new Map(columns.filter(([, c]) => c.differentiable).map(([n]) => [n, columnGradient(step, n)!.toFloat32Array()]));
-  for (const [n, g] of columnGrads) assert.deepEqual(g, columnGradsWithout.get(n), `${layer.kind}: gradient of column '${n}' depends on needInputGradient`);
-  return { y: yCopy, dx: dxt.toFloat32Array(), grads: built.params.map((p) => p.grad.toFloat32Array()), gradsWithoutInput, columnGrads, saved };
-}
-
-function maxAbs(v: ref.Values): number {
-  let m = 0;
-  for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]!));
-  return m;
-}
-
-function assertClose(actual: ref.Values, expected: ref.Values, atol: number, rtol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: ${actual.length} values, expected ${expected.length}`);
-  const scale = Math.max(1, maxAbs(expected));
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    const tol = atol * scale + rtol * Math.abs(e);
-    if (!(Math.abs(a - e) <= tol)) assert.fail(`${what}[${i}]: got ${a}, expected ${e} (|diff| ${Math.abs(a - e)} > ${tol})`);
-  }
+  /** Column gradients after backward(…, false), then after backward(…, true). */
+  const columnGrads: Map<string, Float32Array>[] = [];
+  const r = await runLayer(engine, layer, built.params, batch, inputShape, x, dy, {
+    training: options.training ?? false, seed: options.seed ?? 1, poisonBytes: ATTENTION_POISON_BYTES,
+    readSaved: layer.kind === 'multiHeadAttention',
+    beforeForward(step) {
+      for (const [name, c] of columns) {
+        const t = step.alloc([batch, ...c.shape], c.values instanceof Int32Array ? 'int32' : 'float32');
+        if (c.values instanceof Int32Array) t.int32().set(c.values);
+        else t.data().set(c.values);
+        step.columns.set(name, t);
+      }
+      openGradients(step);
+    },
+    afterBackward(step, needInputGradient) {
+      columnGrads.push(new Map(differentiable.map((n) => [n, columnGradient(step, n)!.toFloat32Array()])));
+      // Backward accumulates into the column gradients: fresh accumulators for the second backward.
+      if (!needInputGradient) openGradients(step);
+    },
+  });
+  assert.deepEqual(r.xAfter, Float32Array.from(x), `${layer.kind}: the input was modified`);
+  const [without, withInput] = columnGrads as [Map<string, Float32Array>, Map<string, Float32Array>];
+  for (const [n, g] of withInput) assert.deepEqual(g, without.get(n), `${layer.kind}: gradient of column '${n}' depends on needInputGradient`);
+  return { ...r, columnGrads: withInput };
 }
 
 /**
@@ -205,29 +119,22 @@ function assertClose(actual: ref.Values, expected: ref.Values, atol: number, rto
  * Σ dy ⊙ reference. `memory` names a differentiable column whose gradient is checked too.
  */
 function checkGradients(
-  what: string, r: Run, built: Built, x: readonly number[], dy: readonly number[],
+  what: string, r: Run, built: BuiltLayer, x: readonly number[], dy: readonly number[],
   reference: (x: ref.Values, theta: readonly ref.Values[], memory: ref.Values | null) => ref.Values,
-  tolerance: { atol: number; rtol: number } = { atol: GRAD_ATOL, rtol: GRAD_RTOL },
+  tolerance: Tolerance = { atol: GRAD_ATOL, rtol: GRAD_RTOL },
   memory: { name: string; values: readonly number[] } | null = null,
 ): void {
-  const theta = built.params.map((p) => p.value.toFloat32Array());
+  const theta = parameterValues(built.params);
   const mem = memory ? memory.values : null;
-  assertClose(r.y, reference(x, theta, mem), FORWARD_ATOL, FORWARD_RTOL, `${what} forward`);
-  const loss = (xv: ref.Values, th: readonly ref.Values[], m: ref.Values | null) => ref.weightedSum(dy, reference(xv, th, m));
-  assertClose(r.dx, ref.centralDifferences((v) => loss(v, theta, mem), x, FD_EPS), tolerance.atol, tolerance.rtol, `${what} dL/dx`);
-  built.params.forEach((p, k) => {
-    const numeric = ref.centralDifferences((v) => loss(x, theta.map((t, j) => (j === k ? v : t)), mem), theta[k]!, FD_EPS);
-    assertClose(r.grads[k]!, numeric, tolerance.atol, tolerance.rtol, `${what} dL/d(${p.name})`);
-    assert.deepEqual(r.gradsWithoutInput[k], r.grads[k], `${what}: ${p.name} gradient depends on needInputGradient`);
-  });
+  checkForwardAndGradients({ what, run: r, params: built.params, theta, x, dy, reference: (xv, th) => reference(xv, th, mem), grad: tolerance });
   if (memory) {
-    const numeric = ref.centralDifferences((v) => loss(x, theta, v), memory.values, FD_EPS);
+    const numeric = ref.centralDifferences((v) => ref.weightedSum(dy, reference(x, theta, v)), memory.values, FD_EPS);
     assertClose(r.columnGrads.get(memory.name)!, numeric, tolerance.atol, tolerance.rtol, `${what} dL/d(memory '${memory.name}')`);
   }
 }
 
 /** Writes random values into every parameter (initialisers give gain 1 / bias 0, which would hide bugs). */
-function randomizeParameters(built: Built, seed: number, scale: number): void {
+function randomizeParameters(built: BuiltLayer, seed: number, scale: number): void {
   built.params.forEach((p, i) => p.value.data().set(values(seed + 7919 * (i + 1), p.value.size, scale)));
 }
 
@@ -305,7 +212,7 @@ for (const { label, engine } of BACKENDS) {
         fc.pre(rowVarianceOk(x, features));
         const dy = values(seed + 1, rows * features, 1);
         const layer = layerNorm({ epsilon });
-        const built = build(engine, layer, inputShape);
+        const built = buildLayer(engine, layer, inputShape);
         try {
           assert.deepEqual([...built.outShape], inputShape);
           assert.deepEqual(built.params.map((p) => p.name), ['gain', 'bias']);
@@ -316,7 +223,7 @@ for (const { label, engine } of BACKENDS) {
         } finally {
           built.free();
         }
-      }), params(60));
+      }), fcParams(60));
     });
 
     it('operators/multi-head-attention.ts: multiHeadAttention self/cross, causal on/off, padding masks, dropout — forward and gradients', async () => {
@@ -332,7 +239,7 @@ for (const { label, engine } of BACKENDS) {
         });
         const expectedSide = c.cross ? ['memory', ...(maskColumn ? ['memoryMask'] : [])] : maskColumn ? ['mask'] : [];
         assert.deepEqual([...(layer.sideInputs ?? [])], expectedSide, 'sideInputs');
-        const built = build(engine, layer, [c.length, c.dim]);
+        const built = buildLayer(engine, layer, [c.length, c.dim]);
         try {
           assert.deepEqual([...built.outShape], [c.length, c.outputDim], 'shape rule');
           randomizeParameters(built, c.seed, 0.8);
@@ -358,7 +265,7 @@ for (const { label, engine } of BACKENDS) {
             { atol: GRAD_ATOL, rtol: GRAD_RTOL }, memory ? { name: 'memory', values: memory } : null);
 
           // Masked keys get exactly zero weight (the saved softmax output, index 5 of what forward saved).
-          const weights = r.saved[5]!;
+          const weights = r.saved![5]!;
           for (let b = 0; b < c.batch; b++) for (let h = 0; h < c.heads; h++) for (let t = 0; t < c.length; t++) for (let s = 0; s < S; s++) {
             const hidden = (c.causal && s > t) || (c.mask !== null && c.mask[b * S + s] === 0);
             if (hidden) assert.equal(weights[((b * c.heads + h) * c.length + t) * S + s], 0, `${what}: masked key ${s} of query ${t} has nonzero weight`);
@@ -366,7 +273,7 @@ for (const { label, engine } of BACKENDS) {
         } finally {
           built.free();
         }
-      }), params(80));
+      }), fcParams(80));
     });
 
     it('operators/multi-head-attention.ts: multiHeadAttention rejects bad options and shapes, naming the layer', () => {
@@ -374,14 +281,14 @@ for (const { label, engine } of BACKENDS) {
       assert.throws(() => multiHeadAttention({ heads: 2, keyDim: 4, causal: true, cross: { column: 'm' } }), /causal/);
       assert.throws(() => multiHeadAttention({ heads: 2, keyDim: 4, dropout: 1 }), /dropout/);
       const layer = multiHeadAttention({ heads: 2, keyDim: 4, name: 'attn' });
-      assert.throws(() => build(engine, layer, [8]), /attn \(multiHeadAttention\).*\[8\]/);
+      assert.throws(() => buildLayer(engine, layer, [8]), /attn \(multiHeadAttention\).*\[8\]/);
       assert.equal(MASKED_SCORE < -1e29, true);
       // encoderDecoder checks each cross-attention's memory width against the encoder's output once both are built.
       const mismatch = encoderDecoder({ source: 'src', sourceShape: [3, 2], encoder: [dense(3)], decoder: [multiHeadAttention({ heads: 1, keyDim: 2, cross: { column: 'memory' } })], name: 'ed' });
-      assert.throws(() => build(engine, mismatch, [5, 4]), /ed \(encoderDecoder\).*expects memory features 4.*\[3, 3\]/);
+      assert.throws(() => buildLayer(engine, mismatch, [5, 4]), /ed \(encoderDecoder\).*expects memory features 4.*\[3, 3\]/);
       // Token-id decoders: the query width comes from the embedding, not from the [T] input shape.
       const tokens = encoderDecoder({ source: 'src', sourceShape: [3, 2], encoder: [dense(4)], decoder: [embedding(10, 4), multiHeadAttention({ heads: 1, keyDim: 2, cross: { column: 'memory' } })] });
-      const built = build(engine, tokens, [5]);
+      const built = buildLayer(engine, tokens, [5]);
       assert.deepEqual([...built.outShape], [5, 4]);
       assert.equal(tokens.inputDType, 'int32');
       built.free();
@@ -395,7 +302,7 @@ for (const { label, engine } of BACKENDS) {
       await fc.assert(fc.asyncProperty(arb, async ({ batch, length, extra, dim, learned, seed }) => {
         const maxLength = length + extra;
         const layer = positionalEncoding({ kind: learned ? 'learned' : 'sinusoidal', maxLength });
-        const built = build(engine, layer, [length, dim]);
+        const built = buildLayer(engine, layer, [length, dim]);
         try {
           assert.deepEqual([...built.outShape], [length, dim]);
           assert.deepEqual(built.params.map((p) => [...p.shape]), learned ? [[maxLength, dim]] : []);
@@ -409,10 +316,10 @@ for (const { label, engine } of BACKENDS) {
         } finally {
           built.free();
         }
-      }), params(60));
+      }), fcParams(60));
       // The float32 table against the float64 formula at a long length (large angles).
       assertClose(sinusoidalTable(512, 64), refA.sinusoidal(512, 64), 1e-6, 0, 'sinusoidalTable(512, 64)');
-      assert.throws(() => build(engine, positionalEncoding({ kind: 'learned', maxLength: 4, name: 'pos' }), [5, 2]), /pos \(positionalEncoding\).*maxLength 4/);
+      assert.throws(() => buildLayer(engine, positionalEncoding({ kind: 'learned', maxLength: 4, name: 'pos' }), [5, 2]), /pos \(positionalEncoding\).*maxLength 4/);
     });
 
     it('operators/transformer.ts: transformerEncoderBlock / transformerDecoderBlock (pre- and post-norm, causal, masks, cross) vs the reference', async () => {
@@ -430,7 +337,7 @@ for (const { label, engine } of BACKENDS) {
         const options = { heads: c.heads, dim, ffDim: c.ffDim, keyDim: c.keyDim, causal: c.causal, norm: c.norm, ...(mask ? { mask: 'mask' } : {}) };
         const layer = c.kind === 'encoder' ? transformerEncoderBlock(options)
           : transformerDecoderBlock({ ...options, ...(cross ? { cross: { column: 'memory' } } : {}) });
-        const built = build(engine, layer, [c.length, dim]);
+        const built = buildLayer(engine, layer, [c.length, dim]);
         try {
           assert.deepEqual([...built.outShape], [c.length, dim]);
           randomizeParameters(built, c.seed, 0.6);
@@ -450,7 +357,7 @@ for (const { label, engine } of BACKENDS) {
         } finally {
           built.free();
         }
-      }), params(25));
+      }), fcParams(25));
     });
 
     it('operators/transformer.ts: encoderDecoder backpropagates the memory gradient into the encoder', async () => {
@@ -467,7 +374,7 @@ for (const { label, engine } of BACKENDS) {
           decoder: [multiHeadAttention({ heads: 2, keyDim: 2, cross: { column: 'memory', dim: memoryDim } })],
         });
         assert.deepEqual([...(layer.sideInputs ?? [])], ['source'], 'the produced memory column is not asked of the batch');
-        const built = build(engine, layer, [c.length, dim]);
+        const built = buildLayer(engine, layer, [c.length, dim]);
         try {
           randomizeParameters(built, c.seed, 0.8);
           const x = values(c.seed, c.batch * c.length * dim, 1.5);
@@ -484,7 +391,7 @@ for (const { label, engine } of BACKENDS) {
         } finally {
           built.free();
         }
-      }), params(30));
+      }), fcParams(30));
     });
 
     it('operators/transformer.ts: a sequential model with encoderDecoder trains from Arrow batches with source and mask columns', async () => {

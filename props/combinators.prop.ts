@@ -6,15 +6,15 @@
  * middle axis 1–3, features and units 1–7) and values from a drawn seed.
  *
  * Tolerances: forward 1e-5·max(1, ‖ref‖∞) + 1e-4·|ref|; gradients 1e-4·max(1, ‖fd‖∞) + 1e-3·|fd|
- * (as props/gradients.prop.ts: float32 engine vs float64 central differences with step 1e-6).
+ * (the harness defaults of props/harness.ts: float32 engine vs float64 central differences with step 1e-6).
  * Runs on the wasm backend with one thread and on the JS reference backend.
  * Replay: `FC_SEED=<seed> FC_PATH=<path> node --import tsx --test props/combinators.prop.ts`.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { createEngine, type Engine } from '../src/engine.ts';
-import { ShapeError, StepContext, type BuildContext, type Layer, type Parameter } from '../src/layer.ts';
+import type { Engine } from '../src/engine.ts';
+import { ShapeError, type BuildContext, type Layer } from '../src/layer.ts';
 import { Random } from '../src/random.ts';
 import { sizeOf, Tensor, type Shape } from '../src/tensor.ts';
 import { chain } from '../operators/chain.ts';
@@ -24,104 +24,30 @@ import { parallel } from '../operators/parallel.ts';
 import { residual } from '../operators/residual.ts';
 import { sigmoid } from '../operators/sigmoid.ts';
 import { tanh } from '../operators/tanh.ts';
+import { buildLayer, checkGradients, fcParams, parameterValues, runLayer, testBackends, values } from './harness.ts';
 import * as ref from './reference.ts';
 import * as refA from './reference-attention.ts';
 
-const FORWARD_ATOL = 1e-5;
-const FORWARD_RTOL = 1e-4;
-const GRAD_ATOL = 1e-4;
-const GRAD_RTOL = 1e-3;
-const FD_EPS = 1e-6;
-const FC_PARAMS: fc.Parameters<unknown> = {
-  numRuns: 60,
-  includeErrorInReport: true,
-  ...(process.env['FC_SEED'] ? { seed: Number(process.env['FC_SEED']) } : {}),
-  ...(process.env['FC_PATH'] ? { path: process.env['FC_PATH'] } : {}),
-};
-
-const engines: Engine[] = [];
-after(async () => {
-  for (const e of engines) await e.close();
-});
-const make = (e: Engine) => (engines.push(e), e);
-const BACKENDS: { label: string; engine: Engine }[] = [
-  { label: 'wasm backend, 1 thread', engine: make(createEngine({ threads: 1, initialBytes: 8 << 20 })) },
-  { label: 'js reference backend', engine: make(createEngine({ backend: 'js', initialBytes: 8 << 20 })) },
-];
-
-function values(seed: number, n: number, scale: number): number[] {
-  const rng = new Random(seed);
-  return Array.from({ length: n }, () => Math.fround((2 * rng.uniform() - 1) * scale));
-}
-
-function maxAbs(v: ref.Values): number {
-  let m = 0;
-  for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]!));
-  return m;
-}
-
-function assertClose(actual: ref.Values, expected: ref.Values, atol: number, rtol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: ${actual.length} values, expected ${expected.length}`);
-  const scale = Math.max(1, maxAbs(expected));
-  for (let i = 0; i < expected.length; i++) {
-    const tol = atol * scale + rtol * Math.abs(expected[i]!);
-    if (!(Math.abs(actual[i]! - expected[i]!) <= tol)) assert.fail(`${what}[${i}]: got ${actual[i]}, expected ${expected[i]} (|diff| ${Math.abs(actual[i]! - expected[i]!)} > ${tol})`);
-  }
-}
+// Tolerances and the central-difference step: the harness defaults (props/harness.ts).
+const FC_PARAMS = fcParams(60);
 
 /** Builds, randomises the parameters, runs forward and both backwards, checks against `reference`. */
 async function check(
   engine: Engine, what: string, layer: Layer, inputShape: Shape, batch: number, seed: number, outShape: Shape,
   reference: (x: ref.Values, theta: readonly ref.Values[]) => ref.Values,
 ): Promise<void> {
-  const params: Parameter[] = [];
-  const rng = new Random(0);
-  const ctx: BuildContext = {
-    engine, rng,
-    addParameter(name, shape, init, fans) {
-      const value = new Tensor(engine.heap, engine.heap.alloc(sizeOf(shape) * 4), shape);
-      const grad = new Tensor(engine.heap, engine.heap.alloc(sizeOf(shape) * 4), shape);
-      init.fill(value.data(), fans, rng);
-      const p: Parameter = { name, shape, value, grad, regularizer: null, trainable: true };
-      params.push(p);
-      return p;
-    },
-  };
-  const arena = engine.heap.arena();
+  const built = buildLayer(engine, layer, inputShape);
   try {
-    assert.deepEqual([...layer.build(inputShape, ctx)], [...outShape], `${what}: shape rule`);
-    assert.deepEqual(layer.parameters(), params, `${what}: parameters() lists the built parameters in order`);
-    params.forEach((p, i) => p.value.data().set(values(seed + 31 * (i + 1), p.value.size, 1)));
-    const theta = params.map((p) => p.value.toFloat32Array());
-    const rows = batch * sizeOf(inputShape);
-    const x = values(seed, rows, 2);
+    assert.deepEqual([...built.outShape], [...outShape], `${what}: shape rule`);
+    assert.deepEqual(layer.parameters(), built.params, `${what}: parameters() lists the built parameters in order`);
+    built.params.forEach((p, i) => p.value.data().set(values(seed + 31 * (i + 1), p.value.size, 1)));
+    const theta = parameterValues(built.params);
+    const x = values(seed, batch * sizeOf(inputShape), 2);
     const dy = values(seed + 1, batch * sizeOf(outShape), 1);
-    const step = new StepContext(engine, arena, batch, false, new Random(1), 0);
-    const xt = step.alloc([batch, ...inputShape]);
-    xt.data().set(x);
-    const y = await layer.forward(xt, step);
-    assertClose(y.toFloat32Array(), reference(x, theta), FORWARD_ATOL, FORWARD_RTOL, `${what} forward`);
-    const dyt = step.alloc(y.shape);
-    dyt.data().set(dy);
-    for (const p of params) p.grad.data().fill(Number.NaN);
-    assert.equal(await layer.backward(dyt, step, false), null, `${what}: backward(…, false) returns null`);
-    const without = params.map((p) => p.grad.toFloat32Array());
-    for (const p of params) p.grad.data().fill(Number.NaN);
-    const dx = await layer.backward(dyt, step, true);
-    assert.ok(dx, `${what}: backward(…, true) returned null`);
-    const loss = (xv: ref.Values, th: readonly ref.Values[]) => ref.weightedSum(dy, reference(xv, th));
-    assertClose(dx.toFloat32Array(), ref.centralDifferences((v) => loss(v, theta), x, FD_EPS), GRAD_ATOL, GRAD_RTOL, `${what} dL/dx`);
-    params.forEach((p, k) => {
-      const numeric = ref.centralDifferences((v) => loss(x, theta.map((t, j) => (j === k ? v : t))), theta[k]!, FD_EPS);
-      assertClose(p.grad.toFloat32Array(), numeric, GRAD_ATOL, GRAD_RTOL, `${what} dL/d(${p.name})`);
-      assert.deepEqual(without[k], p.grad.toFloat32Array(), `${what}: ${p.name} gradient depends on needInputGradient`);
-    });
+    const run = await runLayer(engine, layer, built.params, batch, inputShape, x, dy, { training: false, seed: 1 });
+    checkGradients({ what, run, params: built.params, theta, x, dy, reference });
   } finally {
-    arena.dispose();
-    for (const p of params) {
-      engine.heap.free(p.value.ptr);
-      engine.heap.free(p.grad.ptr);
-    }
+    built.free();
   }
 }
 
@@ -134,7 +60,7 @@ const DIMS = fc.record({
   seed: fc.nat(),
 });
 
-for (const { label, engine } of BACKENDS) {
+for (const { label, engine } of testBackends()) {
   describe(`combinators on the ${label}`, () => {
     it('operators/chain.ts: chain([dense, gelu, dense]) equals the composition, gradients vs central differences', async () => {
       await fc.assert(fc.asyncProperty(DIMS, async ({ batch, mid, features: f, u1, u2, seed }) => {

@@ -9,21 +9,18 @@
  * Losses: reported loss vs the reference, dLoss/dOutput vs central differences of the reference loss,
  * stability for ±1e4 logits, and the documented errors.
  *
- * Every property runs on the JS reference backend, and on the wasm backend with one thread when it
- * is available (skipped with the reason otherwise). Replay a failure with the seed and path fast-check
- * prints: `FC_SEED=<seed> FC_PATH=<path> node --import tsx --test props/gradients.prop.ts`.
+ * Every property runs on the JS reference backend and on the wasm backend with one thread
+ * (props/harness.ts). Replay a failure with the seed and path fast-check prints:
+ * `FC_SEED=<seed> FC_PATH=<path> node --import tsx --test props/gradients.prop.ts`.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import fc, { type Arbitrary } from 'fast-check';
-import { createEngine, type Engine } from '../src/engine.ts';
-import type { Arena } from '../src/heap.ts';
-import { StepContext, type BuildContext, type Layer, type Parameter } from '../src/layer.ts';
+import type { Engine } from '../src/engine.ts';
+import type { Layer } from '../src/layer.ts';
 import { binaryCrossEntropyWithLogits, meanSquaredError, softmaxCrossEntropy, type Loss } from '../src/losses.ts';
 import { Random } from '../src/random.ts';
-import { sizeOf, Tensor, type Shape } from '../src/tensor.ts';
+import { sizeOf, type Shape } from '../src/tensor.ts';
 import { dense } from '../operators/dense.ts';
 import { dropout } from '../operators/dropout.ts';
 import { gelu } from '../operators/gelu.ts';
@@ -32,30 +29,15 @@ import { relu } from '../operators/relu.ts';
 import { sigmoid } from '../operators/sigmoid.ts';
 import { softmax } from '../operators/softmax.ts';
 import { tanh } from '../operators/tanh.ts';
+import {
+  assertClose, buildLayer, checkGradients, f32, FD_EPS, fcParams, fixed, FORWARD_ATOL, FORWARD_RTOL, GRAD_ATOL, GRAD_RTOL, maxAbs,
+  parameterValues, poisonedStep, runLayer, testBackends,
+} from './harness.ts';
 import * as ref from './reference.ts';
 
-// ---------------------------------------------------------------- tolerances
+// ---------------------------------------------------------------- tolerances and sizes
+// Forward and gradient tolerances and the central-difference step: the defaults of props/harness.ts.
 
-/**
- * Forward: |engine − reference| ≤ FORWARD_ATOL·max(1, ‖reference‖∞) + FORWARD_RTOL·|reference|.
- * The engine stores float32 (relative rounding 6e-8) and the wasm kernels accumulate in float32 and
- * use polynomial exp/tanh; the error of a dot product scales with the magnitude of its terms, not of
- * its possibly cancelled result, so the absolute part is scaled by the tensor's largest entry.
- * 1e-5 / 1e-4 leave two orders of magnitude above float32 rounding for sums of ≤ 9 terms, yet
- * catch any wrong formula, index or missing bias (errors of order 1e-1).
- */
-const FORWARD_ATOL = 1e-5;
-const FORWARD_RTOL = 1e-4;
-/**
- * Gradients: |analytic − numeric| ≤ GRAD_ATOL·max(1, ‖numeric‖∞) + GRAD_RTOL·|numeric|. The analytic
- * side is float32 (backward formulas evaluated on float32 saved tensors, e.g. 1 − y² from a rounded y);
- * the numeric side is float64 central differences whose own error is ~1e-10 (truncation eps² plus
- * rounding 1e-16/eps). Same values as PyTorch gradcheck's float32 advice and tinygrad's gradient atol.
- */
-const GRAD_ATOL = 1e-4;
-const GRAD_RTOL = 1e-3;
-/** Central-difference step in float64: truncation O(eps²) ≈ 1e-12 and rounding O(1e-16/eps) ≈ 1e-10. */
-const FD_EPS = 1e-6;
 /**
  * For ±1e4 logits, a float32 log-sum-exp has an absolute error of a few ulps of the largest logit
  * (ulp(1e4) ≈ 1e-3); allow this many float32 ulps of max|logit| on top of the forward tolerance.
@@ -70,190 +52,14 @@ const LARGE_DROPOUT_SIZE = 100_000;
 /** The mask mean must be within this many standard deviations of 1 (false alarm ≈ 6e-7 per run). */
 const MASK_MEAN_SIGMAS = 5;
 
-const FC_PARAMS: fc.Parameters<unknown> = {
-  numRuns: NUM_RUNS,
-  // Put the failing assertion (worst element, values, tolerance) in the report next to the seed.
-  includeErrorInReport: true,
-  ...(process.env['FC_SEED'] ? { seed: Number(process.env['FC_SEED']) } : {}),
-  ...(process.env['FC_PATH'] ? { path: process.env['FC_PATH'] } : {}),
-};
-
-// ---------------------------------------------------------------- backends
-
-interface Backend {
-  label: string;
-  engine: Engine | null;
-  /** Why the backend's properties are skipped, or false. */
-  skip: string | false;
-}
-
-const engines: Engine[] = [];
-after(async () => {
-  for (const engine of engines) await engine.close();
-});
-
-function jsBackend(): Backend {
-  const engine = createEngine({ backend: 'js', initialBytes: 8 << 20 });
-  engines.push(engine);
-  return { label: 'js reference backend', engine, skip: false };
-}
-
-/**
- * The wasm backend with one thread, if it exists yet: it needs workers/wasm-compute.ts and the built
- * modules in workers/generated. src/index.ts is imported first because the backend may be registered
- * by it (the original design) rather than imported by src/engine.ts directly (the current one).
- */
-async function wasmBackend(): Promise<Backend> {
-  const label = 'wasm backend, 1 thread';
-  const skip = (why: string): Backend => ({ label, engine: null, skip: `wasm backend unavailable: ${why}` });
-  const workers = new URL('../workers/', import.meta.url);
-  if (!existsSync(new URL('wasm-compute.ts', workers))) return skip('workers/wasm-compute.ts does not exist yet');
-  const generated = fileURLToPath(new URL('generated/', workers));
-  if (!existsSync(generated) || !readdirSync(generated).some((f) => f.endsWith('.wasm'))) {
-    return skip('workers/generated/*.wasm missing: run npm run build:wasm');
-  }
-  try {
-    await import('../src/index.ts');
-  } catch (error) {
-    return skip(`importing src/index.ts failed: ${String(error)}`);
-  }
-  try {
-    const engine = createEngine({ backend: 'wasm', threads: 1, initialBytes: 8 << 20 });
-    engines.push(engine);
-    return { label: `${label} (${engine.compute.name})`, engine, skip: false };
-  } catch (error) {
-    return skip(`createEngine({ backend: 'wasm', threads: 1 }) failed: ${String(error)}`);
-  }
-}
-
-const backends: Backend[] = [jsBackend(), await wasmBackend()];
-
-// ---------------------------------------------------------------- harness
-
-/** Bytes of each step's arena filled with NaN before use, so a kernel that skips an element shows. */
-const POISON_BYTES = 64 << 10;
-
-/** One engine plus a reusable arena for the steps of the properties. */
-class Harness {
-  private readonly arena: Arena;
-  constructor(readonly engine: Engine) {
-    this.arena = engine.heap.arena();
-  }
-
-  /** A fresh StepContext whose arena memory is poisoned with NaN (arenas never clear on alloc). */
-  step(rows: number, training: boolean, seed: number): StepContext {
-    this.arena.reset();
-    const p = this.arena.alloc(POISON_BYTES);
-    this.engine.heap.f32.fill(Number.NaN, p >> 2, (p + POISON_BYTES) >> 2);
-    this.arena.reset();
-    return new StepContext(this.engine, this.arena, rows, training, new Random(seed), 0);
-  }
-}
-
-/** Builds `layer` for `inputShape` with a minimal BuildContext; parameters are freed by `free()`. */
-function buildLayer(engine: Engine, layer: Layer, inputShape: Shape): { outShape: Shape; params: Parameter[]; free: () => void } {
-  const params: Parameter[] = [];
-  const rng = new Random(0);
-  const ctx: BuildContext = {
-    engine,
-    rng,
-    addParameter(name, shape, init, fans, regularizer) {
-      const bytes = sizeOf(shape) * 4;
-      const value = new Tensor(engine.heap, engine.heap.alloc(bytes), shape);
-      const grad = new Tensor(engine.heap, engine.heap.alloc(bytes), shape);
-      init.fill(value.data(), fans, rng);
-      grad.data().fill(Number.NaN);
-      const p: Parameter = { name: `${layer.name || layer.kind}/${name}`, shape, value, grad, regularizer: regularizer ?? null, trainable: true };
-      params.push(p);
-      return p;
-    },
-  };
-  const outShape = layer.build(inputShape, ctx);
-  const free = () => {
-    for (const p of params) {
-      engine.heap.free(p.value.ptr);
-      engine.heap.free(p.grad.ptr);
-    }
-  };
-  return { outShape, params, free };
-}
-
-interface LayerRun {
-  y: Float32Array;
-  yShape: Shape;
-  dx: Float32Array;
-  /** Parameter gradients after backward(…, needInputGradient = true). */
-  grads: Float32Array[];
-  /** Parameter gradients after backward(…, needInputGradient = false), which must be the same. */
-  gradsWithoutInput: Float32Array[];
-  /** The input tensor after forward and backward (must be unchanged). */
-  xAfter: Float32Array;
-  /** What forward saved with step.save (read with step.restore), when asked for. */
-  saved: Float32Array[] | null;
-}
-
-/** Forward, then backward without and with the input gradient, on one step. */
-async function runLayer(
-  h: Harness, layer: Layer, params: Parameter[], inputShape: Shape, rows: number, x: ref.Values, dy: ref.Values,
-  options: { training: boolean; seed: number; readSaved?: boolean },
-): Promise<LayerRun> {
-  const step = h.step(rows, options.training, options.seed);
-  const xt = step.alloc([rows, ...inputShape]);
-  xt.data().set(x);
-  const y = await layer.forward(xt, step);
-  const yShape = y.shape;
-  const yCopy = y.toFloat32Array();
-  const saved = options.readSaved ? step.restore(layer).map((t) => t.toFloat32Array()) : null;
-  assert.equal(y.size, dy.length, `${layer.kind}: forward output shape [${yShape.join(', ')}] has ${y.size} elements, expected ${dy.length}`);
-  const dyt = step.alloc(yShape);
-  dyt.data().set(dy);
-  // Gradients are overwritten by each backward (src/layer.ts): NaN shows any element not written.
-  for (const p of params) p.grad.data().fill(Number.NaN);
-  const none = await layer.backward(dyt, step, false);
-  assert.equal(none, null, `${layer.kind}: backward(…, needInputGradient = false) must return null`);
-  const gradsWithoutInput = params.map((p) => p.grad.toFloat32Array());
-  for (const p of params) p.grad.data().fill(Number.NaN);
-  const dxt = await layer.backward(dyt, step, true);
-  assert.ok(dxt, `${layer.kind}: backward(…, needInputGradient = true) returned null`);
-  assert.deepEqual([...dxt.shape], [...xt.shape], `${layer.kind}: dx shape differs from x shape`);
-  return {
-    y: yCopy, yShape, dx: dxt.toFloat32Array(), grads: params.map((p) => p.grad.toFloat32Array()), gradsWithoutInput,
-    xAfter: xt.toFloat32Array(), saved,
-  };
-}
-
-function maxAbs(values: ref.Values): number {
-  let m = 0;
-  for (let i = 0; i < values.length; i++) m = Math.max(m, Math.abs(values[i]!));
-  return m;
-}
-
-/** Element-wise closeness with a tensor-scaled absolute part; the message names the worst element. */
-function assertClose(actual: ref.Values, expected: ref.Values, atol: number, rtol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: ${actual.length} values, expected ${expected.length}`);
-  const scale = Math.max(1, maxAbs(expected));
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    const tol = atol * scale + rtol * Math.abs(e);
-    if (!(Math.abs(a - e) <= tol)) {
-      assert.fail(`${what}[${i}]: got ${a}, expected ${e} (|diff| ${Math.abs(a - e)} > tolerance ${tol})`);
-    }
-  }
-}
+const FC_PARAMS = fcParams(NUM_RUNS);
 
 // ---------------------------------------------------------------- arbitraries
-
-/** A bounded, NaN- and infinity-free float32 (bounds must be exact float32 values). */
-const f32 = (min: number, max: number): Arbitrary<number> =>
-  fc.float({ min: Math.fround(min), max: Math.fround(max), noNaN: true, noDefaultInfinity: true });
 
 const VALUE = f32(-3, 3);
 /** Away from a kink at 0 by construction (fc.float favours tiny values, fc.pre alone would starve). */
 const AWAY_FROM_ZERO = fc.tuple(fc.boolean(), f32(2 * KINK_MARGIN, 3)).map(([negative, m]) => (negative ? -m : m));
 const LABEL_SEED = fc.nat();
-
-const fixed = <T>(arb: Arbitrary<T>, n: number): Arbitrary<T[]> => fc.array(arb, { minLength: n, maxLength: n });
 
 interface Dims {
   rows: number;
@@ -348,12 +154,12 @@ function operatorCase(spec: OperatorSpec): Arbitrary<OperatorCase> {
 }
 
 /** The whole check of one operator on one case: shapes, forward, backward vs central differences. */
-async function checkOperator(h: Harness, spec: OperatorSpec, c: OperatorCase): Promise<void> {
+async function checkOperator(engine: Engine, spec: OperatorSpec, c: OperatorCase): Promise<void> {
   if (spec.nearKink) fc.pre(!c.x.some(spec.nearKink));
   const { d, extra, x, dy } = c;
   const layer = spec.make(d, extra);
   const inputShape = inputShapeOf(d);
-  const built = buildLayer(h.engine, layer, inputShape);
+  const built = buildLayer(engine, layer, inputShape, { qualifiedNames: true });
   try {
     const outShape = [...inputShape.slice(0, -1), spec.outFeatures(d)];
     assert.deepEqual([...built.outShape], outShape, `${spec.title}: build shape rule`);
@@ -361,24 +167,17 @@ async function checkOperator(h: Harness, spec: OperatorSpec, c: OperatorCase): P
     assert.deepEqual(built.params.map((p) => [...p.shape]), shapes.map((s) => [...s]), `${spec.title}: parameter shapes`);
     assert.deepEqual(layer.parameters(), built.params, `${spec.title}: parameters() must list the built parameters in order`);
     built.params.forEach((p, i) => p.value.data().set(c.params[i]!));
-    const params = built.params.map((p) => p.value.toFloat32Array());
+    const theta = parameterValues(built.params);
 
-    const run = await runLayer(h, layer, built.params, inputShape, d.rows, x, dy, { training: true, seed: 1 });
+    const run = await runLayer(engine, layer, built.params, d.rows, inputShape, x, dy, { training: true, seed: 1 });
     assert.deepEqual([...run.yShape], [d.rows, ...outShape], `${spec.title}: forward output shape`);
     assert.deepEqual(run.xAfter, Float32Array.from(x), `${spec.title}: the input tensor was modified`);
 
-    // (a) forward against the float64 reference, on the exact float32 values the engine saw.
-    assertClose(run.y, spec.reference(x, params, d, extra), FORWARD_ATOL, FORWARD_RTOL, `${spec.file} ${spec.title} forward`);
-
+    // (a) forward against the float64 reference, on the exact float32 values the engine saw;
     // (b) dL/dx and dL/dθ against central differences of L = Σ dy ⊙ f(x, θ) in float64.
-    const numericDx = ref.centralDifferences((v) => ref.weightedSum(dy, spec.reference(v, params, d, extra)), x, FD_EPS);
-    assertClose(run.dx, numericDx, GRAD_ATOL, GRAD_RTOL, `${spec.file} ${spec.title} dL/dx`);
-    built.params.forEach((p, k) => {
-      const numeric = ref.centralDifferences(
-        (v) => ref.weightedSum(dy, spec.reference(x, params.map((q, j) => (j === k ? v : q)), d, extra)), params[k]!, FD_EPS,
-      );
-      assertClose(run.grads[k]!, numeric, GRAD_ATOL, GRAD_RTOL, `${spec.file} ${spec.title} dL/d(${p.name})`);
-      assert.deepEqual(run.gradsWithoutInput[k], run.grads[k], `${spec.title}: ${p.name} gradient depends on needInputGradient`);
+    checkGradients({
+      what: `${spec.file} ${spec.title}`, run, params: built.params, theta, x, dy,
+      reference: (v, th) => spec.reference(v, th, d, extra),
     });
   } finally {
     built.free();
@@ -396,8 +195,8 @@ interface LossRun {
 }
 
 /** Computes `loss` on an output tensor with the given labels and/or targets set on the step. */
-function runLoss(h: Harness, loss: Loss, output: ref.Values, outShape: Shape, given: { labels?: ref.Values; targets?: ref.Values }): LossRun {
-  const step = h.step(outShape[0]!, true, 0);
+function runLoss(engine: Engine, loss: Loss, output: ref.Values, outShape: Shape, given: { labels?: ref.Values; targets?: ref.Values }): LossRun {
+  const step = poisonedStep(engine, outShape[0]!, { training: true, seed: 0 });
   const out = step.alloc(outShape);
   out.data().set(output);
   if (given.labels) {
@@ -444,15 +243,11 @@ function assertThrowsNaming(fn: () => unknown, type: ErrorConstructor, parts: st
 
 // ---------------------------------------------------------------- the properties
 
-for (const backend of backends) {
-  describe(`gradients and forward on the ${backend.label}`, { skip: backend.skip }, () => {
-    // describe's callback runs even when skipped in some Node versions; guard the engine.
-    if (!backend.engine) return;
-    const h = new Harness(backend.engine);
-
+for (const { label, engine } of testBackends()) {
+  describe(`gradients and forward on the ${label}`, () => {
     for (const spec of OPERATORS) {
       it(`${spec.file}: ${spec.title} forward = float64 reference, backward = central differences`, async () => {
-        await fc.assert(fc.asyncProperty(operatorCase(spec), (c) => checkOperator(h, spec, c)), FC_PARAMS);
+        await fc.assert(fc.asyncProperty(operatorCase(spec), (c) => checkOperator(engine, spec, c)), FC_PARAMS);
       });
     }
 
@@ -461,8 +256,8 @@ for (const backend of backends) {
       const arb = MATRIX.chain(({ rows, cols }) => fc.record({ rows: fc.constant(rows), cols: fc.constant(cols), x: fixed(large, rows * cols) }));
       await fc.assert(fc.asyncProperty(arb, async ({ rows, cols, x }) => {
         const layer = softmax();
-        const built = buildLayer(h.engine, layer, [cols]);
-        const run = await runLayer(h, layer, built.params, [cols], rows, x, new Array<number>(rows * cols).fill(1), { training: true, seed: 0 });
+        const built = buildLayer(engine, layer, [cols]);
+        const run = await runLayer(engine, layer, built.params, rows, [cols], x, new Array<number>(rows * cols).fill(1), { training: true, seed: 0 });
         assert.ok(run.y.every(Number.isFinite), `softmax of large logits is not finite: ${run.y.join(', ')}`);
         for (let r = 0; r < rows; r++) {
           const sum = run.y.subarray(r * cols, (r + 1) * cols).reduce((a, b) => a + b, 0);
@@ -486,10 +281,10 @@ for (const backend of backends) {
       await fc.assert(fc.asyncProperty(dropoutCase, async ({ d, rate, seed, x, dy }) => {
         const layer = dropout(rate);
         const inputShape = inputShapeOf(d);
-        const built = buildLayer(h.engine, layer, inputShape);
+        const built = buildLayer(engine, layer, inputShape);
         assert.deepEqual([...built.outShape], [...inputShape], 'dropout shape rule is the identity');
         assert.equal(built.params.length, 0);
-        const run = await runLayer(h, layer, built.params, inputShape, d.rows, x, dy, { training: true, seed, readSaved: true });
+        const run = await runLayer(engine, layer, built.params, d.rows, inputShape, x, dy, { training: true, seed, readSaved: true });
         const mask = run.saved![0]!;
         assert.equal(mask.length, x.length, 'the saved mask has the input size');
         const scale = Math.fround(1 / (1 - rate));
@@ -508,8 +303,8 @@ for (const backend of backends) {
       await fc.assert(fc.asyncProperty(arb, async ({ d, rate, seed, x, dy, training }) => {
         const layer = dropout(rate);
         const inputShape = inputShapeOf(d);
-        buildLayer(h.engine, layer, inputShape);
-        const run = await runLayer(h, layer, [], inputShape, d.rows, x, dy, { training, seed });
+        buildLayer(engine, layer, inputShape);
+        const run = await runLayer(engine, layer, [], d.rows, inputShape, x, dy, { training, seed });
         assert.deepEqual(run.y, Float32Array.from(x), `dropout(${rate}), training ${training}: forward is not the identity`);
         assert.deepEqual(run.dx, Float32Array.from(dy), `dropout(${rate}), training ${training}: backward is not the identity`);
       }), FC_PARAMS);
@@ -521,8 +316,8 @@ for (const backend of backends) {
         const masks: Float32Array[] = [];
         for (let i = 0; i < 2; i++) {
           const layer = dropout(rate);
-          buildLayer(h.engine, layer, inputShape);
-          masks.push((await runLayer(h, layer, [], inputShape, d.rows, x, dy, { training: true, seed, readSaved: true })).saved![0]!);
+          buildLayer(engine, layer, inputShape);
+          masks.push((await runLayer(engine, layer, [], d.rows, inputShape, x, dy, { training: true, seed, readSaved: true })).saved![0]!);
         }
         assert.deepEqual(masks[0], masks[1], `dropout(${rate}) with seed ${seed} drew two different masks`);
       }), FC_PARAMS);
@@ -534,8 +329,8 @@ for (const backend of backends) {
       const ones = new Float32Array(LARGE_DROPOUT_SIZE).fill(1);
       await fc.assert(fc.asyncProperty(RATE, fc.nat(), async (rate, seed) => {
         const layer = dropout(rate);
-        buildLayer(h.engine, layer, [cols]);
-        const run = await runLayer(h, layer, [], [cols], rows, ones, ones, { training: true, seed, readSaved: true });
+        buildLayer(engine, layer, [cols]);
+        const run = await runLayer(engine, layer, [], rows, [cols], ones, ones, { training: true, seed, readSaved: true });
         const mask = run.saved![0]!;
         const keep = 1 - rate;
         let sum = 0;
@@ -561,7 +356,7 @@ for (const backend of backends) {
       }));
       await fc.assert(fc.asyncProperty(arb, async ({ rows, cols, logits, seed }) => {
         const labels = labelsFor(rows, cols, seed);
-        const run = runLoss(h, softmaxCrossEntropy(), logits, [rows, cols], { labels });
+        const run = runLoss(engine, softmaxCrossEntropy(), logits, [rows, cols], { labels });
         checkLoss(run, logits, (v) => ref.softmaxCrossEntropy(v, labels, rows, cols), `softmaxCrossEntropy [${rows}, ${cols}]`);
         assert.equal(run.correct, ref.argmaxCorrect(logits, labels, rows, cols), 'softmaxCrossEntropy: correct count');
       }), FC_PARAMS);
@@ -574,7 +369,7 @@ for (const backend of backends) {
       }));
       await fc.assert(fc.asyncProperty(arb, async ({ rows, cols, logits, seed }) => {
         const labels = labelsFor(rows, cols, seed);
-        const run = runLoss(h, softmaxCrossEntropy(), logits, [rows, cols], { labels });
+        const run = runLoss(engine, softmaxCrossEntropy(), logits, [rows, cols], { labels });
         assert.ok(Number.isFinite(run.loss), `loss ${run.loss} for logits ${logits.join(', ')}`);
         assert.ok(run.grad.every(Number.isFinite), `gradient not finite: ${run.grad.join(', ')}`);
         const expected = ref.softmaxCrossEntropy(logits, labels, rows, cols);
@@ -597,7 +392,7 @@ for (const backend of backends) {
       await fc.assert(fc.asyncProperty(arb, async ({ rows, cols, badRow, bad, seed }) => {
         const labels = labelsFor(rows, cols, seed);
         labels[badRow] = bad;
-        assertThrowsNaming(() => runLoss(h, softmaxCrossEntropy(), new Array<number>(rows * cols).fill(0), [rows, cols], { labels }),
+        assertThrowsNaming(() => runLoss(engine, softmaxCrossEntropy(), new Array<number>(rows * cols).fill(0), [rows, cols], { labels }),
           RangeError, ['softmaxCrossEntropy', `label ${bad}`, `row ${badRow}`]);
       }), FC_PARAMS);
     });
@@ -607,7 +402,7 @@ for (const backend of backends) {
         rows: fc.constant(rows), cols: fc.constant(cols), y: fixed(VALUE, rows * cols), t: fixed(VALUE, rows * cols),
       }));
       await fc.assert(fc.asyncProperty(arb, async ({ rows, cols, y, t }) => {
-        const run = runLoss(h, meanSquaredError(), y, [rows, cols], { targets: t });
+        const run = runLoss(engine, meanSquaredError(), y, [rows, cols], { targets: t });
         checkLoss(run, y, (v) => ref.meanSquaredError(v, t), `meanSquaredError [${rows}, ${cols}]`);
         assert.equal(run.correct, null);
       }), FC_PARAMS);
@@ -618,7 +413,7 @@ for (const backend of backends) {
         rows: fc.constant(rows), cols: fc.constant(cols), x: fixed(VALUE, rows * cols), t: fixed(f32(0, 1), rows * cols),
       }));
       await fc.assert(fc.asyncProperty(arb, async ({ rows, cols, x, t }) => {
-        const run = runLoss(h, binaryCrossEntropyWithLogits(), x, [rows, cols], { targets: t });
+        const run = runLoss(engine, binaryCrossEntropyWithLogits(), x, [rows, cols], { targets: t });
         checkLoss(run, x, (v) => ref.binaryCrossEntropyWithLogits(v, t), `binaryCrossEntropyWithLogits targets [${rows}, ${cols}]`);
         // Documented: accuracy compares the sign of the logit with t ≥ 0.5, per element, in row units.
         const agree = x.filter((v, i) => (v > 0) === (t[i]! >= 0.5)).length;
@@ -631,7 +426,7 @@ for (const backend of backends) {
         rows: fc.constant(rows), x: fixed(VALUE, rows), labels: fixed(fc.integer({ min: 0, max: 1 }), rows),
       }));
       await fc.assert(fc.asyncProperty(arb, async ({ rows, x, labels }) => {
-        const run = runLoss(h, binaryCrossEntropyWithLogits(), x, [rows, 1], { labels: Int32Array.from(labels) });
+        const run = runLoss(engine, binaryCrossEntropyWithLogits(), x, [rows, 1], { labels: Int32Array.from(labels) });
         checkLoss(run, x, (v) => ref.binaryCrossEntropyWithLogits(v, labels), `binaryCrossEntropyWithLogits labels [${rows}, 1]`);
         assert.equal(run.correct, x.filter((v, i) => (v > 0) === (labels[i] === 1)).length, 'binaryCrossEntropyWithLogits correct');
       }), FC_PARAMS);
@@ -645,19 +440,19 @@ for (const backend of backends) {
       await fc.assert(fc.asyncProperty(arb, async ({ rows, badRow, bad }) => {
         const labels = new Int32Array(rows);
         labels[badRow] = bad;
-        assertThrowsNaming(() => runLoss(h, binaryCrossEntropyWithLogits(), new Array<number>(rows).fill(0), [rows, 1], { labels }),
+        assertThrowsNaming(() => runLoss(engine, binaryCrossEntropyWithLogits(), new Array<number>(rows).fill(0), [rows, 1], { labels }),
           RangeError, ['binaryCrossEntropyWithLogits', `label ${bad}`, `row ${badRow}`]);
       }), FC_PARAMS);
     });
 
     it('src/losses.ts: missing labels/targets and mismatched sizes raise errors naming the loss', () => {
-      assertThrowsNaming(() => runLoss(h, softmaxCrossEntropy(), [0, 0], [1, 2], {}), TypeError, ['softmaxCrossEntropy', 'labels']);
-      assertThrowsNaming(() => runLoss(h, meanSquaredError(), [0, 0], [1, 2], {}), TypeError, ['meanSquaredError', 'targets']);
-      assertThrowsNaming(() => runLoss(h, binaryCrossEntropyWithLogits(), [0, 0], [1, 2], {}), TypeError, ['binaryCrossEntropyWithLogits']);
-      assertThrowsNaming(() => runLoss(h, softmaxCrossEntropy(), [0, 0, 0, 0], [2, 2], { labels: [0] }), RangeError, ['softmaxCrossEntropy', '2 rows', '1 labels']);
-      assertThrowsNaming(() => runLoss(h, binaryCrossEntropyWithLogits(), [0, 0, 0, 0], [2, 2], { labels: [0, 1] }), RangeError, ['binaryCrossEntropyWithLogits', 'one-unit']);
+      assertThrowsNaming(() => runLoss(engine, softmaxCrossEntropy(), [0, 0], [1, 2], {}), TypeError, ['softmaxCrossEntropy', 'labels']);
+      assertThrowsNaming(() => runLoss(engine, meanSquaredError(), [0, 0], [1, 2], {}), TypeError, ['meanSquaredError', 'targets']);
+      assertThrowsNaming(() => runLoss(engine, binaryCrossEntropyWithLogits(), [0, 0], [1, 2], {}), TypeError, ['binaryCrossEntropyWithLogits']);
+      assertThrowsNaming(() => runLoss(engine, softmaxCrossEntropy(), [0, 0, 0, 0], [2, 2], { labels: [0] }), RangeError, ['softmaxCrossEntropy', '2 rows', '1 labels']);
+      assertThrowsNaming(() => runLoss(engine, binaryCrossEntropyWithLogits(), [0, 0, 0, 0], [2, 2], { labels: [0, 1] }), RangeError, ['binaryCrossEntropyWithLogits', 'one-unit']);
       // A targets tensor of another size than the output (the step is set up by hand here).
-      const step = h.step(2, true, 0);
+      const step = poisonedStep(engine, 2, { training: true, seed: 0 });
       const out = step.alloc([2, 2]);
       out.data().fill(0);
       step.targets = step.alloc([2, 3]);

@@ -13,13 +13,12 @@
  * Replay a failure: `FC_SEED=<seed> FC_PATH=<path> node --import tsx --test props/recurrent.prop.ts`.
  */
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import fc, { type Arbitrary } from 'fast-check';
 import { from, lastValueFrom, toArray } from 'rxjs';
-import { createEngine, type Engine } from '../src/engine.ts';
-import { StepContext, type BuildContext, type Layer, type Parameter } from '../src/layer.ts';
+import type { Engine } from '../src/engine.ts';
 import { Random } from '../src/random.ts';
-import { sizeOf, Tensor, type Shape } from '../src/tensor.ts';
+import { sizeOf, type Shape } from '../src/tensor.ts';
 import { adam, batchFromArrays, sequential, softmaxCrossEntropy } from '../src/index.ts';
 import { dense } from '../operators/dense.ts';
 import { embedding } from '../operators/embedding.ts';
@@ -27,123 +26,32 @@ import { gru } from '../operators/gru.ts';
 import { lstm } from '../operators/lstm.ts';
 import { simpleRnn, type InitialStateMode, type RecurrentLayer, type RecurrentOptions } from '../operators/simple-rnn.ts';
 import { orthogonal } from '../src/initializers.ts';
+import {
+  assertClose, buildLayer, f32, FD_EPS, fcParams, fixed, FORWARD_RTOL, GRAD_ATOL, GRAD_RTOL, poisonedStep, testBackends, testEngine,
+} from './harness.ts';
 import * as ref from './reference.ts';
 import * as rref from './reference-recurrent.ts';
 
 // ---------------------------------------------------------------- tolerances
 
 /**
- * Forward: |engine − reference| ≤ FORWARD_ATOL·max(1, ‖reference‖∞) + FORWARD_RTOL·|reference|.
- * The engine is float32 with polynomial sigmoid/tanh (≤ 2e-6 relative, props/kernels.prop.ts) and
- * carries its rounding through up to 5 recurrent steps, each a dot product of ≤ 8 terms of size ≤ ~4;
- * 2e-5 is ~10× the worst accumulated float32 error seen, yet 1e4 below the error of a wrong gate,
- * index or bias (order 1e-1).
+ * Forward: |engine − reference| ≤ FORWARD_ATOL·max(1, ‖reference‖∞) + FORWARD_RTOL·|reference|, the
+ * relative part the harness default. The engine is float32 with polynomial sigmoid/tanh (≤ 2e-6
+ * relative, props/kernels.prop.ts) and carries its rounding through up to 5 recurrent steps, each a
+ * dot product of ≤ 8 terms of size ≤ ~4; 2e-5 is ~10× the worst accumulated float32 error seen, yet
+ * 1e4 below the error of a wrong gate, index or bias (order 1e-1).
+ * Gradients and the central-difference step: the harness defaults (props/harness.ts).
  */
 const FORWARD_ATOL = 2e-5;
-const FORWARD_RTOL = 1e-4;
-/**
- * Gradients: |analytic − numeric| ≤ GRAD_ATOL·max(1, ‖numeric‖∞) + GRAD_RTOL·|numeric|, the values of
- * props/gradients.prop.ts (PyTorch gradcheck's float32 advice): the analytic side is float32 (derivatives
- * from rounded saved activations), the numeric side float64 central differences (error ~1e-10).
- */
-const GRAD_ATOL = 1e-4;
-const GRAD_RTOL = 1e-3;
-/** Central-difference step in float64: truncation O(eps²) ≈ 1e-12, rounding O(1e-16/eps) ≈ 1e-10. */
-const FD_EPS = 1e-6;
 /** Runs per property and backend: 40 keeps the file (two backends, three cells) under ~20 s. */
 const NUM_RUNS = 40;
 
-const FC_PARAMS: fc.Parameters<unknown> = {
-  numRuns: NUM_RUNS,
-  includeErrorInReport: true,
-  ...(process.env['FC_SEED'] ? { seed: Number(process.env['FC_SEED']) } : {}),
-  ...(process.env['FC_PATH'] ? { path: process.env['FC_PATH'] } : {}),
-};
+const FC_PARAMS = fcParams(NUM_RUNS);
 
-// ---------------------------------------------------------------- backends and harness
+// ---------------------------------------------------------------- harness
 
-const engines: Engine[] = [];
-after(async () => {
-  for (const engine of engines) await engine.close();
-});
-
-function engine(backend: 'wasm' | 'js'): Engine {
-  const e = backend === 'wasm' ? createEngine({ threads: 1, initialBytes: 8 << 20 }) : createEngine({ backend: 'js', initialBytes: 8 << 20 });
-  engines.push(e);
-  return e;
-}
-
-/** Bytes of each step's arena filled with NaN first, so an element no kernel wrote shows. */
-const POISON_BYTES = 64 << 10;
-
-function freshStep(e: Engine, arena: ReturnType<Engine['heap']['arena']>, rows: number): StepContext {
-  arena.reset();
-  const p = arena.alloc(POISON_BYTES);
-  e.heap.f32.fill(Number.NaN, p >> 2, (p + POISON_BYTES) >> 2);
-  arena.reset();
-  return new StepContext(e, arena, rows, true, new Random(1), 0);
-}
-
-/** Builds a layer with a minimal BuildContext; parameter gradients start as NaN (backward must overwrite them). */
-function buildLayer(e: Engine, layer: Layer, inputShape: Shape): { outShape: Shape; params: Parameter[]; free: () => void } {
-  const params: Parameter[] = [];
-  const rng = new Random(0);
-  const ctx: BuildContext = {
-    engine: e,
-    rng,
-    addParameter(name, shape, init, fans, regularizer) {
-      const bytes = sizeOf(shape) * 4;
-      const value = new Tensor(e.heap, e.heap.alloc(bytes), shape);
-      const grad = new Tensor(e.heap, e.heap.alloc(bytes), shape);
-      init.fill(value.data(), fans, rng);
-      grad.data().fill(Number.NaN);
-      const p: Parameter = { name: `${layer.kind}/${name}`, shape, value, grad, regularizer: regularizer ?? null, trainable: true };
-      params.push(p);
-      return p;
-    },
-  };
-  const outShape = layer.build(inputShape, ctx);
-  return {
-    outShape, params,
-    free: () => {
-      for (const p of params) {
-        e.heap.free(p.value.ptr);
-        e.heap.free(p.grad.ptr);
-      }
-    },
-  };
-}
-
-function maxAbs(values: ref.Values): number {
-  let m = 0;
-  for (let i = 0; i < values.length; i++) m = Math.max(m, Math.abs(values[i]!));
-  return m;
-}
-
-/** Element-wise closeness with a tensor-scaled absolute part; the message names the worst element. */
-function assertClose(actual: ref.Values, expected: ref.Values, atol: number, rtol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: ${actual.length} values, expected ${expected.length}`);
-  const scale = Math.max(1, maxAbs(expected));
-  let worst = -1;
-  let worstExcess = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const diff = Math.abs(actual[i]! - expected[i]!);
-    const tol = atol * scale + rtol * Math.abs(expected[i]!);
-    if (!(diff <= tol) && (worst < 0 || !(diff - tol <= worstExcess))) {
-      worst = i;
-      worstExcess = diff - tol;
-    }
-  }
-  if (worst >= 0) {
-    const a = actual[worst]!;
-    const e = expected[worst]!;
-    assert.fail(`${what}[${worst}]: got ${a}, expected ${e} (|diff| ${Math.abs(a - e)} > tolerance ${atol * scale + rtol * Math.abs(e)})`);
-  }
-}
-
-const f32 = (min: number, max: number): Arbitrary<number> =>
-  fc.float({ min: Math.fround(min), max: Math.fround(max), noNaN: true, noDefaultInfinity: true });
-const fixed = <T>(arb: Arbitrary<T>, n: number): Arbitrary<T[]> => fc.array(arb, { minLength: n, maxLength: n });
+/** A training step (generator seed 1) on the engine's NaN-poisoned test arena. */
+const freshStep = (e: Engine, rows: number) => poisonedStep(e, rows, { training: true, seed: 1 });
 
 // ---------------------------------------------------------------- recurrent cases
 
@@ -223,11 +131,11 @@ function referenceInputs(spec: CellSpec, c: RecurrentCase, v: { x: ref.Values; k
 
 type Field = 'x' | 'kernel' | 'recurrentKernel' | 'bias' | 'init';
 
-async function checkRecurrent(e: Engine, arena: ReturnType<Engine['heap']['arena']>, spec: CellSpec, c: RecurrentCase): Promise<void> {
+async function checkRecurrent(e: Engine, spec: CellSpec, c: RecurrentCase): Promise<void> {
   const { B, T, F, U } = c;
   const what = `${spec.cell} B${B} T${T} F${F} U${U} returnSequences=${c.returnSequences} initialState=${c.initialState} truncate=${c.truncate}`;
   const layer = spec.make({ units: U, returnSequences: c.returnSequences, initialState: c.initialState, ...(c.truncate !== null ? { truncate: c.truncate } : {}) });
-  const built = buildLayer(e, layer, [T, F]);
+  const built = buildLayer(e, layer, [T, F], { qualifiedNames: true });
   try {
     assert.deepEqual([...built.outShape], c.returnSequences ? [T, U] : [U], `${what}: shape rule`);
     const stateShape = spec.states === 1 ? [U] : [spec.states, U];
@@ -244,7 +152,7 @@ async function checkRecurrent(e: Engine, arena: ReturnType<Engine['heap']['arena
     if (c.initialState === 'learned') built.params[3]!.value.data().set(values.init);
 
     const run = async (needInputGradient: boolean) => {
-      const step = freshStep(e, arena, B);
+      const step = freshStep(e, B);
       const x = step.alloc([B, T, F]);
       x.data().set(values.x);
       if (c.initialState === 'column') {
@@ -319,7 +227,7 @@ const EMBEDDING_CASE: Arbitrary<EmbeddingCase> = fc
     dy: fixed(f32(-1, 1), B * T * dim),
   }));
 
-async function checkEmbedding(e: Engine, arena: ReturnType<Engine['heap']['arena']>, c: EmbeddingCase): Promise<void> {
+async function checkEmbedding(e: Engine, c: EmbeddingCase): Promise<void> {
   const { B, T, V, dim, padding } = c;
   const what = `embedding B${B} T${T} V${V} dim${dim} paddingIndex=${padding}`;
   const layer = embedding(V, dim, padding === null ? {} : { paddingIndex: padding });
@@ -334,7 +242,7 @@ async function checkEmbedding(e: Engine, arena: ReturnType<Engine['heap']['arena
     if (padding !== null) assert.ok(init.subarray(padding * dim, (padding + 1) * dim).every((v) => v === 0), `${what}: the padding row starts at zero`);
     const values = Float32Array.from(c.table);
     table.value.data().set(values);
-    const step = freshStep(e, arena, B);
+    const step = freshStep(e, B);
     const x = step.alloc([B, T], 'int32');
     x.int32().set(c.ids);
     const y = await layer.forward(x, step);
@@ -356,26 +264,22 @@ async function checkEmbedding(e: Engine, arena: ReturnType<Engine['heap']['arena
 
 // ---------------------------------------------------------------- the properties
 
-for (const backend of ['wasm', 'js'] as const) {
-  describe(`sequence operators on the ${backend} backend${backend === 'wasm' ? ' (1 thread)' : ''}`, () => {
-    const e = engine(backend);
-    const arena = e.heap.arena();
-
+for (const { label, engine: e } of testBackends()) {
+  describe(`sequence operators on the ${label}`, () => {
     for (const spec of CELLS) {
       it(`${spec.file}: ${spec.cell} forward = float64 reference, backward (inputs, weights, initial state, truncation) = central differences`, async () => {
-        await fc.assert(fc.asyncProperty(recurrentCase(spec), (c) => checkRecurrent(e, arena, spec, c)), FC_PARAMS);
+        await fc.assert(fc.asyncProperty(recurrentCase(spec), (c) => checkRecurrent(e, spec, c)), FC_PARAMS);
       });
     }
 
     it('operators/embedding.ts: embedding forward = lookup, backward = central differences, padding row gradient 0', async () => {
-      await fc.assert(fc.asyncProperty(EMBEDDING_CASE, (c) => checkEmbedding(e, arena, c)), FC_PARAMS);
+      await fc.assert(fc.asyncProperty(EMBEDDING_CASE, (c) => checkEmbedding(e, c)), FC_PARAMS);
     });
   });
 }
 
 describe('sequence operators: errors, initialisers, model integration (wasm, 1 thread)', () => {
-  const e = engine('wasm');
-  const arena = e.heap.arena();
+  const e = testEngine('wasm');
 
   it('operators/embedding.ts: an id out of range is a RangeError naming the layer, row, position, id and vocabulary size', async () => {
     await fc.assert(fc.asyncProperty(
@@ -387,7 +291,7 @@ describe('sequence operators: errors, initialisers, model integration (wasm, 1 t
         const layer = embedding(V, 2, { name: 'tokens' });
         const built = buildLayer(e, layer, [T]);
         try {
-          const step = freshStep(e, arena, B);
+          const step = freshStep(e, B);
           const x = step.alloc([B, T], 'int32');
           x.int32().fill(0);
           x.int32()[at] = bad;
@@ -409,7 +313,7 @@ describe('sequence operators: errors, initialisers, model integration (wasm, 1 t
     assert.throws(() => embedding(5, 4, { paddingIndex: 5 }), /paddingIndex must be an integer id in \[0, 5\)/);
     const layer = embedding(5, 2, { name: 'tok' });
     const built = buildLayer(e, layer, [3]);
-    const step = freshStep(e, arena, 1);
+    const step = freshStep(e, 1);
     await assert.rejects(async () => layer.forward(step.alloc([1, 3]), step), /tok \(embedding\): input is float32/);
     built.free();
   });

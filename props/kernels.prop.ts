@@ -27,13 +27,24 @@ const simd = createWasmCompute(heap.memory, { threads: 1, relaxedSimd: false });
 const auto = createWasmCompute(heap.memory, { threads: 1 });
 // Split every GEMM that can be split (rows when m ≥ 8, else columns when n ≥ 16) across 2 threads.
 const split = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0 });
+// The packed GEMM path (BLIS-style panels in the per-thread workspace) forced for every shape it can take,
+// so the small random shapes below cover its edge tiles, zero padding and transposed packing too.
+const packedSimd = createWasmCompute(heap.memory, { threads: 1, relaxedSimd: false, gemmPath: 'packed' });
+const packedSplit = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0, gemmPath: 'packed' });
 const backends: [string, WasmCompute][] = [[`${simd.name} 1 thread`, simd], [`${split.name} 2 threads (split)`, split]];
 if (auto.name !== simd.name) backends.push([`${auto.name} 1 thread`, auto]);
+const gemmBackends: [string, WasmCompute][] = [
+  ...backends,
+  [`${packedSimd.name} 1 thread, packed path`, packedSimd],
+  [`${packedSplit.name} 2 threads (split), packed path`, packedSplit],
+];
 
 after(async () => {
   await split.close();
   await simd.close();
   await auto.close();
+  await packedSimd.close();
+  await packedSplit.close();
 });
 
 const RUNS = 80;
@@ -97,7 +108,7 @@ describe('gemm equals the reference', () => {
     seed: fc.integer(),
   });
 
-  for (const [label, backend] of backends) {
+  for (const [label, backend] of gemmBackends) {
     it(`${label}: all transposes, edges, alpha/beta, leading dimensions`, async () => {
       await fc.assert(
         fc.asyncProperty(shape, async ({ m, n, k, transA, transB, padA, padB, padC, alpha, beta, seed }) => {
@@ -128,7 +139,7 @@ describe('gemm equals the reference', () => {
           // Padding of C (columns n..ldc) must be untouched: the reference leaves it alone too.
           assertClose(`gemm ${JSON.stringify({ m, n, k, transA, transB, lda, ldb, ldc })}`, snapshot(c, cCount), snapshot(cRef, cCount), () => tol);
         }),
-        { numRuns: backend === split ? RUNS * 2 : RUNS },
+        { numRuns: backend === split || backend === packedSplit ? RUNS * 2 : RUNS },
       );
     });
   }
@@ -145,6 +156,39 @@ describe('gemm equals the reference', () => {
       await split.gemm(tA, tB, m, n, k, 1, a, tA ? m : k, b, tB ? k : n, 0, c, n);
       ref.gemm(tA, tB, m, n, k, 1, a, tA ? m : k, b, tB ? k : n, 0, cRef, n);
       assertClose(`gemm ${m},${n},${k}`, snapshot(c, m * n), snapshot(cRef, m * n), () => 1e-5 * k + 1e-6);
+    }
+  });
+
+  // Packed-path block boundaries (gemm.ts: KC = 256 rows of k, MC = 16·MR rows of A with MR = 5 or 6,
+  // NC = 1024 columns of B): k = 255/256/257, n = 511/512/513 and across NC (1031), m not a multiple of
+  // 5 or 6 and across MC (97, 131); both builds, one thread and split, the paths chosen by shape.
+  it('packed-path block boundaries: k around KC, n around 512 and NC, m across MR and MC', async () => {
+    const cases: [m: number, n: number, k: number, tA: number, tB: number][] = [
+      [7, 511, 255, 0, 0], [13, 512, 256, 1, 0], [17, 513, 257, 0, 1], [97, 1031, 257, 1, 1],
+      [131, 520, 513, 0, 0], [130, 256, 256, 0, 0], [131, 263, 255, 1, 0], [29, 1025, 33, 0, 1],
+    ];
+    const all: [string, WasmCompute][] = [...gemmBackends];
+    for (const [m, n, k, tA, tB] of cases) {
+      arena.reset();
+      const lda = tA ? m : k;
+      const ldb = tB ? k : n;
+      const a = alloc(m * k);
+      const b = alloc(k * n);
+      const c = alloc(m * n);
+      const c0 = alloc(m * n);
+      const cRef = alloc(m * n);
+      fillRandom(a, m * k, m, -1, 1);
+      fillRandom(b, k * n, n, -1, 1);
+      fillRandom(c0, m * n, k, -1, 1);
+      for (const beta of [0, 0.5]) {
+        heap.f32.copyWithin(cRef >> 2, c0 >> 2, (c0 >> 2) + m * n);
+        ref.gemm(tA, tB, m, n, k, 1.5, a, lda, b, ldb, beta, cRef, n);
+        for (const [label, backend] of all) {
+          heap.f32.copyWithin(c >> 2, c0 >> 2, (c0 >> 2) + m * n);
+          await backend.gemm(tA, tB, m, n, k, 1.5, a, lda, b, ldb, beta, c, n);
+          assertClose(`${label} gemm ${JSON.stringify({ m, n, k, tA, tB, beta })}`, snapshot(c, m * n), snapshot(cRef, m * n), () => 1.5e-5 * k + 1e-6);
+        }
+      }
     }
   });
 });

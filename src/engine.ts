@@ -56,7 +56,12 @@ export function createEngine(options: EngineOptions = {}): Engine {
   const backend = options.backend ?? envBackend();
   if (backend === 'js') return new Engine(heap, jsCompute(heap));
   const threads = options.threads ?? envThreads();
-  return new Engine(heap, createWasmCompute(heap.memory, { ...(threads ? { threads } : {}), relaxedSimd: options.relaxedSimd ?? 'auto' }));
+  // alloc: the per-thread GEMM packing workspaces come from the heap (one block, kept for the engine's life).
+  return new Engine(heap, createWasmCompute(heap.memory, {
+    ...(threads ? { threads } : {}),
+    relaxedSimd: options.relaxedSimd ?? 'auto',
+    alloc: (bytes) => heap.alloc(bytes),
+  }));
 }
 
 function envBackend(): 'wasm' | 'js' {

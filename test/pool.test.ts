@@ -125,13 +125,15 @@ describe('worker pool', () => {
     assert.ok(heap.byteLength > before);
     const m = 32;
     const a = random(m * m, 9);
-    const c = heap.alloc(m * m * 4);
+    // The last bytes of big: big starts above the control region, so they lie beyond the old size whatever
+    // the heap layout (the compute backend's workspace pages may keep the grown part from coalescing).
+    const c = big + before - m * m * 4;
     const cRef = heap.alloc(m * m * 4);
-    assert.ok(c >= before || cRef >= before || a >= before, 'some buffer lies in the grown part');
+    assert.ok(c >= before, 'the output lies in the grown part');
     await compute.gemm(0, 0, m, m, m, 1, a, m, a, m, 0, c, m);
     ref.gemm(0, 0, m, m, m, 1, a, m, a, m, 0, cRef, m);
     for (let i = 0; i < m * m; i++) assert.ok(Math.abs(heap.f32[(c >> 2) + i]! - heap.f32[(cRef >> 2) + i]!) < 1e-4);
-    for (const p of [big, a, c, cRef]) heap.free(p);
+    for (const p of [big, a, cRef]) heap.free(p);
   });
 });
 

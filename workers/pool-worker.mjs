@@ -7,10 +7,13 @@
 import { workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 
-const { module, memory, slotByte, slotInts, scratch, startSeq, spinMs, callNames, F, OP } = workerData;
+const { module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP } = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory } });
 const k = instance.exports;
 k.setScratch(scratch);
+// This thread's own GEMM packing buffers (never shared: no false sharing, no locking).
+k.setWorkspace(workspace);
+k.setGemmPath(gemmPath);
 
 // The control region never moves, so views made now stay valid after the memory grows.
 const i32 = new Int32Array(memory.buffer, slotByte, slotInts);
@@ -48,8 +51,9 @@ for (;;) {
   try {
     if (op === OP.GEMM) {
       const a = F.ARGS;
-      k.gemm(i32[a], i32[a + 1], i32[a + 2], i32[a + 3], i32[a + 4], f32[a + 5], i32[a + 6], i32[a + 7],
-        i32[a + 8], i32[a + 9], f32[a + 10], i32[a + 11], i32[a + 12]);
+      // ARGS[13]: the path of the whole product (pool.ts GemmArgs), so every part computes alike.
+      k.gemmWith(i32[a + 13], i32[a], i32[a + 1], i32[a + 2], i32[a + 3], i32[a + 4], f32[a + 5], i32[a + 6],
+        i32[a + 7], i32[a + 8], i32[a + 9], f32[a + 10], i32[a + 11], i32[a + 12]);
     } else if (op === OP.CALL) {
       // Generic kernel call (pool.ts writeCall): [id, argc, float mask, args…].
       const a = F.ARGS;

@@ -10,10 +10,12 @@
  * - `[SLOT_BASE + w·SLOT_BYTES, +SLOT_BYTES)`: slot of worker w (w < MAX_WORKERS), i32 fields {@link F}:
  *   SEQ (caller bumps to post a task), DONE (worker copies SEQ when finished), STATE (1 while the worker
  *   spins or runs, 0 while it sleeps in Atomics.wait), OP, STATUS (0 ok, 1 error), MSG_LEN, ARGS[24]
- *   (OP.GEMM: the 13 gemm arguments, alpha and beta as f32 bits; OP.CALL: kernel id, argc, float mask and
+ *   (OP.GEMM: the 13 gemm arguments, alpha and beta as f32 bits, then the path for gemmWith; OP.CALL: kernel id, argc, float mask and
  *   up to 21 arguments of any export named in `callNames`), and an error message (UTF-8) from MSG_BYTE.
  * - `[SCRATCH_BASE + t·scratchBytes, …)`: GEMM scratch of thread t (t = 0 is the calling thread,
  *   t = w + 1 worker w): one packed B panel and a temp tile.
+ * The larger GEMM packing workspaces (~1.1 MiB per thread) live outside the control region, at addresses
+ * the backend gives through {@link PoolOptions.workspace}.
  */
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
@@ -42,10 +44,14 @@ export function scratchAddress(thread: number, scratchBytes: number): number {
   return at;
 }
 
-/** The 13 arguments of Kernels.gemm, in order. */
+/**
+ * The 13 arguments of Kernels.gemm, in order, then optionally the path (the kernels' gemmWith: 0 = chosen
+ * by this part's shape, 1 = direct / panel, 2 = packed); a split passes the path of the whole product so
+ * every part computes like one thread would.
+ */
 export type GemmArgs = [
   transA: number, transB: number, m: number, n: number, k: number, alpha: number,
-  a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number,
+  a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number, path?: number,
 ];
 
 /** One OP.CALL task: which export (index into the pool's `callNames`), its arguments, which are f32. */
@@ -71,6 +77,8 @@ interface Slot {
   lastError: string;
   /** Kernel running, for error messages. */
   running: string;
+  /** Thread number of this worker in its backend (1 … size; 0 is the caller). */
+  readonly thread: number;
 }
 
 /** Options of {@link WorkerPool}. */
@@ -79,6 +87,10 @@ export interface PoolOptions {
   spinMs?: number;
   /** Export names that OP.CALL tasks may call, by index (CallTask.kernel). */
   callNames?: readonly string[];
+  /** GEMM packing workspace of thread t (1 … workers), passed to the instance's setWorkspace; 0 = none. */
+  workspace?: (thread: number) => number;
+  /** Passed to every worker instance's setGemmPath (0 = by shape; tests and measurements force a path). */
+  gemmPath?: number;
 }
 
 /**
@@ -91,6 +103,8 @@ export class WorkerPool {
   private readonly slots: Slot[] = [];
   private readonly spinMs: number;
   private readonly callNames: readonly string[];
+  private readonly workspace: (thread: number) => number;
+  private readonly gemmPath: number;
   private closed = false;
   private tail: Promise<void> | undefined;
   private refs = 0;
@@ -104,6 +118,8 @@ export class WorkerPool {
   ) {
     this.spinMs = options.spinMs ?? 0.05;
     this.callNames = options.callNames ?? [];
+    this.workspace = options.workspace ?? (() => 0);
+    this.gemmPath = options.gemmPath ?? 0;
     let used = slotsInUse.get(memory);
     if (!used) slotsInUse.set(memory, (used = new Set()));
     const buffer = memory.buffer;
@@ -124,6 +140,7 @@ export class WorkerPool {
         exitCode: 0,
         lastError: '',
         running: '',
+        thread: this.slots.length + 1,
       });
     }
     this.size = this.slots.length;
@@ -143,6 +160,8 @@ export class WorkerPool {
         slotByte: SLOT_BASE + slot.index * SLOT_BYTES,
         slotInts: SLOT_BYTES / 4,
         scratch: scratchAddress(slot.index + 1, this.scratchBytes),
+        workspace: this.workspace(slot.thread),
+        gemmPath: this.gemmPath,
         startSeq: 0,
         spinMs: this.spinMs,
         callNames: [...this.callNames],
@@ -220,6 +239,7 @@ export class WorkerPool {
           if (j === 5 || j === 10) f32[F.ARGS + j] = args[j]!;
           else i32[F.ARGS + j] = args[j]!;
         }
+        i32[F.ARGS + 13] = args[13] ?? 0;
       }
       slot.i32[F.OP] = op;
       slot.running = kernel;

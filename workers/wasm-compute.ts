@@ -24,6 +24,15 @@ export interface WasmComputeOptions {
    * the workers are still spinning from their last task, {@link COLD_SPLIT_FLOPS} once they sleep.
    */
   splitThresholdFlops?: number;
+  /**
+   * Allocates `bytes` (64-byte aligned, never freed while the backend lives) on the memory, e.g.
+   * `(b) => heap.alloc(b)`: the per-thread GEMM packing workspaces ({@link WasmCompute.workspaceBytes} each,
+   * ~1.1 MiB), taken once at creation for every thread. Default: the backend grows the memory by the pages
+   * it needs and keeps them (a SharedHeap only hands out pages it grew itself, so the two never overlap).
+   */
+  alloc?: (bytes: number) => number;
+  /** Measurement / test hook: 'auto' (default) picks the GEMM path by shape; 'packed' / 'unpacked' force it. */
+  gemmPath?: 'auto' | 'packed' | 'unpacked';
 }
 
 /** Split threshold while workers spin (no wake-up cost): ~10 µs of single-thread work. */
@@ -38,7 +47,18 @@ const NR = 8;
 /** The wasm backend, with test and measurement hooks beyond {@link ComputeBackend}. */
 export interface WasmCompute extends ComputeBackend {
   /** Every export of the instance on the calling thread (the kernels plus setScratch, nop, …). */
-  readonly exports: Kernels & { nop(): void; setScratch(ptr: number): void; scratchBytes(): number };
+  readonly exports: Kernels & {
+    nop(): void;
+    setScratch(ptr: number): void;
+    scratchBytes(): number;
+    setWorkspace(ptr: number): void;
+    workspaceBytes(): number;
+    setGemmPath(mode: number): void;
+    gemmWith(path: number, ...args: Parameters<Kernels['gemm']>): void;
+    gemmChoosePath(transB: number, m: number, n: number, k: number, ldb: number): number;
+  };
+  /** Bytes of GEMM packing workspace per thread. */
+  readonly workspaceBytes: number;
   /** Round trip of an empty task through every worker (starts the pool); for latency measurements. */
   ping(): Promise<void> | void;
   /** Test hook: terminates worker i of the pool (starting the pool if needed); resolves with its exit code. */
@@ -156,14 +176,22 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   const scratchBytes = exports.scratchBytes();
   const scratch = scratchAddress(0, scratchBytes);
   exports.setScratch(scratch);
+  // One packing workspace per thread, each on its own cache lines (64-byte multiples), taken up front so
+  // that wasm never allocates and a worker never waits for memory.
+  const workspaceBytes = Math.ceil(exports.workspaceBytes() / 64) * 64;
+  const workspaceBase = provideWorkspace(memory, threads * workspaceBytes, options.alloc);
+  const workspaceOf = (t: number) => workspaceBase + t * workspaceBytes;
+  const gemmPath = { auto: 0, unpacked: 1, packed: 2 }[options.gemmPath ?? 'auto'];
+  exports.setWorkspace(workspaceOf(0));
   warmUp(exports, scratch, scratchBytes);
+  exports.setGemmPath(gemmPath);
 
   const kernels: Kernels = exports;
   let pool: WorkerPool | undefined;
   let closed = false;
   const getPool = (): WorkerPool => {
     if (closed) throw new Error('rxgrad: compute backend used after close()');
-    return (pool ??= new WorkerPool(module, memory, threads - 1, scratchBytes, { callNames: KERNEL_NAMES }));
+    return (pool ??= new WorkerPool(module, memory, threads - 1, scratchBytes, { callNames: KERNEL_NAMES, workspace: workspaceOf, gemmPath }));
   };
   const threshold = () => options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS);
   const call = (name: (typeof KERNEL_NAMES)[number], args: readonly number[]) =>
@@ -242,13 +270,15 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
       kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     }
+    // The path of the whole product, for every part: parts compute exactly as one thread would.
+    const path = exports.gemmChoosePath(transB, m, n, k, ldb);
     const part = ([s, e]: [number, number]): GemmArgs =>
       rows
-        ? [transA, transB, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, b, ldb, beta, c + 4 * s * ldc, ldc]
-        : [transA, transB, m, e - s, k, alpha, a, lda, transB ? b + 4 * s * ldb : b + 4 * s, ldb, beta, c + 4 * s, ldc];
+        ? [transA, transB, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, b, ldb, beta, c + 4 * s * ldc, ldc, path]
+        : [transA, transB, m, e - s, k, alpha, a, lda, transB ? b + 4 * s * ldb : b + 4 * s, ldb, beta, c + 4 * s, ldc, path];
     const tasks = ranges.slice(1).map(part);
-    const mine = part(ranges[0]!);
-    return getPool().run(OP.GEMM, 'gemm', tasks, () => kernels.gemm(...mine));
+    const [tA, tB, mm, nn, kk, al, aa, la, bb, lb, be, cc, lc] = part(ranges[0]!);
+    return getPool().run(OP.GEMM, 'gemm', tasks, () => exports.gemmWith(path, tA, tB, mm, nn, kk, al, aa, la, bb, lb, be, cc, lc));
   }
 
   return {
@@ -256,6 +286,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     exports,
     threads,
     name,
+    workspaceBytes,
     gemm,
     conv2dForward,
     conv2dBackwardInput,
@@ -280,6 +311,28 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
 }
 
 /**
+ * Base of `bytes` of memory for the packing workspaces: from `alloc` when given, else pages grown at the
+ * top of the memory (owned by this backend from then on). Written once: never-written pages run GEMM at
+ * about half speed (KERNELS.md §1, first touch).
+ */
+function provideWorkspace(memory: WebAssembly.Memory, bytes: number, alloc?: (bytes: number) => number): number {
+  let base: number;
+  if (alloc) {
+    base = alloc(bytes);
+    if (base % 64 !== 0 || base < 65536) throw new RangeError(`rxgrad: alloc returned ${base}: need a 64-byte aligned address above the control region`);
+  } else {
+    const pages = Math.ceil(bytes / 65536);
+    try {
+      base = memory.grow(pages) * 65536;
+    } catch (err) {
+      throw new RangeError(`rxgrad: cannot grow the memory by ${pages} pages for the GEMM workspaces: ${String(err)}`);
+    }
+  }
+  new Uint8Array(memory.buffer, base, bytes).fill(0);
+  return base;
+}
+
+/**
  * Calls every kernel a few times on this thread's scratch so V8 has tiered them up (Liftoff runs GEMM at a
  * fraction of TurboFan speed and wasm has no on-stack replacement). Touches only the scratch area.
  */
@@ -294,10 +347,16 @@ function warmUp(k: Kernels, scratch: number, bytes: number): void {
   const a = scratch + 256 * f; // 8×8
   const b = scratch + 320 * f; // 8×9
   const c = scratch + 400 * f; // 8×9
+  const e = k as Kernels & { setGemmPath(mode: number): void };
   for (let rep = 0; rep < 8; rep++) {
-    for (let m = 5; m <= 8; m++) {
-      for (let t = 0; t < 4; t++) k.gemm(t & 1, t >> 1, m, 9, 8, 1, a, 8, b, 9, rep & 1, c, 9);
+    // Paths 1 (direct / panel) and 2 (packed, full and edge tiles) so V8 tiers up both.
+    for (const path of [1, 2]) {
+      e.setGemmPath(path);
+      for (let m = 5; m <= 8; m++) {
+        for (let t = 0; t < 4; t++) k.gemm(t & 1, t >> 1, m, 9, 8, 1, a, 8, b, 9, rep & 1, c, 9);
+      }
     }
+    e.setGemmPath(0);
     k.addBias(x, y, 4, 16);
     k.sumRows(x, y, 4, 16, 0);
     k.reluForward(x, y, 63);

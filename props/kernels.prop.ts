@@ -48,6 +48,8 @@ after(async () => {
 });
 
 const RUNS = 80;
+// Replay a failure: FC_SEED=<seed printed by fast-check> node --import tsx --test props/kernels.prop.ts
+if (process.env['FC_SEED']) fc.configureGlobal({ seed: Number(process.env['FC_SEED']) });
 const f32 = (min: number, max: number) =>
   fc.float({ min: Math.fround(min), max: Math.fround(max), noNaN: true, noDefaultInfinity: true });
 
@@ -448,7 +450,12 @@ describe('optimizer and BLAS-1 kernels equal the reference', () => {
         const gAbs = (i: number) => Math.abs(g0[i]!) + h.weightDecay * Math.abs(p0[i]!);
         assertClose('m', snapshot(bufs[2], n), snapshot(refs[2], n), (i) => 3e-7 * (Math.abs(m0[i]!) + gAbs(i)));
         assertClose('v', snapshot(bufs[3], n), snapshot(refs[3], n), (i) => 3e-7 * (Math.abs(v0[i]!) + gAbs(i) ** 2));
-        assertClose('param', snapshot(bufs[0], n), pr, (i) => 3e-7 * Math.abs(p0[i]!) + 2e-6 * Math.abs(pr[i]! - p0[i]!));
+        // The step is lr·(m/bc1)/(√(v/bc2) + eps): when m = β1·m0 + (1−β1)·g nearly cancels, m's own float32
+        // rounding (the tolerance on m above) is amplified by lr/bc1/(√(v/bc2) + eps), so that term is part of the bound.
+        const vr = snapshot(refs[3], n);
+        const mError = (i: number) => 3e-7 * (Math.abs(m0[i]!) + gAbs(i));
+        const stepGain = (i: number) => h.lr / h.bc1 / (Math.sqrt(vr[i]! / h.bc2) + h.eps);
+        assertClose('param', snapshot(bufs[0], n), pr, (i) => 3e-7 * Math.abs(p0[i]!) + 2e-6 * Math.abs(pr[i]! - p0[i]!) + stepGain(i) * mError(i));
       }),
       { numRuns: RUNS },
     );

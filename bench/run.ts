@@ -16,6 +16,8 @@ import { attempt, type BenchCase, type BenchContext, type Row } from './harness.
 import { mlpCases } from './mlp.ts';
 import { lstmBench } from './lstm.ts';
 import { cnnBench } from './cnn.ts';
+import { attentionBench } from './attention.ts';
+import { soak } from './soak.ts';
 import { closeRxgradEngines, defaultRxgradEngine } from './rxgrad.ts';
 import { initTfjs } from './tfjs.ts';
 
@@ -47,7 +49,20 @@ const matches = matcher(options.only);
 const suiteCases: BenchCase[] = [
   { name: 'cnn fashion-mnist', quick: true, run: (c) => cnnBench({ quick: c.quick }) },
   { name: 'lstm fashion-mnist rows', quick: true, run: (c) => lstmBench({ quick: c.quick }) },
+  { name: 'attention per sequence length', quick: true, run: (c) => attentionBench({ quick: c.quick }) },
+  { name: 'soak online steps', quick: false, run: async () => soakRows(await soak({ steps: 200_000 })) },
 ];
+/** The soak run as rows (rxgrad only: TF.js has no online-stream path to compare). */
+function soakRows(r: Awaited<ReturnType<typeof soak>>): Row[] {
+  const row = (benchmark: string, unit: string, rxgrad: number): Row => ({ benchmark: `soak 200k online steps: ${benchmark}`, unit, rxgrad, tfjsWasm: null, tfjsCpu: null });
+  return [
+    row('steps per second', 'steps/s', r.stepsPerSecond),
+    row('RSS after warm-up', 'MB', r.rssStartMB), row('RSS at the end', 'MB', r.rssEndMB),
+    row('JS heap after warm-up', 'bytes', r.heapStartBytes), row('JS heap at the end', 'bytes', r.heapEndBytes),
+    row('shared heap after warm-up', 'bytes', r.sharedStartBytes), row('shared heap at the end', 'bytes', r.sharedEndBytes),
+  ];
+}
+
 const allCases = (): BenchCase[] => [...gemmCases(), ...mlpCases(), ...suiteCases];
 const cases: BenchCase[] = allCases().filter((c) => (!options.quick || c.quick) && matches(c.name));
 

@@ -87,6 +87,11 @@ class MaxPool2d extends Pool2d {
     const batch = x.shape[0]!;
     const shape = [batch, this.win.outH, this.win.outW, this.win.channels];
     const y = step.alloc(shape);
+    if (!step.training) {
+      // Inference: no backward, so no argmax (the kernel skips the index tracking when it gets 0).
+      step.engine.kernels.maxPool2dForward(x.ptr, y.ptr, 0, ...this.geometry(batch));
+      return y;
+    }
     const argmax = step.alloc(shape, 'int32');
     step.engine.kernels.maxPool2dForward(x.ptr, y.ptr, argmax.ptr, ...this.geometry(batch));
     step.save(this, argmax, x);

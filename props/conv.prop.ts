@@ -522,49 +522,77 @@ describe('conv kernels equal the float64 reference, single thread and split acro
     .map((c) => ({ ...c, OH: Math.floor((c.H + c.pt + c.pb - c.dh * (c.KH - 1) - 1) / c.sh) + 1, OW: Math.floor((c.W + c.pl + c.pr - c.dw * (c.KW - 1) - 1) / c.sw) + 1 }))
     .filter((c) => c.OH >= 1 && c.OW >= 1);
 
+  type KernelCase = typeof kernelCase extends fc.Arbitrary<infer T> ? T : never;
+  /** Every conv kernel of case c against the reference; forward and dx bitwise equal between 1 thread and the split. */
+  async function checkKernels(c: KernelCase): Promise<void> {
+    arena.reset();
+    const g = [c.N, c.H, c.W, c.C, c.OH, c.OW, c.CO, c.KH, c.KW, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw] as const;
+    const taps = c.KH * c.KW * c.C;
+    const nx = c.N * c.H * c.W * c.C, ny = c.N * c.OH * c.OW * c.CO, nw = taps * c.CO;
+    const x = put(values(nx, c.seed)), w = put(values(nw, c.seed + 1)), b = c.bias ? put(values(c.CO, c.seed + 2)) : 0;
+    const dy = put(values(ny, c.seed + 3));
+    const y1 = put(new Float32Array(ny)), y2 = put(new Float32Array(ny)), yr = put(new Float32Array(ny)), yc = put(new Float32Array(ny));
+    one.kernels.conv2dForward(x, w, b, y1, ...g);
+    await two.conv2dForward(x, w, b, y2, ...g);
+    ref.conv2dForward(x, w, b, yr, ...g);
+    const workFloats = 2 * (nw + 3 * taps) + 64;
+    const work = put(new Float32Array(workFloats));
+    one.kernels.conv2dForwardIm2col(x, w, b, yc, work, workFloats, ...g);
+    const tol = 2e-6 * (taps + 1) + 1e-6;
+    const what = JSON.stringify(c);
+    assertClose(get(y1, ny), get(yr, ny), tol, 0, `forward ${what}`);
+    assertClose(get(yc, ny), get(yr, ny), tol, 0, `forward im2col ${what}`);
+    assert.deepEqual(get(y2, ny), get(y1, ny), `split forward differs from 1 thread ${what}`);
+    const wt = put(new Float32Array(nw));
+    one.kernels.conv2dTransposeFilter(w, wt, c.KH * c.KW, c.C, c.CO);
+    const dx1 = put(new Float32Array(nx).fill(Number.NaN)), dx2 = put(new Float32Array(nx).fill(Number.NaN)), dxr = put(new Float32Array(nx));
+    one.kernels.conv2dBackwardInput(dy, wt, dx1, ...g);
+    await two.conv2dBackwardInput(dy, wt, dx2, ...g);
+    ref.conv2dBackwardInput(dy, wt, dxr, ...g);
+    assertClose(get(dx1, nx), get(dxr, nx), 2e-6 * (c.KH * c.KW * c.CO + 1) + 1e-6, 0, `backward input ${what}`);
+    assert.deepEqual(get(dx2, nx), get(dx1, nx), `split dx differs from 1 thread ${what}`);
+    const dw1 = put(new Float32Array(nw).fill(Number.NaN)), dw2 = put(new Float32Array(nw).fill(Number.NaN)), dwr = put(new Float32Array(nw));
+    one.kernels.conv2dBackwardFilter(x, dy, dw1, work, workFloats, ...g);
+    await two.conv2dBackwardFilter(x, dy, dw2, work, workFloats, ...g);
+    ref.conv2dBackwardFilter(x, dy, dwr, 0, 0, ...g);
+    const ftol = 2e-6 * (c.N * c.OH * c.OW + 1) + 1e-6;
+    assertClose(get(dw1, nw), get(dwr, nw), ftol, 0, `backward filter ${what}`);
+    assertClose(get(dw2, nw), get(dwr, nw), ftol, 0, `split backward filter ${what}`);
+    // Bitwise reproducible for a given thread count.
+    const dw3 = put(new Float32Array(nw));
+    await two.conv2dBackwardFilter(x, dy, dw3, work, workFloats, ...g);
+    assert.deepEqual(get(dw3, nw), get(dw2, nw), 'split filter gradient not reproducible');
+  }
+
   it('conv2dForward, conv2dForwardIm2col, conv2dBackwardInput, conv2dBackwardFilter (split = 1 thread bitwise for y and dx)', async () => {
-    await fc.assert(
-      fc.asyncProperty(kernelCase, async (c) => {
-        arena.reset();
-        const g = [c.N, c.H, c.W, c.C, c.OH, c.OW, c.CO, c.KH, c.KW, c.sh, c.sw, c.pt, c.pl, c.dh, c.dw] as const;
-        const taps = c.KH * c.KW * c.C;
-        const nx = c.N * c.H * c.W * c.C, ny = c.N * c.OH * c.OW * c.CO, nw = taps * c.CO;
-        const x = put(values(nx, c.seed)), w = put(values(nw, c.seed + 1)), b = c.bias ? put(values(c.CO, c.seed + 2)) : 0;
-        const dy = put(values(ny, c.seed + 3));
-        const y1 = put(new Float32Array(ny)), y2 = put(new Float32Array(ny)), yr = put(new Float32Array(ny)), yc = put(new Float32Array(ny));
-        one.kernels.conv2dForward(x, w, b, y1, ...g);
-        await two.conv2dForward(x, w, b, y2, ...g);
-        ref.conv2dForward(x, w, b, yr, ...g);
-        const workFloats = 2 * (nw + 3 * taps) + 64;
-        const work = put(new Float32Array(workFloats));
-        one.kernels.conv2dForwardIm2col(x, w, b, yc, work, workFloats, ...g);
-        const tol = 2e-6 * (taps + 1) + 1e-6;
-        const what = JSON.stringify(c);
-        assertClose(get(y1, ny), get(yr, ny), tol, 0, `forward ${what}`);
-        assertClose(get(yc, ny), get(yr, ny), tol, 0, `forward im2col ${what}`);
-        assert.deepEqual(get(y2, ny), get(y1, ny), `split forward differs from 1 thread ${what}`);
-        const wt = put(new Float32Array(nw));
-        one.kernels.conv2dTransposeFilter(w, wt, c.KH * c.KW, c.C, c.CO);
-        const dx1 = put(new Float32Array(nx).fill(Number.NaN)), dx2 = put(new Float32Array(nx).fill(Number.NaN)), dxr = put(new Float32Array(nx));
-        one.kernels.conv2dBackwardInput(dy, wt, dx1, ...g);
-        await two.conv2dBackwardInput(dy, wt, dx2, ...g);
-        ref.conv2dBackwardInput(dy, wt, dxr, ...g);
-        assertClose(get(dx1, nx), get(dxr, nx), 2e-6 * (c.KH * c.KW * c.CO + 1) + 1e-6, 0, `backward input ${what}`);
-        assert.deepEqual(get(dx2, nx), get(dx1, nx), `split dx differs from 1 thread ${what}`);
-        const dw1 = put(new Float32Array(nw).fill(Number.NaN)), dw2 = put(new Float32Array(nw).fill(Number.NaN)), dwr = put(new Float32Array(nw));
-        one.kernels.conv2dBackwardFilter(x, dy, dw1, work, workFloats, ...g);
-        await two.conv2dBackwardFilter(x, dy, dw2, work, workFloats, ...g);
-        ref.conv2dBackwardFilter(x, dy, dwr, 0, 0, ...g);
-        const ftol = 2e-6 * (c.N * c.OH * c.OW + 1) + 1e-6;
-        assertClose(get(dw1, nw), get(dwr, nw), ftol, 0, `backward filter ${what}`);
-        assertClose(get(dw2, nw), get(dwr, nw), ftol, 0, `split backward filter ${what}`);
-        // Bitwise reproducible for a given thread count.
-        const dw3 = put(new Float32Array(nw));
-        await two.conv2dBackwardFilter(x, dy, dw3, work, workFloats, ...g);
-        assert.deepEqual(get(dw3, nw), get(dw2, nw), 'split filter gradient not reproducible');
-      }),
-      { numRuns: 120 },
-    );
+    await fc.assert(fc.asyncProperty(kernelCase, checkKernels), { numRuns: 120 });
+  });
+
+  // The fast paths: outC a multiple of 16 (forward row kernels, direct dW with tap / channel pairs),
+  // C = 1 (forward 3-float run, dW tap pairs with border strips, dx vectorised over co in pixel quads when
+  // strideW = 1), odd sizes, every stride / padding / dilation combination, split across 2 threads.
+  const fastCase = fc
+    .record({
+      N: fc.integer({ min: 1, max: 4 }), H: fc.integer({ min: 1, max: 13 }), W: fc.integer({ min: 1, max: 13 }),
+      C: fc.constantFrom(1, 1, 1, 2, 3, 16), CO: fc.constantFrom(16, 32, 48),
+      KH: fc.integer({ min: 1, max: 4 }), KW: fc.integer({ min: 1, max: 4 }), sh: fc.constantFrom(1, 1, 2, 3), sw: fc.constantFrom(1, 1, 1, 2, 3),
+      dh: fc.constantFrom(1, 1, 2), dw: fc.constantFrom(1, 1, 2),
+      pt: fc.nat(2), pb: fc.nat(2), pl: fc.nat(2), pr: fc.nat(2), bias: fc.boolean(), seed: fc.integer(),
+    })
+    .map((c) => ({ ...c, OH: Math.floor((c.H + c.pt + c.pb - c.dh * (c.KH - 1) - 1) / c.sh) + 1, OW: Math.floor((c.W + c.pl + c.pr - c.dw * (c.KW - 1) - 1) / c.sw) + 1 }))
+    .filter((c) => c.OH >= 1 && c.OW >= 1);
+
+  it('fast paths (outC % 16 = 0, C = 1, odd sizes, strides / padding / dilation) equal the reference, split = 1 thread bitwise', async () => {
+    await fc.assert(fc.asyncProperty(fastCase, checkKernels), { numRuns: 150 });
+  });
+
+  it('the example CNN layers (28×28×1 → 16 and 14×14×16 → 32, 3×3, same and valid) equal the reference', async () => {
+    for (const [H, C, CO] of [[28, 1, 16], [14, 16, 32], [13, 16, 32]] as const) {
+      for (const p of [0, 1]) {
+        const OH = H + 2 * p - 2;
+        await checkKernels({ N: 3, H, W: H, C, CO, KH: 3, KW: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: p, pb: p, pl: p, pr: p, bias: true, seed: H + p, OH, OW: OH });
+      }
+    }
   });
 
   it('the split backends really split (a 2-thread pool ran)', async () => {
@@ -599,6 +627,10 @@ describe('conv kernels equal the float64 reference, single thread and split acro
           ref.maxPool2dForward(x, yr!, amr!, ...g);
           assert.deepEqual(get(y!, ny), get(yr!, ny), 'max pool is exact');
           assert.deepEqual(heap.i32.slice(am! >> 2, (am! >> 2) + ny), heap.i32.slice(amr! >> 2, (amr! >> 2) + ny), 'argmax');
+          // Inference: argmax = 0 skips the index tracking, same values.
+          const yi = put(new Float32Array(ny));
+          k.maxPool2dForward(x, yi, 0, ...g);
+          assert.deepEqual(get(yi, ny), get(yr!, ny), 'max pool without argmax (inference)');
           const [dx, dxr] = [0, 1].map(() => put(new Float32Array(nx)));
           k.maxPool2dBackward(dy, am!, dx!, nx, ny);
           ref.maxPool2dBackward(dy, am!, dxr!, nx, ny);

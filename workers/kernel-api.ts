@@ -123,7 +123,8 @@ export interface Kernels {
 
   /**
    * y = max over the window's taps inside the input; argmax (i32) = index of the winning element of x
-   * (counted over the whole batch). Ties: the first tap in (ky, kx) order. No tap inside: −∞ and −1.
+   * (counted over the whole batch), not written when argmax = 0 (inference). Ties: the first tap in (ky, kx)
+   * order. No tap inside: −∞ and −1.
    */
   maxPool2dForward(
     x: number, y: number, argmax: number, batch: number, inH: number, inW: number, C: number, outH: number,

@@ -264,7 +264,7 @@ export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array)
               }
               const o = ((n * OH + oy) * OW + ox) * C + c;
               h[(y >> 2) + o] = best;
-              I[(argmax >> 2) + o] = at;
+              if (argmax) I[(argmax >> 2) + o] = at;
             }
           }
         }

@@ -6,14 +6,17 @@
 
 /**
  * y = max over the window's taps inside the input (padding never wins); argmax = the element index of
- * that tap in x (i32, counted from x over the whole batch). Ties and NaN: the first tap in (ky, kx)
- * order is kept unless a later one is strictly greater. A window with no tap inside gives −∞ and −1.
+ * that tap in x (i32, counted from x over the whole batch), or not written when argmax = 0 (inference).
+ * Ties and NaN: the first tap in (ky, kx) order is kept unless a later one is strictly greater
+ * (f32x4.pmax(m, v) = m < v ? v : m is exactly that). A window with no tap inside gives −∞ and −1.
+ * Pointer walks per tap (no index arithmetic in the inner loop); the vector loop covers C in steps of 4.
  */
 export function maxPool2dForward(
   x: usize, y: usize, argmax: usize, batch: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32,
   KH: i32, KW: i32, sh: i32, sw: i32, pt: i32, pl: i32,
 ): void {
   const lanes = i32x4(0, 1, 2, 3);
+  const rowBytes = <usize>(W * C) << 2, pixBytes = <usize>C << 2;
   for (let n = 0; n < batch; n++) {
     for (let oy = 0; oy < OH; oy++) {
       const iy0 = oy * sh - pt;
@@ -27,29 +30,50 @@ export function maxPool2dForward(
         if (ky0 >= ky1 || kx0 >= kx1) {
           for (let c = 0; c < C; c++) {
             store<f32>(yo + (<usize>c << 2), -Infinity);
-            store<i32>(ao + (<usize>c << 2), -1);
+            if (argmax) store<i32>(ao + (<usize>c << 2), -1);
           }
           continue;
         }
         const first = ((n * H + iy0 + ky0) * W + ix0 + kx0) * C;
+        const xf = x + (<usize>first << 2);
         let c = 0;
-        for (; c + 4 <= C; c += 4) {
-          let m = v128.load(x + (<usize>(first + c) << 2));
-          let mi = i32x4.add(i32x4.splat(first + c), lanes);
-          for (let ky = ky0; ky < ky1; ky++) {
-            for (let kx = kx0; kx < kx1; kx++) {
-              const e = ((n * H + iy0 + ky) * W + ix0 + kx) * C + c;
-              const v = v128.load(x + (<usize>e << 2));
-              const gt = f32x4.gt(v, m);
-              m = v128.bitselect(v, m, gt);
-              mi = v128.bitselect(i32x4.add(i32x4.splat(e), lanes), mi, gt);
+        if (argmax) {
+          const rowElems = W * C;
+          for (; c + 4 <= C; c += 4) {
+            let m = v128.load(xf + (<usize>c << 2));
+            let mi = i32x4.add(i32x4.splat(first + c), lanes);
+            let row = xf + (<usize>c << 2), e0 = first + c;
+            for (let ky = ky0; ky < ky1; ky++) {
+              let px = row, e = e0;
+              for (let kx = kx0; kx < kx1; kx++) {
+                const v = v128.load(px);
+                const gt = f32x4.gt(v, m);
+                m = f32x4.pmax(m, v);
+                mi = v128.bitselect(i32x4.add(i32x4.splat(e), lanes), mi, gt);
+                px += pixBytes; e += C;
+              }
+              row += rowBytes; e0 += rowElems;
             }
+            v128.store(yo + (<usize>c << 2), m);
+            v128.store(ao + (<usize>c << 2), mi);
           }
-          v128.store(yo + (<usize>c << 2), m);
-          v128.store(ao + (<usize>c << 2), mi);
+        } else {
+          for (; c + 4 <= C; c += 4) {
+            let m = v128.load(xf + (<usize>c << 2));
+            let row = xf + (<usize>c << 2);
+            for (let ky = ky0; ky < ky1; ky++) {
+              let px = row;
+              for (let kx = kx0; kx < kx1; kx++) {
+                m = f32x4.pmax(m, v128.load(px));
+                px += pixBytes;
+              }
+              row += rowBytes;
+            }
+            v128.store(yo + (<usize>c << 2), m);
+          }
         }
         for (; c < C; c++) {
-          let m = load<f32>(x + (<usize>(first + c) << 2));
+          let m = load<f32>(xf + (<usize>c << 2));
           let mi = first + c;
           for (let ky = ky0; ky < ky1; ky++) {
             for (let kx = kx0; kx < kx1; kx++) {
@@ -62,7 +86,7 @@ export function maxPool2dForward(
             }
           }
           store<f32>(yo + (<usize>c << 2), m);
-          store<i32>(ao + (<usize>c << 2), mi);
+          if (argmax) store<i32>(ao + (<usize>c << 2), mi);
         }
       }
     }

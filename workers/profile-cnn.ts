@@ -1,0 +1,106 @@
+/**
+ * Profile of the example CNN's training step and inference (a measurement, not a test):
+ * per-layer forward/backward times (wall and process CPU), per-step overhead, ex/s.
+ *
+ * Usage: `npx tsx workers/profile-cnn.ts [--threads 2] [--padding same|valid] [--augment] [--steps 200] [--no-layers] [--no-infer]`
+ */
+import os from 'node:os';
+import { from, lastValueFrom } from 'rxjs';
+import { count } from 'rxjs/operators';
+import {
+  adam, batchFromArrays, conv2d, createEngine, dense, flatten, maxPool2d, randomFlip, randomTranslate, relu, sequential,
+  softmaxCrossEntropy, type Layer,
+} from '../src/index.ts';
+
+const arg = (name: string, d: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : d;
+};
+const threads = Number(arg('threads', '2'));
+const padding = arg('padding', 'same') as 'same' | 'valid';
+const augment = process.argv.includes('--augment');
+const steps = Number(arg('steps', '200'));
+const perLayer = !process.argv.includes('--no-layers');
+
+const engine = createEngine({ threads });
+const aug: Layer[] = augment ? [randomFlip({ horizontal: true }), randomTranslate({ height: 1 / 28, width: 1 / 28 })] : [];
+const layers: Layer[] = [
+  ...aug,
+  conv2d(16, 3, { padding }), relu(), maxPool2d(2),
+  conv2d(32, 3, { padding }), relu(), maxPool2d(2),
+  flatten(), dense(10),
+];
+const model = sequential(layers, { inputShape: [28, 28, 1], seed: 1, engine });
+
+// Per-layer timing: wrap forward/backward (awaited, so split kernels count in full).
+const stats = new Map<string, { wall: number; cpu: number; n: number }>();
+const cpuNow = () => {
+  const c = process.cpuUsage();
+  return (c.user + c.system) / 1000;
+};
+function record(key: string, wall: number, cpu: number): void {
+  const s = stats.get(key) ?? { wall: 0, cpu: 0, n: 0 };
+  s.wall += wall; s.cpu += cpu; s.n++;
+  stats.set(key, s);
+}
+if (perLayer) {
+  for (const layer of layers) {
+    for (const m of ['forward', 'backward'] as const) {
+      const orig = (layer[m] as (...a: unknown[]) => unknown).bind(layer);
+      (layer as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => {
+        const t0 = performance.now(), c0 = cpuNow();
+        const r = orig(...a);
+        const key = `${layer.name} ${m}${m === 'forward' && !(a[1] as { training: boolean }).training ? ' (infer)' : ''}`;
+        if (r instanceof Promise) return r.then((v) => (record(key, performance.now() - t0, cpuNow() - c0), v));
+        record(key, performance.now() - t0, cpuNow() - c0);
+        return r;
+      };
+    }
+  }
+}
+
+function makeBatches(n: number, size: number) {
+  let seed = 12345;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  return Array.from({ length: n }, () => {
+    const features = new Float32Array(size * 784).map(() => rnd());
+    const labels = Int32Array.from({ length: size }, () => Math.floor(rnd() * 10));
+    return batchFromArrays({ features, shape: [28, 28, 1], labels });
+  });
+}
+
+const train = makeBatches(steps, 64);
+const fit = (b: typeof train) => lastValueFrom(from(b).pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: 1e-3 }) }), count()));
+await fit(train.slice(0, 20));
+stats.clear();
+const load0 = os.loadavg()[0]!;
+let t0 = performance.now(), c0 = cpuNow();
+await fit(train);
+const wall = performance.now() - t0, cpu = cpuNow() - c0;
+console.log(`train ${padding}${augment ? ' +aug' : ''}, ${threads} thread(s), batch 64, ${steps} steps: ${(wall / steps).toFixed(3)} ms/step wall, ${(cpu / steps).toFixed(3)} ms/step CPU, ${Math.round(64 * steps / wall * 1000)} ex/s (CPU/wall ${(cpu / wall).toFixed(2)}, load ${load0.toFixed(2)} → ${os.loadavg()[0]!.toFixed(2)})`);
+const lines = [...stats].map(([k, s]) => `  ${k.padEnd(28)} ${(s.wall / s.n).toFixed(3).padStart(8)} ms wall ${(s.cpu / s.n).toFixed(3).padStart(8)} ms cpu`);
+let layerWall = 0;
+for (const s of stats.values()) layerWall += s.wall / s.n;
+console.log(lines.join('\n'));
+console.log(`  layers total ${layerWall.toFixed(3)} ms; rest (copy-in, loss, Adam, rx overhead) ${(wall / steps - layerWall).toFixed(3)} ms`);
+
+// Inference on pre-made batches of 256.
+if (process.argv.includes('--no-infer')) {
+  model.dispose();
+  await engine.close();
+  process.exit(0);
+}
+stats.clear();
+const inf = makeBatches(20, 256);
+const predict = () => lastValueFrom(from(inf).pipe(model.predict(), count()));
+await predict();
+stats.clear();
+const reps = 5;
+t0 = performance.now(); c0 = cpuNow();
+for (let r = 0; r < reps; r++) await predict();
+const iw = performance.now() - t0, ic = cpuNow() - c0;
+const nb = reps * inf.length;
+console.log(`inference b256: ${(iw / nb).toFixed(3)} ms/batch wall, ${(ic / nb).toFixed(3)} CPU, ${Math.round(256 * nb / iw * 1000)} ex/s`);
+console.log([...stats].map(([k, s]) => `  ${k.padEnd(28)} ${(s.wall / s.n).toFixed(3).padStart(8)} ms wall ${(s.cpu / s.n).toFixed(3).padStart(8)} ms cpu`).join('\n'));
+model.dispose();
+await engine.close();

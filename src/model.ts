@@ -170,7 +170,11 @@ export class Model {
     this.inputDType = layers[0]!.inputDType ?? 'float32';
     this.sideInputs = [...new Set(layers.flatMap((l) => l.sideInputs ?? []))];
     this.forwardPipe = composeOperators(layers.map((layer) => forwardOperator(layer)));
-    this.backwardPipe = composeOperators([...layers].reverse().map((layer, i) => backwardOperator(layer, i < layers.length - 1)));
+    // The reverse stream stops at the first layer with parameters: layers before it (augmentation,
+    // input reshaping) have nothing to learn and nothing upstream to pass a gradient to.
+    const firstLearning = layers.findIndex((l) => l.parameters().length > 0);
+    const learning = firstLearning < 0 ? [] : layers.slice(firstLearning);
+    this.backwardPipe = composeOperators([...learning].reverse().map((layer, i) => backwardOperator(layer, i < learning.length - 1)));
   }
 
   /** The root BuildContext: parameters arrive fully named (`dense_1/kernel`) and live in the persistent region. */

@@ -5,7 +5,7 @@ import { setFlagsFromString } from 'node:v8';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import {
   adam, batchFromArrays, batchesFromArrays, createEngine, dense, dropout, l2, relu, sequential, sgd, softmaxCrossEntropy,
-  Random, type Batch, type Model, type Optimizer,
+  Random, type Batch, type Layer, type Model, type Optimizer,
 } from '../src/index.ts';
 
 // The wasm engine as shipped; RXGRAD_THREADS=2 runs the same tests with kernels split across a worker.
@@ -158,6 +158,28 @@ describe('training through the stream equals a plain float64 loop', () => {
       }
     });
     assertClose(model.getWeights(), expected);
+    model.dispose();
+  });
+});
+
+describe('the reverse stream does only the work that feeds a parameter', () => {
+  /** A parameter-free layer that records how its backward is called. */
+  const spy = (calls: boolean[]): Layer => ({
+    kind: 'spy', name: '',
+    build: (shape) => shape,
+    parameters: () => [],
+    forward: (x) => x,
+    backward: (dy, _step, needInputGradient) => (calls.push(needInputGradient), needInputGradient ? dy : null),
+    config: () => ({}),
+  });
+
+  it('layers before the first layer with parameters get no backward; the first such layer computes no input gradient', async () => {
+    const front: boolean[] = [];
+    const middle: boolean[] = [];
+    const model = sequential([spy(front), dense(HIDDEN), spy(middle), relu(), dense(CLASSES)], { inputShape: [IN], seed: 3, engine });
+    await fitAll(model, batchesFromArrays(syntheticData(8, 32), 16), sgd());
+    assert.deepEqual(front, [], 'the augmentation-like front layer was asked for a backward');
+    assert.deepEqual(middle, [true, true], 'a layer after a parametrised one must pass its input gradient on');
     model.dispose();
   });
 });

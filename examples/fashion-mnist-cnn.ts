@@ -14,20 +14,14 @@
  *   npx tsx examples/fashion-mnist-cnn.ts --no-augment --save runs/cnn --epochs 3
  *   npx tsx examples/fashion-mnist-cnn.ts --flip --init glorot --padding valid   # the variants measured against
  */
-import { Command, InvalidArgumentError } from 'commander';
-import { SingleBar, Presets } from 'cli-progress';
-import { from, lastValueFrom, tap, toArray } from 'rxjs';
+import { Command } from 'commander';
+import { from, lastValueFrom, toArray } from 'rxjs';
 import {
   adam, batchesFromArrays, closeDefaultEngine, constant, conv2d, defaultEngine, dense, flatten, glorotUniform, heNormal, heUniform,
-  maxPool2d, randomFlip, randomTranslate, relu, sequential, softmaxCrossEntropy, zeros, type Initializer, type Layer, type TrainProgress,
+  logProgress, maxPool2d, randomFlip, randomTranslate, relu, sequential, softmaxCrossEntropy, zeros, type Initializer, type Layer,
 } from '../src/index.ts';
-import { loadEmbeddedMnist, loadFashionMnist, type Dataset } from '../src/data/index.ts';
-
-const positiveInt = (name: string) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return n;
-};
+import type { Dataset } from '../src/data/index.ts';
+import { firstExamples, loadImages, positiveInt } from './common.ts';
 
 const program = new Command()
   .name('fashion-mnist-cnn')
@@ -63,23 +57,10 @@ if (!Object.hasOwn(INITIALIZERS, options.init)) program.error(`--init must be on
 
 const CLASS_NAMES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 
-function take(dataset: Dataset, n: number | undefined): Dataset {
-  if (n === undefined || n >= dataset.length) return dataset;
-  const width = dataset.features.length / dataset.length;
-  return { ...dataset, features: dataset.features.subarray(0, n * width), labels: dataset.labels.subarray(0, n), length: n };
-}
-
-function loadData(): { train: Dataset; test: Dataset } {
-  if (options.data === 'fashion-mnist') return loadFashionMnist(undefined, { flatten: false });
-  if (options.data === 'mnist') {
-    const { train, test } = loadEmbeddedMnist();
-    return { train: { ...train, shape: [28, 28, 1] }, test: { ...test, shape: [28, 28, 1] } };
-  }
-  return program.error(`--data must be 'fashion-mnist' or 'mnist', got '${options.data}'`);
-}
-const data = loadData();
-let train = take(data.train, options.train ?? (options.quick ? 4000 : undefined));
-let test = take(data.test, options.test ?? (options.quick ? 1000 : undefined));
+// Images as [28, 28, 1] (the same pixels the loaders hand out as [784]).
+const data = loadImages(options.data, { fail: (m) => program.error(m) });
+let train = firstExamples(data.train, options.train ?? (options.quick ? 4000 : undefined), [28, 28, 1]);
+let test = firstExamples(data.test, options.test ?? (options.quick ? 1000 : undefined), [28, 28, 1]);
 // Standardise with the training set's pixel mean and deviation (one scalar each): zero-centred inputs make
 // the first layer's gradients better conditioned; shifted-in pixels get the standardised background value.
 let background = 0;
@@ -123,42 +104,13 @@ const augmentationText = augmentation.map((l) => (l.kind === 'randomTranslate' ?
 console.log(`data: ${train.name} ${train.length} examples, ${test.name} ${test.length}; compute: ${engine.compute.name}, ${engine.compute.threads} thread(s)`);
 console.log(`augmentation: ${augmentationText}; conv init: ${options.init}; padding: ${padding}; normalisation: ${normalization}`);
 
-const interactive = options.progress && process.stdout.isTTY;
-const bar = new SingleBar(
-  { format: 'epoch {epoch}/{epochs} [{bar}] {value}/{total} batches | loss {loss} | acc {accuracy} | {speed} ex/s', hideCursor: true },
-  Presets.shades_classic,
-);
-let epochStart = performance.now();
-
-const onProgress = (event: TrainProgress) => {
-  if (event.kind === 'step') {
-    if (!interactive) return;
-    if (event.batch === 1) {
-      epochStart = performance.now();
-      bar.start(event.batches, 0, { epoch: event.epoch, epochs, loss: '-', accuracy: '-', speed: '-' });
-    }
-    bar.update(event.batch, {
-      loss: event.meanLoss.toFixed(4),
-      accuracy: ((event.meanAccuracy ?? 0) * 100).toFixed(2) + '%',
-      speed: Math.round(event.examples / ((performance.now() - epochStart) / 1000)),
-    });
-    return;
-  }
-  if (interactive) bar.stop();
-  const validation = event.validation ? ` | test loss ${event.validation.loss.toFixed(4)}, test accuracy ${(event.validation.accuracy! * 100).toFixed(2)}%` : '';
-  console.log(
-    `epoch ${event.epoch}/${event.epochs}: loss ${event.loss.toFixed(4)}, accuracy ${((event.accuracy ?? 0) * 100).toFixed(2)}%${validation} ` +
-      `(${event.seconds.toFixed(1)} s, ${Math.round(event.examplesPerSecond)} ex/s)`,
-  );
-};
-
 await lastValueFrom(
   model
     .train(train, {
       epochs, batchSize: options.batchSize, loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }),
       metrics: ['accuracy'], validation: test,
     })
-    .pipe(tap(onProgress)),
+    .pipe(logProgress({ bar: options.progress ? 'auto' : false, validationName: 'test' })),
 );
 
 // Final accuracy and the confusion matrix from one pass of predictions (inference: no augmentation).

@@ -102,8 +102,18 @@ export interface Conv2dOptions {
   biasInitializer?: Initializer;
   kernelRegularizer?: Regularizer;
   biasRegularizer?: Regularizer;
+  /**
+   * Activation applied to the output: 'linear' (default, none) or 'relu' (Keras' `activation`). 'relu' is
+   * computed inside the conv kernel on each output row while it is in cache, instead of a separate pass over
+   * the whole feature map (same values as `conv2d(…)` followed by `relu()`).
+   */
+  activation?: Conv2dActivation;
   name?: string;
 }
+
+/** Activations {@link Conv2dOptions.activation} accepts. */
+export type Conv2dActivation = 'linear' | 'relu';
+const ACTIVATIONS: readonly Conv2dActivation[] = ['linear', 'relu'];
 
 /** im2col chunk of the filter gradient: about this many floats (128 KiB, stays in L2) per thread. */
 const COL_CHUNK_FLOATS = 32768;
@@ -115,6 +125,8 @@ const COL_CHUNK_FLOATS = 32768;
  * padded input is a ShapeError at build time.
  * Kernels (workers/assembly/conv.ts): forward and dx are direct SIMD convolutions, dW is im2col + GEMM,
  * all three split over the batch images across the worker pool; db = Σ_pixels dy (sumRows).
+ * `activation: 'relu'` is applied inside the forward kernel (y = max(y, 0) per output row while in cache);
+ * backward then starts from dy·[y > 0].
  */
 class Conv2d implements Layer {
   readonly kind = 'conv2d';
@@ -123,6 +135,7 @@ class Conv2d implements Layer {
   readonly strides: [number, number];
   readonly dilation: [number, number];
   readonly padding: Padding2d;
+  readonly activation: Conv2dActivation;
   private kernel!: Parameter;
   private bias: Parameter | null = null;
   private win!: Window2d;
@@ -133,6 +146,10 @@ class Conv2d implements Layer {
     this.strides = pair('conv2d: strides', options.strides ?? 1, 1);
     this.dilation = pair('conv2d: dilation', options.dilation ?? 1, 1);
     this.padding = checkPadding('conv2d', options.padding ?? 'valid');
+    this.activation = options.activation ?? 'linear';
+    if (!ACTIVATIONS.includes(this.activation)) {
+      throw new RangeError(`conv2d: activation must be one of ${ACTIVATIONS.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(options.activation)}`);
+    }
     this.name = options.name ?? '';
   }
 
@@ -164,16 +181,29 @@ class Conv2d implements Layer {
     const { compute, kernels } = step.engine;
     const g = this.geometry(batch);
     const bias = this.bias ? this.bias.value.ptr : 0;
-    if (compute.conv2dForward) await compute.conv2dForward(x.ptr, this.kernel.value.ptr, bias, y.ptr, ...g);
-    else kernels.conv2dForward(x.ptr, this.kernel.value.ptr, bias, y.ptr, ...g);
-    step.save(this, x);
+    const relu = this.activation === 'relu';
+    const act = relu ? 1 : 0;
+    if (compute.conv2dForward) await compute.conv2dForward(x.ptr, this.kernel.value.ptr, bias, y.ptr, ...g, act);
+    else kernels.conv2dForward(x.ptr, this.kernel.value.ptr, bias, y.ptr, ...g, act);
+    // ReLU's backward needs the output's sign: y > 0 exactly where the pre-activation is > 0.
+    if (relu) step.save(this, x, y);
+    else step.save(this, x);
     return y;
   }
 
-  async backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Promise<Tensor | null> {
-    const [x] = step.restore(this) as [Tensor];
+  async backward(dyOut: Tensor, step: StepContext, needInputGradient: boolean): Promise<Tensor | null> {
+    const [x, y] = step.restore(this) as [Tensor, Tensor | undefined];
     const batch = x.shape[0]!;
     const { compute, kernels } = step.engine;
+    let dy = dyOut;
+    if (y) {
+      // Fused ReLU: dy·[y > 0] first (reluBackward on the output: same mask as on the pre-activation).
+      dy = step.alloc(dyOut.shape);
+      const pending = compute.elementwise
+        ? compute.elementwise('reluBackward', [y.ptr, dyOut.ptr, dy.ptr], dy.size)
+        : kernels.reluBackward(y.ptr, dyOut.ptr, dy.ptr, dy.size);
+      if (pending) await pending;
+    }
     const g = this.geometry(batch);
     const [kh, kw] = this.kernelSize;
     const taps = kh * kw * this.win.channels;
@@ -210,6 +240,7 @@ class Conv2d implements Layer {
       biasInitializer: (this.options.biasInitializer ?? zeros()).name,
       kernelRegularizer: this.options.kernelRegularizer?.config() ?? null,
       biasRegularizer: this.options.biasRegularizer?.config() ?? null,
+      activation: this.activation,
     };
   }
 }
@@ -236,6 +267,7 @@ export function readPadding(c: { boolean(f: string, d?: boolean): boolean; numbe
  * A 2-D convolution layer with `filters` output channels over NHWC images.
  *
  * Usage: `sequential([conv2d(16, 3, { padding: 'same' }), relu(), maxPool2d(2), flatten(), dense(10)], { inputShape: [28, 28, 1] })`
+ * or with the ReLU fused: `conv2d(16, 3, { padding: 'same', activation: 'relu' })`
  */
 export function conv2d(filters: number, kernelSize: Pair, options: Conv2dOptions = {}): Layer {
   return new Conv2d(filters, kernelSize, options);
@@ -252,10 +284,12 @@ registerLayer('conv2d', (c, name) => {
   const biasInitializer = c.initializer('biasInitializer', zeros());
   const kernelRegularizer = c.regularizer('kernelRegularizer');
   const biasRegularizer = c.regularizer('biasRegularizer');
+  // Absent in checkpoints written before the option existed: 'linear'.
+  const activation = c.choice('activation', ACTIVATIONS, 'linear');
   c.done();
   try {
     return conv2d(filters, kernel, {
-      name, strides, dilation, padding, useBias, kernelInitializer, biasInitializer,
+      name, strides, dilation, padding, useBias, kernelInitializer, biasInitializer, activation,
       ...(kernelRegularizer ? { kernelRegularizer } : {}), ...(biasRegularizer ? { biasRegularizer } : {}),
     });
   } catch (error) {

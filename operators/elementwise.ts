@@ -1,4 +1,5 @@
 import type { Kernels } from '../workers/kernel-api.ts';
+import type { ElementwiseKernel } from '../workers/compute-api.ts';
 import type { BuildContext, Layer, Parameter, StepContext } from '../src/layer.ts';
 import type { Shape, Tensor } from '../src/tensor.ts';
 
@@ -13,6 +14,12 @@ export interface ActivationSpec {
   /** 'input' if backward needs x (relu, gelu), 'output' if it needs y (sigmoid, tanh, softmax). */
   saves: 'input' | 'output';
   config?: Record<string, unknown>;
+  /**
+   * The forward / backward kernels by name (`forward(x, y, n, …floats)`, `backward(saved, dy, dx, n, …floats)`):
+   * when given, large tensors are split across the worker pool through `compute.elementwise` instead of
+   * calling `forward` / `backward` on the calling thread (same results: elementwise).
+   */
+  split?: { forward: ElementwiseKernel; backward: ElementwiseKernel; floats?: readonly number[] };
 }
 
 class Activation implements Layer {
@@ -26,16 +33,29 @@ class Activation implements Layer {
   parameters(): Parameter[] {
     return [];
   }
-  forward(x: Tensor, step: StepContext): Tensor {
+  forward(x: Tensor, step: StepContext): Tensor | Promise<Tensor> {
     const y = step.alloc(x.shape);
-    this.spec.forward(step.engine.kernels, x.ptr, y.ptr, x.size);
     step.save(this, this.spec.saves === 'input' ? x : y);
+    const { split } = this.spec;
+    const { compute } = step.engine;
+    if (split && compute.elementwise) {
+      // A Promise only when the pool took a share: small tensors stay synchronous (no microtask).
+      const pending = compute.elementwise(split.forward, [x.ptr, y.ptr], x.size, split.floats);
+      return pending ? pending.then(() => y) : y;
+    }
+    this.spec.forward(step.engine.kernels, x.ptr, y.ptr, x.size);
     return y;
   }
-  backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null {
+  backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null | Promise<Tensor | null> {
     if (!needInputGradient) return null;
     const [saved] = step.restore(this) as [Tensor];
     const dx = step.alloc(dy.shape);
+    const { split } = this.spec;
+    const { compute } = step.engine;
+    if (split && compute.elementwise) {
+      const pending = compute.elementwise(split.backward, [saved.ptr, dy.ptr, dx.ptr], dy.size, split.floats);
+      return pending ? pending.then(() => dx) : dx;
+    }
     this.spec.backward(step.engine.kernels, saved.ptr, dy.ptr, dx.ptr, dy.size);
     return dx;
   }

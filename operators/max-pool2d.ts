@@ -50,8 +50,8 @@ export abstract class Pool2d implements Layer {
     return [batch, w.inH, w.inW, w.channels, w.outH, w.outW, this.poolSize[0], this.poolSize[1], this.strides[0], this.strides[1], w.padTop, w.padLeft];
   }
 
-  abstract forward(x: Tensor, step: StepContext): Tensor;
-  abstract backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null;
+  abstract forward(x: Tensor, step: StepContext): Tensor | Promise<Tensor>;
+  abstract backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null | Promise<Tensor | null>;
 
   config(): Record<string, unknown> {
     return { poolH: this.poolSize[0], poolW: this.poolSize[1], strideH: this.strides[0], strideW: this.strides[1], ...paddingConfig(this.padding) };
@@ -83,27 +83,34 @@ class MaxPool2d extends Pool2d {
     super('maxPool2d', poolSize, options, options.name ?? '');
   }
 
-  forward(x: Tensor, step: StepContext): Tensor {
+  forward(x: Tensor, step: StepContext): Tensor | Promise<Tensor> {
     const batch = x.shape[0]!;
     const shape = [batch, this.win.outH, this.win.outW, this.win.channels];
     const y = step.alloc(shape);
-    if (!step.training) {
-      // Inference: no backward, so no argmax (the kernel skips the index tracking when it gets 0).
-      step.engine.kernels.maxPool2dForward(x.ptr, y.ptr, 0, ...this.geometry(batch));
-      return y;
+    // Inference: no backward, so no argmax (the kernel skips the index tracking when it gets 0).
+    let argmax = 0;
+    if (step.training) {
+      const a = step.alloc(shape, 'int32');
+      step.save(this, a, x);
+      argmax = a.ptr;
     }
-    const argmax = step.alloc(shape, 'int32');
-    step.engine.kernels.maxPool2dForward(x.ptr, y.ptr, argmax.ptr, ...this.geometry(batch));
-    step.save(this, argmax, x);
-    return y;
+    const { compute, kernels } = step.engine;
+    // Split over images across the pool when large (compute decides); a Promise only then.
+    const pending = compute.maxPool2dForward
+      ? compute.maxPool2dForward(x.ptr, y.ptr, argmax, ...this.geometry(batch))
+      : kernels.maxPool2dForward(x.ptr, y.ptr, argmax, ...this.geometry(batch));
+    return pending ? pending.then(() => y) : y;
   }
 
-  backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null {
+  backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null | Promise<Tensor | null> {
     if (!needInputGradient) return null;
     const [argmax, x] = step.restore(this) as [Tensor, Tensor];
     const dx = step.alloc(x.shape);
-    step.engine.kernels.maxPool2dBackward(dy.ptr, argmax.ptr, dx.ptr, x.size, dy.size);
-    return dx;
+    const { compute, kernels } = step.engine;
+    const pending = compute.maxPool2dBackward
+      ? compute.maxPool2dBackward(dy.ptr, argmax.ptr, dx.ptr, x.size, dy.size, x.shape[0]!)
+      : kernels.maxPool2dBackward(dy.ptr, argmax.ptr, dx.ptr, x.size, dy.size);
+    return pending ? pending.then(() => dx) : dx;
   }
 }
 

@@ -40,6 +40,7 @@ import { flatten } from '../operators/flatten.ts';
 import { batchNorm } from '../operators/batch-norm.ts';
 import { spatialDropout2d } from '../operators/spatial-dropout2d.ts';
 import { dense } from '../operators/dense.ts';
+import { relu } from '../operators/relu.ts';
 import { referenceKernels } from '../workers/reference-kernels.ts';
 import { createWasmCompute } from '../workers/wasm-compute.ts';
 
@@ -303,6 +304,48 @@ for (const [e, engine] of engines.entries()) {
       );
     });
 
+    it("conv2d({ activation: 'relu' }) equals conv2d then relu() bitwise: y, dx, dW, db; config round trip", async () => {
+      await fc.assert(
+        fc.asyncProperty(convCase, async (c) => {
+          const opts = { strides: [c.sh, c.sw] as const, dilation: [c.dh, c.dw] as const, padding: c.padding, useBias: c.useBias };
+          const fused = conv2d(c.CO, [c.KH, c.KW], { ...opts, activation: 'relu' });
+          const plain = conv2d(c.CO, [c.KH, c.KW], opts);
+          const inShape = [c.H, c.W, c.C];
+          const A = build(engine, fused, inShape);
+          const B = build(engine, plain, inShape);
+          const act = relu();
+          build(engine, act, B.outShape);
+          try {
+            // Same weights in both; zeros in x (every 5th value) also give all-zero windows, y = bias exactly.
+            for (const [i, p] of B.params.entries()) p.value.data().set(A.params[i]!.value.data());
+            const x = values(c.N * c.H * c.W * c.C, c.seed).map((v, i) => (i % 5 === 0 ? 0 : v));
+            const dyv = (n: number) => values(n, c.seed + 7);
+            const a = await run(engine, fused, A.params, inShape, x, dyv);
+            // conv2d then relu on one step.
+            const arena = engine.heap.arena();
+            const step = new StepContext(engine, arena, c.N, true, new Random(1), 0);
+            const xt = step.alloc([c.N, ...inShape]);
+            xt.data().set(x);
+            const y = await act.forward(await plain.forward(xt, step), step);
+            const dy = step.alloc(y.shape);
+            dy.data().set(dyv(y.size));
+            const dx = await plain.backward((await act.backward(dy, step, true))!, step, true);
+            const what = JSON.stringify(c);
+            assert.deepEqual(a.y, y.toFloat32Array(), `y ${what}`);
+            assert.deepEqual(a.dx, dx!.toFloat32Array(), `dx ${what}`);
+            for (const [i, p] of B.params.entries()) assert.deepEqual(a.grads[i], p.grad.toFloat32Array(), `${p.name} grad ${what}`);
+            arena.dispose();
+            assert.equal(fused.config?.()['activation'], 'relu');
+            assert.equal(layerFromConfig('conv2d', fused.config!(), 'c').config!()['activation'], 'relu');
+          } finally {
+            A.free();
+            B.free();
+          }
+        }),
+        { numRuns: Math.max(20, RUNS >> 1) },
+      );
+    });
+
     for (const kind of ['max', 'avg'] as const) {
       it(`${kind}Pool2d: forward and dx vs float64 central differences${kind === 'max' ? ' (ties excluded)' : ''}`, async () => {
         const poolCase = fc.record({
@@ -499,7 +542,7 @@ describe('conv kernels equal the float64 reference, single thread and split acro
   const heap = new SharedHeap({ initialBytes: 32 << 20 });
   const ref = referenceKernels(() => heap.f32, () => heap.i32);
   const one = createWasmCompute(heap.memory, { threads: 1 });
-  const two = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0 });
+  const two = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0, splitThresholdBytes: 0 });
   after(async () => {
     await one.close();
     await two.close();
@@ -535,6 +578,13 @@ describe('conv kernels equal the float64 reference, single thread and split acro
     one.kernels.conv2dForward(x, w, b, y1, ...g);
     await two.conv2dForward(x, w, b, y2, ...g);
     ref.conv2dForward(x, w, b, yr, ...g);
+    // Fused ReLU (activation 1) = reluForward of the plain output, bit for bit, split or not.
+    const yf1 = put(new Float32Array(ny)), yf2 = put(new Float32Array(ny)), yrelu = put(new Float32Array(ny));
+    one.kernels.conv2dForward(x, w, b, yf1, ...g, 1);
+    await two.conv2dForward(x, w, b, yf2, ...g, 1);
+    one.kernels.reluForward(y1, yrelu, ny);
+    assert.deepEqual(get(yf1, ny), get(yrelu, ny), `fused relu forward ${JSON.stringify(c)}`);
+    assert.deepEqual(get(yf2, ny), get(yrelu, ny), `split fused relu forward ${JSON.stringify(c)}`);
     const workFloats = 2 * (nw + 3 * taps) + 64;
     const work = put(new Float32Array(workFloats));
     one.kernels.conv2dForwardIm2col(x, w, b, yc, work, workFloats, ...g);
@@ -603,6 +653,78 @@ describe('conv kernels equal the float64 reference, single thread and split acro
     assert.ok(pending instanceof Promise, 'a forced split returns a Promise');
     await pending;
     assert.ok(two.pool && two.pool.size === 1);
+  });
+
+  // Max pooling's 2×2 row kernels (windows wholly inside, channels in blocks of 4) next to the general walk
+  // (border windows, C % 4 tail channels), with ties, ±0 and NaN (values from a small set); the batch split
+  // (maxPool2dForwardPart / BackwardPart through the pool) must equal one thread bit for bit.
+  const poolCase = fc
+    .record({
+      N: fc.integer({ min: 1, max: 5 }), H: fc.integer({ min: 1, max: 11 }), W: fc.integer({ min: 1, max: 11 }),
+      C: fc.oneof(fc.constantFrom(4, 16, 32), fc.integer({ min: 1, max: 37 })),
+      KH: fc.constantFrom(2, 2, 2, 1, 3), KW: fc.constantFrom(2, 2, 2, 1, 3), sh: fc.constantFrom(2, 2, 1, 3), sw: fc.constantFrom(2, 2, 1, 3),
+      pt: fc.nat(1), pl: fc.nat(1), pb: fc.nat(1), pr: fc.nat(1), seed: fc.integer(),
+    })
+    .map((c) => ({ ...c, pt: Math.min(c.pt, c.KH - 1), pb: Math.min(c.pb, c.KH - 1), pl: Math.min(c.pl, c.KW - 1), pr: Math.min(c.pr, c.KW - 1) }))
+    .map((c) => ({ ...c, OH: Math.floor((c.H + c.pt + c.pb - c.KH) / c.sh) + 1, OW: Math.floor((c.W + c.pl + c.pr - c.KW) / c.sw) + 1 }))
+    .filter((c) => c.OH >= 1 && c.OW >= 1);
+  const bits = (p: number, n: number) => heap.i32.slice(p >> 2, (p >> 2) + n);
+
+  it('maxPool2d 2×2 fast rows and general walk: exact vs the reference with ties / ±0 / NaN; split = 1 thread bitwise', async () => {
+    await fc.assert(
+      fc.asyncProperty(poolCase, async (c) => {
+        arena.reset();
+        const g = [c.N, c.H, c.W, c.C, c.OH, c.OW, c.KH, c.KW, c.sh, c.sw, c.pt, c.pl] as const;
+        const nx = c.N * c.H * c.W * c.C, ny = c.N * c.OH * c.OW * c.C;
+        const pick = [1, -1, 0, -0, 2, 0.5, Number.NaN];
+        let s = c.seed >>> 0;
+        const xv = new Float32Array(nx).map(() => pick[(s = (s * 1103515245 + 12345) >>> 0) % pick.length]!);
+        const x = put(xv), dy = put(values(ny, c.seed + 1));
+        const [y1, y2, yr, yi, yi2] = [0, 1, 2, 3, 4].map(() => put(new Float32Array(ny).fill(7)));
+        const [a1, a2, ar] = [0, 1, 2].map(() => put(new Float32Array(ny)));
+        const what = JSON.stringify(c);
+        one.kernels.maxPool2dForward(x, y1!, a1!, ...g);
+        ref.maxPool2dForward(x, yr!, ar!, ...g);
+        await two.maxPool2dForward(x, y2!, a2!, ...g);
+        assert.deepEqual(bits(y1!, ny), bits(yr!, ny), `max pool exact ${what}`);
+        assert.deepEqual(bits(a1!, ny), bits(ar!, ny), `argmax ${what}`);
+        assert.deepEqual(bits(y2!, ny), bits(y1!, ny), `split forward ${what}`);
+        assert.deepEqual(bits(a2!, ny), bits(a1!, ny), `split argmax ${what}`);
+        one.kernels.maxPool2dForward(x, yi!, 0, ...g);
+        await two.maxPool2dForward(x, yi2!, 0, ...g);
+        assert.deepEqual(bits(yi!, ny), bits(y1!, ny), `inference (no argmax) ${what}`);
+        assert.deepEqual(bits(yi2!, ny), bits(y1!, ny), `split inference ${what}`);
+        const [dx1, dx2] = [0, 1].map(() => put(new Float32Array(nx).fill(Number.NaN)));
+        const dxr = put(new Float32Array(nx));
+        one.kernels.maxPool2dBackward(dy, a1!, dx1!, nx, ny);
+        await two.maxPool2dBackward(dy, a1!, dx2!, nx, ny, c.N);
+        ref.maxPool2dBackward(dy, ar!, dxr, nx, ny);
+        assertClose(get(dx1!, nx), get(dxr, nx), 1e-6 * c.KH * c.KW, 0, `maxPool2dBackward ${what}`);
+        assert.deepEqual(bits(dx2!, nx), bits(dx1!, nx), `split backward ${what}`);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('elementwise split (relu, leaky relu with its f32 slope, gelu): every range boundary equals 1 thread bitwise', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 300 }), fc.integer(), async (n, seed) => {
+        arena.reset();
+        const x = put(values(n, seed)), dy = put(values(n, seed + 1));
+        const [o1, o2] = [0, 1].map(() => put(new Float32Array(n + 16).fill(Number.NaN)));
+        const cases: [Parameters<typeof two.elementwise>[0], number[], number[]][] = [
+          ['reluForward', [x], []], ['reluBackward', [x, dy], []], ['leakyReluForward', [x], [0.1]],
+          ['leakyReluBackward', [x, dy], [0.3]], ['geluForward', [x], []],
+        ];
+        for (const [name, ins, floats] of cases) {
+          (one.kernels[name] as unknown as (...a: number[]) => void)(...ins, o1!, n, ...floats);
+          await two.elementwise(name, [...ins, o2!], n, floats);
+          // n + 16: nothing past n is written by either.
+          assert.deepEqual(bits(o2!, n + 16), bits(o1!, n + 16), `${name} n=${n}`);
+        }
+      }),
+      { numRuns: 60 },
+    );
   });
 
   it('pooling and batch-norm kernels', () => {

@@ -139,7 +139,7 @@ const expectedExports = [
   'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy',
   'gemmWith', 'gemmChoosePath', 'setScratch', 'scratchBytes', 'setWorkspace', 'workspaceBytes', 'setGemmPath', 'nop',
   'conv2dForward', 'conv2dForwardIm2col', 'conv2dTransposeFilter', 'conv2dBackwardInput', 'conv2dBackwardFilter',
-  'maxPool2dForward', 'maxPool2dBackward', 'avgPool2dForward', 'avgPool2dBackward',
+  'maxPool2dForward', 'maxPool2dForwardPart', 'maxPool2dBackward', 'maxPool2dBackwardPart', 'avgPool2dForward', 'avgPool2dBackward',
   'globalAvgPool2dForward', 'globalAvgPool2dBackward', 'batchNormStats', 'batchNormForward', 'batchNormBackward',
 ];
 

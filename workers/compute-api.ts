@@ -26,6 +26,24 @@ export interface ComputeBackend {
   conv2dForward?(...args: Parameters<Kernels['conv2dForward']>): Promise<void> | void;
   conv2dBackwardInput?(...args: Parameters<Kernels['conv2dBackwardInput']>): Promise<void> | void;
   conv2dBackwardFilter?(...args: Parameters<Kernels['conv2dBackwardFilter']>): Promise<void> | void;
+  /**
+   * An elementwise kernel split into contiguous element ranges across the pool when large enough:
+   * `kernel(...pointers, n, ...floats)`, every pointer advanced to the range start. Optional (as the conv
+   * members): without it, call `kernels` directly. Results are the same as one call (elementwise).
+   */
+  elementwise?(name: ElementwiseKernel, pointers: readonly number[], n: number, floats?: readonly number[]): Promise<void> | void;
+  /** Max pooling split over batch images (same arguments and results as the Kernels member). */
+  maxPool2dForward?(...args: Parameters<Kernels['maxPool2dForward']>): Promise<void> | void;
+  /**
+   * As Kernels.maxPool2dBackward, split over batch images when `batch` (the number of images xCount and
+   * yCount cover) is given.
+   */
+  maxPool2dBackward?(dy: number, argmax: number, dx: number, xCount: number, yCount: number, batch?: number): Promise<void> | void;
   /** Stops the workers; the backend must not be used afterwards. */
   close(): Promise<void>;
 }
+
+/** The elementwise kernels a backend may split: `(…pointers, n, …floats)`, one element's output per element. */
+export type ElementwiseKernel =
+  | 'reluForward' | 'reluBackward' | 'leakyReluForward' | 'leakyReluBackward' | 'sigmoidForward' | 'sigmoidBackward'
+  | 'tanhForward' | 'tanhBackward' | 'geluForward' | 'geluBackward';

@@ -82,14 +82,17 @@ export interface Kernels {
   // ox·strideW − padLeft + kx·dilationW); taps outside the input read 0 (zero padding; bottom/right
   // padding is implied by outH/outW). Filters are [kH, kW, inC, outC] (Keras layout).
 
-  /** y[n, oy, ox, co] = bias[co] + Σ_{ky, kx, ci} x[n, iy, ix, ci] · w[ky, kx, ci, co]; bias = 0: none. Direct SIMD. */
+  /**
+   * y[n, oy, ox, co] = bias[co] + Σ_{ky, kx, ci} x[n, iy, ix, ci] · w[ky, kx, ci, co]; bias = 0: none. Direct SIMD.
+   * activation: 0 (default) none, 1 ReLU (y = max(y, 0) with reluForward's rule: NaN and −0 give +0).
+   */
   conv2dForward(
     x: number, w: number, bias: number, y: number, batch: number, inH: number, inW: number, inC: number,
     outH: number, outW: number, outC: number, kH: number, kW: number, strideH: number, strideW: number,
-    padTop: number, padLeft: number, dilationH: number, dilationW: number,
+    padTop: number, padLeft: number, dilationH: number, dilationW: number, activation?: number,
   ): void;
   /**
-   * The same result as {@link conv2dForward} through im2col + GEMM: chunks of ⌊workFloats / (kH·kW·inC)⌋
+   * The same result as {@link conv2dForward} (no activation) through im2col + GEMM: chunks of ⌊workFloats / (kH·kW·inC)⌋
    * output pixels are unrolled into `work` (≥ kH·kW·inC floats) and multiplied by the filter.
    */
   conv2dForwardIm2col(

@@ -2,7 +2,8 @@
  * Profile of the example CNN's training step and inference (a measurement, not a test):
  * per-layer forward/backward times (wall and process CPU), per-step overhead, ex/s.
  *
- * Usage: `npx tsx workers/profile-cnn.ts [--threads 2] [--padding same|valid] [--augment] [--steps 200] [--no-layers] [--no-infer]`
+ * Usage: `npx tsx workers/profile-cnn.ts [--threads 2] [--padding same|valid] [--augment] [--fuse-relu] [--steps 200] [--no-layers] [--no-infer]`
+ * `--fuse-relu`: `conv2d(…, { activation: 'relu' })` instead of separate relu() layers.
  */
 import os from 'node:os';
 import { from, lastValueFrom } from 'rxjs';
@@ -21,13 +22,14 @@ const padding = arg('padding', 'same') as 'same' | 'valid';
 const augment = process.argv.includes('--augment');
 const steps = Number(arg('steps', '200'));
 const perLayer = !process.argv.includes('--no-layers');
+const fuse = process.argv.includes('--fuse-relu');
 
 const engine = createEngine({ threads });
 const aug: Layer[] = augment ? [randomFlip({ horizontal: true }), randomTranslate({ height: 1 / 28, width: 1 / 28 })] : [];
 const layers: Layer[] = [
   ...aug,
-  conv2d(16, 3, { padding }), relu(), maxPool2d(2),
-  conv2d(32, 3, { padding }), relu(), maxPool2d(2),
+  ...(fuse ? [conv2d(16, 3, { padding, activation: 'relu' })] : [conv2d(16, 3, { padding }), relu()]), maxPool2d(2),
+  ...(fuse ? [conv2d(32, 3, { padding, activation: 'relu' })] : [conv2d(32, 3, { padding }), relu()]), maxPool2d(2),
   flatten(), dense(10),
 ];
 const model = sequential(layers, { inputShape: [28, 28, 1], seed: 1, engine });

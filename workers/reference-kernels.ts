@@ -157,7 +157,7 @@ export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array)
       const h = f32();
       for (let i = 0; i < n; i++) h[(y >> 2) + i] += a * h[(x >> 2) + i]!;
     },
-    conv2dForward(x, w, bias, y, batch, H, W, C, OH, OW, CO, KH, KW, sh, sw, pt, pl, dh, dw) {
+    conv2dForward(x, w, bias, y, batch, H, W, C, OH, OW, CO, KH, KW, sh, sw, pt, pl, dh, dw, activation = 0) {
       const h = f32();
       const X = x >> 2, Wt = w >> 2, B = bias >> 2, Y = y >> 2;
       for (let n = 0; n < batch; n++) {
@@ -174,7 +174,9 @@ export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array)
                   for (let ci = 0; ci < C; ci++) sum += h[X + ((n * H + iy) * W + ix) * C + ci]! * h[Wt + ((ky * KW + kx) * C + ci) * CO + co]!;
                 }
               }
-              h[Y + ((n * OH + oy) * OW + ox) * CO + co] = sum + (bias ? h[B + co]! : 0);
+              const v = Math.fround(sum + (bias ? h[B + co]! : 0));
+              // activation 1: ReLU after the float32 rounding (NaN and −0 give +0, as reluForward).
+              h[Y + ((n * OH + oy) * OW + ox) * CO + co] = activation === 1 ? (v > 0 ? v : 0) : v;
             }
           }
         }

@@ -6,8 +6,9 @@ import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import v8 from 'node:v8';
-import type { ComputeBackend } from './compute-api.ts';
+import type { ComputeBackend, ElementwiseKernel } from './compute-api.ts';
 import { KERNEL_NAMES, type Kernels } from './kernel-api.ts';
+
 import { WorkerPool, MAX_THREADS, OP, scratchAddress, type CallTask, type GemmArgs } from './pool.ts';
 
 /** Options of {@link createWasmCompute}. */
@@ -33,12 +34,36 @@ export interface WasmComputeOptions {
   alloc?: (bytes: number) => number;
   /** Measurement / test hook: 'auto' (default) picks the GEMM path by shape; 'packed' / 'unpacked' force it. */
   gemmPath?: 'auto' | 'packed' | 'unpacked';
+  /**
+   * Split a memory-bound kernel (elementwise activations, max pooling) when it touches at least this many
+   * bytes. Default: {@link HOT_SPLIT_BYTES} while the workers spin, {@link COLD_SPLIT_BYTES} once they sleep.
+   */
+  splitThresholdBytes?: number;
+  /** How long (ms) a worker spins for its next task before sleeping in Atomics.wait; default {@link WORKER_SPIN_MS}. */
+  workerSpinMs?: number;
 }
 
 /** Split threshold while workers spin (no wake-up cost): ~10 µs of single-thread work. */
 export const HOT_SPLIT_FLOPS = 0.5e6;
 /** Split threshold once workers sleep: a futex wake costs ~50 µs on this VM, so ~200 µs of work. */
 export const COLD_SPLIT_FLOPS = 10e6;
+/**
+ * Memory-bound split threshold (bytes read + written) while workers spin. Measured with reluForward, quiet
+ * box, median of 60: 1 MiB 11 µs one thread vs 12 split, 2 MiB 29 vs 24, 4 MiB 52 vs 36 (workers/README.md).
+ */
+export const HOT_SPLIT_BYTES = 2 << 20;
+/** Once workers sleep (futex wake ~70 µs): 4 MiB 94 µs vs 140 split, 8 MiB 197 vs 188, 16 MiB 441 vs 298. */
+export const COLD_SPLIT_BYTES = 16 << 20;
+/**
+ * Worker spin after a task before sleeping. Inference and training alternate pool kernels with short
+ * single-threaded stretches (dense, loss, the rx pipeline: 0.1–1 ms); with the old 50 µs the worker was
+ * asleep at almost every conv and each dispatch paid a futex wake (~70 µs median, ms-long tails on this
+ * VM). 2 ms covers those gaps; an idle process burns at most 2 ms of one core per task. Threads never
+ * exceed cores (defaultThreads), so a spinning worker never starves the caller.
+ */
+export const WORKER_SPIN_MS = 2;
+/** Floats per split unit of the elementwise kernels: 64-byte cache lines, no line shared by two threads. */
+const LINE_FLOATS = 16;
 /** Rows per register tile: split boundaries are multiples of it so every tile is computed alike. */
 const MR = 4;
 /** Columns per register tile. */
@@ -69,6 +94,9 @@ export interface WasmCompute extends ComputeBackend {
   conv2dForward(...args: Parameters<Kernels['conv2dForward']>): Promise<void> | void;
   conv2dBackwardInput(...args: Parameters<Kernels['conv2dBackwardInput']>): Promise<void> | void;
   conv2dBackwardFilter(...args: Parameters<Kernels['conv2dBackwardFilter']>): Promise<void> | void;
+  elementwise(name: ElementwiseKernel, pointers: readonly number[], n: number, floats?: readonly number[]): Promise<void> | void;
+  maxPool2dForward(...args: Parameters<Kernels['maxPool2dForward']>): Promise<void> | void;
+  maxPool2dBackward(dy: number, argmax: number, dx: number, xCount: number, yCount: number, batch?: number): Promise<void> | void;
 }
 
 const modules = new Map<string, WebAssembly.Module>();
@@ -136,6 +164,30 @@ export function partitionBatch(batch: number, parts: number): [number, number][]
   return ranges;
 }
 
+/**
+ * Element ranges of an elementwise split: `parts` contiguous ranges in multiples of 16 floats (64-byte lines;
+ * the caller takes the first), fixed by n and thread count. Elementwise results do not depend on the split.
+ */
+export function partitionElements(n: number, parts: number): [number, number][] {
+  const chunk = Math.max(LINE_FLOATS, Math.ceil(n / parts / LINE_FLOATS) * LINE_FLOATS);
+  const ranges: [number, number][] = [];
+  for (let s = 0; s < n; s += chunk) ranges.push([s, Math.min(n, s + chunk)]);
+  return ranges.length ? ranges : [[0, n]];
+}
+
+/**
+ * Exports the pool may call (OP.CALL kernel ids index this list): the contract's kernels, then the batch-slice
+ * entry points of max pooling (not part of the Kernels contract).
+ */
+export const CALL_NAMES = [...KERNEL_NAMES, 'maxPool2dForwardPart', 'maxPool2dBackwardPart'] as const;
+type CallName = (typeof CALL_NAMES)[number];
+
+/** The 12 geometry arguments of the pooling kernels (batch … padLeft). */
+type PoolGeometry = [
+  batch: number, inH: number, inW: number, C: number, outH: number, outW: number, kH: number, kW: number,
+  strideH: number, strideW: number, padTop: number, padLeft: number,
+];
+
 /** The 15 geometry arguments shared by the conv kernels (batch … dilationW). */
 type ConvGeometry = [
   batch: number, inH: number, inW: number, inC: number, outH: number, outW: number, outC: number, kH: number, kW: number,
@@ -191,11 +243,58 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   let closed = false;
   const getPool = (): WorkerPool => {
     if (closed) throw new Error('rxgrad: compute backend used after close()');
-    return (pool ??= new WorkerPool(module, memory, threads - 1, scratchBytes, { callNames: KERNEL_NAMES, workspace: workspaceOf, gemmPath }));
+    return (pool ??= new WorkerPool(module, memory, threads - 1, scratchBytes, {
+      callNames: CALL_NAMES, workspace: workspaceOf, gemmPath, workerSpinMs: options.workerSpinMs ?? WORKER_SPIN_MS,
+    }));
   };
   const threshold = () => options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS);
-  const call = (name: (typeof KERNEL_NAMES)[number], args: readonly number[]) =>
-    (exports[name] as unknown as (...a: readonly number[]) => void)(...args);
+  const byteThreshold = () => options.splitThresholdBytes ?? (pool?.hot ? HOT_SPLIT_BYTES : COLD_SPLIT_BYTES);
+  const call = (name: CallName, args: readonly number[]) =>
+    (exports[name as keyof typeof exports] as unknown as (...a: readonly number[]) => void)(...args);
+
+  /**
+   * Runs export `name` once per entry of `parts` (part 0 on the calling thread, part i on worker i − 1),
+   * in parallel when there are several. `floatMask`: which arguments are f32 (see CallTask).
+   */
+  function runParts(name: CallName, parts: readonly (readonly number[])[], floatMask = 0): Promise<void> | void {
+    if (parts.length < 2) {
+      call(name, parts[0]!);
+      return;
+    }
+    const kernel = CALL_NAMES.indexOf(name);
+    const tasks: CallTask[] = parts.slice(1).map((args) => ({ kernel, args, floatMask }));
+    return getPool().run(OP.CALL, name, tasks, () => call(name, parts[0]!));
+  }
+
+  function elementwise(name: ElementwiseKernel, pointers: readonly number[], n: number, floats: readonly number[] = []): Promise<void> | void {
+    const bytes = 4 * n * pointers.length;
+    const ranges = threads > 1 && bytes >= byteThreshold() ? partitionElements(n, threads) : [[0, n] as [number, number]];
+    // Floats come after the pointers and the count (leakyRelu's slope): mark them f32 for the worker.
+    const floatMask = ((1 << floats.length) - 1) << (pointers.length + 1);
+    return runParts(name, ranges.map(([s, e]) => [...pointers.map((p) => p + 4 * s), e - s, ...floats]), floatMask);
+  }
+
+  function maxPool2dForward(x: number, y: number, argmax: number, ...g: PoolGeometry): Promise<void> | void {
+    const [batch, H, W, C, OH, OW] = g;
+    const xImg = H * W * C, yImg = OH * OW * C;
+    const bytes = 4 * batch * (xImg + (argmax ? 2 : 1) * yImg);
+    const ranges = threads > 1 && bytes >= byteThreshold() ? partitionBatch(batch, threads) : [[0, batch] as [number, number]];
+    if (ranges.length < 2) return kernels.maxPool2dForward(x, y, argmax, ...g);
+    return runParts('maxPool2dForwardPart', ranges.map(([n0, n1]) => [
+      x + 4 * n0 * xImg, y + 4 * n0 * yImg, argmax ? argmax + 4 * n0 * yImg : 0, n0 * xImg, n1 - n0, ...g.slice(1),
+    ]));
+  }
+
+  function maxPool2dBackward(dy: number, argmax: number, dx: number, xCount: number, yCount: number, batch = 1): Promise<void> | void {
+    const bytes = 4 * (xCount + 2 * yCount);
+    const ok = threads > 1 && batch > 1 && xCount % batch === 0 && yCount % batch === 0 && bytes >= byteThreshold();
+    if (!ok) return kernels.maxPool2dBackward(dy, argmax, dx, xCount, yCount);
+    // Per image slice: its dx range zeroed and its outputs scattered (indices never leave their image).
+    const xImg = xCount / batch, yImg = yCount / batch;
+    return runParts('maxPool2dBackwardPart', partitionBatch(batch, threads).map(([n0, n1]) => [
+      dy + 4 * n0 * yImg, argmax + 4 * n0 * yImg, dx, n0 * xImg, (n1 - n0) * xImg, (n1 - n0) * yImg,
+    ]));
+  }
 
   /**
    * Runs a conv kernel split over batch images when large enough: `task(n0, n1, t)` gives the arguments of
@@ -212,17 +311,19 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
       call(name, task(0, batch, 0));
       return { ranges: [[0, batch]], pending: undefined };
     }
-    const kernel = KERNEL_NAMES.indexOf(name);
+    const kernel = CALL_NAMES.indexOf(name);
     const tasks: CallTask[] = ranges.slice(1).map(([n0, n1], i) => ({ kernel, args: task(n0, n1, i + 1) }));
     const mine = task(ranges[0]![0], ranges[0]![1], 0);
     return { ranges, pending: getPool().run(OP.CALL, name, tasks, () => call(name, mine)) };
   }
 
-  function conv2dForward(x: number, w: number, bias: number, y: number, ...g: ConvGeometry): Promise<void> | void {
+  function conv2dForward(x: number, w: number, bias: number, y: number, ...rest: [...ConvGeometry, activation?: number]): Promise<void> | void {
+    const g = rest.slice(0, 15) as ConvGeometry;
+    const activation = rest[15] ?? 0;
     const [, H, W, C, OH, OW, CO] = g;
     const xImg = 4 * H * W * C;
     const yImg = 4 * OH * OW * CO;
-    return splitConv('conv2dForward', g, (n0, n1) => [x + n0 * xImg, w, bias, y + n0 * yImg, n1 - n0, ...g.slice(1)]).pending;
+    return splitConv('conv2dForward', g, (n0, n1) => [x + n0 * xImg, w, bias, y + n0 * yImg, n1 - n0, ...g.slice(1), activation]).pending;
   }
 
   function conv2dBackwardInput(dy: number, wt: number, dx: number, ...g: ConvGeometry): Promise<void> | void {
@@ -291,6 +392,9 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     conv2dForward,
     conv2dBackwardInput,
     conv2dBackwardFilter,
+    elementwise,
+    maxPool2dForward,
+    maxPool2dBackward,
     get pool() {
       return pool;
     },
@@ -395,6 +499,11 @@ function warmUp(k: Kernels, scratch: number, bytes: number): void {
     k.conv2dForwardIm2col(X, Wf, Bs, Y, WORK, 162, ...g);
     k.fill(scratch, bytes >> 2, 0.25);
     k.maxPool2dForward(X, Y, Wt, 1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 0, 0);
+    // C = 4 and 5: the 2×2 row kernels (with and without argmax, with a scalar tail channel).
+    k.maxPool2dForward(X, Y, Wt, 1, 4, 4, 4, 2, 2, 2, 2, 2, 2, 0, 0);
+    k.maxPool2dForward(X, Y, 0, 1, 4, 4, 5, 2, 2, 2, 2, 2, 2, 0, 0);
+    k.maxPool2dForward(X, Y, Wt, 1, 4, 4, 5, 2, 2, 2, 2, 2, 2, 0, 0);
+    k.maxPool2dForward(X, Y, 0, 1, 4, 4, 4, 2, 2, 2, 2, 2, 2, 0, 0);
     k.maxPool2dBackward(Y, Wt, DX, 32, 8);
     k.avgPool2dForward(X, Y, 1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 0, 0);
     k.avgPool2dBackward(Y, DX, 1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 0, 0);

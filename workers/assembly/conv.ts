@@ -27,7 +27,7 @@
 // over batch images is bitwise identical to one thread.
 
 import { gemm } from './gemm';
-import { addBias } from './elementwise';
+import { addBias, reluForward } from './elementwise';
 
 /**
  * Largest dy image (bytes) for the direct filter gradient: it re-reads one image's dy once per (tap, channel
@@ -321,11 +321,13 @@ function channels(
 
 /**
  * y[n, oy, ox, co] = bias[co] + Σ_{ky, kx, ci} x[n, oy·sh − pt + ky·dh, ox·sw − pl + kx·dw, ci] · w[ky, kx, ci, co],
- * taps outside the input contributing 0 (zero padding). bias = 0: none.
+ * taps outside the input contributing 0 (zero padding). bias = 0: none. activation = 1: then y = relu(y),
+ * applied to each output row while it is still in L1 (reluForward in place, so the same bits as a separate
+ * relu pass; a separate pass over a batch-256 feature map costs a full read + write of 12.8 MB).
  */
 export function conv2dForward(
   x: usize, w: usize, bias: usize, y: usize, batch: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32, CO: i32,
-  KH: i32, KW: i32, sh: i32, sw: i32, pt: i32, pl: i32, dh: i32, dw: i32,
+  KH: i32, KW: i32, sh: i32, sw: i32, pt: i32, pl: i32, dh: i32, dw: i32, activation: i32,
 ): void {
   const ldw = <usize>CO << 2;
   const sa1 = <usize>(dh * W * C) << 2;
@@ -394,6 +396,7 @@ export function conv2dForward(
         }
         ox += pair ? 2 : 1;
       }
+      if (activation == 1) reluForward(yRow, yRow, OW * CO);
     }
   }
 }

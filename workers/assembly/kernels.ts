@@ -11,6 +11,6 @@ export {
   conv2dForward, conv2dForwardIm2col, conv2dTransposeFilter, conv2dBackwardInput, conv2dBackwardFilter,
 } from './conv';
 export {
-  maxPool2dForward, maxPool2dBackward, avgPool2dForward, avgPool2dBackward, globalAvgPool2dForward,
+  maxPool2dForward, maxPool2dForwardPart, maxPool2dBackward, maxPool2dBackwardPart, avgPool2dForward, avgPool2dBackward, globalAvgPool2dForward,
   globalAvgPool2dBackward, batchNormStats, batchNormForward, batchNormBackward,
 } from './pooling';

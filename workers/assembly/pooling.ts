@@ -1,6 +1,7 @@
 // 2-D pooling over NHWC tensors and per-channel batch-norm kernels (contract: workers/kernel-api.ts).
 // Vectorised over channels, 4 at a time; the last C % 4 channels go through scalar code. All memory-bound:
-// one pass over the input (two for batch statistics), so they run on the calling thread.
+// one pass over the input (two for batch statistics). Max pooling has batch-slice entry points
+// (maxPool2dForwardPart, maxPool2dBackwardPart) for the pool's split over images (wasm-compute.ts).
 
 // ---------------------------------------------------------------- max pooling
 
@@ -9,19 +10,63 @@
  * that tap in x (i32, counted from x over the whole batch), or not written when argmax = 0 (inference).
  * Ties and NaN: the first tap in (ky, kx) order is kept unless a later one is strictly greater
  * (f32x4.pmax(m, v) = m < v ? v : m is exactly that). A window with no tap inside gives −∞ and −1.
- * Pointer walks per tap (no index arithmetic in the inner loop); the vector loop covers C in steps of 4.
  */
 export function maxPool2dForward(
   x: usize, y: usize, argmax: usize, batch: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32,
   KH: i32, KW: i32, sh: i32, sw: i32, pt: i32, pl: i32,
 ): void {
+  maxPool2dForwardPart(x, y, argmax, 0, batch, H, W, C, OH, OW, KH, KW, sh, sw, pt, pl);
+}
+
+/**
+ * maxPool2dForward for a slice of the batch (the pool's split over images): x, y and argmax point at the
+ * slice's first image and `indexBase` (its first element's index in the whole batch) is added to every
+ * argmax, so the parts write exactly what one call over the whole batch writes.
+ *
+ * 2×2 windows wholly inside the input (the usual pool) go through maxRow2x2 / maxRow2x2Arg per output
+ * row: a tap-loop per 4 channels cost ~10 cycles of loop control per 4 loads (5.5 GB/s at C = 16).
+ * Other windows, and the last C % 4 channels, take the general pointer walk. Both compute
+ * pmax(pmax(pmax(v00, v01), v10), v11) in (ky, kx) order (the general walk's extra pmax(v00, v00) = v00),
+ * so every path gives the same bits.
+ */
+export function maxPool2dForwardPart(
+  x: usize, y: usize, argmax: usize, indexBase: i32, batch: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32,
+  KH: i32, KW: i32, sh: i32, sw: i32, pt: i32, pl: i32,
+): void {
   const lanes = i32x4(0, 1, 2, 3);
   const rowBytes = <usize>(W * C) << 2, pixBytes = <usize>C << 2;
+  const C4 = C & ~3;
+  // Output columns whose 2-wide window lies inside the input in x: ox·sw − pl ≥ 0 and ≤ W − 2.
+  let fx0 = OW, fx1 = OW;
+  if (KH == 2 && KW == 2 && C4 > 0) {
+    fx0 = min(OW, (pl + sw - 1) / sw);
+    fx1 = W - 2 + pl < 0 ? 0 : min(OW, (W - 2 + pl) / sw + 1);
+    if (fx1 < fx0) fx1 = fx0;
+  }
   for (let n = 0; n < batch; n++) {
     for (let oy = 0; oy < OH; oy++) {
       const iy0 = oy * sh - pt;
       const ky0 = max(0, -iy0), ky1 = min(KH, H - iy0);
+      // Vector channels of [fx0, fx1) already done by the row kernel (2×2 window inside in y too).
+      const fast = fx1 > fx0 && ky0 == 0 && ky1 == 2;
+      if (fast) {
+        const first = ((n * H + iy0) * W + fx0 * sw - pl) * C;
+        const o = ((n * OH + oy) * OW + fx0) * C;
+        const xs = x + (<usize>first << 2), ys = y + (<usize>o << 2);
+        const sx = <usize>(sw * C) << 2;
+        // Two call sites each (all channels / with a scalar tail), so binaryen keeps the row kernels out of
+        // line (the micro-kernel rule: KERNELS.md §1); the branch itself costs nothing per row.
+        if (argmax) {
+          maxRow2x2Arg(xs, ys, argmax + (<usize>o << 2), fx1 - fx0, sx, rowBytes, pixBytes, C4, indexBase + first, sw * C, W * C, C);
+        } else {
+          maxRow2x2(xs, ys, fx1 - fx0, sx, rowBytes, pixBytes, C4);
+        }
+      }
       for (let ox = 0; ox < OW; ox++) {
+        if (fast && ox == fx0 && C4 == C) {
+          ox = fx1 - 1; // the row kernel did every channel of [fx0, fx1)
+          continue;
+        }
         const ix0 = ox * sw - pl;
         const kx0 = max(0, -ix0), kx1 = min(KW, W - ix0);
         const o = ((n * OH + oy) * OW + ox) * C;
@@ -36,13 +81,13 @@ export function maxPool2dForward(
         }
         const first = ((n * H + iy0 + ky0) * W + ix0 + kx0) * C;
         const xf = x + (<usize>first << 2);
-        let c = 0;
+        let c = fast && ox >= fx0 && ox < fx1 ? C4 : 0;
         if (argmax) {
           const rowElems = W * C;
           for (; c + 4 <= C; c += 4) {
             let m = v128.load(xf + (<usize>c << 2));
-            let mi = i32x4.add(i32x4.splat(first + c), lanes);
-            let row = xf + (<usize>c << 2), e0 = first + c;
+            let mi = i32x4.add(i32x4.splat(indexBase + first + c), lanes);
+            let row = xf + (<usize>c << 2), e0 = indexBase + first + c;
             for (let ky = ky0; ky < ky1; ky++) {
               let px = row, e = e0;
               for (let kx = kx0; kx < kx1; kx++) {
@@ -86,16 +131,84 @@ export function maxPool2dForward(
             }
           }
           store<f32>(yo + (<usize>c << 2), m);
-          if (argmax) store<i32>(ao + (<usize>c << 2), mi);
+          if (argmax) store<i32>(ao + (<usize>c << 2), indexBase + mi);
         }
       }
     }
   }
 }
 
+/**
+ * `count` output pixels of one row, 2×2 windows inside the input, channels [0, C4) (C4 % 4 = 0): taps at
+ * x, x + pix, x + row, x + row + pix; the next pixel's window starts `sx` bytes later, its output `pix` later.
+ */
+function maxRow2x2(x: usize, y: usize, count: i32, sx: usize, row: usize, pix: usize, C4: i32): void {
+  const bytes = <usize>C4 << 2;
+  for (let i = 0; i < count; i++) {
+    const q = x + row;
+    for (let o: usize = 0; o < bytes; o += 16) {
+      const m01 = f32x4.pmax(v128.load(x + o), v128.load(x + pix + o));
+      v128.store(y + o, f32x4.pmax(f32x4.pmax(m01, v128.load(q + o)), v128.load(q + pix + o)));
+    }
+    x += sx;
+    y += pix;
+  }
+}
+
+/**
+ * maxRow2x2 with argmax: e = the element index (in the whole batch) of the first pixel's top-left tap;
+ * it advances `se` elements per pixel, a tap row is `re` elements, a tap pixel C. Same tie rule as the
+ * general walk (a later tap replaces the index only when strictly greater).
+ */
+function maxRow2x2Arg(
+  x: usize, y: usize, a: usize, count: i32, sx: usize, row: usize, pix: usize, C4: i32,
+  e: i32, se: i32, re: i32, C: i32,
+): void {
+  const bytes = <usize>C4 << 2;
+  const lanes = i32x4(0, 1, 2, 3);
+  const dC = i32x4.splat(C), dR = i32x4.splat(re);
+  for (let i = 0; i < count; i++) {
+    const q = x + row;
+    let i00 = i32x4.add(i32x4.splat(e), lanes);
+    for (let o: usize = 0; o < bytes; o += 16) {
+      let m = v128.load(x + o);
+      let mi = i00;
+      const v01 = v128.load(x + pix + o);
+      let gt = f32x4.gt(v01, m);
+      m = f32x4.pmax(m, v01);
+      mi = v128.bitselect(i32x4.add(i00, dC), mi, gt);
+      const v10 = v128.load(q + o);
+      const i10 = i32x4.add(i00, dR);
+      gt = f32x4.gt(v10, m);
+      m = f32x4.pmax(m, v10);
+      mi = v128.bitselect(i10, mi, gt);
+      const v11 = v128.load(q + pix + o);
+      gt = f32x4.gt(v11, m);
+      m = f32x4.pmax(m, v11);
+      mi = v128.bitselect(i32x4.add(i10, dC), mi, gt);
+      v128.store(y + o, m);
+      v128.store(a + o, mi);
+      i00 = i32x4.add(i00, i32x4.splat(4));
+    }
+    x += sx;
+    y += pix;
+    a += pix;
+    e += se;
+  }
+}
+
 /** dx = 0 (xCount elements), then dx[argmax[i]] += dy[i] for the yCount outputs (argmax −1 skipped). */
 export function maxPool2dBackward(dy: usize, argmax: usize, dx: usize, xCount: i32, yCount: i32): void {
-  memory.fill(dx, 0, <usize>xCount << 2);
+  maxPool2dBackwardPart(dy, argmax, dx, 0, xCount, yCount);
+}
+
+/**
+ * maxPool2dBackward for a slice of the batch: dx[xStart, xStart + xCount) = 0, then dx[argmax[i]] += dy[i]
+ * for i < yCount (dy, argmax at the slice's first output; indices count over the whole batch and stay
+ * inside the slice's images, since no window crosses an image).
+ */
+export function maxPool2dBackwardPart(dy: usize, argmax: usize, dx: usize, xStart: i32, xCount: i32, yCount: i32): void {
+  memory.fill(dx + (<usize>xStart << 2), 0, <usize>xCount << 2);
   for (let i = 0; i < yCount; i++) {
     const e = load<i32>(argmax + (<usize>i << 2));
     if (e < 0) continue;

@@ -69,8 +69,8 @@ async function rxgradModel(engine: Engine) {
   const rx = await loadRxgrad();
   return rx.sequential(
     [
-      rx.conv2d(16, 3, { padding: 'same' }), rx.relu(), rx.maxPool2d(2),
-      rx.conv2d(32, 3, { padding: 'same' }), rx.relu(), rx.maxPool2d(2),
+      rx.conv2d(16, 3, { padding: 'same', activation: 'relu' }), rx.maxPool2d(2),
+      rx.conv2d(32, 3, { padding: 'same', activation: 'relu' }), rx.maxPool2d(2),
       rx.flatten(), rx.dense(CLASSES),
     ],
     { inputShape: [...SHAPE], seed: 1, engine },

@@ -189,7 +189,10 @@ export function batchesFromTable(table: Table): Batch[] {
 }
 
 /**
- * Decodes Arrow IPC bytes (stream or file format) into batches. Malformed bytes throw.
+ * Decodes Arrow IPC bytes (stream or file format) into batches, with Arrow's own reader: for bytes you
+ * produced or trust. Malformed bytes usually throw, but Arrow's reader can loop for minutes on a
+ * corrupted metadata length (apache/arrow-js#315): for bytes from the network or another process use
+ * `ipcSource(bytes)` (src/streams), which bounds-checks every message before Arrow sees it.
  *
  * Usage: `const batches = batchesFromIpc(await readFile('train.arrow'));`
  */

@@ -27,10 +27,10 @@ import { after, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { createEngine, type Engine } from '../src/engine.ts';
 import { SharedHeap } from '../src/heap.ts';
-import { ShapeError, StepContext, type BuildContext, type Layer, type Parameter } from '../src/layer.ts';
+import { ShapeError, StepContext, type Layer, type Parameter } from '../src/layer.ts';
 import { sequential } from '../src/model.ts';
 import { Random } from '../src/random.ts';
-import { sizeOf, Tensor, type Shape } from '../src/tensor.ts';
+import { sizeOf, type Shape } from '../src/tensor.ts';
 import { layerFromConfig } from '../operators/index.ts';
 import { conv2d, type Padding2d } from '../operators/conv2d.ts';
 import { maxPool2d } from '../operators/max-pool2d.ts';
@@ -43,6 +43,7 @@ import { dense } from '../operators/dense.ts';
 import { relu } from '../operators/relu.ts';
 import { referenceKernels } from '../workers/reference-kernels.ts';
 import { createWasmCompute } from '../workers/wasm-compute.ts';
+import { buildLayer } from './harness.ts';
 
 const FORWARD_ATOL = 1e-5;
 const FORWARD_RTOL = 1e-4;
@@ -175,33 +176,6 @@ function values(count: number, seed: number, lo = -1, hi = 1): Float32Array {
   return out;
 }
 
-function build(engine: Engine, layer: Layer, inputShape: Shape): { outShape: Shape; params: Parameter[]; free(): void } {
-  const params: Parameter[] = [];
-  const rng = new Random(0);
-  const ctx: BuildContext = {
-    engine, rng,
-    addParameter(name, shape, init, fans, regularizer) {
-      const bytes = sizeOf(shape) * 4;
-      const value = new Tensor(engine.heap, engine.heap.alloc(bytes), shape);
-      const grad = new Tensor(engine.heap, engine.heap.alloc(bytes), shape);
-      init.fill(value.data(), fans, rng);
-      grad.data().fill(Number.NaN);
-      const p: Parameter = { name, shape, value, grad, regularizer: regularizer ?? null, trainable: true };
-      params.push(p);
-      return p;
-    },
-  };
-  const outShape = layer.build(inputShape, ctx);
-  return {
-    outShape, params,
-    free() {
-      for (const p of params) {
-        engine.heap.free(p.value.ptr);
-        engine.heap.free(p.grad.ptr);
-      }
-    },
-  };
-}
 
 interface Run {
   y: Float32Array;
@@ -281,7 +255,7 @@ for (const [e, engine] of engines.entries()) {
         fc.asyncProperty(convCase, async (c) => {
           const layer = conv2d(c.CO, [c.KH, c.KW], { strides: [c.sh, c.sw], dilation: [c.dh, c.dw], padding: c.padding, useBias: c.useBias });
           const inShape = [c.H, c.W, c.C];
-          const { outShape, params, free } = build(engine, layer, inShape);
+          const { outShape, params, free } = buildLayer(engine, layer, inShape);
           try {
             const g = geometry(layer, c.N, inShape, outShape, [c.KH, c.KW], [c.sh, c.sw], [c.dh, c.dw], c.padding, c.CO);
             const x = values(c.N * c.H * c.W * c.C, c.seed);
@@ -311,10 +285,10 @@ for (const [e, engine] of engines.entries()) {
           const fused = conv2d(c.CO, [c.KH, c.KW], { ...opts, activation: 'relu' });
           const plain = conv2d(c.CO, [c.KH, c.KW], opts);
           const inShape = [c.H, c.W, c.C];
-          const A = build(engine, fused, inShape);
-          const B = build(engine, plain, inShape);
+          const A = buildLayer(engine, fused, inShape);
+          const B = buildLayer(engine, plain, inShape);
           const act = relu();
-          build(engine, act, B.outShape);
+          buildLayer(engine, act, B.outShape);
           try {
             // Same weights in both; zeros in x (every 5th value) also give all-zero windows, y = bias exactly.
             for (const [i, p] of B.params.entries()) p.value.data().set(A.params[i]!.value.data());
@@ -360,7 +334,7 @@ for (const [e, engine] of engines.entries()) {
             const padding: Padding2d = c.same ? 'same' : 'valid';
             const layer = kind === 'max' ? maxPool2d([c.KH, c.KW], { strides: [c.sh, c.sw], padding }) : avgPool2d([c.KH, c.KW], { strides: [c.sh, c.sw], padding });
             const inShape = [c.H, c.W, c.C];
-            const { outShape, free } = build(engine, layer, inShape);
+            const { outShape, free } = buildLayer(engine, layer, inShape);
             try {
               const g = geometry(layer, c.N, inShape, outShape, [c.KH, c.KW], [c.sh, c.sw], [1, 1], padding, c.C);
               const x = values(c.N * c.H * c.W * c.C, c.seed, -3, 3);
@@ -391,14 +365,14 @@ for (const [e, engine] of engines.entries()) {
               return y;
             };
             const gap = globalAvgPool2d();
-            const b1 = build(engine, gap, [H, W, C]);
+            const b1 = buildLayer(engine, gap, [H, W, C]);
             assert.deepEqual(b1.outShape, [C]);
             let dyv: Float32Array = new Float32Array(0);
             const r = await run(engine, gap, [], [H, W, C], x, (n) => (dyv = values(n, seed + 1)));
             assertClose(r.y, gapRef(x), FORWARD_ATOL, FORWARD_RTOL, 'globalAvgPool2d y');
             assertClose(r.dx, numericGrad(gapRef, x, dyv, 1e-3), GRAD_ATOL, GRAD_RTOL, 'globalAvgPool2d dx');
             const fl = flatten();
-            const b2 = build(engine, fl, [H, W, C]);
+            const b2 = buildLayer(engine, fl, [H, W, C]);
             assert.deepEqual(b2.outShape, [H * W * C]);
             const r2 = await run(engine, fl, [], [H, W, C], x, (n) => (dyv = values(n, seed + 2)));
             assert.deepEqual(r2.y, x, 'flatten keeps the row-major order (channels fastest)');
@@ -420,7 +394,7 @@ for (const [e, engine] of engines.entries()) {
             const inShape = image ? [1, 2, C] : [C];
             const n = image ? Math.ceil(rows / 2) : rows;
             const total = n * sizeOf(inShape) / C;
-            const { params, free } = build(engine, layer, inShape);
+            const { params, free } = buildLayer(engine, layer, inShape);
             try {
               const [gammaP, betaP, mm, mv] = params as [Parameter, Parameter, Parameter, Parameter];
               const gamma = values(C, seed + 1, 0.5, 1.5);
@@ -460,7 +434,7 @@ for (const [e, engine] of engines.entries()) {
 
     it('batchNorm (inference): normalises with the moving statistics, identity at the initial ones up to ε', async () => {
       const layer = batchNorm({ epsilon: 1e-3 });
-      const { params, free } = build(engine, layer, [3]);
+      const { params, free } = buildLayer(engine, layer, [3]);
       try {
         const [, , mm, mv] = params as [Parameter, Parameter, Parameter, Parameter];
         mm.value.data().set([1, -1, 0.5]);
@@ -480,7 +454,7 @@ for (const [e, engine] of engines.entries()) {
           fc.record({ N: fc.integer({ min: 1, max: 3 }), H: fc.integer({ min: 1, max: 4 }), W: fc.integer({ min: 1, max: 4 }), C: fc.integer({ min: 1, max: 8 }), rate: fc.constantFrom(0, 0.25, 0.5, 0.9), seed: fc.integer() }),
           async ({ N, H, W, C, rate, seed }) => {
             const layer = spatialDropout2d(rate);
-            build(engine, layer, [H, W, C]);
+            buildLayer(engine, layer, [H, W, C]);
             const x = values(N * H * W * C, seed, 0.5, 1.5); // never 0: a zero output means a dropped channel
             let dyv: Float32Array = new Float32Array(0);
             const r = await run(engine, layer, [], [H, W, C], x, (n) => (dyv = values(n, seed + 1)), true, seed);

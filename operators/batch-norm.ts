@@ -1,7 +1,7 @@
 import { constant, zeros } from '../src/initializers.ts';
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
-import { registerLayer } from '../src/registry.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /** Options of {@link batchNorm} (defaults as Keras BatchNormalization). */
 export interface BatchNormOptions {
@@ -140,9 +140,5 @@ registerLayer('batchNorm', (c, name) => {
   const center = c.boolean('center', true);
   const scale = c.boolean('scale', true);
   c.done();
-  try {
-    return batchNorm({ momentum, epsilon, center, scale, name });
-  } catch (error) {
-    return c.fail('momentum', (error as Error).message);
-  }
+  return constructLayer(c, 'momentum', () => batchNorm({ momentum, epsilon, center, scale, name }));
 });

@@ -2,7 +2,7 @@ import { glorotUniform, zeros, type Initializer } from '../src/initializers.ts';
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import type { Regularizer } from '../src/regularizers.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
-import { registerLayer } from '../src/registry.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /** Explicit zero padding, in pixels, of each side of the image. */
 export interface ExplicitPadding {
@@ -287,12 +287,8 @@ registerLayer('conv2d', (c, name) => {
   // Absent in checkpoints written before the option existed: 'linear'.
   const activation = c.choice('activation', ACTIVATIONS, 'linear');
   c.done();
-  try {
-    return conv2d(filters, kernel, {
+  return constructLayer(c, 'filters', () => conv2d(filters, kernel, {
       name, strides, dilation, padding, useBias, kernelInitializer, biasInitializer, activation,
       ...(kernelRegularizer ? { kernelRegularizer } : {}), ...(biasRegularizer ? { biasRegularizer } : {}),
-    });
-  } catch (error) {
-    return c.fail('filters', (error as Error).message);
-  }
+    }));
 });

@@ -1,7 +1,7 @@
 import type { BuildContext, Layer, Parameter, StepContext } from '../src/layer.ts';
 import type { Shape, Tensor } from '../src/tensor.ts';
 import { checkPadding, paddingConfig, readPadding, resolveWindow, type Padding2d, type Pair, type Window2d } from './conv2d.ts';
-import { registerLayer } from '../src/registry.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /** Options of {@link maxPool2d}. */
 export interface Pool2dOptions {
@@ -65,11 +65,7 @@ export function registerPool2d(kind: string, make: (poolSize: Pair, options: Poo
     const strides: [number, number] = [c.number('strideH'), c.number('strideW')];
     const padding = readPadding(c);
     c.done();
-    try {
-      return make(poolSize, { strides, padding, name });
-    } catch (error) {
-      return c.fail('poolH', (error as Error).message);
-    }
+    return constructLayer(c, 'poolH', () => make(poolSize, { strides, padding, name }));
   });
 }
 

@@ -1,6 +1,6 @@
 import type { Layer } from '../src/layer.ts';
 import type { Random } from '../src/random.ts';
-import { registerLayer } from '../src/registry.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 import { RandomShift } from './random-translate.ts';
 
 /** Options of {@link randomCrop}. */
@@ -25,7 +25,7 @@ class RandomCrop extends RandomShift {
     if (!Number.isInteger(padding) || padding < 0) throw new RangeError(`randomCrop: padding must be an integer ≥ 0, got ${padding}`);
   }
 
-  protected draw(rng: Random): [number, number] {
+  protected drawShift(rng: Random): [number, number] {
     const span = 2 * this.padding + 1;
     // Crop offset o ∈ [0, 2p] from the padded image's corner = content shifted by p − o.
     return [this.padding - rng.int(span), this.padding - rng.int(span)];
@@ -49,9 +49,5 @@ registerLayer('randomCrop', (c, name) => {
   const padding = c.number('padding', 4);
   const fillValue = c.number('fillValue', 0);
   c.done();
-  try {
-    return randomCrop({ padding, fillValue, name });
-  } catch (error) {
-    return c.fail('padding', (error as Error).message);
-  }
+  return constructLayer(c, 'padding', () => randomCrop({ padding, fillValue, name }));
 });

@@ -1,6 +1,7 @@
-import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
-import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
+import type { Layer, StepContext } from '../src/layer.ts';
+import type { Tensor } from '../src/tensor.ts';
 import { registerLayer } from '../src/registry.ts';
+import { ImageAugmentation } from './image-augmentation.ts';
 
 /** Options of {@link randomFlip}. */
 export interface RandomFlipOptions {
@@ -17,46 +18,29 @@ export interface RandomFlipOptions {
  * only; labels untouched; inference = identity. Backward: the exact adjoint, which is the same flip of
  * dy (a flip is its own inverse and transpose). Shape rule: identity on [H, W, C].
  */
-class RandomFlip implements Layer {
+class RandomFlip extends ImageAugmentation {
   readonly kind = 'randomFlip';
-  private H = 0;
-  private W = 0;
-  private C = 0;
-  constructor(readonly horizontal: boolean, readonly vertical: boolean, public name: string) {}
-
-  build(inputShape: Shape, _ctx: BuildContext): Shape {
-    if (inputShape.length !== 3) throw new ShapeError(`${this.name} (${this.kind})`, `input shape ${formatShape(inputShape)} must be [height, width, channels]`);
-    [this.H, this.W, this.C] = inputShape as [number, number, number];
-    return inputShape;
+  constructor(readonly horizontal: boolean, readonly vertical: boolean, name: string) {
+    super(name);
   }
 
-  parameters(): Parameter[] {
-    return [];
+  protected override get active(): boolean {
+    return this.horizontal || this.vertical;
   }
 
-  forward(x: Tensor, step: StepContext): Tensor {
-    if (!step.training || (!this.horizontal && !this.vertical)) return x;
-    const batch = x.shape[0]!;
+  protected draw(step: StepContext, batch: number): Tensor {
     const flags = step.alloc([batch, 2], 'int32');
-    const y = step.alloc(x.shape);
-    const { f32, i32 } = step.engine.heap;
+    const i32 = step.engine.heap.i32;
     for (let n = 0; n < batch; n++) {
       i32[(flags.ptr >> 2) + 2 * n] = this.horizontal && step.rng.uniform() < 0.5 ? 1 : 0;
       i32[(flags.ptr >> 2) + 2 * n + 1] = this.vertical && step.rng.uniform() < 0.5 ? 1 : 0;
     }
-    flipImages(f32, i32, x.ptr >> 2, y.ptr >> 2, flags.ptr >> 2, batch, this.H, this.W, this.C);
-    step.save(this, flags);
-    return y;
+    return flags;
   }
 
-  backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null {
-    if (!needInputGradient) return null;
-    if (!step.training || (!this.horizontal && !this.vertical)) return dy;
-    const [flags] = step.restore(this) as [Tensor];
-    const dx = step.alloc(dy.shape);
-    const { f32, i32 } = step.engine.heap;
-    flipImages(f32, i32, dy.ptr >> 2, dx.ptr >> 2, flags.ptr >> 2, dy.shape[0]!, this.H, this.W, this.C);
-    return dx;
+  /** A flip is its own inverse and its own transpose: the adjoint is the same flip. */
+  protected transform(heap: { f32: Float32Array; i32: Int32Array }, src: number, dst: number, flags: Tensor, batch: number): void {
+    flipImages(heap.f32, heap.i32, src, dst, flags.ptr >> 2, batch, this.H, this.W, this.C);
   }
 
   config(): Record<string, unknown> {

@@ -1,7 +1,8 @@
-import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
+import type { Layer, StepContext } from '../src/layer.ts';
 import type { Random } from '../src/random.ts';
-import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
-import { registerLayer } from '../src/registry.ts';
+import type { Tensor } from '../src/tensor.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
+import { ImageAugmentation } from './image-augmentation.ts';
 
 /**
  * out[n, i, j, :] = src[n, i − sign·sy, j − sign·sx, :] inside the image, else `fill`, with (sy, sx) the
@@ -45,55 +46,30 @@ export function shiftImages(
  * forward wrote the fill value), so the layer may sit anywhere in a model.
  * Shape rule: identity on [H, W, C].
  */
-export abstract class RandomShift implements Layer {
-  abstract readonly kind: string;
-  protected H = 0;
-  protected W = 0;
-  protected C = 0;
-  constructor(public name: string, readonly fillValue: number) {
+export abstract class RandomShift extends ImageAugmentation {
+  constructor(name: string, readonly fillValue: number) {
+    super(name);
     if (!Number.isFinite(fillValue)) throw new RangeError(`fillValue must be finite, got ${fillValue}`);
   }
 
-  build(inputShape: Shape, _ctx: BuildContext): Shape {
-    if (inputShape.length !== 3) throw new ShapeError(`${this.name} (${this.kind})`, `input shape ${formatShape(inputShape)} must be [height, width, channels]`);
-    [this.H, this.W, this.C] = inputShape as [number, number, number];
-    return inputShape;
-  }
-
-  parameters(): Parameter[] {
-    return [];
-  }
-
   /** The shift of one example (rows down, columns right). */
-  protected abstract draw(rng: Random): [number, number];
+  protected abstract drawShift(rng: Random): [number, number];
 
-  forward(x: Tensor, step: StepContext): Tensor {
-    if (!step.training) return x;
-    const batch = x.shape[0]!;
+  protected draw(step: StepContext, batch: number): Tensor {
     const shifts = step.alloc([batch, 2], 'int32');
-    const y = step.alloc(x.shape);
-    const { f32, i32 } = step.engine.heap;
+    const i32 = step.engine.heap.i32;
     for (let n = 0; n < batch; n++) {
-      const [sy, sx] = this.draw(step.rng);
+      const [sy, sx] = this.drawShift(step.rng);
       i32[(shifts.ptr >> 2) + 2 * n] = sy;
       i32[(shifts.ptr >> 2) + 2 * n + 1] = sx;
     }
-    shiftImages(f32, i32, x.ptr >> 2, y.ptr >> 2, shifts.ptr >> 2, batch, this.H, this.W, this.C, 1, this.fillValue);
-    step.save(this, shifts);
-    return y;
+    return shifts;
   }
 
-  backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null {
-    if (!needInputGradient) return null;
-    if (!step.training) return dy;
-    const [shifts] = step.restore(this) as [Tensor];
-    const dx = step.alloc(dy.shape);
-    const { f32, i32 } = step.engine.heap;
-    shiftImages(f32, i32, dy.ptr >> 2, dx.ptr >> 2, shifts.ptr >> 2, dy.shape[0]!, this.H, this.W, this.C, -1, 0);
-    return dx;
+  /** The adjoint of a shift is the opposite shift with zeros where the forward wrote the fill value. */
+  protected transform(heap: { f32: Float32Array; i32: Int32Array }, src: number, dst: number, shifts: Tensor, batch: number, adjoint: boolean): void {
+    shiftImages(heap.f32, heap.i32, src, dst, shifts.ptr >> 2, batch, this.H, this.W, this.C, adjoint ? -1 : 1, adjoint ? 0 : this.fillValue);
   }
-
-  abstract config(): Record<string, unknown>;
 }
 
 /** Options of {@link randomTranslate}. */
@@ -121,7 +97,7 @@ class RandomTranslate extends RandomShift {
     }
   }
 
-  protected draw(rng: Random): [number, number] {
+  protected drawShift(rng: Random): [number, number] {
     const sy = Math.round((2 * rng.uniform() - 1) * this.height * this.H);
     const sx = Math.round((2 * rng.uniform() - 1) * this.width * this.W);
     return [sy, sx];
@@ -146,9 +122,5 @@ registerLayer('randomTranslate', (c, name) => {
   const width = c.number('width', 0.1);
   const fillValue = c.number('fillValue', 0);
   c.done();
-  try {
-    return randomTranslate({ height, width, fillValue, name });
-  } catch (error) {
-    return c.fail('height', (error as Error).message);
-  }
+  return constructLayer(c, 'height', () => randomTranslate({ height, width, fillValue, name }));
 });

@@ -1,6 +1,6 @@
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
-import { registerLayer } from '../src/registry.ts';
+import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /**
  * Spatial (channel) dropout for NHWC feature maps: while training, each whole channel of each example
@@ -79,9 +79,5 @@ export function spatialDropout2d(rate: number, options: { name?: string } = {}):
 registerLayer('spatialDropout2d', (c, name) => {
   const rate = c.number('rate');
   c.done();
-  try {
-    return spatialDropout2d(rate, { name });
-  } catch (error) {
-    return c.fail('rate', (error as Error).message);
-  }
+  return constructLayer(c, 'rate', () => spatialDropout2d(rate, { name }));
 });

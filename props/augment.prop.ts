@@ -1,6 +1,7 @@
 /**
  * Properties of the augmentation operators randomFlip, randomRotate, randomCrop and randomTranslate
- * (operators/random-flip.ts, random-rotate.ts, random-crop.ts, random-translate.ts):
+ * (operators/random-flip.ts, random-rotate.ts, random-crop.ts, random-translate.ts, all built on the shared
+ * forward/adjoint-backward scaffolding of operators/image-augmentation.ts):
  * - flipping twice with the same draws is the identity (exact); rotation by 0° is the identity (exact);
  * - crops and translations keep the shape, and every output pixel is an input pixel of the same example
  *   or the fill value (whole-pixel shifts, exact);
@@ -77,7 +78,7 @@ const layers: [string, () => Layer][] = [
   ['randomTranslate 0.3', () => randomTranslate({ height: 0.3, width: 0.3, fillValue: -1 })],
 ];
 
-describe('augmentation operators', () => {
+describe('augmentation operators (image-augmentation base: draw, transform, adjoint backward)', () => {
   it('randomFlip: flipping twice with the same draws is the identity', async () => {
     await fc.assert(
       fc.asyncProperty(imageCase, fc.boolean(), fc.boolean(), async ({ N, H, W, C, seed }, horizontal, vertical) => {

@@ -190,7 +190,8 @@ interface LossRun {
   loss: number;
   lossWithoutGradient: number;
   grad: Float32Array;
-  correct: number | null;
+  accuracy: number | null;
+  count: number;
   outputAfter: Float32Array;
 }
 
@@ -212,7 +213,7 @@ function runLoss(engine: Engine, loss: Loss, output: ref.Values, outShape: Shape
   const result = loss.compute(out, step, true);
   assert.ok(result.grad, `${loss.name}: compute(…, withGradient = true) returned no gradient`);
   assert.deepEqual([...result.grad.shape], [...outShape], `${loss.name}: gradient shape`);
-  return { loss: result.loss, lossWithoutGradient: without.loss, grad: result.grad.toFloat32Array(), correct: result.correct, outputAfter: out.toFloat32Array() };
+  return { loss: result.loss, lossWithoutGradient: without.loss, grad: result.grad.toFloat32Array(), accuracy: result.accuracy, count: result.count, outputAfter: out.toFloat32Array() };
 }
 
 /** Loss value and gradient against the reference loss and its central differences. */
@@ -358,7 +359,8 @@ for (const { label, engine } of testBackends()) {
         const labels = labelsFor(rows, cols, seed);
         const run = runLoss(engine, softmaxCrossEntropy(), logits, [rows, cols], { labels });
         checkLoss(run, logits, (v) => ref.softmaxCrossEntropy(v, labels, rows, cols), `softmaxCrossEntropy [${rows}, ${cols}]`);
-        assert.equal(run.correct, ref.argmaxCorrect(logits, labels, rows, cols), 'softmaxCrossEntropy: correct count');
+        assert.equal(run.accuracy, ref.argmaxCorrect(logits, labels, rows, cols) / rows, 'softmaxCrossEntropy: accuracy');
+        assert.equal(run.count, rows, 'softmaxCrossEntropy: count');
       }), FC_PARAMS);
     });
 
@@ -404,7 +406,7 @@ for (const { label, engine } of testBackends()) {
       await fc.assert(fc.asyncProperty(arb, async ({ rows, cols, y, t }) => {
         const run = runLoss(engine, meanSquaredError(), y, [rows, cols], { targets: t });
         checkLoss(run, y, (v) => ref.meanSquaredError(v, t), `meanSquaredError [${rows}, ${cols}]`);
-        assert.equal(run.correct, null);
+        assert.equal(run.accuracy, null);
       }), FC_PARAMS);
     });
 
@@ -417,7 +419,7 @@ for (const { label, engine } of testBackends()) {
         checkLoss(run, x, (v) => ref.binaryCrossEntropyWithLogits(v, t), `binaryCrossEntropyWithLogits targets [${rows}, ${cols}]`);
         // Documented: accuracy compares the sign of the logit with t ≥ 0.5, per element, in row units.
         const agree = x.filter((v, i) => (v > 0) === (t[i]! >= 0.5)).length;
-        assertClose([run.correct ?? Number.NaN], [(agree * rows) / x.length], 1e-12, 0, 'binaryCrossEntropyWithLogits correct');
+        assertClose([run.accuracy ?? Number.NaN], [agree / x.length], 1e-12, 0, 'binaryCrossEntropyWithLogits accuracy');
       }), FC_PARAMS);
     });
 
@@ -428,7 +430,7 @@ for (const { label, engine } of testBackends()) {
       await fc.assert(fc.asyncProperty(arb, async ({ rows, x, labels }) => {
         const run = runLoss(engine, binaryCrossEntropyWithLogits(), x, [rows, 1], { labels: Int32Array.from(labels) });
         checkLoss(run, x, (v) => ref.binaryCrossEntropyWithLogits(v, labels), `binaryCrossEntropyWithLogits labels [${rows}, 1]`);
-        assert.equal(run.correct, x.filter((v, i) => (v > 0) === (labels[i] === 1)).length, 'binaryCrossEntropyWithLogits correct');
+        assert.equal(run.accuracy, x.filter((v, i) => (v > 0) === (labels[i] === 1)).length / x.length, 'binaryCrossEntropyWithLogits accuracy');
       }), FC_PARAMS);
     });
 

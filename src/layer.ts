@@ -50,9 +50,9 @@ export class StepContext {
   targets: Tensor | null = null;
   /** Further batch columns that layers asked for through `sideInputs` (padding masks, …), in the arena. */
   readonly columns = new Map<string, Tensor>();
-  /** Set by the loss: mean loss of this batch (regularisation included) and correctly classified rows. */
+  /** Set by the loss: mean loss of this batch (regularisation included) and its accuracy, if defined. */
   loss = Number.NaN;
-  correct: number | null = null;
+  accuracy: number | null = null;
 
   constructor(
     readonly engine: Engine,

@@ -3,12 +3,17 @@ import { formatShape, type Tensor } from './tensor.ts';
 
 /** What a loss computes for one batch. */
 export interface LossResult {
-  /** Mean loss over the batch. */
+  /** Mean loss over the `count` terms it averages. */
   loss: number;
   /** dLoss/dOutput (in the batch's arena), or null when not asked for. */
   grad: Tensor | null;
-  /** Correctly classified rows, for losses that define accuracy. */
-  correct: number | null;
+  /** Fraction of the `count` predictions that are right, for losses that define accuracy. */
+  accuracy: number | null;
+  /**
+   * How many terms `loss` and `accuracy` average over: rows, or positions for per-position labels (without
+   * ignored ones), or output elements. Means over several batches weight each batch by it.
+   */
+  count: number;
 }
 
 /**
@@ -100,8 +105,7 @@ export function softmaxCrossEntropy(options: SoftmaxCrossEntropyOptions = {}): L
         for (let c = 1; c < classes; c++) if (heap[base + c]! > heap[base + best]!) best = c;
         if (best === values[r]) correct++;
       }
-      // Accuracy is reported per row of the batch: scale the per-position count to rows.
-      return { loss: counted > 0 ? sum / counted : 0, grad, correct: counted > 0 ? (correct / counted) * step.rows : 0 };
+      return { loss: counted > 0 ? sum / counted : 0, grad, accuracy: counted > 0 ? correct / counted : 0, count: counted };
     },
   };
 }
@@ -129,7 +133,7 @@ export function meanSquaredError(): Loss {
         sum += d * d;
         if (g) g[i] = scale * d;
       }
-      return { loss: sum / output.size, grad, correct: null };
+      return { loss: sum / output.size, grad, accuracy: null, count: output.size };
     },
   };
 }
@@ -173,8 +177,8 @@ export function binaryCrossEntropyWithLogits(): Loss {
         if (g) g[i] = (1 / (1 + Math.exp(-v)) - t) / x.length;
         if (v > 0 === t >= 0.5) correct++;
       }
-      // Accuracy counts rows only for one-unit outputs; for multi-label outputs it is per element.
-      return { loss: sum / x.length, grad, correct: (correct * step.rows) / x.length };
+      // Per element: for a one-unit output that is per row; for multi-label outputs, per label.
+      return { loss: sum / x.length, grad, accuracy: correct / x.length, count: x.length };
     },
   };
 }

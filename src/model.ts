@@ -468,7 +468,7 @@ export class Model {
     return (step: StepContext): StepReport => {
       examples += step.rows;
       const r: StepReport = { step: this.steps, loss: step.loss, examples, batchSize: step.rows };
-      if (wantAccuracy && step.correct !== null) r.accuracy = step.correct / step.rows;
+      if (wantAccuracy && step.accuracy !== null) r.accuracy = step.accuracy;
       return r;
     };
   }
@@ -509,8 +509,10 @@ export class Model {
    */
   evaluate(batches: ObservableInput<Batch>, options: { loss?: Loss; checkNumerics?: boolean } = {}): Promise<EvaluationResult> {
     return new Promise<EvaluationResult>((resolve, reject) => {
+      // Means over batches are weighted by each loss's own count (rows, or positions of a sequence).
       let lossSum = 0;
-      let correct = 0;
+      let correctSum = 0;
+      let count = 0;
       let examples = 0;
       let hasAccuracy = true;
       from(batches)
@@ -520,10 +522,11 @@ export class Model {
               this.inferenceStep(batch, options.checkNumerics ?? false, (output, step) => {
                 const loss = options.loss ?? this.lastLoss ?? (step.targets ? meanSquaredError() : softmaxCrossEntropy());
                 const result = loss.compute(output, step, false);
-                lossSum += result.loss * step.rows;
+                lossSum += result.loss * result.count;
+                count += result.count;
                 examples += step.rows;
-                if (result.correct === null) hasAccuracy = false;
-                else correct += result.correct;
+                if (result.accuracy === null) hasAccuracy = false;
+                else correctSum += result.accuracy * result.count;
               }),
             ),
           ),
@@ -532,7 +535,7 @@ export class Model {
           error: reject,
           complete: () => {
             if (examples === 0) return reject(new RangeError(`${this.name}.evaluate: no batches`));
-            resolve({ loss: lossSum / examples, ...(hasAccuracy ? { accuracy: correct / examples } : {}), examples });
+            resolve({ loss: count > 0 ? lossSum / count : 0, ...(hasAccuracy ? { accuracy: count > 0 ? correctSum / count : 0 } : {}), examples });
           },
         });
     });

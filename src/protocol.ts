@@ -81,7 +81,7 @@ export function lossOperator(loss: Loss, withGradient = true): OperatorFunction<
   return mapInOrder((flow: ForwardFlow) => {
     const result = loss.compute(flow.x, flow.step, withGradient);
     flow.step.loss = result.loss;
-    flow.step.correct = result.correct;
+    flow.step.accuracy = result.accuracy;
     return { step: flow.step, grad: result.grad };
   });
 }

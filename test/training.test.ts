@@ -4,7 +4,7 @@ import { runInNewContext } from 'node:vm';
 import { setFlagsFromString } from 'node:v8';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import {
-  adam, batchFromArrays, batchesFromArrays, createEngine, dense, dropout, l2, relu, sequential, sgd, softmaxCrossEntropy,
+  adam, batchFromArrays, batchesFromArrays, createEngine, dense, dropout, embedding, l2, relu, sequential, sgd, softmaxCrossEntropy,
   Random, type Batch, type Layer, type Model, type Optimizer,
 } from '../src/index.ts';
 
@@ -277,6 +277,34 @@ describe('prediction and evaluation', () => {
     const evaluation = await model.evaluate(from(batches), { loss: softmaxCrossEntropy() });
     assert.equal(evaluation.examples, 40);
     assert.ok(evaluation.loss > 0 && evaluation.accuracy! >= 0 && evaluation.accuracy! <= 1);
+    model.dispose();
+  });
+
+  it('evaluate averages per-position labels over the positions that count (ignoreIndex excluded)', async () => {
+    const T = 5;
+    const model = sequential([embedding(7, 4), dense(3)], { inputShape: [T], seed: 2, engine });
+    const rng = new Random(4);
+    const batches = [3, 2].map((rows) =>
+      batchFromArrays({
+        features: new Int32Array(rows * T).map(() => rng.int(7)), shape: [T],
+        labels: new Int32Array(rows * T).map(() => (rng.uniform() < 0.3 ? -1 : rng.int(3))), labelShape: [T],
+      }));
+    const outputs = await lastValueFrom(from(batches).pipe(model.predict(), toArray()));
+    let right = 0;
+    let counted = 0;
+    batches.forEach((b, i) => {
+      const labels = b.getChild('labels')!.data[0]!.children[0]!.values as Int32Array;
+      const logits = outputs[i]!.getChild('output')!.data[0]!.children[0]!.values as Float32Array;
+      labels.forEach((label, pos) => {
+        if (label === -1) return;
+        const row = [...logits.subarray(pos * 3, pos * 3 + 3)];
+        counted++;
+        if (row.indexOf(Math.max(...row)) === label) right++;
+      });
+    });
+    const result = await model.evaluate(from(batches), { loss: softmaxCrossEntropy({ ignoreIndex: -1 }) });
+    assert.equal(result.examples, 5);
+    assert.ok(Math.abs(result.accuracy! - right / counted) < 1e-12, `accuracy ${result.accuracy} vs ${right}/${counted}`);
     model.dispose();
   });
 

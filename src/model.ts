@@ -558,7 +558,9 @@ export class Model {
     const batches = Math.ceil(rows / batchSize);
     const wantAccuracy = options.metrics?.includes('accuracy') ?? false;
     return defer(() => {
-      const shuffler = new Random(this.seed ^ 0x5eed);
+      // Seeded by the model's seed and the steps it has trained: a second call shuffles anew (as Keras's
+      // fit does) while the same seed still repeats the whole sequence; the first call is unchanged (steps 0).
+      const shuffler = new Random((this.seed ^ 0x5eed ^ Math.imul(this.steps, 0x9e3779b9)) >>> 0);
       const order = new Int32Array(rows).map((_, i) => i);
       return range(0, epochs).pipe(
         concatMap((epoch) => {

@@ -324,6 +324,22 @@ describe('prediction and evaluation', () => {
     model.dispose();
   });
 
+  it('a second train call shuffles anew (as Keras fit does); the same seed repeats the whole sequence', async () => {
+    // Learning rate 0: the weights never move, so the per-step losses depend only on the order of the rows.
+    const stepLosses = async (model: Model) =>
+      (await lastValueFrom(model.train(syntheticData(3, 96), { epochs: 1, batchSize: 8, loss: softmaxCrossEntropy(), optimizer: sgd({ learningRate: 0 }) }).pipe(toArray())))
+        .flatMap((e) => (e.kind === 'step' ? [e.loss] : []));
+    const first = mlp(4);
+    const firstCall = await stepLosses(first);
+    const secondCall = await stepLosses(first);
+    assert.notDeepEqual(secondCall, firstCall, 'the second call saw the rows in the same order as the first');
+    const twin = mlp(4);
+    assert.deepEqual(await stepLosses(twin), firstCall);
+    assert.deepEqual(await stepLosses(twin), secondCall);
+    first.dispose();
+    twin.dispose();
+  });
+
   it('summary lists layers, output shapes and parameter counts; parameters() lists names and shapes', () => {
     const model = mlp(1);
     const text = model.summary(false);

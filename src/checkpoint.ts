@@ -540,6 +540,7 @@ function restoreInto(model: Model, manifest: CheckpointManifest, tensors: Map<st
     } catch (error) {
       return r.fail('optimizer', (error as Error).message);
     }
+    model.adoptOptimizer(optimizer);
   }
   model.setWeights(weights);
   for (const p of model.parameterTensors) p.trainable = !manifest.model.frozen.includes(p.name);

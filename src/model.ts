@@ -459,6 +459,15 @@ export class Model {
     this.steps = steps;
   }
 
+  /**
+   * Makes a restored optimizer this model's current one (checkpoint loading): a save before any fit
+   * keeps its slots, and `dispose` frees them even if it never trains.
+   */
+  adoptOptimizer(optimizer: Optimizer): void {
+    this.currentOptimizer = optimizer;
+    this.optimizers.add(optimizer);
+  }
+
   private startFit(options: FitOptions): (step: StepContext) => StepReport {
     this.lastLoss = options.loss;
     this.currentOptimizer = options.optimizer;

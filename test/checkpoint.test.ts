@@ -98,6 +98,23 @@ describe('checkpoint round trip', () => {
     });
   }
 
+  it('a loaded model owns its restored optimizer: saving it again keeps the slots, dispose frees them without any fit', async () => {
+    const model = mlp(9);
+    await train(model, batches(4, 5), adam({ learningRate: 3e-3 }));
+    const path = join(root, 'owned-optimizer');
+    await saveModel(model, path);
+    const baseline = engine.heap.allocatedBytes;
+    const loaded = await loadModel(path, { engine });
+    assert.equal(loaded.model.optimizer, loaded.optimizer);
+    await saveModel(loaded.model, join(root, 'owned-optimizer-again'));
+    const again = await loadModel(join(root, 'owned-optimizer-again'), { engine });
+    assertBitwiseEqual(optimizerState(again.optimizer!), optimizerState(loaded.optimizer!), 'slots after a second save');
+    again.model.dispose();
+    loaded.model.dispose();
+    assert.equal(engine.heap.allocatedBytes, baseline);
+    model.dispose();
+  });
+
   it('saves an untrained model without optimizer, via model.save() and into a directory', async () => {
     const model = mlp(3);
     const dir = join(root, 'as-directory') + '/';

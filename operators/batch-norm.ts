@@ -30,6 +30,8 @@ export interface BatchNormOptions {
  */
 class BatchNorm implements Layer {
   readonly kind = 'batchNorm';
+  /** Training normalises with the batch's statistics, inference with the running ones. */
+  readonly trainingDiffers = true;
   readonly momentum: number;
   readonly epsilon: number;
   readonly center: boolean;

@@ -10,6 +10,9 @@ import { registerLayer } from '../src/registry.ts';
  */
 export class Chain implements Layer {
   readonly kind: string = 'chain';
+  get trainingDiffers(): boolean {
+    return this.children.some((c) => c.trainingDiffers === true);
+  }
   constructor(readonly children: readonly Layer[], public name: string) {
     if (children.length === 0) throw new RangeError('chain: needs at least one layer');
   }

@@ -9,6 +9,9 @@ import { constructLayer, registerLayer } from '../src/registry.ts';
  */
 class Dropout implements Layer {
   readonly kind = 'dropout';
+  get trainingDiffers(): boolean {
+    return this.rate > 0;
+  }
   constructor(readonly rate: number, public name: string) {
     if (!(rate >= 0 && rate < 1)) throw new RangeError(`dropout: rate must be in [0, 1), got ${rate}`);
   }

@@ -10,6 +10,9 @@ import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
  */
 export abstract class ImageAugmentation implements Layer {
   abstract readonly kind: string;
+  get trainingDiffers(): boolean {
+    return this.active;
+  }
   protected H = 0;
   protected W = 0;
   protected C = 0;

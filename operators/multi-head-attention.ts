@@ -113,6 +113,10 @@ export class MultiHeadAttention implements Layer {
   private outDim = 0;
   private length = 0;
 
+  get trainingDiffers(): boolean {
+    return this.dropout > 0;
+  }
+
   constructor(private readonly options: MultiHeadAttentionOptions, public name: string) {
     const positive = (v: number | undefined, what: string) => {
       if (v !== undefined && (!Number.isInteger(v) || v < 1)) throw new RangeError(`multiHeadAttention: ${what} must be a positive integer, got ${v}`);

@@ -28,6 +28,10 @@ class Parallel implements Layer {
     return this.branches[0]!.inputDType;
   }
 
+  get trainingDiffers(): boolean {
+    return this.branches.some((b) => b.trainingDiffers);
+  }
+
   get sideInputs(): readonly string[] {
     return [...new Set(this.branches.flatMap((b) => b.sideInputs))];
   }

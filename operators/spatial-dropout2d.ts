@@ -12,6 +12,9 @@ import { constructLayer, registerLayer } from '../src/registry.ts';
  */
 class SpatialDropout2d implements Layer {
   readonly kind = 'spatialDropout2d';
+  get trainingDiffers(): boolean {
+    return this.rate > 0;
+  }
   private channels = 0;
   constructor(readonly rate: number, public name: string) {
     if (!(rate >= 0 && rate < 1)) throw new RangeError(`spatialDropout2d: rate must be in [0, 1), got ${rate}`);

@@ -179,6 +179,10 @@ class EncoderDecoder implements Layer {
     return this.decoder.inputDType;
   }
 
+  get trainingDiffers(): boolean {
+    return this.encoder.trainingDiffers || this.decoder.trainingDiffers;
+  }
+
   get sideInputs(): readonly string[] {
     const names = [this.options.source, ...this.encoder.sideInputs, ...this.decoder.sideInputs];
     return [...new Set(names)].filter((n) => n !== this.memory);

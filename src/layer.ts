@@ -115,6 +115,13 @@ export interface Layer {
   readonly inputDType?: DType;
   /** Names of further batch columns the layer reads from `step.columns` (e.g. `['mask']`). */
   readonly sideInputs?: readonly string[];
+  /**
+   * True when the forward's output in training differs from inference (dropout, augmentation, batch
+   * statistics); a layer that reads `step.training` to change its output must say so. Combinators
+   * report their children's. When no layer of a model does, a training step's forward is an
+   * inference forward, and test-then-train scores it instead of running a second one.
+   */
+  readonly trainingDiffers?: boolean;
 }
 
 /** Checks that a tensor's per-example shape equals `expected`, else throws a {@link ShapeError} for `layer`. */

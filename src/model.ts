@@ -1,4 +1,4 @@
-import { concat, concatMap, defer, finalize, from, map, Observable, of, range, Subject, type ObservableInput, type OperatorFunction, type Subscription } from 'rxjs';
+import { concat, concatMap, defer, finalize, from, map, Observable, of, range, Subject, tap, type ObservableInput, type OperatorFunction, type Subscription } from 'rxjs';
 import { floatColumn, gatherBatch, labelColumn, outputBatch, tensorColumn, type Batch, type BatchArrays } from './batch.ts';
 import { defaultEngine, type Engine } from './engine.ts';
 import type { Arena } from './heap.ts';
@@ -40,6 +40,11 @@ export interface FitOptions {
   gradientOperators?: readonly GradientOperator[];
   /** Check every input batch for NaN/Infinity and fail with the row and column if found. */
   checkNumerics?: boolean;
+  /**
+   * Attach to each step report a copy of the model's output for the batch, from this step's forward
+   * (before the update). It equals the inference output when `model.trainingDiffers` is false.
+   */
+  outputs?: boolean;
 }
 
 /** What {@link Model.fit} emits after each optimizer step. */
@@ -54,6 +59,8 @@ export interface StepReport {
   examples: number;
   /** Rows in this batch. */
   batchSize: number;
+  /** With `outputs: true`: the forward's output before the update, rows × the output shape's size (`model.outputShape`). */
+  output?: Float32Array;
 }
 
 /** What {@link Model.evaluate} resolves. */
@@ -354,8 +361,12 @@ export class Model {
   private trainStep(batch: Batch, fit: Required<Pick<FitOptions, 'loss' | 'optimizer'>> & FitOptions, afterStep: (step: StepContext) => StepReport): Observable<StepReport> {
     const { step, x } = this.beginStep(batch, true, fit.checkNumerics ?? false);
     const gradients: OperatorFunction<ParameterGradients, ParameterGradients> = composeOperators(fit.gradientOperators ?? []);
+    let output: Float32Array | null = null;
     return of<ForwardFlow>({ step, x }).pipe(
       this.forwardPipe,
+      tap((flow) => {
+        if (fit.outputs) output = flow.x.toFloat32Array();
+      }),
       lossOperator(fit.loss),
       this.backwardPipe,
       map((): ParameterGradients => {
@@ -382,7 +393,9 @@ export class Model {
             weightNorms: Object.fromEntries(this.params.map((p) => [p.name, l2(p.value.data())])),
           });
         }
-        return afterStep(step);
+        const report = afterStep(step);
+        if (output) report.output = output;
+        return report;
       }),
       finalize(() => this.endStep(step)),
     );
@@ -441,6 +454,14 @@ export class Model {
         void Promise.resolve(iterator.return?.()).catch(() => {});
       };
     });
+  }
+
+  /**
+   * True when some layer's forward differs between training and inference (dropout, augmentation,
+   * batch statistics): then a training step's output is not a prediction.
+   */
+  get trainingDiffers(): boolean {
+    return this.layers.some((l) => l.trainingDiffers === true);
   }
 
   /** The optimizer given to the latest `fit`/`fitFrom`/`train` (null before any): its state is part of a checkpoint. */

@@ -10,8 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Table, tableToIPC } from 'apache-arrow';
 import { from, lastValueFrom, map, Subject, toArray, type Observable } from 'rxjs';
 import {
-  adam, batchFromArrays, createEngine, dense, meanSquaredError, Random, relu, sequential, softmaxCrossEntropy,
-  type Batch, type FitOptions, type Model, type StepReport,
+  adam, batchFromArrays, createEngine, dense, dropout, meanSquaredError, Random, relu, sequential, softmaxCrossEntropy,
+  type Batch, type FitOptions, type Layer, type Model, type StepReport,
 } from '../src/index.ts';
 import {
   batchBy, batchRecords, eventSource, ipcSource, ipcSource$, keyColumn, observePull, readableSource, streamCounters, tcpIpcSource,
@@ -330,6 +330,40 @@ describe('test-then-train', () => {
     assert.equal(reports.at(-1)!.step, 10);
     m.dispose();
     twin.dispose();
+  });
+
+  it('runs one forward per batch unless a layer differs in training (dropout: predict first, and the score is still the inference one)', async () => {
+    // An identity layer that counts the forwards it sees.
+    const counter = (): Layer & { forwards: number } => ({
+      kind: 'forwardCounter', name: '', forwards: 0,
+      build: (shape) => shape, parameters: () => [], config: () => ({}),
+      forward(x) {
+        this.forwards++;
+        return x;
+      },
+      backward: (dy) => dy,
+    });
+    const batches = batchesOf(records(12, 6 * 32), 32);
+    for (const rate of [0, 0.3]) {
+      const build = (seed: number) => {
+        const probe = counter();
+        return { probe, m: sequential([probe, dense(16), relu(), dropout(rate), dense(CLASSES)], { inputShape: [IN], seed, engine }) };
+      };
+      const { probe, m } = build(4);
+      const twin = build(4).m;
+      assert.equal(m.trainingDiffers, rate > 0);
+      const twinFit = fit();
+      const reports = await collect(from(batches).pipe(testThenTrain(m, fit())));
+      assert.equal(probe.forwards, batches.length * (rate > 0 ? 2 : 1), `dropout ${rate}: forwards`);
+      for (const [k, batch] of batches.entries()) {
+        const evaluation = await twin.evaluate(from([batch]), { loss: softmaxCrossEntropy() });
+        assert.ok(Math.abs(evaluation.loss - reports[k]!.loss!) < 1e-5, `dropout ${rate}, batch ${k}: ${evaluation.loss} vs ${reports[k]!.loss}`);
+        assert.equal(evaluation.accuracy, reports[k]!.accuracy);
+        await collect(from([batch]).pipe(twin.fit(twinFit)));
+      }
+      m.dispose();
+      twin.dispose();
+    }
   });
 
   it('regression: rolling MAE and RMSE', async () => {

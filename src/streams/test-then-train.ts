@@ -74,6 +74,9 @@ function withMeans<T extends object>(target: T, means: ReturnType<ScoreSums['mea
 /**
  * Progressive validation as an operator: predict, score, then learn, for each batch; one
  * {@link ProgressiveReport} per batch with the batch's pre-update metrics and rolling ones.
+ * When no layer behaves differently in training (`model.trainingDiffers` is false: no dropout,
+ * augmentation or batch norm), the training step's own forward is the prediction and is scored
+ * (one forward per batch); otherwise an inference forward runs first (two).
  *
  * Usage: `batches$.pipe(testThenTrain(model, { loss: softmaxCrossEntropy(), optimizer: adam(), window: 500 })).subscribe(r => log(r.step, r.rolling.accuracy))`
  */
@@ -82,35 +85,38 @@ export function testThenTrain(model: Model, options: TestThenTrainOptions): Oper
     defer(() => {
       const rolling = rollingMetrics({ window: options.window ?? 1000 });
       const counters = options.counters ?? streamCounters();
+      const width = sizeOf(model.outputShape);
       let examples = 0;
+      const score = (batch: Batch, output: Float32Array) => {
+        const truth = truthOf(batch);
+        const sums = new ScoreSums();
+        for (let r = 0; r * width < output.length; r++) {
+          const s = scoreExample(options.loss, output.subarray(r * width, (r + 1) * width), truth(r));
+          sums.add(s);
+          rolling.add(s);
+        }
+        return sums.means();
+      };
+      const report = (step: StepReport, means: ReturnType<ScoreSums['means']>): ProgressiveReport => {
+        examples += step.batchSize;
+        return withMeans(
+          { step: step.step, examples, batchSize: step.batchSize, trainLoss: step.loss, rolling: rolling.snapshot(), dropped: counters.dropped, skipped: counters.skipped },
+          means,
+        );
+      };
+      const learn = (batch: Batch) => of(batch).pipe(model.fit(options));
+      if (!model.trainingDiffers) {
+        const fitWithOutputs = model.fit({ ...options, outputs: true });
+        return source.pipe(
+          concatMap((batch) => of(batch).pipe(fitWithOutputs, map((step) => report(step, score(batch, step.output!))))),
+        );
+      }
       return source.pipe(
         concatMap((batch) =>
           of(batch).pipe(
             model.predict(),
-            map((predictions) => {
-              const output = floatColumn(predictions, 'output');
-              const width = sizeOf(output.shape);
-              const truth = truthOf(batch);
-              const sums = new ScoreSums();
-              for (let r = 0; r < output.rows; r++) {
-                const score = scoreExample(options.loss, output.values.subarray(r * width, (r + 1) * width), truth(r));
-                sums.add(score);
-                rolling.add(score);
-              }
-              return sums.means();
-            }),
-            concatMap((means) =>
-              of(batch).pipe(
-                model.fit(options),
-                map((report: StepReport): ProgressiveReport => {
-                  examples += report.batchSize;
-                  return withMeans(
-                    { step: report.step, examples, batchSize: report.batchSize, trainLoss: report.loss, rolling: rolling.snapshot(), dropped: counters.dropped, skipped: counters.skipped },
-                    means,
-                  );
-                }),
-              ),
-            ),
+            map((predictions) => score(batch, floatColumn(predictions, 'output').values)),
+            concatMap((means) => learn(batch).pipe(map((step) => report(step, means)))),
           ),
         ),
       );

@@ -20,6 +20,7 @@ import type { Engine } from './engine.ts';
 import type { Layer } from './layer.ts';
 import { sequential, type Model, type StepReport } from './model.ts';
 import { adam, adamw, sgd, type Optimizer } from './optimizers.ts';
+import { scheduleFromConfig } from './schedules.ts';
 import { decodeSafetensors, encodeSafetensors, SafetensorsError, type SafetensorsTensor } from './safetensors.ts';
 
 /** `format` field of every checkpoint manifest. */
@@ -317,10 +318,15 @@ export async function saveModel(model: Model, path: string, extra: SaveExtra = {
 // ---------------------------------------------------------------- loading
 
 type OptimizerFactory = (config: Record<string, unknown>) => Optimizer;
-const OPTIMIZERS: Record<string, { fields: Record<string, 'number' | 'boolean'>; make: OptimizerFactory }> = {
-  sgd: { fields: { learningRate: 'number', momentum: 'number', nesterov: 'boolean', weightDecay: 'number' }, make: (c) => sgd(c) },
-  adam: { fields: { learningRate: 'number', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number' }, make: (c) => adam(c) },
-  adamw: { fields: { learningRate: 'number', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number' }, make: (c) => adamw(c) },
+/** 'rate': a number or a learning-rate schedule's config (rebuilt by scheduleFromConfig). */
+type OptimizerField = 'number' | 'boolean' | 'rate';
+/** The manifest keeps a schedule as its config; the optimizer gets the schedule. */
+const withSchedule = (c: Record<string, unknown>) =>
+  typeof c['learningRate'] === 'object' ? { ...c, learningRate: scheduleFromConfig(c['learningRate']) } : c;
+const OPTIMIZERS: Record<string, { fields: Record<string, OptimizerField>; make: OptimizerFactory }> = {
+  sgd: { fields: { learningRate: 'rate', momentum: 'number', nesterov: 'boolean', weightDecay: 'number' }, make: (c) => sgd(withSchedule(c)) },
+  adam: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number' }, make: (c) => adam(withSchedule(c)) },
+  adamw: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number' }, make: (c) => adamw(withSchedule(c)) },
 };
 
 /** Field-by-field checks of the parsed manifest, each failure naming the JSON file and the field path. */
@@ -403,7 +409,18 @@ function parseManifest(text: string, file: string): CheckpointManifest {
     for (const [key, value] of Object.entries(config)) {
       const type = known!.fields[key];
       if (!type || !Object.hasOwn(known!.fields, key)) r.fail(`optimizer.config.${key}`, `is not a config field of ${name}`);
-      if (typeof value !== type || (type === 'number' && !Number.isFinite(value))) r.fail(`optimizer.config.${key}`, `must be a ${type === 'number' ? 'finite number' : type}, got ${JSON.stringify(value)}`);
+      if (type === 'rate' && typeof value === 'object') {
+        try {
+          scheduleFromConfig(value);
+        } catch (error) {
+          r.fail(`optimizer.config.${key}`, (error as Error).message);
+        }
+        continue;
+      }
+      const expected = type === 'rate' ? 'number' : type;
+      if (typeof value !== expected || (expected === 'number' && !Number.isFinite(value))) {
+        r.fail(`optimizer.config.${key}`, `must be a ${expected === 'number' ? 'finite number' : expected}${type === 'rate' ? ' or a schedule' : ''}, got ${JSON.stringify(value)}`);
+      }
     }
     optimizer = {
       name, config, iterations: r.integer(o['iterations'], 'optimizer.iterations'),

@@ -24,6 +24,8 @@ export { softmaxCrossEntropy, meanSquaredError, binaryCrossEntropyWithLogits } f
 export type { Loss, LossResult, SoftmaxCrossEntropyOptions } from './losses.ts';
 export { sgd, adam, adamw } from './optimizers.ts';
 export type { Optimizer, SgdOptions, AdamOptions } from './optimizers.ts';
+export { exponentialDecay, cosineDecay, piecewiseConstant, scheduleFromConfig } from './schedules.ts';
+export type { LearningRateSchedule, ExponentialDecayOptions, CosineDecayOptions, PiecewiseConstantOptions } from './schedules.ts';
 export { glorotUniform, glorotNormal, heUniform, heNormal, zeros, constant, randomUniform, orthogonal, initializerFromName } from './initializers.ts';
 export type { Initializer } from './initializers.ts';
 export { l1, l2, l1l2 } from './regularizers.ts';

@@ -1,5 +1,6 @@
 import type { Engine } from './engine.ts';
 import type { Parameter } from './layer.ts';
+import type { LearningRateSchedule } from './schedules.ts';
 import { Tensor } from './tensor.ts';
 
 /**
@@ -8,7 +9,10 @@ import { Tensor } from './tensor.ts';
  */
 export interface Optimizer {
   readonly name: string;
+  /** The rate of the latest step (with a schedule: set from it before each step; without: yours to change between steps). */
   learningRate: number;
+  /** The schedule the rate follows; null or absent for a constant rate. */
+  readonly schedule?: LearningRateSchedule | null;
   /** Steps applied so far. */
   iterations: number;
   /** Applies one step to the trainable parameters, from their `grad`. */
@@ -32,11 +36,28 @@ function checkRate(name: string, value: number, what: string, max = Infinity): n
   return value;
 }
 
+/** A constant rate (checked) or a schedule. */
+function learningRateOf(name: string, value: number | LearningRateSchedule): number | LearningRateSchedule {
+  if (typeof value === 'number') return checkRate(name, value, 'learningRate');
+  if (typeof value?.rateAt !== 'function') throw new RangeError(`${name}: learningRate must be a number or a schedule (exponentialDecay, cosineDecay, piecewiseConstant), got ${JSON.stringify(value)}`);
+  return value;
+}
+
 abstract class StatefulOptimizer implements Optimizer {
   iterations = 0;
+  learningRate: number;
+  readonly schedule: LearningRateSchedule | null;
   private readonly slots = new Map<Parameter, Record<string, Tensor>>();
   abstract readonly name: string;
-  constructor(public learningRate: number, private readonly slotNames: readonly string[]) {}
+  constructor(learningRate: number | LearningRateSchedule, private readonly slotNames: readonly string[]) {
+    this.schedule = typeof learningRate === 'number' ? null : learningRate;
+    this.learningRate = this.schedule ? this.schedule.rateAt(0) : (learningRate as number);
+  }
+
+  /** What `config()` records as the learning rate: the number, or the schedule's own config. */
+  protected get learningRateConfig(): number | Record<string, unknown> {
+    return this.schedule ? this.schedule.config() : this.learningRate;
+  }
 
   protected slotsFor(p: Parameter, engine: Engine): Record<string, Tensor> {
     let s = this.slots.get(p);
@@ -85,9 +106,11 @@ abstract class StatefulOptimizer implements Optimizer {
       for (const slot of this.slotNames) s[slot]!.data().set(saved[slot]!);
     }
     this.iterations = iterations;
+    if (this.schedule) this.learningRate = this.schedule.rateAt(Math.max(0, iterations - 1));
   }
 
   apply(parameters: readonly Parameter[], engine: Engine): void {
+    if (this.schedule) this.learningRate = this.schedule.rateAt(this.iterations);
     this.iterations++;
     for (const p of parameters) if (p.trainable) this.update(p, engine);
   }
@@ -98,7 +121,8 @@ abstract class StatefulOptimizer implements Optimizer {
 
 /** Options of {@link sgd}. */
 export interface SgdOptions {
-  learningRate?: number;
+  /** A constant rate (default 0.01) or a schedule ({@link exponentialDecay}, {@link cosineDecay}, {@link piecewiseConstant}). */
+  learningRate?: number | LearningRateSchedule;
   momentum?: number;
   nesterov?: boolean;
   /** Coupled weight decay (added to the gradient), as in PyTorch's SGD. */
@@ -107,7 +131,7 @@ export interface SgdOptions {
 
 class Sgd extends StatefulOptimizer {
   readonly name = 'sgd';
-  constructor(learningRate: number, private readonly momentum: number, private readonly nesterov: boolean, private readonly weightDecay: number) {
+  constructor(learningRate: number | LearningRateSchedule, private readonly momentum: number, private readonly nesterov: boolean, private readonly weightDecay: number) {
     super(learningRate, momentum > 0 ? ['velocity'] : []);
   }
   protected update(p: Parameter, engine: Engine): void {
@@ -115,7 +139,7 @@ class Sgd extends StatefulOptimizer {
     engine.kernels.sgdUpdate(p.value.ptr, p.grad.ptr, velocity, p.value.size, this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
   }
   config() {
-    return { learningRate: this.learningRate, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
+    return { learningRate: this.learningRateConfig, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
   }
 }
 
@@ -127,12 +151,13 @@ class Sgd extends StatefulOptimizer {
 export function sgd(options: SgdOptions = {}): Optimizer {
   const momentum = checkRate('sgd', options.momentum ?? 0, 'momentum', 1);
   if (options.nesterov && momentum === 0) throw new RangeError('sgd: nesterov needs momentum > 0');
-  return new Sgd(checkRate('sgd', options.learningRate ?? 0.01, 'learningRate'), momentum, options.nesterov ?? false, checkRate('sgd', options.weightDecay ?? 0, 'weightDecay'));
+  return new Sgd(learningRateOf('sgd', options.learningRate ?? 0.01), momentum, options.nesterov ?? false, checkRate('sgd', options.weightDecay ?? 0, 'weightDecay'));
 }
 
 /** Options of {@link adam} and {@link adamw}. */
 export interface AdamOptions {
-  learningRate?: number;
+  /** A constant rate (default 1e-3) or a schedule ({@link exponentialDecay}, {@link cosineDecay}, {@link piecewiseConstant}). */
+  learningRate?: number | LearningRateSchedule;
   beta1?: number;
   beta2?: number;
   epsilon?: number;
@@ -141,7 +166,7 @@ export interface AdamOptions {
 
 class Adam extends StatefulOptimizer {
   constructor(
-    readonly name: 'adam' | 'adamw', learningRate: number, private readonly beta1: number, private readonly beta2: number,
+    readonly name: 'adam' | 'adamw', learningRate: number | LearningRateSchedule, private readonly beta1: number, private readonly beta2: number,
     private readonly epsilon: number, private readonly weightDecay: number,
   ) {
     super(learningRate, ['m', 'v']);
@@ -155,14 +180,14 @@ class Adam extends StatefulOptimizer {
     );
   }
   config() {
-    return { learningRate: this.learningRate, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, weightDecay: this.weightDecay };
+    return { learningRate: this.learningRateConfig, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, weightDecay: this.weightDecay };
   }
 }
 
 function makeAdam(name: 'adam' | 'adamw', options: AdamOptions, defaultDecay: number): Optimizer {
   return new Adam(
     name,
-    checkRate(name, options.learningRate ?? 1e-3, 'learningRate'),
+    learningRateOf(name, options.learningRate ?? 1e-3),
     checkRate(name, options.beta1 ?? 0.9, 'beta1', 1),
     checkRate(name, options.beta2 ?? 0.999, 'beta2', 1),
     checkRate(name, options.epsilon ?? 1e-7, 'epsilon'),

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { asyncScheduler, from, lastValueFrom, observeOn, tap, toArray } from 'rxjs';
 import {
-  adam, adamw, batchFromArrays, checkpointEvery, CheckpointError, createEngine, decodeSafetensors, dense, dropout, encodeSafetensors,
+  adam, adamw, batchFromArrays, checkpointEvery, CheckpointError, cosineDecay, createEngine, exponentialDecay, decodeSafetensors, dense, dropout, encodeSafetensors,
   chain, gelu, l1l2, l2, parallel, residual, layerFromConfig, LayerConfigError, leakyRelu, loadModel, Random, relu, saveModel, sequential, sgd, sigmoid,
   softmax, softmaxCrossEntropy, tanh, type Batch, type Model, type Optimizer,
 } from '../src/index.ts';
@@ -61,6 +61,9 @@ const OPTIMIZERS: [string, () => Optimizer][] = [
   ['sgd (nesterov momentum)', () => sgd({ learningRate: 0.05, momentum: 0.9, nesterov: true })],
   ['adam', () => adam({ learningRate: 3e-3 })],
   ['adamw', () => adamw({ learningRate: 3e-3, weightDecay: 0.02 })],
+  // Resuming at step 150 lands mid-decay: the schedule is rebuilt from the manifest and continues on its curve.
+  ['adam with warm-up and cosine decay', () => adam({ learningRate: cosineDecay({ initialRate: 0, warmupSteps: 30, warmupTarget: 5e-3, decaySteps: 240, alpha: 0.1 }) })],
+  ['sgd with exponential decay', () => sgd({ learningRate: exponentialDecay({ initialRate: 0.1, decaySteps: 50, decayRate: 0.5, staircase: true }), momentum: 0.9 })],
 ];
 
 describe('checkpoint round trip', () => {
@@ -339,6 +342,10 @@ describe('loading a bad checkpoint', () => {
       ['optname', (m) => ((m['optimizer'] as Record<string, unknown>)['name'] = 'lion'), /optimizer\.name: unknown optimizer 'lion'/],
       ['optfield', (m) => ((m['optimizer'] as { config: Record<string, unknown> }).config['beta1'] = 'x'), /optimizer\.config\.beta1: must be a finite number/],
       ['optrange', (m) => ((m['optimizer'] as { config: Record<string, unknown> }).config['beta1'] = 2), /optimizer\.config: adam: beta1 must be in/],
+      ['lrtype', (m) => ((m['optimizer'] as { config: Record<string, unknown> }).config['learningRate'] = 'fast'), /optimizer\.config\.learningRate: must be a finite number or a schedule, got "fast"/],
+      ['lrkind', (m) => ((m['optimizer'] as { config: Record<string, unknown> }).config['learningRate'] = { kind: 'cyclic' }), /optimizer\.config\.learningRate: kind: unknown schedule "cyclic"/],
+      ['lrfield', (m) => ((m['optimizer'] as { config: Record<string, unknown> }).config['learningRate'] = { kind: 'exponentialDecay', initialRate: 0.1, decaySteps: 10, decayRate: 0.5, staircas: true }), /optimizer\.config\.learningRate: staircas: is not an option of exponentialDecay/],
+      ['lrvalue', (m) => ((m['optimizer'] as { config: Record<string, unknown> }).config['learningRate'] = { kind: 'cosineDecay', initialRate: 0.1, decaySteps: 0 }), /optimizer\.config\.learningRate: cosineDecay: decaySteps must be an integer ≥ 1, got 0/],
       ['kind', (m) => ((m['model'] as { layers: { kind: string }[] }).layers[1]!.kind = 'conv9d'), /model\.layers\[1\]: layer 'relu_1': kind: unknown layer kind 'conv9d'/],
       ['units', (m) => ((m['model'] as { layers: { config: Record<string, unknown> }[] }).layers[0]!.config['units'] = 'many'), /layer 'dense_1': units: must be a finite number/],
       ['extra', (m) => ((m['model'] as { layers: { config: Record<string, unknown> }[] }).layers[2]!.config['rat'] = 0.5), /layer 'dropout_1': rat: is not a config field/],

@@ -6,7 +6,8 @@
  * - `cnn train b64` (examples/s): rxgrad `fit` over pre-made Arrow batches vs TF.js cpu `trainOnBatch`
  *   (only a handful of TF.js batches are timed: it trains ~12 ex/s). No augmentation on either side.
  * - `cnn inference b256` (examples/s): rxgrad `predict` vs TF.js wasm and cpu `predict(...).dataSync()` on
- *   the same pre-made batches of 256.
+ *   the same pre-made batches of 256; once with the example's 'same' padding and once with 'valid' (Keras's
+ *   default: 26→13→11→5, about 0.6× the work, where TF.js wasm is fastest — ~16–18k ex/s here).
  * - `conv2d <layer> <pass>` (GFLOP/s, batch 64): the conv kernels of each layer shape through the engine's
  *   compute backend (split over the pool like in training), plus the 1-thread direct and im2col + GEMM forward.
  *
@@ -65,24 +66,26 @@ function hostBatches(data: Dataset, batchSize: number, count_: number): HostBatc
   return out;
 }
 
-async function rxgradModel(engine: Engine) {
+type Padding = 'same' | 'valid';
+
+async function rxgradModel(engine: Engine, padding: Padding = 'same') {
   const rx = await loadRxgrad();
   return rx.sequential(
     [
-      rx.conv2d(16, 3, { padding: 'same', activation: 'relu' }), rx.maxPool2d(2),
-      rx.conv2d(32, 3, { padding: 'same', activation: 'relu' }), rx.maxPool2d(2),
+      rx.conv2d(16, 3, { padding, activation: 'relu' }), rx.maxPool2d(2),
+      rx.conv2d(32, 3, { padding, activation: 'relu' }), rx.maxPool2d(2),
       rx.flatten(), rx.dense(CLASSES),
     ],
     { inputShape: [...SHAPE], seed: 1, engine },
   );
 }
 
-function tfjsModel(): import('@tensorflow/tfjs').Sequential {
+function tfjsModel(padding: Padding = 'same'): import('@tensorflow/tfjs').Sequential {
   return tf.sequential({
     layers: [
-      tf.layers.conv2d({ filters: 16, kernelSize: 3, padding: 'same', activation: 'relu', inputShape: [...SHAPE] }),
+      tf.layers.conv2d({ filters: 16, kernelSize: 3, padding, activation: 'relu', inputShape: [...SHAPE] }),
       tf.layers.maxPooling2d({ poolSize: 2 }),
-      tf.layers.conv2d({ filters: 32, kernelSize: 3, padding: 'same', activation: 'relu' }),
+      tf.layers.conv2d({ filters: 32, kernelSize: 3, padding, activation: 'relu' }),
       tf.layers.maxPooling2d({ poolSize: 2 }),
       tf.layers.flatten(),
       tf.layers.dense({ units: CLASSES, activation: 'softmax' }),
@@ -147,7 +150,7 @@ async function trainRows(quick: boolean, data: Dataset, label: string): Promise<
   return [{ benchmark: `cnn train b64 (${label})`, unit: 'examples/s', rxgrad: rx, tfjsWasm: null, tfjsCpu: cpuEx }];
 }
 
-async function inferenceRows(quick: boolean, data: Dataset, label: string): Promise<Row[]> {
+async function inferenceRows(quick: boolean, data: Dataset, label: string, padding: Padding): Promise<Row[]> {
   const batches = hostBatches(data, 256, quick ? 8 : 20);
   let rx: number | null = null;
   const tfRate: Record<'wasm' | 'cpu', number | null> = { wasm: null, cpu: null };
@@ -155,22 +158,22 @@ async function inferenceRows(quick: boolean, data: Dataset, label: string): Prom
     const engine = await makeEngine(Number(process.env['RXGRAD_THREADS'] ?? 2));
     try {
       const { batchFromArrays } = await loadRxgrad();
-      const model = await rxgradModel(engine);
+      const model = await rxgradModel(engine, padding);
       const arrow = batches.map((b) => batchFromArrays({ features: b.x, shape: [...SHAPE], labels: b.labels }));
       const { ms } = await timeIt(() => lastValueFrom(from(arrow).pipe(model.predict(), count())), { minSampleMs: 100, samples: 5, maxTotalMs: quick ? 2000 : 5000 });
       rx = (arrow.length * 256) / (ms / 1000);
-      log(`  rxgrad cnn inference: ${Math.round(rx)} ex/s (${foreignLoad()})`);
+      log(`  rxgrad cnn inference ('${padding}'): ${Math.round(rx)} ex/s (${foreignLoad()})`);
       model.dispose();
     } finally {
       await engine.close();
     }
   } catch (error) {
-    log(`  ! rxgrad cnn inference: ${(error as Error).message}`);
+    log(`  ! rxgrad cnn inference ('${padding}'): ${(error as Error).message}`);
   }
   for (const backend of ['wasm', 'cpu'] as const) {
     try {
       await useBackend(backend);
-      const model = tfjsModel();
+      const model = tfjsModel(padding);
       const xs = batches.map((b) => tf.tensor4d(b.x, [256, ...SHAPE]));
       const once = (n: number) => {
         for (let i = 0; i < n; i++) tf.tidy(() => (model.predict(xs[i]!) as import('@tensorflow/tfjs').Tensor).dataSync());
@@ -184,14 +187,15 @@ async function inferenceRows(quick: boolean, data: Dataset, label: string): Prom
         times.push((performance.now() - t0) / n);
       }
       tfRate[backend] = 256 / (median(times) / 1000);
-      log(`  tfjs-${backend} cnn inference: ${Math.round(tfRate[backend]!)} ex/s`);
+      log(`  tfjs-${backend} cnn inference ('${padding}'): ${Math.round(tfRate[backend]!)} ex/s`);
       tf.dispose(xs);
       model.dispose();
     } catch (error) {
-      log(`  ! tfjs-${backend} cnn inference: ${(error as Error).message}`);
+      log(`  ! tfjs-${backend} cnn inference ('${padding}'): ${(error as Error).message}`);
     }
   }
-  return [{ benchmark: `cnn inference b256 (${label})`, unit: 'examples/s', rxgrad: rx, tfjsWasm: tfRate.wasm, tfjsCpu: tfRate.cpu }];
+  const name = padding === 'same' ? `cnn inference b256 (${label})` : `cnn inference b256, 'valid' padding (${label})`;
+  return [{ benchmark: name, unit: 'examples/s', rxgrad: rx, tfjsWasm: tfRate.wasm, tfjsCpu: tfRate.cpu }];
 }
 
 /** The two conv layers of the example CNN at batch 64 ('same' padding). */
@@ -254,7 +258,8 @@ export async function cnnBench(options: { quick: boolean }): Promise<Array<{ ben
   const { data, label } = loadImages();
   return [
     ...(await trainRows(options.quick, data, label)),
-    ...(await inferenceRows(options.quick, data, label)),
+    ...(await inferenceRows(options.quick, data, label, 'same')),
+    ...(await inferenceRows(options.quick, data, label, 'valid')),
     ...(await convRows(options.quick)),
   ];
 }

@@ -6,7 +6,7 @@
 export { sequential, Model } from './model.ts';
 export { logProgress } from './progress.ts';
 export type { LogProgressOptions } from './progress.ts';
-export type { SequentialOptions, FitOptions, StepReport, EvaluationResult, TrainOptions, TrainProgress, ParameterInfo, GradientReport, UpdateReport } from './model.ts';
+export type { SequentialOptions, FitOptions, StepReport, EvaluationResult, InferenceOptions, TrainOptions, TrainProgress, ParameterInfo, GradientReport, UpdateReport } from './model.ts';
 export {
   batchFromArrays, batchesFromArrays, batchesFromIpc, batchesFromTable, floatColumn, gatherBatch, labelColumn, outputBatch,
   SHAPE_METADATA_KEY,

@@ -1,4 +1,4 @@
-import { concat, concatMap, defer, finalize, from, map, Observable, of, range, Subject, tap, type ObservableInput, type OperatorFunction, type Subscription } from 'rxjs';
+import { concat, concatMap, defer, finalize, from, lastValueFrom, map, Observable, of, range, Subject, tap, type ObservableInput, type OperatorFunction, type Subscription } from 'rxjs';
 import { floatColumn, gatherBatch, labelColumn, outputBatch, tensorColumn, type Batch, type BatchArrays } from './batch.ts';
 import { defaultEngine, type Engine } from './engine.ts';
 import type { Arena } from './heap.ts';
@@ -63,6 +63,17 @@ export interface StepReport {
   output?: Float32Array;
 }
 
+/** Options of {@link Model.predict} and {@link Model.evaluate}. */
+export interface InferenceOptions {
+  /** Check every input batch for NaN/Infinity and fail with the row and column if found. */
+  checkNumerics?: boolean;
+  /**
+   * 'average': use the moving averages of the weights kept by the optimizer (created with
+   * `emaMomentum`) instead of the weights as they are. Default 'current'.
+   */
+  weights?: 'current' | 'average';
+}
+
 /** What {@link Model.evaluate} resolves. */
 export interface EvaluationResult {
   loss: number;
@@ -78,6 +89,8 @@ export interface TrainOptions extends FitOptions {
   shuffle?: boolean;
   /** Evaluated after each epoch. */
   validation?: BatchArrays;
+  /** Which weights the validation uses ('average': the optimizer's moving averages, see `emaMomentum`). Default 'current'. */
+  validationWeights?: 'current' | 'average';
 }
 
 /** Progress events of {@link Model.train}. */
@@ -519,13 +532,62 @@ export class Model {
    *
    * Usage: `batches$.pipe(model.predict()).subscribe((out) => out.getChild('prediction'))`
    */
-  predict(options: { checkNumerics?: boolean } = {}): OperatorFunction<Batch, Batch> {
+  predict(options: InferenceOptions = {}): OperatorFunction<Batch, Batch> {
     const argmax = this.outputShape.length === 1 && this.outputShape[0]! > 1;
+    const onWeights = this.onWeights<Batch>(options.weights, 'predict');
     return concatMap((batch) =>
+      this.exclusive(
+        onWeights(() =>
+          this.inferenceStep(batch, options.checkNumerics ?? false, (output) => {
+            const passThrough = batch.schema.fields.filter((f) => f.name !== 'features').map((f) => ({ field: f, data: batch.getChild(f.name)!.data[0]! }));
+            return outputBatch(output.toFloat32Array(), this.outputShape, { argmax, passThrough });
+          }),
+        ),
+      ),
+    );
+  }
+
+  /**
+   * Runs `work` on the weights asked for: as they are, or with the optimizer's moving averages
+   * swapped in for its duration (inside the model's exclusive section, so a training step never
+   * sees them, and swapped back even if the work fails).
+   */
+  private onWeights<T>(weights: 'current' | 'average' | undefined, caller: string): (work: () => Observable<T>) => () => Observable<T> {
+    if (weights === undefined || weights === 'current') return (work) => work;
+    if (weights !== 'average') throw new RangeError(`${this.name}.${caller}: weights must be 'current' or 'average', got ${JSON.stringify(weights)}`);
+    const optimizer = this.averagingOptimizer(caller);
+    return (work) => () =>
+      defer(() => {
+        optimizer.swapAverages!(this.params);
+        return work().pipe(finalize(() => optimizer.swapAverages!(this.params)));
+      });
+  }
+
+  private averagingOptimizer(caller: string): Optimizer {
+    const optimizer = this.currentOptimizer;
+    if (!optimizer || !(optimizer.emaMomentum! > 0) || !optimizer.swapAverages) {
+      const why = optimizer ? `its optimizer '${optimizer.name}' keeps none` : 'it has not trained yet';
+      throw new Error(`${this.name}.${caller}: the averaged weights need an optimizer created with emaMomentum (e.g. adam({ emaMomentum: 0.99 })); ${why}`);
+    }
+    return optimizer;
+  }
+
+  /**
+   * Replaces the weights with the optimizer's moving averages (Keras's finalisation of `use_ema`),
+   * e.g. before saving a model for serving. Waits for any step in flight.
+   *
+   * Usage: `await model.applyAverageWeights(); await model.save('runs/serving');`
+   */
+  async applyAverageWeights(): Promise<void> {
+    const optimizer = this.averagingOptimizer('applyAverageWeights');
+    await lastValueFrom(
       this.exclusive(() =>
-        this.inferenceStep(batch, options.checkNumerics ?? false, (output) => {
-          const passThrough = batch.schema.fields.filter((f) => f.name !== 'features').map((f) => ({ field: f, data: batch.getChild(f.name)!.data[0]! }));
-          return outputBatch(output.toFloat32Array(), this.outputShape, { argmax, passThrough });
+        defer(() => {
+          optimizer.swapAverages!(this.params);
+          // The average stays the average: copy the (now current) averaged values back into it.
+          const state = optimizer.state();
+          for (const p of this.params) state.get(p.name)?.['ema']?.data().set(p.value.data());
+          return of(undefined);
         }),
       ),
     );
@@ -537,8 +599,9 @@ export class Model {
    *
    * Usage: `const { loss, accuracy } = await model.evaluate(from(testBatches));`
    */
-  evaluate(batches: ObservableInput<Batch>, options: { loss?: Loss; checkNumerics?: boolean } = {}): Promise<EvaluationResult> {
+  evaluate(batches: ObservableInput<Batch>, options: InferenceOptions & { loss?: Loss } = {}): Promise<EvaluationResult> {
     return new Promise<EvaluationResult>((resolve, reject) => {
+      const onWeights = this.onWeights<void>(options.weights, 'evaluate');
       // Means over batches are weighted by each loss's own count (rows, or positions of a sequence).
       let lossSum = 0;
       let correctSum = 0;
@@ -548,16 +611,18 @@ export class Model {
       from(batches)
         .pipe(
           concatMap((batch) =>
-            this.exclusive(() =>
-              this.inferenceStep(batch, options.checkNumerics ?? false, (output, step) => {
-                const loss = options.loss ?? this.lastLoss ?? (step.targets ? meanSquaredError() : softmaxCrossEntropy());
-                const result = loss.compute(output, step, false);
-                lossSum += result.loss * result.count;
-                count += result.count;
-                examples += step.rows;
-                if (result.accuracy === null) hasAccuracy = false;
-                else correctSum += result.accuracy * result.count;
-              }),
+            this.exclusive(
+              onWeights(() =>
+                this.inferenceStep(batch, options.checkNumerics ?? false, (output, step) => {
+                  const loss = options.loss ?? this.lastLoss ?? (step.targets ? meanSquaredError() : softmaxCrossEntropy());
+                  const result = loss.compute(output, step, false);
+                  lossSum += result.loss * result.count;
+                  count += result.count;
+                  examples += step.rows;
+                  if (result.accuracy === null) hasAccuracy = false;
+                  else correctSum += result.accuracy * result.count;
+                }),
+              ),
             ),
           ),
         )
@@ -617,7 +682,7 @@ export class Model {
           const summary = defer(async (): Promise<TrainProgress> => {
             const seconds = (performance.now() - started) / 1000;
             const validation = options.validation
-              ? await this.evaluate(batchesFromArraysLazy(options.validation, 256), { loss: options.loss })
+              ? await this.evaluate(batchesFromArraysLazy(options.validation, 256), { loss: options.loss, ...(options.validationWeights ? { weights: options.validationWeights } : {}) })
               : undefined;
             return {
               kind: 'epoch', epoch: epoch + 1, epochs, loss: lossSum / seen, seconds, examplesPerSecond: seen / seconds,

@@ -13,6 +13,13 @@ export interface Optimizer {
   learningRate: number;
   /** The schedule the rate follows; null or absent for a constant rate. */
   readonly schedule?: LearningRateSchedule | null;
+  /** Momentum of the exponential moving average of the weights it keeps (0 or absent: none). */
+  readonly emaMomentum?: number;
+  /**
+   * Exchanges the values of `parameters` with their moving averages (its own inverse: call it again
+   * to swap back). Throws when the optimizer keeps no averages.
+   */
+  swapAverages?(parameters: readonly Parameter[]): void;
   /** Steps applied so far. */
   iterations: number;
   /** Applies one step to the trainable parameters, from their `grad`. */
@@ -48,15 +55,17 @@ abstract class StatefulOptimizer implements Optimizer {
   learningRate: number;
   readonly schedule: LearningRateSchedule | null;
   private readonly slots = new Map<Parameter, Record<string, Tensor>>();
+  private readonly slotNames: readonly string[];
   abstract readonly name: string;
-  constructor(learningRate: number | LearningRateSchedule, private readonly slotNames: readonly string[]) {
+  constructor(learningRate: number | LearningRateSchedule, updateSlots: readonly string[], readonly emaMomentum: number) {
     this.schedule = typeof learningRate === 'number' ? null : learningRate;
     this.learningRate = this.schedule ? this.schedule.rateAt(0) : (learningRate as number);
+    this.slotNames = emaMomentum > 0 ? [...updateSlots, 'ema'] : updateSlots;
   }
 
-  /** What `config()` records as the learning rate: the number, or the schedule's own config. */
-  protected get learningRateConfig(): number | Record<string, unknown> {
-    return this.schedule ? this.schedule.config() : this.learningRate;
+  /** The options every optimizer shares, for `config()`: the rate (or the schedule's config), and the EMA momentum when on. */
+  protected get sharedConfig(): Record<string, unknown> {
+    return { learningRate: this.schedule ? this.schedule.config() : this.learningRate, ...(this.emaMomentum > 0 ? { emaMomentum: this.emaMomentum } : {}) };
   }
 
   protected slotsFor(p: Parameter, engine: Engine): Record<string, Tensor> {
@@ -65,7 +74,9 @@ abstract class StatefulOptimizer implements Optimizer {
       s = {};
       for (const slot of this.slotNames) {
         const t = new Tensor(engine.heap, engine.heap.alloc(p.value.size * 4), p.shape);
-        engine.kernels.fill(t.ptr, t.size, 0);
+        // The moving average starts at the weights as they are; moments and velocity start at zero.
+        if (slot === 'ema') engine.kernels.copy(p.value.ptr, t.ptr, t.size);
+        else engine.kernels.fill(t.ptr, t.size, 0);
         s[slot] = t;
       }
       this.slots.set(p, s);
@@ -112,7 +123,39 @@ abstract class StatefulOptimizer implements Optimizer {
   apply(parameters: readonly Parameter[], engine: Engine): void {
     if (this.schedule) this.learningRate = this.schedule.rateAt(this.iterations);
     this.iterations++;
-    for (const p of parameters) if (p.trainable) this.update(p, engine);
+    const averaging = this.emaMomentum > 0;
+    for (const p of parameters) {
+      if (!p.trainable) continue;
+      if (averaging) this.slotsFor(p, engine); // a new average starts at the weights before the step
+      this.update(p, engine);
+    }
+    if (averaging) {
+      // TensorFlow's ExponentialMovingAverage with num_updates: a smaller momentum early on, so the
+      // average does not dwell on the initial weights.
+      const t = this.iterations;
+      const momentum = Math.min(this.emaMomentum, (1 + t) / (10 + t));
+      for (const p of parameters) {
+        if (!p.trainable) continue;
+        const ema = this.slotsFor(p, engine)['ema']!;
+        engine.kernels.scale(ema.ptr, ema.size, momentum);
+        engine.kernels.axpy(ema.size, 1 - momentum, p.value.ptr, ema.ptr);
+      }
+    }
+  }
+
+  swapAverages(parameters: readonly Parameter[]): void {
+    if (!(this.emaMomentum > 0)) throw new Error(`${this.name}: keeps no weight averages (create it with emaMomentum, e.g. ${this.name}({ emaMomentum: 0.99 }))`);
+    for (const p of parameters) {
+      const ema = this.slots.get(p)?.['ema'];
+      if (!ema) continue; // never trained by this optimizer: its average is its value
+      const values = p.value.data();
+      const average = ema.data();
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i]!;
+        values[i] = average[i]!;
+        average[i] = v;
+      }
+    }
   }
 
   protected abstract update(p: Parameter, engine: Engine): void;
@@ -127,19 +170,24 @@ export interface SgdOptions {
   nesterov?: boolean;
   /** Coupled weight decay (added to the gradient), as in PyTorch's SGD. */
   weightDecay?: number;
+  /** Keep an exponential moving average of the weights with this momentum (Keras's `ema_momentum`; 0, the default: none). */
+  emaMomentum?: number;
 }
 
 class Sgd extends StatefulOptimizer {
   readonly name = 'sgd';
-  constructor(learningRate: number | LearningRateSchedule, private readonly momentum: number, private readonly nesterov: boolean, private readonly weightDecay: number) {
-    super(learningRate, momentum > 0 ? ['velocity'] : []);
+  constructor(
+    learningRate: number | LearningRateSchedule, private readonly momentum: number, private readonly nesterov: boolean, private readonly weightDecay: number,
+    emaMomentum: number,
+  ) {
+    super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum);
   }
   protected update(p: Parameter, engine: Engine): void {
     const velocity = this.momentum > 0 ? this.slotsFor(p, engine)['velocity']!.ptr : 0;
     engine.kernels.sgdUpdate(p.value.ptr, p.grad.ptr, velocity, p.value.size, this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
   }
   config() {
-    return { learningRate: this.learningRateConfig, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
+    return { ...this.sharedConfig, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
   }
 }
 
@@ -151,7 +199,10 @@ class Sgd extends StatefulOptimizer {
 export function sgd(options: SgdOptions = {}): Optimizer {
   const momentum = checkRate('sgd', options.momentum ?? 0, 'momentum', 1);
   if (options.nesterov && momentum === 0) throw new RangeError('sgd: nesterov needs momentum > 0');
-  return new Sgd(learningRateOf('sgd', options.learningRate ?? 0.01), momentum, options.nesterov ?? false, checkRate('sgd', options.weightDecay ?? 0, 'weightDecay'));
+  return new Sgd(
+    learningRateOf('sgd', options.learningRate ?? 0.01), momentum, options.nesterov ?? false, checkRate('sgd', options.weightDecay ?? 0, 'weightDecay'),
+    checkRate('sgd', options.emaMomentum ?? 0, 'emaMomentum', 1),
+  );
 }
 
 /** Options of {@link adam} and {@link adamw}. */
@@ -162,14 +213,16 @@ export interface AdamOptions {
   beta2?: number;
   epsilon?: number;
   weightDecay?: number;
+  /** Keep an exponential moving average of the weights with this momentum (Keras's `ema_momentum`; 0, the default: none). */
+  emaMomentum?: number;
 }
 
 class Adam extends StatefulOptimizer {
   constructor(
     readonly name: 'adam' | 'adamw', learningRate: number | LearningRateSchedule, private readonly beta1: number, private readonly beta2: number,
-    private readonly epsilon: number, private readonly weightDecay: number,
+    private readonly epsilon: number, private readonly weightDecay: number, emaMomentum: number,
   ) {
-    super(learningRate, ['m', 'v']);
+    super(learningRate, ['m', 'v'], emaMomentum);
   }
   protected update(p: Parameter, engine: Engine): void {
     const { m, v } = this.slotsFor(p, engine) as { m: Tensor; v: Tensor };
@@ -180,7 +233,7 @@ class Adam extends StatefulOptimizer {
     );
   }
   config() {
-    return { learningRate: this.learningRateConfig, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, weightDecay: this.weightDecay };
+    return { ...this.sharedConfig, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, weightDecay: this.weightDecay };
   }
 }
 
@@ -192,6 +245,7 @@ function makeAdam(name: 'adam' | 'adamw', options: AdamOptions, defaultDecay: nu
     checkRate(name, options.beta2 ?? 0.999, 'beta2', 1),
     checkRate(name, options.epsilon ?? 1e-7, 'epsilon'),
     checkRate(name, options.weightDecay ?? defaultDecay, 'weightDecay'),
+    checkRate(name, options.emaMomentum ?? 0, 'emaMomentum', 1),
   );
 }
 

@@ -64,6 +64,8 @@ const OPTIMIZERS: [string, () => Optimizer][] = [
   // Resuming at step 150 lands mid-decay: the schedule is rebuilt from the manifest and continues on its curve.
   ['adam with warm-up and cosine decay', () => adam({ learningRate: cosineDecay({ initialRate: 0, warmupSteps: 30, warmupTarget: 5e-3, decaySteps: 240, alpha: 0.1 }) })],
   ['sgd with exponential decay', () => sgd({ learningRate: exponentialDecay({ initialRate: 0.1, decaySteps: 50, decayRate: 0.5, staircase: true }), momentum: 0.9 })],
+  // The moving average of the weights is an optimizer slot: saved, restored and continued like the moments.
+  ['adam with weight averaging', () => adam({ learningRate: 3e-3, emaMomentum: 0.99 })],
 ];
 
 describe('checkpoint round trip', () => {

@@ -565,7 +565,7 @@ export class Model {
 
   private averagingOptimizer(caller: string): Optimizer {
     const optimizer = this.currentOptimizer;
-    if (!optimizer || !(optimizer.emaMomentum! > 0) || !optimizer.swapAverages) {
+    if (!optimizer || !((optimizer.emaMomentum ?? 0) > 0) || !optimizer.swapAverages) {
       const why = optimizer ? `its optimizer '${optimizer.name}' keeps none` : 'it has not trained yet';
       throw new Error(`${this.name}.${caller}: the averaged weights need an optimizer created with emaMomentum (e.g. adam({ emaMomentum: 0.99 })); ${why}`);
     }

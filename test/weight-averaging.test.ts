@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { asyncScheduler, from, lastValueFrom, observeOn, toArray } from 'rxjs';
+import { from, lastValueFrom, Subject, tap, toArray } from 'rxjs';
 import { adam, batchFromArrays, createEngine, dense, floatColumn, Random, relu, sequential, sgd, softmaxCrossEntropy, type Batch, type Model, type Optimizer } from '../src/index.ts';
 
 // Bitwise comparisons with a twin need one fixed reduction order: a single thread.
@@ -76,17 +76,22 @@ describe('moving average of the weights (emaMomentum)', () => {
 
     const model = mlp();
     const optimizer = adam({ learningRate: 0.01, emaMomentum: 0.9 });
-    const training = lastValueFrom(from(data).pipe(observeOn(asyncScheduler), model.fit({ loss: softmaxCrossEntropy(), optimizer }), toArray()));
-    // Subscribing (above) made the optimizer the model's current one; evaluations now queue between steps.
-    const evaluations: Promise<unknown>[] = [];
-    const stepsAtEvaluation: number[] = [];
-    for (let i = 0; i < 8; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 1));
-      stepsAtEvaluation.push(model.stepCount);
-      evaluations.push(model.evaluate(from(batches(9, 2)), { weights: 'average' }));
+    // Batches arrive one at a time; every fifth, an evaluation on the averages is asked for while the step
+    // is in flight, so it runs between that step and the next one.
+    const arrivals = new Subject<Batch>();
+    let onReport = () => {};
+    const training = lastValueFrom(arrivals.pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer }), tap(() => onReport()), toArray()));
+    const evaluatedAt: Promise<number>[] = [];
+    for (const [k, batch] of data.entries()) {
+      const reported = new Promise<void>((resolve) => (onReport = resolve));
+      arrivals.next(batch);
+      if (k % 5 === 0) evaluatedAt.push(model.evaluate(from(batches(9, 2)), { weights: 'average' }).then(() => model.stepCount));
+      await reported;
     }
-    await Promise.all([training, ...evaluations]);
-    assert.ok(stepsAtEvaluation.some((s) => s > 0 && s < data.length), `evaluations were asked for mid-training (at steps ${stepsAtEvaluation.join(', ')})`);
+    arrivals.complete();
+    await training;
+    const at = await Promise.all(evaluatedAt);
+    assert.ok(at.every((s) => s >= 1 && s < data.length) && new Set(at).size === at.length, `evaluations ran between steps (after steps ${at.join(', ')})`);
     assert.deepEqual(model.getWeights(), straight.getWeights());
     model.dispose();
     straight.dispose();

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { lastValueFrom, of, tap } from 'rxjs';
 import {
-  adam, batchFromArrays, clipGradientNorm, closeDefaultEngine, defaultEngine, dense, embedding, floatColumn, layerNorm, nextTokenData,
+  adam, batchFromArrays, clipGradientNorm, closeDefaultEngine, cosineDecay, defaultEngine, dense, embedding, floatColumn, layerNorm, nextTokenData,
   positionalEncoding, Random, sequential, softmaxCrossEntropy, splitText, transformerDecoderBlock, Vocabulary, type Batch, type Initializer, type Model,
 } from '../src/index.ts';
 
@@ -182,19 +182,14 @@ async function validationBpc(m: Model): Promise<number> {
 // ---------------------------------------------------------------- training
 
 /**
- * Random windows of T + 1 characters, one batch per step, pulled lazily by `fitFrom`. The learning
- * rate follows a linear warm-up then a cosine decay to a tenth; it is set as each batch is pulled,
- * i.e. just before that batch's step.
+ * Random windows of T + 1 characters, one batch per step, pulled lazily by `fitFrom`.
  */
-function* trainingBatches(optimizer: { learningRate: number }): Generator<Batch> {
+function* trainingBatches(): Generator<Batch> {
   const rng = new Random(o.seed + 17);
-  const warmup = Math.min(100, Math.floor(config.steps / 10));
   const B = config.batchSize;
   const features = new Int32Array(B * T);
   const labels = new Int32Array(B * T);
   for (let step = 0; step < config.steps; step++) {
-    const decay = (step - warmup) / Math.max(1, config.steps - warmup);
-    optimizer.learningRate = config.learningRate * (step < warmup ? (step + 1) / warmup : 0.1 + 0.45 * (1 + Math.cos(Math.PI * decay)));
     for (let b = 0; b < B; b++) {
       const s = rng.int(trainIds.length - T);
       features.set(trainIds.subarray(s, s + T), b * T);
@@ -205,13 +200,20 @@ function* trainingBatches(optimizer: { learningRate: number }): Generator<Batch>
   }
 }
 
-const optimizer = adam({ learningRate: config.learningRate });
+// A linear warm-up to the peak rate, then a cosine decay to a tenth of it over the remaining steps.
+const warmupSteps = Math.min(100, Math.floor(config.steps / 10));
+const optimizer = adam({
+  learningRate: cosineDecay({
+    initialRate: config.learningRate / Math.max(1, warmupSteps), warmupSteps, warmupTarget: config.learningRate,
+    decaySteps: Math.max(1, config.steps - warmupSteps), alpha: 0.1,
+  }),
+});
 const started = performance.now();
 let running = 0;
 const every = Math.max(1, Math.floor(config.steps / 10));
 await lastValueFrom(
   // Clipping the global gradient norm at 1 guards the high peak learning rate against rare spikes.
-  model.fitFrom(trainingBatches(optimizer), { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [clipGradientNorm(1)] }).pipe(
+  model.fitFrom(trainingBatches(), { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [clipGradientNorm(1)] }).pipe(
     tap((r) => {
       running = r.step === 1 ? r.loss : 0.95 * running + 0.05 * r.loss;
       if (r.step % every === 0 || r.step === config.steps) {

@@ -1,5 +1,5 @@
 import {
-  DataType, Field, FixedSizeList, Float32, Int32, makeData, Precision, RecordBatch, Schema, Struct, Table, tableFromIPC,
+  DataType, Field, FixedSizeList, Float32, Int32, makeData, Precision, RecordBatch, Schema, Struct, Table,
   type Data, type Float, type Int,
 } from 'apache-arrow';
 import { formatShape, sizeOf, type Shape } from './tensor.ts';
@@ -185,21 +185,6 @@ export function labelColumn(batch: Batch, name = 'labels'): TensorColumn<Int32Ar
  * Usage: `from(batchesFromTable(table)).pipe(model.fit(...))`
  */
 export function batchesFromTable(table: Table): Batch[] {
-  return table.batches;
-}
-
-/**
- * Decodes Arrow IPC bytes (stream or file format) into batches, with Arrow's own reader: for bytes you
- * produced or trust. Malformed bytes usually throw, but Arrow's reader can loop for minutes on a
- * corrupted metadata length (apache/arrow-js#315): for bytes from the network or another process use
- * `ipcSource(bytes)` (src/streams), which bounds-checks every message before Arrow sees it.
- *
- * Usage: `const batches = batchesFromIpc(await readFile('train.arrow'));`
- */
-export function batchesFromIpc(bytes: Uint8Array): Batch[] {
-  const table = tableFromIPC(bytes);
-  // The reader answers an empty table for bytes that hold no message at all; that is malformed input here.
-  if (table.schema.fields.length === 0) throw new TypeError(`batchesFromIpc: no Arrow IPC schema in ${bytes.length} bytes`);
   return table.batches;
 }
 

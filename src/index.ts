@@ -8,7 +8,7 @@ export { logProgress } from './progress.ts';
 export type { LogProgressOptions } from './progress.ts';
 export type { SequentialOptions, FitOptions, StepReport, EvaluationResult, InferenceOptions, TrainOptions, TrainProgress, ParameterInfo, GradientReport, UpdateReport } from './model.ts';
 export {
-  batchFromArrays, batchesFromArrays, batchesFromIpc, batchesFromTable, floatColumn, gatherBatch, labelColumn, outputBatch,
+  batchFromArrays, batchesFromArrays, batchesFromTable, floatColumn, gatherBatch, labelColumn, outputBatch,
   SHAPE_METADATA_KEY,
 } from './batch.ts';
 export type { Batch, BatchArrays, FloatColumn } from './batch.ts';

@@ -149,22 +149,33 @@ class ByteReader {
 
   /** True if at least n bytes are available (reads more as needed). */
   async fill(n: number): Promise<boolean> {
+    while (this.buffered < n && !this.ended) this.accept(await this.iterator.next());
+    return this.buffered >= n;
+  }
+
+  /** `fill` for a synchronous iterator (bytes in memory): never waits. */
+  fillSync(n: number): boolean {
     while (this.buffered < n && !this.ended) {
-      const next = await this.iterator.next();
-      if (next.done) {
-        this.ended = true;
-        break;
-      }
-      const chunk = next.value;
-      if (!(chunk instanceof Uint8Array)) {
-        throw new IpcFormatError(`Arrow IPC: the input yielded ${typeof chunk === 'string' ? 'a string' : typeof chunk}, not bytes (is the stream in object mode or has an encoding?)`, this.offset + this.buffered);
-      }
-      if (chunk.length > 0) {
-        this.chunks.push(chunk);
-        this.buffered += chunk.length;
-      }
+      const next = this.iterator.next();
+      if (next instanceof Promise) throw new TypeError('ByteReader.fillSync: the input is asynchronous');
+      this.accept(next);
     }
     return this.buffered >= n;
+  }
+
+  private accept(next: IteratorResult<unknown>): void {
+    if (next.done) {
+      this.ended = true;
+      return;
+    }
+    const chunk = next.value;
+    if (!(chunk instanceof Uint8Array)) {
+      throw new IpcFormatError(`Arrow IPC: the input yielded ${typeof chunk === 'string' ? 'a string' : typeof chunk}, not bytes (is the stream in object mode or has an encoding?)`, this.offset + this.buffered);
+    }
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
   }
 
   get available(): number {
@@ -209,12 +220,6 @@ class ByteReader {
     return out;
   }
 
-  async exact(n: number, what: string, messageStart: number): Promise<Uint8Array> {
-    if (!(await this.fill(n))) {
-      throw new IpcFormatError(`Arrow IPC: truncated input: the stream ended inside ${what} (message at byte ${messageStart}: needed ${n} more bytes, got ${this.buffered})`, messageStart);
-    }
-    return this.take(n);
-  }
 
   /** Reads everything left (bounded). */
   async rest(limit: number): Promise<Uint8Array> {
@@ -235,15 +240,36 @@ interface Message {
   offset: number;
 }
 
-/** Reads whole encapsulated messages, verifying each metadata flatbuffer before anything decodes it. */
-async function* messages(reader: ByteReader, options: IpcSourceOptions): AsyncGenerator<Message> {
+/** What the message parser asks its driver for: at least `bytes` buffered (or the input's end). */
+interface Need {
+  kind: 'need';
+  bytes: number;
+}
+const need = (bytes: number): Need => ({ kind: 'need', bytes });
+
+/** `n` bytes, asked for from the driver; the input ending first is a truncation error. */
+function* exact(reader: ByteReader, n: number, what: string, messageStart: number): Generator<Need, Uint8Array> {
+  yield need(n);
+  if (reader.available < n) {
+    throw new IpcFormatError(`Arrow IPC: truncated input: the stream ended inside ${what} (message at byte ${messageStart}: needed ${n} more bytes, got ${reader.available})`, messageStart);
+  }
+  return reader.take(n);
+}
+
+/**
+ * Reads whole encapsulated messages, verifying each metadata flatbuffer before anything decodes it.
+ * It never reads input itself: it yields a {@link Need} and its driver fills the reader, awaiting
+ * ({@link messages}) or not ({@link messagesSync}), so both share one parser.
+ */
+function* parseMessages(reader: ByteReader, options: IpcSourceOptions): Generator<Need | Message> {
   const maxBytes = options.maxMessageBytes ?? 256 * 1024 * 1024;
   const limits = { maxBytes, maxRows: options.maxRows ?? 1 << 24 };
   for (let index = 0; ; index++) {
     const start = reader.offset;
-    if (!(await reader.fill(4))) {
+    yield need(4);
+    if (reader.available < 4) {
       if (reader.available > 0) throw new IpcFormatError(`Arrow IPC: truncated input: ${reader.available} stray bytes at byte ${start}, where a message or the end-of-stream marker should start`, start);
-      if (options.requireEndMarker === false) return;
+      if (options.requireEndMarker === false && index > 0) return;
       throw new IpcFormatError(
         index === 0
           ? 'Arrow IPC: empty input (no schema message)'
@@ -253,16 +279,17 @@ async function* messages(reader: ByteReader, options: IpcSourceOptions): AsyncGe
     }
     const head = reader.take(4);
     let length: number;
-    if (u32At(head, 0) === CONTINUATION) length = i32At(await reader.exact(4, 'a message length', start), 0);
+    if (u32At(head, 0) === CONTINUATION) length = i32At(yield* exact(reader, 4, 'a message length', start), 0);
     else length = i32At(head, 0); // pre-1.0 framing: the length without the continuation marker
     if (length === 0) {
+      if (index === 0) throw new IpcFormatError(`Arrow IPC: an end-of-stream marker at byte ${start}, before any schema: no Arrow IPC schema here`, start);
       yield { kind: 'end', bytes: EOS, offset: start };
       return;
     }
     if (length < 8 || length > maxBytes) {
       throw new IpcFormatError(`Arrow IPC: message ${index} at byte ${start} declares ${length} bytes of metadata (expected 8 … ${maxBytes}); this is not an Arrow IPC stream or it is corrupt`, start);
     }
-    const metadata = await reader.exact(length, `the metadata of message ${index}`, start);
+    const metadata = yield* exact(reader, length, `the metadata of message ${index}`, start);
     let verified: VerifiedMessage;
     try {
       verified = verifyMessage(metadata, limits);
@@ -271,13 +298,30 @@ async function* messages(reader: ByteReader, options: IpcSourceOptions): AsyncGe
     }
     if (index === 0 && verified.kind !== 'schema') throw new IpcFormatError(`Arrow IPC: message 0 at byte ${start} is a ${verified.kind}, expected the schema`, start);
     if (index > 0 && verified.kind === 'schema') throw new IpcFormatError(`Arrow IPC: message ${index} at byte ${start} is a second schema (two streams concatenated without an end-of-stream marker?)`, start);
-    const body = await reader.exact(verified.bodyLength, `the body of message ${index}`, start);
+    const body = yield* exact(reader, verified.bodyLength, `the body of message ${index}`, start);
     const bytes = new Uint8Array(8 + length + body.length);
     new DataView(bytes.buffer).setUint32(0, CONTINUATION, true);
     new DataView(bytes.buffer).setInt32(4, length, true);
     bytes.set(metadata, 8);
     bytes.set(body, 8 + length);
     yield { kind: verified.kind, bytes, offset: start };
+  }
+}
+
+/** The parser driven by an input that may have to be waited for (files, sockets, streams). */
+async function* messages(reader: ByteReader, options: IpcSourceOptions): AsyncGenerator<Message> {
+  const parser = parseMessages(reader, options);
+  for (let step = parser.next(); !step.done; step = parser.next()) {
+    if (step.value.kind === 'need') await reader.fill(step.value.bytes);
+    else yield step.value;
+  }
+}
+
+/** The parser driven by bytes in memory. */
+function* messagesSync(reader: ByteReader, options: IpcSourceOptions): Generator<Message> {
+  for (const step of parseMessages(reader, options)) {
+    if (step.kind === 'need') reader.fillSync(step.bytes);
+    else yield step;
   }
 }
 
@@ -366,32 +410,74 @@ function* decodeFile(bytes: Uint8Array, options: IpcSourceOptions): Generator<Ba
   }
 }
 
-async function* decodeMessages(reader: ByteReader, options: IpcSourceOptions): AsyncGenerator<Batch> {
-  let schema: Uint8Array | null = null;
-  const dictionaries: Uint8Array[] = [];
-  let batchIndex = 0;
-  for await (const message of messages(reader, options)) {
-    if (message.kind === 'end') return;
+/** Turns verified messages into batches: keeps the schema and dictionaries, decodes each batch with them. */
+class MessageDecoder {
+  private schema: Uint8Array | null = null;
+  private readonly dictionaries: Uint8Array[] = [];
+  private batchIndex = 0;
+  constructor(private readonly options: IpcSourceOptions) {}
+
+  /** The batch a message completes; null for a schema or dictionary; 'end' at the end-of-stream marker. */
+  accept(message: Message): Batch | null | 'end' {
+    if (message.kind === 'end') return 'end';
     if (message.kind === 'schema') {
-      schema = message.bytes;
+      this.schema = message.bytes;
       // Decode the schema alone now so a bad schema fails before the first batch is awaited.
-      decodeOne(schema, [], null, message.offset, 'schema');
-      continue;
+      decodeOne(this.schema, [], null, message.offset, 'schema');
+      return null;
     }
     if (message.kind === 'dictionary') {
-      dictionaries.push(message.bytes);
-      continue;
+      this.dictionaries.push(message.bytes);
+      return null;
     }
-    const batch = decodeOne(schema!, dictionaries, message.bytes, message.offset, `batch ${batchIndex}`);
-    if (options.validate ?? true) {
+    const batch = decodeOne(this.schema!, this.dictionaries, message.bytes, message.offset, `batch ${this.batchIndex}`)!;
+    if (this.options.validate ?? true) {
       try {
-        validateBatch(batch!);
+        validateBatch(batch);
       } catch (error) {
-        throw new IpcFormatError(`Arrow IPC: batch ${batchIndex} at byte ${message.offset}: ${(error as Error).message}`, message.offset, { cause: error });
+        throw new IpcFormatError(`Arrow IPC: batch ${this.batchIndex} at byte ${message.offset}: ${(error as Error).message}`, message.offset, { cause: error });
       }
     }
-    batchIndex++;
-    yield batch!;
+    this.batchIndex++;
+    return batch;
+  }
+}
+
+async function* decodeMessages(reader: ByteReader, options: IpcSourceOptions): AsyncGenerator<Batch> {
+  const decoder = new MessageDecoder(options);
+  for await (const message of messages(reader, options)) {
+    const batch = decoder.accept(message);
+    if (batch === 'end') return;
+    if (batch) yield batch;
+  }
+}
+
+/**
+ * Every batch of Arrow IPC bytes held in memory (stream or file format), read through the same
+ * verified framing as {@link ipcSource}: malformed, truncated or corrupt bytes throw an
+ * {@link IpcFormatError} naming the message and byte, and never hang (Arrow's own reader can loop
+ * on a corrupt length, apache/arrow-js#315).
+ *
+ * Usage: `const batches = batchesFromIpc(await readFile('train.arrow'));`
+ */
+export function batchesFromIpc(bytes: Uint8Array, options: Omit<IpcSourceOptions, 'signal'> = {}): Batch[] {
+  try {
+    if (bytes.length >= 6 && MAGIC.every((b, i) => bytes[i] === b)) {
+      if (bytes.length > (options.maxFileBytes ?? 1 << 30)) throw new IpcFormatError(`Arrow IPC: more than ${options.maxFileBytes ?? 1 << 30} bytes in a file`, 0);
+      return [...decodeFile(bytes, options)];
+    }
+    const reader = new ByteReader([bytes][Symbol.iterator]());
+    const decoder = new MessageDecoder(options);
+    const batches: Batch[] = [];
+    for (const message of messagesSync(reader, options)) {
+      const batch = decoder.accept(message);
+      if (batch === 'end') break;
+      if (batch) batches.push(batch);
+    }
+    return batches;
+  } catch (error) {
+    if (!(error instanceof IpcFormatError)) throw error;
+    throw new IpcFormatError(`batchesFromIpc: ${error.message}`, error.offset, { cause: error });
   }
 }
 

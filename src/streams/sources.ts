@@ -30,7 +30,7 @@ import { Observable } from 'rxjs';
 
 export { cancellable, observePull, pullThrough, readableSource } from './pull.ts';
 export type { PullSource, Iteration } from './pull.ts';
-export { ipcSource, ipcSource$, tcpIpcSource, IpcFormatError, validateBatch } from './ipc.ts';
+export { batchesFromIpc, ipcSource, ipcSource$, tcpIpcSource, IpcFormatError, validateBatch } from './ipc.ts';
 export type { IpcInput, IpcSourceOptions } from './ipc.ts';
 export { batchBy, batchRecords, BadRecordError, RecordAccumulator, withKeys, keyColumn } from './records.ts';
 export type { StreamRecord, RecordOptions, BatchByOptions } from './records.ts';

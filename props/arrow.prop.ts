@@ -152,7 +152,7 @@ function featuresWithMetadata(rows: number, width: number, raw: string | null): 
 }
 
 /** Asserts that `fn` throws `type` whose message contains every part. */
-function assertThrowsNaming(fn: () => unknown, type: ErrorConstructor, parts: readonly string[]): void {
+function assertThrowsNaming(fn: () => unknown, type: abstract new (...args: never[]) => Error, parts: readonly string[]): void {
   assert.throws(fn, (error: unknown) => {
     assert.ok(error instanceof type, `expected ${type.name}, got ${String(error)}`);
     for (const part of parts) assert.ok(error.message.includes(part), `message "${error.message}" does not name "${part}"`);

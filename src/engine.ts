@@ -12,6 +12,12 @@ export interface EngineOptions extends HeapOptions {
   backend?: 'wasm' | 'js';
   /** 'auto' (default) uses relaxed SIMD (fused multiply-add) when the runtime supports it. */
   relaxedSimd?: 'auto' | boolean;
+  /**
+   * How long (ms) a worker spins for its next task before sleeping. Default: env RXGRAD_WORKER_SPIN_MS,
+   * else 2 (covers the gaps between a training step's kernels; an idle process burns up to that much
+   * of a core after each kernel). Lower it on a host whose cores are busy with other work.
+   */
+  workerSpinMs?: number;
 }
 
 /**
@@ -56,9 +62,14 @@ export function createEngine(options: EngineOptions = {}): Engine {
   const backend = options.backend ?? envBackend();
   if (backend === 'js') return new Engine(heap, jsCompute(heap));
   const threads = options.threads ?? envThreads();
+  const workerSpinMs = options.workerSpinMs ?? envWorkerSpinMs();
+  if (workerSpinMs !== undefined && !(Number.isFinite(workerSpinMs) && workerSpinMs >= 0)) {
+    throw new RangeError(`createEngine: workerSpinMs must be a finite number ≥ 0, got ${workerSpinMs}`);
+  }
   // alloc: the per-thread GEMM packing workspaces come from the heap (one block, kept for the engine's life).
   return new Engine(heap, createWasmCompute(heap.memory, {
     ...(threads ? { threads } : {}),
+    ...(workerSpinMs !== undefined ? { workerSpinMs } : {}),
     relaxedSimd: options.relaxedSimd ?? 'auto',
     alloc: (bytes) => heap.alloc(bytes),
   }));
@@ -76,6 +87,14 @@ function envThreads(): number | undefined {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new RangeError(`RXGRAD_THREADS must be a positive integer, got '${raw}'`);
   return n;
+}
+
+function envWorkerSpinMs(): number | undefined {
+  const raw = process.env['RXGRAD_WORKER_SPIN_MS'];
+  if (raw === undefined || raw === '') return undefined;
+  const ms = Number(raw);
+  if (!(Number.isFinite(ms) && ms >= 0)) throw new RangeError(`RXGRAD_WORKER_SPIN_MS must be a number ≥ 0, got '${raw}'`);
+  return ms;
 }
 
 let defaultInstance: Engine | null = null;

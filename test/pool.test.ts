@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { SharedHeap } from '../src/heap.ts';
 import { referenceKernels } from '../workers/reference-kernels.ts';
-import { createWasmCompute, partitionGemm } from '../workers/wasm-compute.ts';
+import { createWasmCompute, partitionGemm, type WasmCompute } from '../workers/wasm-compute.ts';
+import { createEngine } from '../src/engine.ts';
 import { OP, type GemmArgs } from '../workers/pool.ts';
 
 const heap = new SharedHeap({ initialBytes: 48 << 20 });
@@ -138,6 +139,23 @@ describe('worker pool', () => {
 });
 
 describe('pool lifecycle', () => {
+  it('workerSpinMs sets how long a worker stays hot after a task; a bad value is refused', async () => {
+    for (const [spinMs, hot] of [[0, false], [500, true]] as const) {
+      const engine = createEngine({ threads: 2, workerSpinMs: spinMs });
+      const compute = engine.compute as WasmCompute;
+      const n = 256; // 2·256³ flops: split across the pool whether or not the worker is already hot
+      const a = engine.heap.alloc(n * n * 4);
+      const c = engine.heap.alloc(n * n * 4);
+      const split = compute.gemm(0, 0, n, n, n, 1, a, n, a, n, 0, c, n);
+      assert.ok(split instanceof Promise, 'expected a split GEMM');
+      await split;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(compute.pool!.hot, hot, `workerSpinMs ${spinMs}: 50 ms after the task the worker is ${compute.pool!.hot ? 'spinning' : 'asleep'}`);
+      await engine.close();
+    }
+    assert.throws(() => createEngine({ workerSpinMs: -1 }), /createEngine: workerSpinMs must be a finite number ≥ 0, got -1/);
+  });
+
   it('close() leaves no handles: a child process that split a GEMM exits by itself', () => {
     const root = fileURLToPath(new URL('..', import.meta.url));
     const script = `

@@ -88,3 +88,8 @@ export type { RandomCropOptions } from '../operators/random-crop.ts';
 export { randomTranslate } from '../operators/random-translate.ts';
 export type { RandomTranslateOptions } from '../operators/random-translate.ts';
 export * from './streams/index.ts';
+export { search } from './tuning/search.ts';
+export type { SearchOptions, SearchEvent, SearchDone, SearchTable, TrialEvent, TrialRow, TrialStatus, TrialContext } from './tuning/search.ts';
+export { choice, uniform, logUniform, integer, gridConfigs, sampleConfig, SearchConfigError } from './tuning/space.ts';
+export type { Config, ConfigValue, ParameterSpec, Space } from './tuning/space.ts';
+export type { StrategyName, StrategyOptions, SearchBudget } from './tuning/schedulers.ts';

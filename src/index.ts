@@ -93,3 +93,14 @@ export type { SearchOptions, SearchEvent, SearchDone, SearchTable, TrialEvent, T
 export { choice, uniform, logUniform, integer, gridConfigs, sampleConfig, SearchConfigError } from './tuning/space.ts';
 export type { Config, ConfigValue, ParameterSpec, Space } from './tuning/space.ts';
 export type { StrategyName, StrategyOptions, SearchBudget } from './tuning/schedulers.ts';
+export { constantSparsity, polynomialDecay, pruningScheduleFromConfig, checkSparsity, PruningConfigError } from './pruning/schedules.ts';
+export type { PruningSchedule, ConstantSparsityOptions, PolynomialDecayOptions } from './pruning/schedules.ts';
+export { magnitudeMasks, selectKth, applyMask, sparsityOf } from './pruning/masks.ts';
+export { pruneLowMagnitude, updatePruning, stripPruning, prunedLayers, sparsityReport, compressedSize } from './pruning/prune.ts';
+export type { PruneModelOptions, LayerSparsity } from './pruning/prune.ts';
+export { pruneStructured } from './pruning/structured.ts';
+export type { StructuredPruningOptions, StructuredPruningResult } from './pruning/structured.ts';
+export { pruneLayer, PruneLowMagnitude } from '../operators/prune-low-magnitude.ts';
+export type { PruningScope } from '../operators/prune-low-magnitude.ts';
+export { selectLayers, matchesLayer, LayerSelectionError } from './layer-match.ts';
+export type { LayerSelector } from './layer-match.ts';

@@ -13,8 +13,8 @@ export type PruningScope = 'layer' | 'global';
  * non-trainable parameter (`<name>/kernel_mask`, so checkpoints carry it). The gradient operator
  * `updatePruning(model)` recomputes the masks on the schedule's steps, zeroes the pruned weights'
  * gradients and re-applies the masks right after every update, so pruned weights stay exactly zero.
- * Forward and backward are the wrapped layer's: the mask acts on the weights, not on the data, so the
- * gradient with respect to the input is unchanged and that of the kernel is masked.
+ * It computes the wrapped layer's function of (kernel ⊙ mask): forward is the layer's own (the kernel is kept
+ * masked), backward the layer's with the kernel's gradient masked.
  */
 export class PruneLowMagnitude implements Layer {
   readonly kind = 'pruneLowMagnitude';
@@ -47,7 +47,7 @@ export class PruneLowMagnitude implements Layer {
     // The wrapped layer's parameters are created first with the same context, so a pruned model starts from
     // the same initial weights (and parameter names) as the plain one with the same seed.
     const output = this.layer.build(inputShape, ctx);
-    const kernel = this.layer.parameters().find((p) => p.name.endsWith('/kernel'));
+    const kernel = this.layer.parameters().find((p) => p.name.split('/').at(-1) === 'kernel');
     if (!kernel) throw new PruningConfigError(`pruneLowMagnitude(${this.name} (${this.layer.kind}))`, 'the layer has no kernel to prune (dense and conv2d have one)');
     this.kernel = kernel;
     this.mask = ctx.addParameter('kernel_mask', kernel.shape, constant(1), { fanIn: 1, fanOut: 1 });
@@ -75,8 +75,14 @@ export class PruneLowMagnitude implements Layer {
     return this.layer.forward(x, step);
   }
 
-  backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null | Promise<Tensor | null> {
-    return this.layer.backward(dy, step, needInputGradient);
+  /** The wrapped layer's backward, then dKernel ⊙ mask: a pruned weight gets no gradient (the mask itself none either). */
+  async backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Promise<Tensor | null> {
+    const dx = await this.layer.backward(dy, step, needInputGradient);
+    const grad = this.kernel.grad.data();
+    const mask = this.mask.value.data();
+    for (let i = 0; i < grad.length; i++) grad[i]! *= mask[i]!;
+    step.engine.kernels.fill(this.mask.grad.ptr, this.mask.grad.size, 0);
+    return dx;
   }
 
   config(): Record<string, unknown> {

@@ -68,9 +68,9 @@ function stepsBefore(g: ParameterGradients): number {
 /**
  * The reverse-stream operator of pruning (TF-MOT's `UpdatePruningStep` callback): on the schedule's steps
  * it recomputes each mask from the weights' magnitudes (per layer, or one threshold for the 'global'
- * layers); on every step it zeroes the pruned weights' gradients and, right after the optimizer applied the
- * update, multiplies the weights by their masks, so a pruned weight stays exactly zero (momentum and
- * weight decay cannot revive it).
+ * layers); on every step, right after the optimizer applied the update, it multiplies the weights by their
+ * masks, so a pruned weight stays exactly zero (its gradient is masked by the layer's backward, and
+ * momentum or weight decay cannot revive it).
  *
  * Usage: `pruned.train(data, { …, gradientOperators: [updatePruning(pruned)] })`
  */
@@ -99,11 +99,6 @@ export function updatePruning(model: Model): GradientOperator {
         magnitudeMasks(group.map((l) => l.kernel.value.data()), group.map((l) => l.mask.value.data()), sparsity);
         lastPruned = step;
       }
-    }
-    for (const l of layers) {
-      const grad = l.kernel.grad.data();
-      const mask = l.mask.value.data();
-      for (let i = 0; i < grad.length; i++) grad[i]! *= mask[i]!;
     }
     const afterApply = (g as unknown as { afterApply?: (callback: () => void) => void }).afterApply;
     if (afterApply) afterApply.call(g, reapply);

@@ -20,8 +20,12 @@ export function matchesLayer(layer: Layer, index: number, selector: LayerSelecto
   if (typeof selector === 'function') return selector(layer, index);
   if (selector instanceof RegExp) return selector.test(layer.name);
   if (typeof selector !== 'string') throw new TypeError(`layer selector must be a name, glob, RegExp or predicate, got ${JSON.stringify(selector)}`);
-  const glob = new RegExp(`^${selector.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
-  return glob.test(layer.name);
+  return globToRegExp(selector).test(layer.name);
+}
+
+/** A glob (`*` any run, `?` one character, everything else literal) as an anchored RegExp. Usage: `globToRegExp('conv*').test('conv2d_1')` */
+export function globToRegExp(glob: string): RegExp {
+  return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
 }
 
 /**

@@ -18,7 +18,7 @@ import { Observable, type OperatorFunction } from 'rxjs';
 import { layerFromConfig } from '../operators/index.ts';
 import type { Engine } from './engine.ts';
 import type { Layer } from './layer.ts';
-import { sequential, type Model, type StepReport } from './model.ts';
+import { modelHost, sequential, type Model, type StepReport } from './model.ts';
 import { adam, adamw, sgd, type Optimizer } from './optimizers.ts';
 import { scheduleFromConfig } from './schedules.ts';
 import { decodeSafetensors, encodeSafetensors, SafetensorsError, type SafetensorsTensor } from './safetensors.ts';
@@ -156,7 +156,7 @@ function snapshot(model: Model, extra: SaveExtra, where: string): Snapshot {
     }
   }
   const tensors = new Map<string, SafetensorsTensor>();
-  for (const p of model.parameterTensors) tensors.set(p.name, { dtype: 'F32', shape: [...p.shape], data: p.value.data() });
+  for (const p of modelHost(model).parameters) tensors.set(p.name, { dtype: 'F32', shape: [...p.shape], data: p.value.data() });
 
   const optimizer = model.optimizer;
   let optimizerManifest: CheckpointManifest['optimizer'] = null;
@@ -183,7 +183,7 @@ function snapshot(model: Model, extra: SaveExtra, where: string): Snapshot {
     version: CHECKPOINT_VERSION,
     model: {
       name: model.name, inputShape: [...model.inputShape], seed: model.seed, layers,
-      frozen: model.parameterTensors.filter((p) => !p.trainable).map((p) => p.name),
+      frozen: modelHost(model).parameters.filter((p) => !p.trainable).map((p) => p.name),
     },
     stepCount: model.stepCount,
     rng: { state: [s0, s1, s2, s3], spareNormal: Number.isNaN(spare) ? null : spare },
@@ -526,7 +526,7 @@ function restoreInto(model: Model, manifest: CheckpointManifest, tensors: Map<st
     return t.data as Float32Array;
   };
   const weights = new Map<string, Float32Array>();
-  for (const p of model.parameterTensors) weights.set(p.name, take(p.name, p.shape, `the model parameter '${p.name}'`));
+  for (const p of modelHost(model).parameters) weights.set(p.name, take(p.name, p.shape, `the model parameter '${p.name}'`));
 
   let optimizer: Optimizer | null = null;
   const slots = new Map<string, Record<string, Float32Array>>();
@@ -538,7 +538,7 @@ function restoreInto(model: Model, manifest: CheckpointManifest, tensors: Map<st
       return r.fail('optimizer.config', (error as Error).message);
     }
     for (const name of o.parameters) {
-      const p = model.parameterTensors.find((q) => q.name === name);
+      const p = modelHost(model).parameters.find((q) => q.name === name);
       if (!p) r.fail('optimizer.parameters', `names '${name}', which the model does not have`);
       const record: Record<string, Float32Array> = {};
       for (const slot of o.slots) record[slot] = take(`optimizer/${name}/${slot}`, p!.shape, `the ${o.name} slot '${slot}' of '${name}'`);
@@ -548,20 +548,20 @@ function restoreInto(model: Model, manifest: CheckpointManifest, tensors: Map<st
   const extra = [...tensors.keys()].filter((name) => !used.has(name));
   if (extra.length > 0) throw new SafetensorsError(weightsPath, extra[0]!, `is not a parameter of the model nor a slot the manifest names (${extra.length} such tensors)`);
   for (const name of manifest.model.frozen) {
-    if (!model.parameterTensors.some((p) => p.name === name)) r.fail('model.frozen', `names '${name}', which the model does not have`);
+    if (!modelHost(model).parameters.some((p) => p.name === name)) r.fail('model.frozen', `names '${name}', which the model does not have`);
   }
 
   if (optimizer) {
     try {
-      optimizer.restoreState!(model.parameterTensors, model.engine, o!.iterations, slots);
+      optimizer.restoreState!(modelHost(model).parameters, model.engine, o!.iterations, slots);
     } catch (error) {
       return r.fail('optimizer', (error as Error).message);
     }
-    model.adoptOptimizer(optimizer);
+    modelHost(model).adopt(optimizer, null);
   }
   model.setWeights(weights);
-  for (const p of model.parameterTensors) p.trainable = !manifest.model.frozen.includes(p.name);
-  model.restoreStepCount(manifest.stepCount);
+  for (const p of modelHost(model).parameters) p.trainable = !manifest.model.frozen.includes(p.name);
+  modelHost(model).steps = manifest.stepCount;
   model.rng.setState([...manifest.rng.state, manifest.rng.spareNormal ?? Number.NaN]);
   return optimizer;
 }

@@ -10,6 +10,7 @@ import {
   softmax, softmaxCrossEntropy, tanh, type Batch, type Model, type Optimizer,
 } from '../src/index.ts';
 import { modelHost } from '../src/model.ts';
+import { fitBatches, legacyBatches, weightsHash } from './fixtures/legacy-checkpoint.ts';
 
 // Bitwise resume equivalence needs one fixed reduction order: a single thread.
 const engine = createEngine({ threads: 1 });
@@ -199,6 +200,25 @@ describe('resume equivalence', () => {
       straight.dispose();
     });
   }
+});
+
+describe('checkpoints written by earlier code', () => {
+  it('test/fixtures/legacy-checkpoint (written before the step-runner refactor) loads, and resuming ends bitwise where the old code did', async () => {
+    const plain = createEngine({ threads: 1, relaxedSimd: false });
+    try {
+      const dir = new URL('./fixtures/legacy-checkpoint/', import.meta.url).pathname;
+      const expected = JSON.parse(await readFile(join(dir, 'expected.json'), 'utf8')) as { stepCount: number; weightsSha256AfterResume: string };
+      const { model, optimizer, streamOffsets } = await loadModel(dir, { engine: plain });
+      assert.equal(model.stepCount, 12);
+      assert.deepEqual(streamOffsets, { batches: 12 });
+      await fitBatches(model, legacyBatches(2, 8), optimizer!);
+      assert.equal(model.stepCount, expected.stepCount);
+      assert.equal(weightsHash(model.getWeights()), expected.weightsSha256AfterResume);
+      model.dispose();
+    } finally {
+      await plain.close();
+    }
+  });
 });
 
 describe('checkpointEvery', () => {

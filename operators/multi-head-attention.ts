@@ -2,6 +2,7 @@ import { glorotUniform, zeros } from '../src/initializers.ts';
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
 import { constructLayer, registerLayer, type ConfigReader } from '../src/registry.ts';
+import { dropoutMask } from './dropout.ts';
 
 /**
  * The score given to a masked (query, key) pair before the softmax. Replacing the score (not adding
@@ -222,18 +223,15 @@ export class MultiHeadAttention implements Layer {
     let used = weights;
     let dropMask: Tensor | null = null;
     if (step.training && this.dropout > 0) {
-      dropMask = step.alloc(weights.shape);
+      dropMask = dropoutMask(step, weights.shape, this.dropout);
       used = step.alloc(weights.shape);
       const f = step.engine.heap.f32;
-      const keep = 1 - this.dropout;
       const m0 = dropMask.ptr >> 2;
       const w0 = weights.ptr >> 2;
       const u0 = used.ptr >> 2;
-      for (let i = 0; i < weights.size; i++) {
-        const m = step.rng.uniform() < keep ? 1 / keep : 0;
-        f[m0 + i] = m;
-        f[u0 + i] = f[w0 + i]! * m;
-      }
+      // The kept weights are scaled by 1/keep in double precision (not by the mask's float32 value), as they always were.
+      const scale = 1 / (1 - this.dropout);
+      for (let i = 0; i < weights.size; i++) f[u0 + i] = f[w0 + i]! * (f[m0 + i] !== 0 ? scale : 0);
     }
     // Heads' outputs side by side: head h writes the column block [h·dv, (h+1)·dv) of [B·T, H·dv].
     const o = step.alloc([B, T, hv]);

@@ -1,4 +1,4 @@
-import { lastValueFrom, Observable, Subject, type ObservableInput, type OperatorFunction } from 'rxjs';
+import { Observable, Subject, type ObservableInput, type OperatorFunction } from 'rxjs';
 import type { Batch, BatchArrays } from './batch.ts';
 import { defaultEngine, type Engine } from './engine.ts';
 import { evaluateBatches, averagingOptimizer, predictOperator, type EvaluationResult, type InferenceHost, type InferenceOptions } from './inference.ts';

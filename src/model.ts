@@ -10,14 +10,16 @@ import { Random } from './random.ts';
 import type { Regularizer } from './regularizers.ts';
 import { StepRunner } from './step-runner.ts';
 import { trainEpochs, type TrainOptions, type TrainProgress } from './train-epochs.ts';
+import { computeGradients, type ComputedGradients, type ComputeGradientsOptions } from './compute-gradients.ts';
 import {
-  computeGradients, fitFromSource, fitOperator, TrainingSession,
-  type ComputedGradients, type ComputeGradientsOptions, type FitOptions, type GradientReport, type StepReport, type TrainingHost, type UpdateReport,
+  fitFromSource, fitOperator, TrainingSession,
+  type FitOptions, type GradientReport, type StepReport, type TrainingHost, type UpdateReport,
 } from './training.ts';
 import { formatShape, sizeOf, Tensor, type DType, type Shape } from './tensor.ts';
 
 // The training and inference types, also importable from here (where they lived before the split).
-export type { FitOptions, StepReport, GradientReport, UpdateReport, ComputeGradientsOptions, ComputedGradients } from './training.ts';
+export type { FitOptions, StepReport, GradientReport, UpdateReport } from './training.ts';
+export type { ComputeGradientsOptions, ComputedGradients } from './compute-gradients.ts';
 export type { EvaluationResult, InferenceOptions } from './inference.ts';
 export type { TrainOptions, TrainProgress } from './train-epochs.ts';
 

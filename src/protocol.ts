@@ -78,8 +78,3 @@ export function lossOperator(loss: Loss, withGradient = true): OperatorFunction<
     return { step: flow.step, grad: result.grad };
   });
 }
-
-/** Composes operators left to right (RxJS `pipe` over an array). */
-export function composeOperators<T>(operators: readonly OperatorFunction<T, T>[]): OperatorFunction<T, T> {
-  return (source) => operators.reduce((stream, op) => op(stream), source);
-}

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { asyncScheduler, from, lastValueFrom, observeOn, tap, toArray } from 'rxjs';
 import {
-  adam, adamw, batchFromArrays, checkpointEvery, CheckpointError, cosineDecay, createEngine, exponentialDecay, decodeSafetensors, dense, dropout, encodeSafetensors,
+  accumulateGradients, adam, adamw, batchFromArrays, checkpointEvery, CheckpointError, cosineDecay, createEngine, exponentialDecay, decodeSafetensors, dense, dropout, encodeSafetensors,
   chain, gelu, l1l2, l2, parallel, residual, layerFromConfig, LayerConfigError, leakyRelu, loadModel, Random, relu, saveModel, sequential, sgd, sigmoid,
   softmax, softmaxCrossEntropy, tanh, type Batch, type Model, type Optimizer,
 } from '../src/index.ts';
@@ -257,6 +257,29 @@ describe('checkpointEvery', () => {
     assert.ok(!bytesOf(model.getWeights().get('dense_1/kernel')!).equals(bytesOf(snapshotAt40.get('dense_1/kernel')!)), 'the model trained on after the copy');
     loaded.model.dispose();
     model.dispose();
+  });
+
+  it('never saves on a held step (gradient accumulation): a due save waits for the step that applies the sum, and resuming is exact', async () => {
+    const data = batches(10, 12);
+    const optimizerOf = () => adam({ learningRate: 3e-3 });
+    const model = mlp(6);
+    const path = join(root, 'every-held', 'live');
+    const saves: number[] = [];
+    await lastValueFrom(
+      from(data.slice(0, 6)).pipe(
+        model.fit({ loss: softmaxCrossEntropy(), optimizer: optimizerOf(), gradientOperators: [accumulateGradients(3)] }),
+        checkpointEvery({ model, path, steps: 2, onSave: (s) => saves.push(s.stepCount) }),
+        toArray(),
+      ),
+    );
+    // Due at 2 (held: waits for 3) and at 4 (held) → 6.
+    assert.deepEqual(saves, [3, 6]);
+    const straight = mlp(6);
+    await lastValueFrom(from(data).pipe(straight.fit({ loss: softmaxCrossEntropy(), optimizer: optimizerOf(), gradientOperators: [accumulateGradients(3)] }), toArray()));
+    const { model: resumed, optimizer } = await loadModel(path, { engine });
+    await lastValueFrom(from(data.slice(6)).pipe(resumed.fit({ loss: softmaxCrossEntropy(), optimizer: optimizer!, gradientOperators: [accumulateGradients(3)] }), toArray()));
+    assertBitwiseEqual(resumed.getWeights(), straight.getWeights(), 'resumed after a save at an applied step');
+    for (const m of [model, straight, resumed]) m.dispose();
   });
 
   it('saves by elapsed time', async () => {

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { lastValueFrom } from 'rxjs';
 import {
-  adam, batchesFromArrays, closeDefaultEngine, conv2d, defaultEngine, dense, flatten, heNormal, loadModel, logProgress, maxPool2d, relu, sequential,
+  adam, batchesFromArrays, closeDefaultEngine, conv2d, defaultEngine, dense, flatten, heNormal, loadModel, logProgress, maxPool2d, relu, saveModel, sequential,
   softmaxCrossEntropy, transferModel, type Layer, type Model, type Optimizer,
 } from '../src/index.ts';
 import type { Dataset } from '../src/data/index.ts';
@@ -84,7 +84,7 @@ await lastValueFrom(
     .pipe(logProgress({ bar: options.progress ? 'auto' : false })),
 );
 const dir = mkdtempSync(join(tmpdir(), 'rxgrad-transfer-'));
-await base.save(join(dir, 'base'));
+await saveModel(base, join(dir, 'base'));
 base.dispose();
 const { model: loaded } = await loadModel(join(dir, 'base'));
 rmSync(dir, { recursive: true, force: true });

@@ -22,8 +22,6 @@ export class PruneLowMagnitude implements Layer {
   mask!: Parameter;
   /** Set by `updatePruning` when it takes charge of this layer: training without it is an error. */
   updater: object | null = null;
-  /** True when an update was applied without a chance to re-mask after it (see `updatePruning`): forward masks first. */
-  stale = false;
 
   constructor(readonly layer: Layer, readonly schedule: PruningSchedule, readonly scope: PruningScope) {}
 
@@ -64,14 +62,12 @@ export class PruneLowMagnitude implements Layer {
     const w = this.kernel.value.data();
     const m = this.mask.value.data();
     for (let i = 0; i < w.length; i++) w[i]! *= m[i]!;
-    this.stale = false;
   }
 
   forward(x: Tensor, step: StepContext): Tensor | Promise<Tensor> {
     if (step.training && !this.updater) {
       throw new Error(`${this.name} (pruneLowMagnitude): a pruned model trains with gradientOperators: [updatePruning(model)] (it updates and applies the masks)`);
     }
-    if (this.stale) this.applyMask();
     return this.layer.forward(x, step);
   }
 

@@ -5,7 +5,7 @@
  */
 import type { Layer, Parameter } from './layer.ts';
 import { selectLayers, type LayerSelector } from './layer-match.ts';
-import { sequential, type Model } from './model.ts';
+import { modelHost, sequential, type Model } from './model.ts';
 import { layerFromConfig } from './registry.ts';
 
 /**
@@ -16,7 +16,7 @@ const STATE = /\/(movingMean|movingVariance|kernel_mask)$/;
 
 /** The layer's own parameters in `model` (its name is their prefix). */
 function parametersOf(model: Model, layer: Layer): Parameter[] {
-  return model.parameterTensors.filter((p) => p.name.startsWith(`${layer.name}/`) && !STATE.test(p.name));
+  return modelHost(model).parameters.filter((p) => p.name.startsWith(`${layer.name}/`) && !STATE.test(p.name));
 }
 
 function setTrainable(model: Model, selector: LayerSelector, trainable: boolean, what: string): string[] {
@@ -88,7 +88,7 @@ export function transferModel(source: Model, options: TransferOptions): Model {
   const model = sequential([...kept.map((l) => layerFromConfig(l.kind, l.config(), l.name)), ...options.head], {
     inputShape: source.inputShape, seed: options.seed ?? source.seed, engine: source.engine, name: options.name ?? `${source.name}_transfer`,
   });
-  const names = new Set(kept.flatMap((l) => parametersOf(source, l).concat(source.parameterTensors.filter((p) => p.name.startsWith(`${l.name}/`))).map((p) => p.name)));
+  const names = new Set(kept.flatMap((l) => parametersOf(source, l).concat(modelHost(source).parameters.filter((p) => p.name.startsWith(`${l.name}/`))).map((p) => p.name)));
   model.setWeights(new Map([...source.getWeights()].filter(([name]) => names.has(name))));
   if (options.freeze) freeze(model, (l) => kept.some((k) => k.name === l.name));
   return model;

@@ -5,8 +5,8 @@ import { PruneLowMagnitude, pruneLayer, type PruningScope } from '../../operator
 import { layerFromConfig } from '../registry.ts';
 import type { Layer } from '../layer.ts';
 import { selectLayers, type LayerSelector } from '../layer-match.ts';
-import { sequential, type Model } from '../model.ts';
-import type { GradientOperator, ParameterGradients } from '../protocol.ts';
+import { modelHost, sequential, type Model } from '../model.ts';
+import type { GradientOperator, ParameterGradients } from '../reverse-stream.ts';
 import type { SavedCheckpoint } from '../checkpoint.ts';
 import { magnitudeMasks, sparsityOf } from './masks.ts';
 import { PruningConfigError, type PruningSchedule } from './schedules.ts';
@@ -30,7 +30,7 @@ function rebuild(model: Model, layers: Layer[], name: string): Model {
   const copy = sequential(layers, { inputShape: model.inputShape, seed: model.seed, engine: model.engine, name });
   const names = new Set(copy.parameters().map((p) => p.name));
   copy.setWeights(new Map([...model.getWeights()].filter(([n]) => names.has(n))));
-  copy.restoreStepCount(model.stepCount);
+  modelHost(copy).steps = model.stepCount;
   return copy;
 }
 
@@ -59,11 +59,6 @@ export function prunedLayers(model: Model): PruneLowMagnitude[] {
   return model.layers.filter((l): l is PruneLowMagnitude => l instanceof PruneLowMagnitude);
 }
 
-/** The optimizer steps before the item (its first step), across the reverse-stream API versions. */
-function stepsBefore(g: ParameterGradients): number {
-  const item = g as unknown as { firstStep?: number; step?: { index: number } };
-  return item.firstStep !== undefined ? item.firstStep - 1 : item.step!.index;
-}
 
 /**
  * The reverse-stream operator of pruning (TF-MOT's `UpdatePruningStep` callback): on the schedule's steps
@@ -91,7 +86,8 @@ export function updatePruning(model: Model): GradientOperator {
     for (const l of layers) l.applyMask();
   };
   return map((g: ParameterGradients) => {
-    const step = stepsBefore(g);
+    // Model steps before the item (its first step is numbered 1): the step the schedule's numbers count.
+    const step = g.firstStep - 1;
     if (step !== lastPruned) {
       for (const group of groups) {
         const { prune, sparsity } = group[0]!.schedule.at(step);
@@ -100,9 +96,7 @@ export function updatePruning(model: Model): GradientOperator {
         lastPruned = step;
       }
     }
-    const afterApply = (g as unknown as { afterApply?: (callback: () => void) => void }).afterApply;
-    if (afterApply) afterApply.call(g, reapply);
-    else for (const l of layers) l.stale = true; // no hook in this reverse stream: the next forward masks first
+    g.afterApply(reapply);
     return g;
   });
 }

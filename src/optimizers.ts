@@ -49,7 +49,8 @@ export interface ParameterGroup {
   learningRateScale: number;
 }
 
-function checkGroups(name: string, groups: unknown): ParameterGroup[] {
+/** Checks parameter groups (an optimizer's option or a checkpoint's config field), naming the bad field. */
+export function checkGroups(name: string, groups: unknown): ParameterGroup[] {
   if (groups === undefined) return [];
   if (!Array.isArray(groups)) throw new RangeError(`${name}: parameterGroups must be an array of { parameters, learningRateScale }, got ${JSON.stringify(groups)}`);
   return groups.map((g: unknown, i) => {

@@ -115,7 +115,8 @@ describe('search', () => {
     bad({ concurrency: 0 }, /concurrency/);
   });
 
-  it('a search SIGKILLed mid-way resumes from its state file to the same events and table', async () => {
+  // Three child processes (tsx start-up included): ~5 s each on an idle machine; the bound absorbs a busy one.
+  it('a search SIGKILLed mid-way resumes from its state file to the same events and table', { timeout: 400_000 }, async () => {
     dir = await mkdtemp(join(tmpdir(), 'rxgrad-search-'));
     const child = fileURLToPath(new URL('./fixtures/search-child.ts', import.meta.url));
     const runChild = (args: string[], onLine?: (line: Record<string, unknown>, kill: () => void) => void) =>
@@ -124,7 +125,7 @@ describe('search', () => {
         const lines: Record<string, unknown>[] = [];
         let buffered = '';
         let stderr = '';
-        const timer = setTimeout(() => p.kill('SIGKILL'), 60_000);
+        const timer = setTimeout(() => p.kill('SIGKILL'), 120_000);
         p.stdout.on('data', (chunk: Buffer) => {
           buffered += chunk.toString();
           for (let i = buffered.indexOf('\n'); i >= 0; i = buffered.indexOf('\n')) {

@@ -105,7 +105,7 @@ export async function createDashboard(options: DashboardOptions = {}): Promise<D
     const seconds = (now - started) / 1000;
     if (loop.count > 0) recorder.eventLoop(seconds, loop.percentile(50) / 1e6, loop.percentile(99) / 1e6, loop.max / 1e6);
     loop.reset();
-    if (state.status.state === 'running') recorder.throughput(seconds, ((recorder.examples - lastExamples) * 1000) / (now - lastTime));
+    if (state.status.state === 'running' && recorder.examples > 0) recorder.throughput(seconds, ((recorder.examples - lastExamples) * 1000) / (now - lastTime));
     lastTime = now;
     lastExamples = recorder.examples;
   }, options.sampleIntervalMs ?? 1000);

@@ -119,9 +119,10 @@ export class ModelSampler {
   private sampleWeights(step: number): void {
     const bins = this.options.histogramBins ?? 30;
     const sample = this.options.histogramSample ?? 16_384;
-    for (const p of this.model.parameterTensors) {
+    for (const p of this.model.parameters()) {
       if (p.shape.length < 2) continue;
-      const values = p.value.data();
+      // A copy (the public API); bounded by histogramIntervalMs.
+      const values = p.values();
       const stride = Math.max(1, Math.ceil(values.length / sample));
       let min = Infinity;
       let max = -Infinity;

@@ -82,6 +82,8 @@ export interface ServerDiagnostics {
   /** Bytes written to viewers so far, and flushes sent. */
   bytesSent: number;
   flushes: number;
+  /** Milliseconds the server spent serialising and writing to viewers (snapshots and flushes): its cost to the run's thread. */
+  busyMs: number;
 }
 
 /**
@@ -98,6 +100,7 @@ export class DashboardServer {
   private droppedViewers = 0;
   private bytesSent = 0;
   private flushes = 0;
+  private busyMs = 0;
   private closing = false;
 
   private constructor(private readonly server: Server, private readonly state: DashboardState, private readonly options: ServerOptions) {}
@@ -181,7 +184,9 @@ export class DashboardServer {
     this.viewers.add(viewer);
     this.setViewerStatus();
     response.on('close', () => this.remove(viewer));
+    const started = performance.now();
     this.write(viewer, `retry: 2000\nevent: snapshot\ndata: ${this.snapshotJSON()}\n\n`);
+    this.busyMs += performance.now() - started;
   }
 
   private setViewerStatus(): void {
@@ -216,8 +221,8 @@ export class DashboardServer {
   /** Sends the changes since the last flush to every viewer (one serialisation for all). */
   flush(): void {
     if (this.viewers.size === 0) return;
-    const delta = this.state.takeDelta();
     const now = performance.now();
+    const delta = this.state.takeDelta();
     let payload: string;
     if (delta) payload = `event: update\ndata: ${JSON.stringify(delta)}\n\n`;
     else if (now - this.lastWrite >= this.options.heartbeatMs) payload = ':\n\n';
@@ -225,6 +230,7 @@ export class DashboardServer {
     this.lastWrite = now;
     this.flushes++;
     for (const viewer of [...this.viewers]) this.write(viewer, payload);
+    this.busyMs += performance.now() - now;
   }
 
   async diagnostics(): Promise<ServerDiagnostics> {
@@ -237,6 +243,7 @@ export class DashboardServer {
       connections,
       bytesSent: this.bytesSent,
       flushes: this.flushes,
+      busyMs: this.busyMs,
     };
   }
 

@@ -464,7 +464,7 @@ function drawTrialChart(list) {
   const metrics = reports.map((r) => r.metric);
   const [b0, b1] = [Math.min(...budgets), Math.max(...budgets)];
   const [m0, m1] = [Math.min(...metrics), Math.max(...metrics)];
-  const px = (b) => pad + ((b - b0) / (b1 - b0 || 1)) * (width - pad - 8);
+  const px = (b) => pad + 8 + ((b - b0) / (b1 - b0 || 1)) * (width - pad - 24);
   const py = (m) => height - 18 - ((m - m0) / (m1 - m0 || 1)) * (height - 28);
   ctx.fillStyle = '#6b7385';
   ctx.font = '11px system-ui, sans-serif';
@@ -475,11 +475,12 @@ function drawTrialChart(list) {
   for (const t of list) {
     if (t.reports.length === 0) continue;
     ctx.strokeStyle = ctx.fillStyle = color[t.status] || '#5d6b82';
+    ctx.lineWidth = 1.5;
     ctx.beginPath();
     t.reports.forEach((r, i) => (i ? ctx.lineTo(px(r.budget), py(r.metric)) : ctx.moveTo(px(r.budget), py(r.metric))));
     ctx.stroke();
     const last = t.reports[t.reports.length - 1];
-    ctx.fillRect(px(last.budget) - 2, py(last.metric) - 2, 4, 4);
+    ctx.fillRect(px(last.budget) - 3, py(last.metric) - 3, 6, 6);
   }
 }
 
@@ -495,6 +496,7 @@ function drawStatus() {
   state.textContent = status.source ? `${status.state} · ${status.source}` : status.state;
   state.className = `badge ${status.state}`;
   $('status-step').textContent = String(status.step);
+  $('step-stat').hidden = status.source === 'search';
   if (status.epoch !== undefined) {
     $('epoch-stat').hidden = false;
     $('status-epoch').textContent = status.epochs ? `${status.epoch}/${status.epochs}` : String(status.epoch);

@@ -141,7 +141,10 @@ describe('dashboard page in headless Chromium', { skip: missing ?? false, timeou
 
       await first.screenshot({ path: new URL('dashboard-fit-1280x800.png', OUTPUT).pathname });
       await first.screenshot({ path: new URL('dashboard-fit-full.png', OUTPUT).pathname, fullPage: true });
-      await second.screenshot({ path: new URL('dashboard-fit-phone.png', OUTPUT).pathname, fullPage: true });
+      await second.screenshot({ path: new URL('dashboard-fit-phone.png', OUTPUT).pathname });
+      await second.screenshot({ path: new URL('dashboard-fit-phone-full.png', OUTPUT).pathname, fullPage: true });
+      await second.locator('#panel-confusion').scrollIntoViewIfNeeded();
+      await second.screenshot({ path: new URL('dashboard-fit-phone-confusion.png', OUTPUT).pathname });
       assert.deepEqual(firstErrors, []);
       assert.deepEqual(secondErrors, []);
       await first.close();

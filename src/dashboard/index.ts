@@ -127,6 +127,7 @@ export async function createDashboard(options: DashboardOptions = {}): Promise<D
   const finish = (failure?: unknown): void => {
     const status = state.status;
     status.state = failure === undefined ? 'completed' : 'failed';
+    status.endedAt = Date.now();
     if (failure !== undefined) status.error = failure instanceof Error ? failure.message : String(failure);
     state.touchStatus();
     server.flush();

@@ -148,7 +148,7 @@ export class DashboardServer {
     if (isLoopback(this.options.host) && !isLoopback(hostHeader)) return this.reply(response, 403, 'text/plain', `dashboard: Host '${hostHeader}' refused`);
     if (request.method !== 'GET' && request.method !== 'HEAD') return this.reply(response, 405, 'text/plain', `dashboard: ${request.method} not allowed`);
     const path = (request.url ?? '/').split('?')[0]!;
-    if (path === '/events') return this.subscribe(request, response);
+    if (path === '/events') return request.method === 'GET' ? this.subscribe(request, response) : this.reply(response, 405, 'text/plain', 'dashboard: /events is GET only');
     if (path === '/state') return this.reply(response, 200, 'application/json', this.snapshotJSON());
     const asset = assets().get(path === '/index.html' ? '/' : path);
     if (!asset) return this.reply(response, 404, 'text/plain', `dashboard: no ${path}`);

@@ -74,6 +74,8 @@ export interface RunStatus {
   /** Which kind of source feeds the dashboard (set from its first events). */
   source?: 'train' | 'fit' | 'test-then-train' | 'search';
   startedAt: number;
+  /** When the source completed or failed (ms since the epoch). */
+  endedAt?: number;
   /** Events of a shape the dashboard does not know (ignored), and the keys of the first one. */
   unknownEvents: number;
   unknownExample?: string;

@@ -502,7 +502,7 @@ function drawStatus() {
     $('status-epoch').textContent = status.epochs ? `${status.epoch}/${status.epochs}` : String(status.epoch);
   }
   $('status-viewers').textContent = status.viewers === undefined ? '-' : String(status.viewers);
-  $('status-elapsed').textContent = formatSeconds((Date.now() - status.startedAt) / 1000);
+  $('status-elapsed').textContent = formatSeconds(((status.endedAt ?? Date.now()) - status.startedAt) / 1000);
   const messages = [];
   if (status.error) messages.push({ text: `failed: ${status.error}`, error: true });
   if (status.unknownEvents) messages.push({ text: `${status.unknownEvents} events of an unknown shape ignored (first: ${status.unknownExample})` });

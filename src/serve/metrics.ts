@@ -2,7 +2,7 @@
  * The prediction server's Prometheus metrics (prom-client), in a registry of its own so two
  * servers in one process do not mix their counts.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The metrics one server keeps. */
 export interface ServerMetrics {
@@ -19,12 +19,14 @@ export interface ServerMetrics {
 /**
  * Creates the server's metrics: `rxgrad_requests_total{status}`, `rxgrad_batch_rows`,
  * `rxgrad_batch_requests`, `rxgrad_request_duration_seconds`, `rxgrad_model_step`,
- * `rxgrad_queue_requests`, `rxgrad_reloads_total{result}`.
+ * `rxgrad_queue_requests`, `rxgrad_reloads_total{result}`, and prom-client's process metrics
+ * (`process_resident_memory_bytes`, `nodejs_heap_size_used_bytes`, event-loop lag, …).
  *
  * Usage: `const metrics = serverMetrics(); res.end(await metrics.registry.metrics());`
  */
 export function serverMetrics(): ServerMetrics {
   const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
   const rowBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
   return {
     registry,

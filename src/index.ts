@@ -88,3 +88,8 @@ export type { RandomCropOptions } from '../operators/random-crop.ts';
 export { randomTranslate } from '../operators/random-translate.ts';
 export type { RandomTranslateOptions } from '../operators/random-translate.ts';
 export * from './streams/index.ts';
+export { exportOnnx, toOnnx, RXGRAD_METADATA_KEY } from './interop/onnx-export.ts';
+export type { OnnxExportOptions } from './interop/onnx-export.ts';
+export { importOnnx, fromOnnx } from './interop/onnx-import.ts';
+export type { OnnxImportOptions } from './interop/onnx-import.ts';
+export { OnnxError } from './interop/onnx-proto.ts';

@@ -1,0 +1,387 @@
+/**
+ * ONNX export: a model's layers become a graph of standard ONNX operators (opsets 13–21), its weights
+ * initializers in ONNX layouts (conv OIHW, recurrent gates in ONNX order), its input `[batch, …]`
+ * NHWC/batch-first as rxgrad takes it. The model's own description rides along in `metadata_props`
+ * (`rxgrad.model`), so `importOnnx` rebuilds exactly the same layers. Layouts: docs/INTEROP.md.
+ */
+import { writeFile } from 'node:fs/promises';
+import type { Model } from '../model.ts';
+import { formatShape, type Shape } from '../tensor.ts';
+import { resolveWindow, type Padding2d } from '../../operators/conv2d.ts';
+import { sinusoidalTable } from '../../operators/positional-encoding.ts';
+import { readPadding } from '../../operators/conv2d.ts';
+import { ConfigReader } from '../registry.ts';
+import { layerTree, type LayerNode } from './layer-tree.ts';
+import { GATE_ORDER, gatePermutation, hwioToOihw, kernelToGateMajor, permuteGates, type RecurrentKind } from './layouts.ts';
+import {
+  attribute, DEFAULT_OPSET, encodeModel, floatTensor, int64Tensor, MAX_OPSET, MIN_OPSET, onnx, OnnxError,
+  type AttributeValue, type NodeProto, type TensorProto,
+} from './onnx-proto.ts';
+
+/** Options of {@link exportOnnx}. */
+export interface OnnxExportOptions {
+  /** ONNX opset of the default domain, 13–21 (default 17). */
+  opset?: number;
+  /** Graph name (default: the model's name). */
+  graphName?: string;
+}
+
+/** A value in the graph under construction: its name, per-example rxgrad shape, and whether it is held NCHW. */
+interface Value {
+  name: string;
+  shape: Shape;
+  /** True when the ONNX tensor is `[N, C, H, W]` for the rxgrad `[H, W, C]` (between conv/pool ops). */
+  nchw: boolean;
+}
+
+/** Key of the model description in `metadata_props`. */
+export const RXGRAD_METADATA_KEY = 'rxgrad.model';
+
+/** Layer kinds that compute nothing at inference (training-time noise and augmentation). */
+const INFERENCE_IDENTITY = new Set(['dropout', 'spatialDropout2d', 'randomFlip', 'randomRotate', 'randomCrop', 'randomTranslate']);
+
+class GraphBuilder {
+  readonly nodes: NodeProto[] = [];
+  readonly initializers: TensorProto[] = [];
+  private count = 0;
+  constructor(readonly opset: number, private readonly weights: ReadonlyMap<string, Float32Array>) {}
+
+  fresh(hint: string): string {
+    return `${hint}:${++this.count}`;
+  }
+
+  /** Adds a node; returns its first output. */
+  op(opType: string, inputs: string[], attrs: Record<string, AttributeValue> = {}, hint = opType, outputs = 1): string {
+    const names = Array.from({ length: outputs }, (_, i) => this.fresh(`${hint}${outputs > 1 ? `.${i}` : ''}`));
+    this.nodes.push({
+      opType, name: this.fresh(`${hint}/${opType}`), input: inputs, output: names,
+      attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+    });
+    return names[0]!;
+  }
+
+  /** The outputs of the last node added. */
+  lastOutputs(): string[] {
+    return this.nodes.at(-1)!.output ?? [];
+  }
+
+  floats(name: string, dims: readonly number[], values: Float32Array): string {
+    this.initializers.push(floatTensor(name, dims, values));
+    return name;
+  }
+
+  ints(hint: string, values: readonly number[]): string {
+    const name = this.fresh(hint);
+    this.initializers.push(int64Tensor(name, [values.length], values));
+    return name;
+  }
+
+  /** A model parameter by full name; a missing one is a bug in the layer tree, named. */
+  weight(name: string): Float32Array {
+    const w = this.weights.get(name);
+    if (!w) throw new OnnxError(`exportOnnx: parameter '${name}' not found in the model (known: ${[...this.weights.keys()].join(', ')})`);
+    return w;
+  }
+
+  /** A parameter as an initializer of the same name in its rxgrad layout. */
+  param(name: string, dims: readonly number[]): string {
+    return this.floats(name, dims, this.weight(name));
+  }
+
+  nhwc(v: Value): Value {
+    return v.nchw ? { name: this.op('Transpose', [v.name], { perm: [0, 2, 3, 1] }, 'to_nhwc'), shape: v.shape, nchw: false } : v;
+  }
+
+  nchw(v: Value): Value {
+    return v.nchw ? v : { name: this.op('Transpose', [v.name], { perm: [0, 3, 1, 2] }, 'to_nchw'), shape: v.shape, nchw: true };
+  }
+}
+
+/** Explicit ONNX pads `[top, left, bottom, right]` of a window, from rxgrad's padding rule. */
+function pads(shape: Shape, kernel: [number, number], strides: [number, number], dilation: [number, number], padding: Padding2d, who: LayerNode): { pads: number[]; out: Shape } {
+  const win = resolveWindow(who, shape, kernel, strides, dilation, padding);
+  const after = (size: number, out: number, k: number, s: number, d: number, before: number) => Math.max(0, (out - 1) * s + d * (k - 1) + 1 - size - before);
+  const bottom = typeof padding === 'object' ? padding.bottom : after(win.inH, win.outH, kernel[0], strides[0], dilation[0], win.padTop);
+  const right = typeof padding === 'object' ? padding.right : after(win.inW, win.outW, kernel[1], strides[1], dilation[1], win.padLeft);
+  return { pads: [win.padTop, win.padLeft, bottom, right], out: [win.outH, win.outW, win.channels] };
+}
+
+const num = (c: Record<string, unknown>, key: string): number => c[key] as number;
+
+/** Emits one layer; returns its output value. */
+function emit(g: GraphBuilder, n: LayerNode, x: Value): Value {
+  const c = n.config;
+  const p = n.prefix;
+  const last = x.shape[x.shape.length - 1]!;
+  const same = (name: string): Value => ({ name, shape: x.shape, nchw: x.nchw });
+  if (INFERENCE_IDENTITY.has(n.kind)) return x;
+  switch (n.kind) {
+    case 'chain':
+      return n.children.reduce((v, child) => emit(g, child, v), x);
+    case 'residual':
+    case 'transformerEncoderBlock':
+    case 'transformerDecoderBlock': {
+      if (n.kind !== 'residual') return n.children.reduce((v, child) => emit(g, child, v), x);
+      const inner = g.nhwc(n.children.reduce((v, child) => emit(g, child, v), x));
+      const base = g.nhwc(x);
+      return { name: g.op('Add', [base.name, inner.name], {}, n.name), shape: x.shape, nchw: false };
+    }
+    case 'parallel': {
+      const outs = n.children.map((b) => g.nhwc(emit(g, b, x)));
+      if (c['merge'] === 'add') {
+        const [first, ...rest] = outs as [Value, ...Value[]];
+        return { name: rest.reduce((sum, b) => g.op('Add', [sum, b.name], {}, n.name), first.name), shape: first.shape, nchw: false };
+      }
+      const width = outs.reduce((s, o) => s + o.shape[o.shape.length - 1]!, 0);
+      return { name: g.op('Concat', outs.map((o) => o.name), { axis: -1 }, n.name), shape: [...outs[0]!.shape.slice(0, -1), width], nchw: false };
+    }
+    case 'dense': {
+      const v = g.nhwc(x);
+      const units = num(c, 'units');
+      const kernel = g.param(`${p}kernel`, [last, units]);
+      const bias = c['useBias'] === false ? null : g.param(`${p}bias`, [units]);
+      const shape = [...x.shape.slice(0, -1), units];
+      if (x.shape.length === 1) return { name: g.op('Gemm', [v.name, kernel, ...(bias ? [bias] : [])], {}, n.name), shape, nchw: false };
+      const product = g.op('MatMul', [v.name, kernel], {}, n.name);
+      return { name: bias ? g.op('Add', [product, bias], {}, n.name) : product, shape, nchw: false };
+    }
+    case 'conv2d': {
+      const reader = new ConfigReader(n.name, c);
+      const kernel: [number, number] = [num(c, 'kernelH'), num(c, 'kernelW')];
+      const strides: [number, number] = [num(c, 'strideH'), num(c, 'strideW')];
+      const dilation: [number, number] = [num(c, 'dilationH'), num(c, 'dilationW')];
+      const filters = num(c, 'filters');
+      const geometry = pads(x.shape, kernel, strides, dilation, readPadding(reader), n);
+      const cin = x.shape[2]!;
+      const w = g.floats(`${p}kernel`, [filters, cin, ...kernel], hwioToOihw(g.weight(`${p}kernel`), kernel[0], kernel[1], cin, filters));
+      const bias = c['useBias'] === false ? [] : [g.param(`${p}bias`, [filters])];
+      const v = g.nchw(x);
+      let y = g.op('Conv', [v.name, w, ...bias], { kernel_shape: kernel, strides, dilations: dilation, pads: geometry.pads }, n.name);
+      if (c['activation'] === 'relu') y = g.op('Relu', [y], {}, n.name);
+      return { name: y, shape: [geometry.out[0]!, geometry.out[1]!, filters], nchw: true };
+    }
+    case 'maxPool2d':
+    case 'avgPool2d': {
+      const reader = new ConfigReader(n.name, c);
+      const kernel: [number, number] = [num(c, 'poolH'), num(c, 'poolW')];
+      const strides: [number, number] = [num(c, 'strideH'), num(c, 'strideW')];
+      const geometry = pads(x.shape, kernel, strides, [1, 1], readPadding(reader), n);
+      const v = g.nchw(x);
+      const attrs: Record<string, AttributeValue> = { kernel_shape: kernel, strides, pads: geometry.pads };
+      if (n.kind === 'avgPool2d') attrs['count_include_pad'] = 0;
+      return { name: g.op(n.kind === 'maxPool2d' ? 'MaxPool' : 'AveragePool', [v.name], attrs, n.name), shape: geometry.out, nchw: true };
+    }
+    case 'globalAvgPool2d': {
+      const pooled = g.op('GlobalAveragePool', [g.nchw(x).name], {}, n.name);
+      return { name: g.op('Flatten', [pooled], { axis: 1 }, n.name), shape: [x.shape[2]!], nchw: false };
+    }
+    case 'flatten': {
+      const size = x.shape.reduce((a, b) => a * b, 1);
+      return { name: g.op('Flatten', [g.nhwc(x).name], { axis: 1 }, n.name), shape: [size], nchw: false };
+    }
+    case 'batchNorm': {
+      const C = last;
+      const ones = new Float32Array(C).fill(1);
+      const scale = c['scale'] === false ? g.floats(`${p}gamma`, [C], ones) : g.param(`${p}gamma`, [C]);
+      const offset = c['center'] === false ? g.floats(`${p}beta`, [C], new Float32Array(C)) : g.param(`${p}beta`, [C]);
+      const stats = [g.param(`${p}movingMean`, [C]), g.param(`${p}movingVariance`, [C])];
+      const attrs = { epsilon: { float: num(c, 'epsilon') }, momentum: { float: num(c, 'momentum') } };
+      if (x.shape.length === 3) return { name: g.op('BatchNormalization', [g.nchw(x).name, scale, offset, ...stats], attrs, n.name), shape: x.shape, nchw: true };
+      if (x.shape.length === 1) return same(g.op('BatchNormalization', [x.name, scale, offset, ...stats], attrs, n.name));
+      // [N, T, C]: channels to axis 1 and back.
+      const rank = x.shape.length + 1;
+      const toFront = [0, rank - 1, ...Array.from({ length: rank - 2 }, (_, i) => i + 1)];
+      const back = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2), 1];
+      const t = g.op('Transpose', [x.name], { perm: toFront }, n.name);
+      const y = g.op('BatchNormalization', [t, scale, offset, ...stats], attrs, n.name);
+      return same(g.op('Transpose', [y], { perm: back }, n.name));
+    }
+    case 'relu':
+      return same(g.op('Relu', [x.name], {}, n.name));
+    case 'sigmoid':
+      return same(g.op('Sigmoid', [x.name], {}, n.name));
+    case 'tanh':
+      return same(g.op('Tanh', [x.name], {}, n.name));
+    case 'leakyRelu':
+      return same(g.op('LeakyRelu', [x.name], { alpha: { float: num(c, 'slope') } }, n.name));
+    case 'gelu':
+      return same(gelu(g, x.name, n.name));
+    case 'softmax': {
+      const v = g.nhwc(x);
+      return { name: g.op('Softmax', [v.name], { axis: -1 }, n.name), shape: x.shape, nchw: false };
+    }
+    case 'embedding': {
+      const dim = num(c, 'dim');
+      const table = g.param(`${p}embeddings`, [num(c, 'vocabSize'), dim]);
+      return { name: g.op('Gather', [table, x.name], { axis: 0 }, n.name), shape: [...x.shape, dim], nchw: false };
+    }
+    case 'layerNorm':
+      return same(layerNorm(g, x.name, g.param(`${p}gain`, [last]), g.param(`${p}bias`, [last]), num(c, 'epsilon'), n.name));
+    case 'positionalEncoding': {
+      const [T, D] = x.shape as [number, number];
+      const maxLength = num(c, 'maxLength');
+      const table = c['kind'] === 'learned' ? g.param(`${p}embeddings`, [maxLength, D]) : g.floats(g.fresh(`${n.name}/table`), [maxLength, D], sinusoidalTable(maxLength, D));
+      const rows = g.op('Slice', [table, g.ints('start', [0]), g.ints('end', [T]), g.ints('axes', [0])], {}, n.name);
+      return same(g.op('Add', [x.name, rows], {}, n.name));
+    }
+    case 'lstm':
+    case 'gru':
+    case 'simpleRnn':
+      return recurrent(g, n, x);
+    case 'multiHeadAttention':
+      return attention(g, n, x);
+    default:
+      throw new OnnxError(`exportOnnx: layer '${n.name}' (${n.kind}) has no ONNX form`);
+  }
+}
+
+/** GELU, tanh form: ONNX `Gelu(approximate='tanh')` from opset 20, else composed of standard ops. */
+function gelu(g: GraphBuilder, x: string, hint: string): string {
+  if (g.opset >= 20) return g.op('Gelu', [x], { approximate: 'tanh' }, hint);
+  const k = (v: number) => g.floats(g.fresh(`${hint}/c`), [], new Float32Array([v]));
+  const cube = g.op('Mul', [g.op('Mul', [x, x], {}, hint), x], {}, hint);
+  const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [cube, k(0.044715)], {}, hint)], {}, hint), k(Math.sqrt(2 / Math.PI))], {}, hint);
+  const gate = g.op('Add', [g.op('Tanh', [inner], {}, hint), k(1)], {}, hint);
+  return g.op('Mul', [g.op('Mul', [x, gate], {}, hint), k(0.5)], {}, hint);
+}
+
+/**
+ * Layer normalisation over the last axis, as the two-pass graph rxgrad computes (mean, then the mean
+ * of squared deviations). Not ONNX `LayerNormalization`: onnxruntime's CPU kernel takes the variance
+ * as E[x²] − E[x]² in one float32 pass, which loses digits when a row's spread is small (measured up
+ * to 1.3e-4 on unit-scale outputs against rxgrad, where this graph agrees to ~1e-7).
+ */
+function layerNorm(g: GraphBuilder, x: string, gain: string, bias: string, epsilon: number, hint: string): string {
+  // ReduceMean takes its axes as an attribute before opset 18, as an input from 18.
+  const reduceMean = (v: string) => (g.opset >= 18 ? g.op('ReduceMean', [v, g.ints('axes', [-1])], { keepdims: 1 }, hint) : g.op('ReduceMean', [v], { axes: [-1], keepdims: 1 }, hint));
+  const mean = reduceMean(x);
+  const d = g.op('Sub', [x, mean], {}, hint);
+  const variance = reduceMean(g.op('Mul', [d, d], {}, hint));
+  const eps = g.floats(g.fresh(`${hint}/epsilon`), [], new Float32Array([epsilon]));
+  const normed = g.op('Div', [d, g.op('Sqrt', [g.op('Add', [variance, eps], {}, hint)], {}, hint)], {}, hint);
+  return g.op('Add', [g.op('Mul', [normed, gain], {}, hint), bias], {}, hint);
+}
+
+/** lstm / gru / simpleRnn as ONNX LSTM / GRU (linear_before_reset) / RNN over a time-major transpose. */
+function recurrent(g: GraphBuilder, n: LayerNode, x: Value): Value {
+  const c = n.config;
+  if (c['initialState'] !== 'zeros') throw new OnnxError(`exportOnnx: layer '${n.name}' (${n.kind}) has initialState '${String(c['initialState'])}'; only 'zeros' has an ONNX form here`);
+  const kind = n.kind as RecurrentKind;
+  const U = num(c, 'units');
+  const [T, F] = x.shape as [number, number];
+  const perm = gatePermutation(GATE_ORDER.rxgrad[kind], GATE_ORDER.onnx[kind]);
+  const G = perm.length;
+  const W = g.floats(`${n.prefix}kernel`, [1, G * U, F], kernelToGateMajor(g.weight(`${n.prefix}kernel`), F, U, perm));
+  const R = g.floats(`${n.prefix}recurrentKernel`, [1, G * U, U], kernelToGateMajor(g.weight(`${n.prefix}recurrentKernel`), U, U, perm));
+  const b = g.weight(`${n.prefix}bias`);
+  const biases = new Float32Array(2 * G * U);
+  if (kind === 'gru') {
+    biases.set(permuteGates(b.subarray(0, G * U), U, perm), 0);
+    biases.set(permuteGates(b.subarray(G * U), U, perm), G * U);
+  } else biases.set(permuteGates(b, U, perm), 0);
+  const B = g.floats(`${n.prefix}bias`, [1, 2 * G * U], biases);
+  const timeMajor = g.op('Transpose', [x.name], { perm: [1, 0, 2] }, n.name);
+  const attrs: Record<string, AttributeValue> = { hidden_size: U };
+  if (kind === 'gru') attrs['linear_before_reset'] = 1;
+  g.op({ lstm: 'LSTM', gru: 'GRU', simpleRnn: 'RNN' }[kind], [timeMajor, W, R, B], attrs, n.name, kind === 'lstm' ? 3 : 2);
+  const [Y, Yh] = g.lastOutputs() as [string, string];
+  if (c['returnSequences'] === true) {
+    const seq = g.op('Reshape', [Y, g.ints('shape', [T, -1, U])], {}, n.name);
+    return { name: g.op('Transpose', [seq], { perm: [1, 0, 2] }, n.name), shape: [T, U], nchw: false };
+  }
+  return { name: g.op('Reshape', [Yh, g.ints('shape', [-1, U])], {}, n.name), shape: [U], nchw: false };
+}
+
+/** Self-attention (causal or not) as MatMul/Reshape/Transpose/Softmax; masks from side columns have no single-input form. */
+function attention(g: GraphBuilder, n: LayerNode, x: Value): Value {
+  const c = n.config;
+  if (c['cross'] || c['mask']) {
+    throw new OnnxError(`exportOnnx: layer '${n.name}' (multiHeadAttention) reads side column '${String((c['cross'] as { column?: string } | null)?.column ?? c['mask'])}'; graphs with side inputs are not exported (self-attention without a padding mask is)`);
+  }
+  const [T, D] = x.shape as [number, number];
+  const H = num(c, 'heads');
+  const dk = num(c, 'keyDim');
+  const dv = num(c, 'valueDim');
+  const out = (c['outputDim'] as number | null) ?? D;
+  const bias = c['useBias'] !== false;
+  const project = (what: string, width: number, inDim: number) => {
+    const y = g.op('MatMul', [x.name, g.param(`${n.prefix}${what}/kernel`, [inDim, width])], {}, `${n.name}/${what}`);
+    return bias ? g.op('Add', [y, g.param(`${n.prefix}${what}/bias`, [width])], {}, `${n.name}/${what}`) : y;
+  };
+  const heads = (v: string, size: number, perm: number[]) => g.op('Transpose', [g.op('Reshape', [v, g.ints('shape', [0, 0, H, size])], {}, n.name)], { perm }, n.name);
+  const q = heads(project('query', H * dk, D), dk, [0, 2, 1, 3]);
+  const k = heads(project('key', H * dk, D), dk, [0, 2, 3, 1]);
+  const v = heads(project('value', H * dv, D), dv, [0, 2, 1, 3]);
+  let scores = g.op('Mul', [g.op('MatMul', [q, k], {}, n.name), g.floats(g.fresh(`${n.name}/scale`), [], new Float32Array([1 / Math.sqrt(dk)]))], {}, n.name);
+  if (c['causal'] === true) {
+    // rxgrad replaces masked scores by −1e30; adding −1e30 to a finite score gives the same float.
+    const mask = new Float32Array(T * T);
+    for (let t = 0; t < T; t++) mask.fill(-1e30, t * T + t + 1, (t + 1) * T);
+    scores = g.op('Add', [scores, g.floats(g.fresh(`${n.name}/causal`), [T, T], mask)], {}, n.name);
+  }
+  const weights = g.op('Softmax', [scores], { axis: -1 }, n.name);
+  const mixed = g.op('Transpose', [g.op('MatMul', [weights, v], {}, n.name)], { perm: [0, 2, 1, 3] }, n.name);
+  const joined = g.op('Reshape', [mixed, g.ints('shape', [0, 0, H * dv])], {}, n.name);
+  let y = g.op('MatMul', [joined, g.param(`${n.prefix}output/kernel`, [H * dv, out])], {}, `${n.name}/output`);
+  if (bias) y = g.op('Add', [y, g.param(`${n.prefix}output/bias`, [out])], {}, `${n.name}/output`);
+  return { name: y, shape: [T, out], nchw: false };
+}
+
+/** Every layer (at any depth) that has no ONNX form, as `name (kind)`. */
+function unexportable(nodes: readonly LayerNode[]): string[] {
+  const known = new Set(['chain', 'residual', 'parallel', 'transformerEncoderBlock', 'transformerDecoderBlock', 'dense', 'conv2d', 'maxPool2d', 'avgPool2d',
+    'globalAvgPool2d', 'flatten', 'batchNorm', 'relu', 'sigmoid', 'tanh', 'leakyRelu', 'gelu', 'softmax', 'embedding', 'layerNorm', 'positionalEncoding',
+    'lstm', 'gru', 'simpleRnn', 'multiHeadAttention', ...INFERENCE_IDENTITY]);
+  return nodes.flatMap((n) => [...(known.has(n.kind) ? [] : [`'${n.name}' (${n.kind})`]), ...unexportable(n.children)]);
+}
+
+/**
+ * The ONNX bytes of a model (see {@link exportOnnx}).
+ *
+ * Usage: `const bytes = toOnnx(model, { opset: 17 });`
+ */
+export function toOnnx(model: Model, options: OnnxExportOptions = {}): Uint8Array {
+  const opset = options.opset ?? DEFAULT_OPSET;
+  if (!Number.isInteger(opset) || opset < MIN_OPSET || opset > MAX_OPSET) throw new RangeError(`exportOnnx: opset must be an integer in ${MIN_OPSET}–${MAX_OPSET}, got ${opset}`);
+  const tree = layerTree(model);
+  const missing = unexportable(tree);
+  if (missing.length > 0) throw new OnnxError(`exportOnnx: ${missing.length === 1 ? 'layer' : 'layers'} ${missing.join(', ')} ${missing.length === 1 ? 'has' : 'have'} no ONNX form`);
+  const g = new GraphBuilder(opset, model.getWeights());
+  let v: Value = { name: 'input', shape: model.inputShape, nchw: false };
+  for (const n of tree) v = emit(g, n, v);
+  v = g.nhwc(v);
+  g.nodes.push({ opType: 'Identity', name: 'output/Identity', input: [v.name], output: ['output'] });
+  const E = onnx.TensorProto.DataType;
+  const io = (name: string, elemType: number, shape: Shape) => ({
+    name,
+    type: { tensorType: { elemType, shape: { dim: [{ dimParam: 'batch' }, ...shape.map((d) => ({ dimValue: d }))] } } },
+  });
+  const modelDescription = { inputShape: model.inputShape, layers: model.layers.map((l) => ({ kind: l.kind, name: l.name, config: l.config() })) };
+  const bytes = encodeModel({
+    irVersion: 8,
+    producerName: 'rxgrad',
+    producerVersion: '0.1.0',
+    opsetImport: [{ domain: '', version: opset }],
+    metadataProps: [{ key: RXGRAD_METADATA_KEY, value: JSON.stringify(modelDescription) }],
+    graph: {
+      name: options.graphName ?? model.name,
+      node: g.nodes,
+      initializer: g.initializers,
+      input: [io('input', model.inputDType === 'int32' ? E.INT32 : E.FLOAT, model.inputShape)],
+      output: [io('output', E.FLOAT, v.shape)],
+    },
+  });
+  if (formatShape(v.shape) !== formatShape(model.outputShape)) throw new OnnxError(`exportOnnx: the graph's output shape ${formatShape(v.shape)} differs from the model's ${formatShape(model.outputShape)} (a bug: please report)`);
+  return bytes;
+}
+
+/**
+ * Writes a model as an ONNX file that onnxruntime (and any ONNX consumer) runs: input `input`
+ * (`[batch, …inputShape]`, NHWC images, batch-first sequences), output `output`. A layer without an
+ * ONNX form (custom kinds, attention over side columns, column initial states) is an error naming it.
+ *
+ * Usage: `await exportOnnx(model, 'model.onnx', { opset: 17 });`
+ */
+export async function exportOnnx(model: Model, path: string, options: OnnxExportOptions = {}): Promise<void> {
+  await writeFile(path, toOnnx(model, options));
+}

@@ -1,0 +1,457 @@
+/**
+ * Reads a foreign ONNX graph (PyTorch's or Keras's exporter) node by node into rxgrad layers.
+ *
+ * The graph is a chain from one input to one output. Each ONNX value is tracked with its ONNX shape
+ * and, per ONNX axis, the rxgrad axis it holds (`axes`; 0 = batch) or 'unit' (a size-1 axis rxgrad
+ * does not have, e.g. LSTM's direction axis): Transpose/Squeeze/Unsqueeze/Reshape only rewrite that
+ * map, and the ops with layouts check it (Conv wants NCHW = rxgrad axes [0, 3, 1, 2], LSTM time-major
+ * [1, 0, 2]). A Flatten of an NCHW value flattens in CHW order where rxgrad flattens HWC, so the
+ * permutation is remembered and applied to the rows of the next dense kernel. Layouts: docs/INTEROP.md.
+ */
+import type { Layer } from '../layer.ts';
+import { formatShape, type Shape } from '../tensor.ts';
+import { batchNorm, conv2d, dense, embedding, flatten, gelu, globalAvgPool2d, gru, layerNorm, leakyRelu, lstm, maxPool2d, relu, sigmoid, simpleRnn, softmax, tanh } from '../../operators/index.ts';
+import { avgPool2d } from '../../operators/avg-pool2d.ts';
+import type { Padding2d } from '../../operators/conv2d.ts';
+import { GATE_ORDER, gateMajorToKernel, gatePermutation, oihwToHwio, permuteGates, transpose2d, type RecurrentKind } from './layouts.ts';
+import { Attributes, OnnxError, opsetOf, type ModelProto, type NodeProto, type TensorValue } from './onnx-proto.ts';
+
+/** Operators this reader understands (Constant and the shape-only ones included). */
+export const SUPPORTED_OPS = [
+  'Gemm', 'MatMul', 'Add', 'Conv', 'Relu', 'Sigmoid', 'Tanh', 'LeakyRelu', 'Gelu', 'Softmax', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'Flatten',
+  'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'BatchNormalization', 'LayerNormalization', 'Gather', 'LSTM', 'GRU', 'RNN', 'Dropout', 'Identity', 'Constant',
+] as const;
+
+type Axis = number | 'unit';
+
+interface Value {
+  /** ONNX shape, batch as -1. */
+  shape: number[];
+  /** Per ONNX axis: the rxgrad axis (0 = batch) or 'unit'. */
+  axes: Axis[];
+  /** After a Flatten of a permuted value: ONNX flat index → rxgrad flat index, for the next dense. */
+  flatPerm: Int32Array | null;
+}
+
+interface Built {
+  layers: Layer[];
+  inputShape: Shape;
+  weights: Map<string, Float32Array>;
+}
+
+/** The rxgrad shape (per example) a value stands for. */
+function rxShape(v: Value): number[] {
+  const rank = Math.max(0, ...v.axes.filter((a): a is number => a !== 'unit'));
+  const shape = new Array<number>(rank).fill(0);
+  v.axes.forEach((a, i) => {
+    if (a !== 'unit' && a > 0) shape[a - 1] = v.shape[i]!;
+  });
+  return shape;
+}
+
+const isIdentity = (axes: readonly Axis[]): boolean => axes.filter((a) => a !== 'unit').every((a, i) => a === i);
+
+export function layersFromGraph(model: ModelProto, constants: Map<string, TensorValue>, source: string): Built {
+  const graph = model.graph!;
+  const nodes = graph.node ?? [];
+  const opset = opsetOf(model)!;
+  const unsupported = nodes.filter((n) => !(SUPPORTED_OPS as readonly string[]).includes(n.opType ?? '') || (n.domain && n.domain !== 'ai.onnx'));
+  if (unsupported.length > 0) {
+    const list = unsupported.map((n) => `${n.domain ? `${n.domain}.` : ''}${n.opType} (node '${n.name ?? ''}')`);
+    throw new OnnxError(`${source}: ${unsupported.length} unsupported operator${unsupported.length > 1 ? 's' : ''}: ${list.join(', ')} (supported: ${SUPPORTED_OPS.join(', ')})`);
+  }
+  const inputs = (graph.input ?? []).filter((i) => !constants.has(i.name ?? ''));
+  if (inputs.length !== 1) throw new OnnxError(`${source}: the graph has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); rxgrad imports single-input chains`);
+  if ((graph.output ?? []).length !== 1) throw new OnnxError(`${source}: the graph has ${(graph.output ?? []).length} outputs; rxgrad imports single-output chains`);
+  const input = inputs[0]!;
+  const tensorType = input.type?.tensorType;
+  const dims = (tensorType?.shape?.dim ?? []).map((d, i) => {
+    if (i === 0) return -1;
+    const size = typeof d.dimValue === 'number' ? d.dimValue : Number(d.dimValue ?? 0);
+    if (!(size > 0)) throw new OnnxError(`${source}: input '${input.name}' axis ${i} has no fixed size (${d.dimParam ?? '?'}); rxgrad needs the per-example shape (export with a fixed shape but the batch axis)`);
+    return size;
+  });
+  if (dims.length < 2) throw new OnnxError(`${source}: input '${input.name}' has rank ${dims.length}; expected [batch, …]`);
+  const isInt = tensorType?.elemType === 6 || tensorType?.elemType === 7;
+
+  const consumers = new Map<string, NodeProto[]>();
+  for (const n of nodes) for (const i of n.input ?? []) if (i) consumers.set(i, [...(consumers.get(i) ?? []), n]);
+  const firstUse = consumers.get(input.name!)?.[0];
+  // Images: NCHW (PyTorch) unless the graph first transposes NHWC → NCHW (Keras/tf2onnx). Sequences: time-major
+  // when fed straight to a recurrent op in its default layout (PyTorch batch_first=False).
+  let axes: Axis[] = dims.map((_, i) => i);
+  if (dims.length === 4 && !(firstUse?.opType === 'Transpose' && new Attributes(firstUse).ints('perm').join() === '0,3,1,2')) axes = [0, 3, 1, 2];
+  if (dims.length === 3 && ['LSTM', 'GRU', 'RNN'].includes(firstUse?.opType ?? '') && new Attributes(firstUse!).int('layout', 0) === 0) axes = [1, 0, 2];
+  const values = new Map<string, Value>([[input.name!, { shape: dims, axes, flatPerm: null }]]);
+  const start = values.get(input.name!)!;
+  const inputShape = rxShape(start);
+
+  const layers: Layer[] = [];
+  const weights = new Map<string, Float32Array>();
+  const counts = new Map<string, number>();
+  const add = (kind: string, make: (name: string) => Layer, params: Record<string, Float32Array> = {}) => {
+    const n = (counts.get(kind) ?? 0) + 1;
+    counts.set(kind, n);
+    const name = `${kind}_${n}`;
+    layers.push(make(name));
+    for (const [k, v] of Object.entries(params)) weights.set(`${name}/${k}`, v);
+  };
+  const skip = new Set<NodeProto>();
+
+  for (const node of nodes) {
+    if (skip.has(node) || node.opType === 'Constant') continue;
+    const where = `${source}: node '${node.name ?? ''}' (${node.opType})`;
+    const fail = (message: string): never => {
+      throw new OnnxError(`${where}: ${message}`);
+    };
+    const a = new Attributes(node);
+    const ins = node.input ?? [];
+    const outs = node.output ?? [];
+    const constant = (i: number, what: string): TensorValue => {
+      const c = constants.get(ins[i] ?? '');
+      if (!c) return fail(`input ${i} (${what}) '${ins[i] ?? ''}' must be an initializer or Constant`);
+      return c;
+    };
+    const floats = (i: number, what: string) => constant(i, what).floats ?? fail(`${what} '${ins[i]}' must be float`);
+    const optional = (i: number) => (ins[i] ? constants.get(ins[i]!) : undefined);
+    // The one non-constant input this node reads.
+    const flowing = ins.filter((n) => values.has(n));
+    if (flowing.length !== 1) fail(`reads ${flowing.length} tensors computed by the graph (${flowing.join(', ') || 'none'}); rxgrad imports chains (one computed input per node)`);
+    const x = values.get(flowing[0]!)!;
+    const rx = rxShape(x);
+    const set = (v: Value, i = 0) => values.set(outs[i]!, v);
+    const same = () => set({ ...x });
+    const needPlain = (what: string) => {
+      if (x.flatPerm) fail(`${what} after a Flatten of NCHW data: rxgrad flattens in HWC order, and only a following dense (Gemm/MatMul) layer can absorb the reordering`);
+    };
+    const lastIsFeatures = () => {
+      const onnxLast = x.axes.length - 1;
+      if (x.axes[onnxLast] !== rx.length || !isIdentity(x.axes)) fail(`its input's axes (ONNX ${formatShape(x.shape)}) are not in rxgrad's order with features last`);
+    };
+
+    switch (node.opType) {
+      case 'Identity':
+      case 'Dropout':
+        same();
+        break;
+      case 'Relu': same(); add('relu', (name) => relu({ name })); break;
+      case 'Sigmoid': same(); add('sigmoid', (name) => sigmoid({ name })); break;
+      case 'Tanh': same(); add('tanh', (name) => tanh({ name })); break;
+      case 'LeakyRelu': same(); add('leakyRelu', (name) => leakyRelu({ slope: a.float('alpha', 0.01), name })); break;
+      case 'Gelu':
+        if (a.string('approximate', 'none') !== 'tanh') fail("approximate='none' (exact erf GELU) differs from rxgrad's tanh-form gelu by up to ~1e-3; export with approximate='tanh'");
+        same();
+        add('gelu', (name) => gelu({ name }));
+        break;
+      case 'Softmax': {
+        needPlain('Softmax');
+        const axis = a.int('axis', -1);
+        const onnxAxis = axis < 0 ? axis + x.shape.length : axis;
+        if (x.axes[onnxAxis] !== rx.length) fail(`axis ${axis} is not the features axis (rxgrad's softmax normalises the last axis)`);
+        same();
+        add('softmax', (name) => softmax({ name }));
+        break;
+      }
+      case 'Gemm':
+      case 'MatMul': {
+        if (node.opType === 'MatMul' && !constants.has(ins[1] ?? '')) fail('the right operand must be a weight initializer');
+        const W = constant(1, 'weight');
+        const [r, cols] = W.dims as [number, number];
+        if (W.dims.length !== 2) fail(`weight '${ins[1]}' has shape ${formatShape(W.dims)}; expected 2-D`);
+        if (node.opType === 'Gemm' && a.int('transA', 0) !== 0) fail('transA = 1 is not supported');
+        lastIsFeatures();
+        const transB = node.opType === 'Gemm' && a.int('transB', 0) === 1;
+        const inputs = transB ? cols : r;
+        const units = transB ? r : cols;
+        if (rx.at(-1) !== inputs) fail(`shapes do not chain: the input has ${rx.at(-1)} features (ONNX ${formatShape(x.shape)}), weight '${ins[1]}' ${formatShape(W.dims)} takes ${inputs}`);
+        let kernel = transB ? transpose2d(W.floats!, r, cols) : W.floats!.slice();
+        const alpha = node.opType === 'Gemm' ? a.float('alpha', 1) : 1;
+        if (alpha !== 1) kernel = kernel.map((v) => v * alpha);
+        if (x.flatPerm) {
+          const permuted = new Float32Array(kernel.length);
+          x.flatPerm.forEach((rxRow, onnxRow) => permuted.set(kernel.subarray(onnxRow * units, (onnxRow + 1) * units), rxRow * units));
+          kernel = permuted;
+        }
+        let bias: Float32Array | null = null;
+        let out = outs[0]!;
+        if (node.opType === 'Gemm' && ins[2]) {
+          const C = constant(2, 'bias');
+          if (C.floats!.length !== units) fail(`bias '${ins[2]}' has shape ${formatShape(C.dims)}; expected ${units} values`);
+          bias = C.floats!.map((v) => v * a.float('beta', 1));
+        } else if (node.opType === 'MatMul') {
+          const next = consumers.get(out) ?? [];
+          const biasNode = next.length === 1 && next[0]!.opType === 'Add' ? next[0]! : null;
+          const biasName = biasNode?.input?.find((n) => n !== out);
+          const c = biasName ? constants.get(biasName) : undefined;
+          if (biasNode && c?.floats && c.floats.length === units) {
+            bias = c.floats.slice();
+            skip.add(biasNode);
+            out = biasNode.output![0]!;
+          }
+        }
+        values.set(out, { shape: [...x.shape.slice(0, -1), units], axes: x.axes, flatPerm: null });
+        add('dense', (name) => dense(units, { useBias: bias !== null, name }), bias ? { kernel, bias } : { kernel });
+        break;
+      }
+      case 'Add':
+        fail('an Add that is not the bias of a MatMul (residual sums are imported from rxgrad exports only)');
+        break;
+      case 'Conv': {
+        needPlain('Conv');
+        if (x.axes.join() !== '0,3,1,2') fail(`expects NCHW input; its input holds rxgrad axes [${x.axes.join(', ')}]`);
+        if (a.int('group', 1) !== 1) fail(`group = ${a.int('group', 1)}: grouped/depthwise convolutions are not supported`);
+        const W = constant(1, 'weight');
+        const [cout, cin, kh, kw] = W.dims as [number, number, number, number];
+        if (W.dims.length !== 4) fail(`weight '${ins[1]}' has shape ${formatShape(W.dims)}; expected [out, in, kh, kw]`);
+        if (cin !== x.shape[1]) fail(`shapes do not chain: the input has ${x.shape[1]} channels (ONNX ${formatShape(x.shape)}), weight '${ins[1]}' ${formatShape(W.dims)} takes ${cin}`);
+        const strides = a.ints('strides', [1, 1]) as [number, number];
+        const dilation = a.ints('dilations', [1, 1]) as [number, number];
+        const win = windowOf(a, x, [kh, kw], strides, dilation, fail);
+        const bias = optional(2)?.floats ?? null;
+        set({ shape: [-1, cout, win.outH, win.outW], axes: [0, 3, 1, 2], flatPerm: null });
+        const kernel = oihwToHwio(W.floats!, cout, cin, kh, kw);
+        add('conv2d', (name) => conv2d(cout, [kh, kw], { strides, dilation, padding: win.padding, useBias: bias !== null, name }), bias ? { kernel, bias: bias.slice() } : { kernel });
+        break;
+      }
+      case 'MaxPool':
+      case 'AveragePool': {
+        needPlain(node.opType);
+        if (x.axes.join() !== '0,3,1,2') fail(`expects NCHW input; its input holds rxgrad axes [${x.axes.join(', ')}]`);
+        if (outs.length > 1 && outs[1]) fail('the Indices output is not supported');
+        if (a.ints('dilations', [1, 1]).some((d) => d !== 1)) fail('dilated pooling is not supported');
+        const kernel = a.ints('kernel_shape') as [number, number];
+        const strides = a.ints('strides', [1, 1]) as [number, number];
+        const win = windowOf(a, x, kernel, strides, [1, 1], fail);
+        const padded = win.padding !== 'valid';
+        if (node.opType === 'AveragePool' && padded && a.int('count_include_pad', 0) !== 0) fail("count_include_pad = 1 with padding: rxgrad's average pooling does not count padding taps");
+        set({ shape: [-1, x.shape[1]!, win.outH, win.outW], axes: [0, 3, 1, 2], flatPerm: null });
+        const make = node.opType === 'MaxPool' ? maxPool2d : avgPool2d;
+        add(node.opType === 'MaxPool' ? 'maxPool2d' : 'avgPool2d', (name) => make(kernel, { strides, padding: win.padding, name }));
+        break;
+      }
+      case 'GlobalAveragePool':
+        if (x.axes.join() !== '0,3,1,2') fail(`expects NCHW input; its input holds rxgrad axes [${x.axes.join(', ')}]`);
+        set({ shape: [-1, x.shape[1]!, 1, 1], axes: [0, 1, 'unit', 'unit'], flatPerm: null });
+        add('globalAvgPool2d', (name) => globalAvgPool2d({ name }));
+        break;
+      case 'Flatten': {
+        if (a.int('axis', 1) !== 1) fail(`axis ${a.int('axis', 1)}: only axis 1 (keep the batch) is supported`);
+        set(flattenValue(x, add));
+        break;
+      }
+      case 'Reshape': {
+        const target = constant(1, 'shape').ints ?? fail('shape must be integers');
+        if (a.int('allowzero', 0) !== 0) fail('allowzero = 1 is not supported');
+        // The batch is symbolic here (-1 in x.shape): find which target entry stands for it.
+        const known = x.shape.reduce((p, d) => (d === -1 ? p : p * d), 1);
+        const t = target.map((d, i) => (d === 0 ? x.shape[i]! : d));
+        const minus = t.filter((d) => d === -1).length;
+        const others = t.reduce((p, d) => (d === -1 ? p : p * d), 1);
+        let shape: number[] | null = null;
+        if (minus === 1 && others === known) shape = t;
+        else if (minus === 1 && t[0]! > 0 && known % (others / t[0]!) === 0) shape = [-1, ...t.slice(1).map((d) => (d === -1 ? known / (others / t[0]!) : d))];
+        else if (minus === 0 && t[0]! > 0 && others / t[0]! === known) shape = [-1, ...t.slice(1)];
+        if (!shape) return fail(`shapes do not chain: cannot reshape ONNX ${formatShape(x.shape)} (${known} values per example) to ${formatShape(target)}`);
+        set(reshapeValue(x, shape, add, fail));
+        break;
+      }
+      case 'Transpose': {
+        const perm = a.ints('perm', x.shape.map((_, i) => x.shape.length - 1 - i));
+        needPlain('Transpose');
+        set({ shape: perm.map((p) => x.shape[p]!), axes: perm.map((p) => x.axes[p]!), flatPerm: null });
+        break;
+      }
+      case 'Squeeze':
+      case 'Unsqueeze': {
+        const list = opset >= 13 ? (ins[1] ? (constant(1, 'axes').ints ?? []) : null) : a.ints('axes', []);
+        const rank = node.opType === 'Squeeze' ? x.shape.length : x.shape.length + (list?.length ?? 0);
+        const norm = (list ?? x.shape.map((d, i) => (d === 1 ? i : -1)).filter((i) => i >= 0)).map((i) => (i < 0 ? i + rank : i));
+        if (node.opType === 'Squeeze') {
+          for (const i of norm) if (x.axes[i] !== 'unit') fail(`squeezes axis ${i}, which holds data (rxgrad axis ${String(x.axes[i])})`);
+          set({ shape: x.shape.filter((_, i) => !norm.includes(i)), axes: x.axes.filter((_, i) => !norm.includes(i)), flatPerm: x.flatPerm });
+        } else {
+          const shape = [...x.shape];
+          const ax = [...x.axes];
+          for (const i of [...norm].sort((p, q) => p - q)) {
+            shape.splice(i, 0, 1);
+            ax.splice(i, 0, 'unit');
+          }
+          set({ shape, axes: ax, flatPerm: x.flatPerm });
+        }
+        break;
+      }
+      case 'Gather': {
+        const axis = a.int('axis', 0);
+        if (ins[0] && constants.has(ins[0]) && values.has(ins[1] ?? '')) {
+          // Embedding: Gather(table, ids).
+          if (!isInt || layers.length > 0 || axis !== 0) fail('an embedding lookup must be the first op, on integer ids, along axis 0');
+          const table = constant(0, 'table');
+          const [vocab, dim] = table.dims as [number, number];
+          set({ shape: [...x.shape, dim], axes: [...x.axes, x.axes.length], flatPerm: null });
+          add('embedding', (name) => embedding(vocab, dim, { name }), { embeddings: table.floats!.slice() });
+          break;
+        }
+        const index = constant(1, 'indices').ints ?? [];
+        const onnxAxis = axis < 0 ? axis + x.shape.length : axis;
+        if (x.axes[onnxAxis] !== 'unit' || index.length !== 1 || !(index[0] === 0 || index[0] === -1)) fail('only picking the one entry of a size-1 axis (e.g. h_n[-1] of a one-layer LSTM) is supported');
+        set({ shape: x.shape.filter((_, i) => i !== onnxAxis), axes: x.axes.filter((_, i) => i !== onnxAxis), flatPerm: x.flatPerm });
+        break;
+      }
+      case 'BatchNormalization': {
+        needPlain('BatchNormalization');
+        if (a.int('training_mode', 0) !== 0) fail('training_mode = 1 is not supported (export in eval mode)');
+        if (x.axes[1] !== rx.length) fail(`its channel axis (ONNX axis 1) is not rxgrad's last axis (axes [${x.axes.join(', ')}])`);
+        const C = x.shape[1]!;
+        const [gamma, beta, mean, variance] = [1, 2, 3, 4].map((i) => floats(i, ['', 'scale', 'B', 'mean', 'var'][i]!));
+        for (const [i, t] of [gamma, beta, mean, variance].entries()) if (t!.length !== C) fail(`shapes do not chain: '${ins[i + 1]}' has ${t!.length} values for ${C} channels`);
+        same();
+        add('batchNorm', (name) => batchNorm({ epsilon: a.float('epsilon', 1e-5), momentum: a.float('momentum', 0.9), name }), {
+          gamma: gamma!.slice(), beta: beta!.slice(), movingMean: mean!.slice(), movingVariance: variance!.slice(),
+        });
+        break;
+      }
+      case 'LayerNormalization': {
+        needPlain('LayerNormalization');
+        const axis = a.int('axis', -1);
+        if (axis !== -1 && axis !== x.shape.length - 1) fail(`axis ${axis}: only the last axis is supported`);
+        lastIsFeatures();
+        const D = x.shape.at(-1)!;
+        const gain = floats(1, 'scale');
+        const bias = optional(2)?.floats ?? new Float32Array(D);
+        if (gain.length !== D || bias.length !== D) fail(`shapes do not chain: scale/bias have ${gain.length}/${bias.length} values for ${D} features`);
+        same();
+        add('layerNorm', (name) => layerNorm({ epsilon: a.float('epsilon', 1e-5), name }), { gain: gain.slice(), bias: bias.slice() });
+        break;
+      }
+      case 'LSTM':
+      case 'GRU':
+      case 'RNN':
+        recurrentNode(node, a, x, rx, constants, consumers, graph.output![0]!.name!, values, add, fail);
+        break;
+      default:
+        fail('not supported');
+    }
+  }
+  const output = values.get(graph.output![0]!.name!);
+  if (!output) throw new OnnxError(`${source}: the graph output '${graph.output![0]!.name}' is not computed by the chain from input '${input.name}'`);
+  if (output.flatPerm || !isIdentity(output.axes)) throw new OnnxError(`${source}: the output '${graph.output![0]!.name}' (ONNX ${formatShape(output.shape)}) is not in rxgrad's axis order (rxgrad axes [${output.axes.join(', ')}])`);
+  if (layers.length === 0) throw new OnnxError(`${source}: the graph computes nothing rxgrad has a layer for`);
+  return { layers, inputShape, weights };
+}
+
+type AddLayer = (kind: string, make: (name: string) => Layer, params?: Record<string, Float32Array>) => void;
+
+/** Padding and output size of a Conv/Pool from its pads/auto_pad attributes, as rxgrad's padding. */
+function windowOf(a: Attributes, x: Value, kernel: [number, number], strides: [number, number], dilation: [number, number], fail: (m: string) => never): { padding: Padding2d; outH: number; outW: number } {
+  const [inH, inW] = [x.shape[2]!, x.shape[3]!];
+  const span = (k: number, d: number) => d * (k - 1) + 1;
+  const autoPad = a.string('auto_pad', 'NOTSET');
+  if (a.int('ceil_mode', 0) !== 0) fail('ceil_mode = 1 is not supported');
+  if (autoPad === 'SAME_UPPER') return { padding: 'same', outH: Math.ceil(inH / strides[0]), outW: Math.ceil(inW / strides[1]) };
+  let [top, left, bottom, right] = autoPad === 'VALID' ? [0, 0, 0, 0] : a.ints('pads', [0, 0, 0, 0]);
+  if (autoPad === 'SAME_LOWER') {
+    const total = (size: number, k: number, s: number, d: number) => Math.max(0, (Math.ceil(size / s) - 1) * s + span(k, d) - size);
+    const th = total(inH, kernel[0], strides[0], dilation[0]);
+    const tw = total(inW, kernel[1], strides[1], dilation[1]);
+    [top, bottom, left, right] = [Math.ceil(th / 2), Math.floor(th / 2), Math.ceil(tw / 2), Math.floor(tw / 2)];
+  }
+  const outH = Math.floor((inH + top! + bottom! - span(kernel[0], dilation[0])) / strides[0]) + 1;
+  const outW = Math.floor((inW + left! + right! - span(kernel[1], dilation[1])) / strides[1]) + 1;
+  if (!(outH > 0 && outW > 0)) fail(`shapes do not chain: the window ${formatShape(kernel)} does not fit the input ${formatShape(x.shape)} with pads [${[top, left, bottom, right].join(', ')}]`);
+  const padding: Padding2d = top || left || bottom || right ? { top: top!, bottom: bottom!, left: left!, right: right! } : 'valid';
+  return { padding, outH, outW };
+}
+
+/** Flatten to [N, features]: rxgrad flatten (unless already flat), remembering a CHW → HWC order change. */
+function flattenValue(x: Value, add: AddLayer): Value {
+  const data = x.axes.map((a, i) => ({ a, i })).filter((e): e is { a: number; i: number } => e.a !== 'unit' && e.a !== 0);
+  const size = data.reduce((p, e) => p * x.shape[e.i]!, 1);
+  if (data.length > 1) add('flatten', (name) => flatten({ name }));
+  let flatPerm: Int32Array | null = null;
+  if (data.length > 1 && !data.every((e, k) => e.a === k + 1)) {
+    // ONNX flat index (its own axis order) → rxgrad flat index (axes 1..k in order).
+    const sizes = data.map((e) => x.shape[e.i]!);
+    const rxSizes = [...data].sort((p, q) => p.a - q.a).map((e) => x.shape[e.i]!);
+    flatPerm = new Int32Array(size);
+    const index = new Array<number>(data.length).fill(0);
+    for (let flat = 0; flat < size; flat++) {
+      let rxFlat = 0;
+      const byRx = new Array<number>(data.length);
+      data.forEach((e, k) => (byRx[e.a - 1] = index[k]!));
+      for (let k = 0; k < data.length; k++) rxFlat = rxFlat * rxSizes[k]! + byRx[k]!;
+      flatPerm[flat] = rxFlat;
+      for (let k = data.length - 1; k >= 0; k--) {
+        if (++index[k]! < sizes[k]!) break;
+        index[k] = 0;
+      }
+    }
+  }
+  return { shape: [-1, size], axes: [0, 1], flatPerm };
+}
+
+/** A Reshape that only adds/removes size-1 axes keeps the data axes; one to [N, features] flattens. */
+function reshapeValue(x: Value, shape: number[], add: AddLayer, fail: (m: string) => never): Value {
+  const dataDims = x.shape.filter((d, i) => x.axes[i] !== 'unit' && !(d === 1 && x.axes[i] !== 0));
+  const targetDims = shape.filter((d) => d !== 1);
+  if (dataDims.join() === targetDims.join()) {
+    // Only unit axes change: map the kept axes across in order.
+    const kept = x.axes.filter((a, i) => !(a === 'unit' || (x.shape[i] === 1 && a !== 0)));
+    let k = 0;
+    return { shape, axes: shape.map((d) => (d === 1 ? 'unit' : kept[k++]!)), flatPerm: x.flatPerm };
+  }
+  if (shape.length === 2 && shape[0] === -1) return flattenValue(x, add);
+  return fail(`reshaping ONNX ${formatShape(x.shape)} to ${formatShape(shape)} is not supported (flatten to [batch, features] or add/remove size-1 axes)`);
+}
+
+/** LSTM / GRU / RNN → rxgrad lstm / gru / simpleRnn: gate order, W·R·B layouts, which output is used. */
+function recurrentNode(
+  node: NodeProto, a: Attributes, x: Value, rx: number[], constants: Map<string, TensorValue>, consumers: Map<string, NodeProto[]>, graphOutput: string,
+  values: Map<string, Value>, add: AddLayer, fail: (m: string) => never,
+): void {
+  const kind: RecurrentKind = node.opType === 'LSTM' ? 'lstm' : node.opType === 'GRU' ? 'gru' : 'simpleRnn';
+  const ins = node.input ?? [];
+  const outs = node.output ?? [];
+  const layout = a.int('layout', 0);
+  const expected = layout === 0 ? '1,0,2' : '0,1,2';
+  if (x.axes.join() !== expected) fail(`expects ${layout === 0 ? 'time-major [T, N, F]' : 'batch-first [N, T, F]'} input; its input holds rxgrad axes [${x.axes.join(', ')}]`);
+  if (a.string('direction', 'forward') !== 'forward') fail(`direction '${a.string('direction')}' is not supported (forward only)`);
+  if (a.has('clip')) fail('clip is not supported');
+  if (a.int('input_forget', 0) !== 0) fail('input_forget = 1 is not supported');
+  const defaults = { lstm: ['Sigmoid', 'Tanh', 'Tanh'], gru: ['Sigmoid', 'Tanh'], simpleRnn: ['Tanh'] }[kind];
+  const acts = a.strings('activations');
+  if (acts.length > 0 && acts.join() !== defaults.join()) fail(`activations [${acts.join(', ')}] are not supported (the defaults ${defaults.join(', ')} are)`);
+  if (kind === 'gru' && a.int('linear_before_reset', 0) !== 1) fail("linear_before_reset = 0 is not supported (rxgrad's GRU is the reset-after form: PyTorch and Keras reset_after=True export 1)");
+  if (ins[4]) fail('sequence_lens is not supported');
+  for (const i of [5, 6, 7]) {
+    if (!ins[i]) continue;
+    const c = constants.get(ins[i]!);
+    if (i === 7 || !c?.floats || c.floats.some((v) => v !== 0)) fail(`input ${i} ('${ins[i]}'): only absent or all-zero initial states are supported`);
+  }
+  const U = a.int('hidden_size');
+  const W = constants.get(ins[1] ?? '');
+  const R = constants.get(ins[2] ?? '');
+  if (!W?.floats || !R?.floats) return fail('W and R must be initializers');
+  const perm = gatePermutation(GATE_ORDER.onnx[kind], GATE_ORDER.rxgrad[kind]);
+  const G = perm.length;
+  const F = rx[1]!;
+  if (W.dims.join() !== [1, G * U, F].join()) fail(`shapes do not chain: W '${ins[1]}' is ${formatShape(W.dims)}, expected [1, ${G * U}, ${F}] for ${F} input features`);
+  if (R.dims.join() !== [1, G * U, U].join()) fail(`R '${ins[2]}' is ${formatShape(R.dims)}, expected [1, ${G * U}, ${U}]`);
+  const B = ins[3] ? constants.get(ins[3]) : undefined;
+  const b = B?.floats ?? new Float32Array(2 * G * U);
+  if (b.length !== 2 * G * U) fail(`B '${ins[3]}' has ${b.length} values, expected ${2 * G * U}`);
+  const wb = permuteGates(b.subarray(0, G * U), U, perm);
+  const rb = permuteGates(b.subarray(G * U), U, perm);
+  const bias = kind === 'gru' ? Float32Array.from([...wb, ...rb]) : wb.map((v, i) => v + rb[i]!);
+  const used = (name: string | undefined) => !!name && ((consumers.get(name) ?? []).length > 0 || name === graphOutput);
+  if (used(outs[2])) fail('the final cell state Y_c is not supported as an output');
+  const sequences = used(outs[0]);
+  if (sequences && used(outs[1])) fail('both Y and Y_h are used; rxgrad outputs either every step (returnSequences) or the last');
+  const T = rx[0]!;
+  if (sequences) values.set(outs[0]!, layout === 0 ? { shape: [T, 1, -1, U], axes: [1, 'unit', 0, 2], flatPerm: null } : { shape: [-1, T, 1, U], axes: [0, 1, 'unit', 2], flatPerm: null });
+  else if (outs[1]) values.set(outs[1], layout === 0 ? { shape: [1, -1, U], axes: ['unit', 0, 1], flatPerm: null } : { shape: [-1, 1, U], axes: [0, 'unit', 1], flatPerm: null });
+  const params = { kernel: gateMajorToKernel(W.floats, F, U, perm), recurrentKernel: gateMajorToKernel(R.floats, U, U, perm), bias };
+  const options = { units: U, returnSequences: sequences };
+  if (kind === 'lstm') add('lstm', (name) => lstm({ ...options, unitForgetBias: false, name }), params);
+  else if (kind === 'gru') add('gru', (name) => gru({ ...options, name }), params);
+  else add('simpleRnn', (name) => simpleRnn({ ...options, name }), params);
+}

@@ -93,3 +93,4 @@ export type { OnnxExportOptions } from './interop/onnx-export.ts';
 export { importOnnx, fromOnnx } from './interop/onnx-import.ts';
 export type { OnnxImportOptions } from './interop/onnx-import.ts';
 export { OnnxError } from './interop/onnx-proto.ts';
+export { nchwToNhwc, hwioToOihw, oihwToHwio, transpose2d } from './interop/layouts.ts';

@@ -74,3 +74,29 @@ export function permuteGates(values: Float32Array, units: number, permutation: r
   permutation.forEach((src, g) => out.set(values.subarray(src * units, (src + 1) * units), g * units));
   return out;
 }
+
+/**
+ * Images `[N, C, H, W]` (PyTorch, ONNX) → `[N, H, W, C]` (rxgrad, Keras), for feeding an imported model.
+ *
+ * Usage: `const features = nchwToNhwc(pixels, batch, 3, 32, 32);`
+ */
+export function nchwToNhwc(values: Float32Array, n: number, c: number, h: number, w: number): Float32Array {
+  const out = new Float32Array(values.length);
+  for (let b = 0; b < n; b++) for (let ch = 0; ch < c; ch++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    out[((b * h + y) * w + x) * c + ch] = values[((b * c + ch) * h + y) * w + x]!;
+  }
+  return out;
+}
+
+/**
+ * ONNX's recurrent bias `[Wb, Rb]` (each `[G·U]` in ONNX gate order) as rxgrad's: GRU keeps both rows
+ * (`[2, G·U]`), lstm and simpleRnn one bias, Wb + Rb (Wb alone when Rb is zero, so values round-trip bitwise).
+ */
+export function recurrentBiasFromOnnx(kind: RecurrentKind, b: Float32Array, units: number): Float32Array {
+  const perm = gatePermutation(GATE_ORDER.onnx[kind], GATE_ORDER.rxgrad[kind]);
+  const G = perm.length;
+  const wb = permuteGates(b.subarray(0, G * units), units, perm);
+  const rb = permuteGates(b.subarray(G * units), units, perm);
+  if (kind === 'gru') return Float32Array.from([...wb, ...rb]);
+  return rb.every((v) => v === 0) ? wb : wb.map((v, i) => v + rb[i]!);
+}

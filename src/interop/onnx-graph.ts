@@ -13,13 +13,20 @@ import { formatShape, type Shape } from '../tensor.ts';
 import { batchNorm, conv2d, dense, embedding, flatten, gelu, globalAvgPool2d, gru, layerNorm, leakyRelu, lstm, maxPool2d, relu, sigmoid, simpleRnn, softmax, tanh } from '../../operators/index.ts';
 import { avgPool2d } from '../../operators/avg-pool2d.ts';
 import type { Padding2d } from '../../operators/conv2d.ts';
-import { GATE_ORDER, gateMajorToKernel, gatePermutation, oihwToHwio, permuteGates, transpose2d, type RecurrentKind } from './layouts.ts';
-import { Attributes, OnnxError, opsetOf, type ModelProto, type NodeProto, type TensorValue } from './onnx-proto.ts';
+import { GATE_ORDER, gateMajorToKernel, gatePermutation, oihwToHwio, recurrentBiasFromOnnx, transpose2d, type RecurrentKind } from './layouts.ts';
+import { Attributes, OnnxError, opsetOf, readTensor, type ModelProto, type NodeProto, type TensorValue } from './onnx-proto.ts';
+
+/** The `value` tensor attribute of a node (ConstantOfShape), if any. */
+function readTensorAttribute(node: NodeProto): TensorValue | null {
+  const t = (node.attribute ?? []).find((a) => a.name === 'value')?.t;
+  return t ? readTensor(t, `node '${node.name ?? ''}' (${node.opType}) attribute value`) : null;
+}
 
 /** Operators this reader understands (Constant and the shape-only ones included). */
 export const SUPPORTED_OPS = [
   'Gemm', 'MatMul', 'Add', 'Conv', 'Relu', 'Sigmoid', 'Tanh', 'LeakyRelu', 'Gelu', 'Softmax', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'Flatten',
   'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'BatchNormalization', 'LayerNormalization', 'Gather', 'LSTM', 'GRU', 'RNN', 'Dropout', 'Identity', 'Constant',
+  'Pad', 'Shape', 'ConstantOfShape', 'Concat', 'Cast',
 ] as const;
 
 type Axis = number | 'unit';
@@ -98,9 +105,17 @@ export function layersFromGraph(model: ModelProto, constants: Map<string, Tensor
   };
   const skip = new Set<NodeProto>();
 
+  // Values computed from shapes only (PyTorch builds zero initial states from Shape(input)): not data.
+  const meta = new Map<string, 'zeros' | 'shape'>();
   for (const node of nodes) {
     if (skip.has(node) || node.opType === 'Constant') continue;
     const where = `${source}: node '${node.name ?? ''}' (${node.opType})`;
+    const computed = (node.input ?? []).filter((i) => i && !constants.has(i));
+    if (node.opType === 'Shape' || (computed.length > 0 && computed.every((i) => meta.has(i)))) {
+      const zero = node.opType === 'ConstantOfShape' && [...(readTensorAttribute(node)?.floats ?? [0])].every((v) => v === 0);
+      for (const o of node.output ?? []) meta.set(o, zero ? 'zeros' : 'shape');
+      continue;
+    }
     const fail = (message: string): never => {
       throw new OnnxError(`${where}: ${message}`);
     };
@@ -134,6 +149,12 @@ export function layersFromGraph(model: ModelProto, constants: Map<string, Tensor
       case 'Dropout':
         same();
         break;
+      case 'Pad': {
+        const pads = ins[1] ? (constant(1, 'pads').ints ?? []) : a.ints('pads', []);
+        if (pads.some((p) => p !== 0)) fail(`non-zero pads [${pads.join(', ')}]: give the padding to the Conv/Pool that follows`);
+        same();
+        break;
+      }
       case 'Relu': same(); add('relu', (name) => relu({ name })); break;
       case 'Sigmoid': same(); add('sigmoid', (name) => sigmoid({ name })); break;
       case 'Tanh': same(); add('tanh', (name) => tanh({ name })); break;
@@ -326,7 +347,7 @@ export function layersFromGraph(model: ModelProto, constants: Map<string, Tensor
       case 'LSTM':
       case 'GRU':
       case 'RNN':
-        recurrentNode(node, a, x, rx, constants, consumers, graph.output![0]!.name!, values, add, fail);
+        recurrentNode(node, a, x, rx, constants, meta, consumers, graph.output![0]!.name!, values, add, fail);
         break;
       default:
         fail('not supported');
@@ -405,7 +426,7 @@ function reshapeValue(x: Value, shape: number[], add: AddLayer, fail: (m: string
 
 /** LSTM / GRU / RNN → rxgrad lstm / gru / simpleRnn: gate order, W·R·B layouts, which output is used. */
 function recurrentNode(
-  node: NodeProto, a: Attributes, x: Value, rx: number[], constants: Map<string, TensorValue>, consumers: Map<string, NodeProto[]>, graphOutput: string,
+  node: NodeProto, a: Attributes, x: Value, rx: number[], constants: Map<string, TensorValue>, meta: ReadonlyMap<string, 'zeros' | 'shape'>, consumers: Map<string, NodeProto[]>, graphOutput: string,
   values: Map<string, Value>, add: AddLayer, fail: (m: string) => never,
 ): void {
   const kind: RecurrentKind = node.opType === 'LSTM' ? 'lstm' : node.opType === 'GRU' ? 'gru' : 'simpleRnn';
@@ -423,7 +444,7 @@ function recurrentNode(
   if (kind === 'gru' && a.int('linear_before_reset', 0) !== 1) fail("linear_before_reset = 0 is not supported (rxgrad's GRU is the reset-after form: PyTorch and Keras reset_after=True export 1)");
   if (ins[4]) fail('sequence_lens is not supported');
   for (const i of [5, 6, 7]) {
-    if (!ins[i]) continue;
+    if (!ins[i] || meta.get(ins[i]!) === 'zeros') continue;
     const c = constants.get(ins[i]!);
     if (i === 7 || !c?.floats || c.floats.some((v) => v !== 0)) fail(`input ${i} ('${ins[i]}'): only absent or all-zero initial states are supported`);
   }
@@ -439,9 +460,7 @@ function recurrentNode(
   const B = ins[3] ? constants.get(ins[3]) : undefined;
   const b = B?.floats ?? new Float32Array(2 * G * U);
   if (b.length !== 2 * G * U) fail(`B '${ins[3]}' has ${b.length} values, expected ${2 * G * U}`);
-  const wb = permuteGates(b.subarray(0, G * U), U, perm);
-  const rb = permuteGates(b.subarray(G * U), U, perm);
-  const bias = kind === 'gru' ? Float32Array.from([...wb, ...rb]) : wb.map((v, i) => v + rb[i]!);
+  const bias = recurrentBiasFromOnnx(kind, b, U);
   const used = (name: string | undefined) => !!name && ((consumers.get(name) ?? []).length > 0 || name === graphOutput);
   if (used(outs[2])) fail('the final cell state Y_c is not supported as an output');
   const sequences = used(outs[0]);

@@ -14,7 +14,7 @@ import { formatShape, sizeOf, type Shape } from '../tensor.ts';
 import { layerFromConfig } from '../registry.ts';
 import '../../operators/index.ts';
 import { layerTree, type LayerNode } from './layer-tree.ts';
-import { GATE_ORDER, gateMajorToKernel, gatePermutation, oihwToHwio, permuteGates, type RecurrentKind } from './layouts.ts';
+import { GATE_ORDER, gateMajorToKernel, gatePermutation, oihwToHwio, recurrentBiasFromOnnx, type RecurrentKind } from './layouts.ts';
 import { decodeModel, OnnxError, readTensor, type ModelProto, type TensorValue } from './onnx-proto.ts';
 import { RXGRAD_METADATA_KEY } from './onnx-export.ts';
 import { layersFromGraph } from './onnx-graph.ts';
@@ -69,15 +69,8 @@ function parameterFromOnnx(node: LayerNode, local: string, value: TensorValue, e
   if (kind === 'lstm' || kind === 'gru' || kind === 'simpleRnn') {
     const perm = gatePermutation(GATE_ORDER.onnx[kind], GATE_ORDER.rxgrad[kind]);
     const U = node.config['units'] as number;
-    const G = perm.length;
     if (local === 'kernel' || local === 'recurrentKernel') return gateMajorToKernel(floats, expected[0]!, U, perm);
-    if (local === 'bias') {
-      // ONNX B = [Wb, Rb]; rxgrad keeps one bias (lstm, simpleRnn: exported as Wb with Rb = 0) or both rows (gru).
-      const wb = permuteGates(floats.subarray(0, G * U), U, perm);
-      const rb = permuteGates(floats.subarray(G * U), U, perm);
-      if (kind === 'gru') return Float32Array.from([...wb, ...rb]);
-      return rb.every((v) => v === 0) ? wb : wb.map((v, i) => v + rb[i]!);
-    }
+    if (local === 'bias') return recurrentBiasFromOnnx(kind, floats, U);
   }
   return floats.slice();
 }

@@ -94,3 +94,5 @@ export { importOnnx, fromOnnx } from './interop/onnx-import.ts';
 export type { OnnxImportOptions } from './interop/onnx-import.ts';
 export { OnnxError } from './interop/onnx-proto.ts';
 export { nchwToNhwc, hwioToOihw, oihwToHwio, transpose2d } from './interop/layouts.ts';
+export { saveTfjsLayers, loadTfjsLayers, toTfjsLayers, fromTfjsLayers, TfjsFormatError } from './interop/tfjs-layers.ts';
+export type { TfjsModelJson, TfjsWeightSpec } from './interop/tfjs-layers.ts';

@@ -8,8 +8,8 @@
  * Every initializer is checked for NaN/Infinity first; errors name the node or tensor.
  */
 import { readFile } from 'node:fs/promises';
-import type { Engine } from '../engine.ts';
-import { sequential, type Model } from '../model.ts';
+import type { Model } from '../model.ts';
+import { modelWithWeights, type ImportModelOptions } from './build.ts';
 import { formatShape, sizeOf, type Shape } from '../tensor.ts';
 import { layerFromConfig } from '../registry.ts';
 import '../../operators/index.ts';
@@ -20,12 +20,7 @@ import { RXGRAD_METADATA_KEY } from './onnx-export.ts';
 import { layersFromGraph } from './onnx-graph.ts';
 
 /** Options of {@link importOnnx}. */
-export interface OnnxImportOptions {
-  /** Seed of the model's later random choices (dropout, shuffling). Default 0. */
-  seed?: number;
-  engine?: Engine;
-  /** Model name (default: the graph's name). */
-  name?: string;
+export interface OnnxImportOptions extends ImportModelOptions {
   /** Read the graph node by node even when the file carries rxgrad's own layer description. */
   ignoreMetadata?: boolean;
 }
@@ -78,8 +73,7 @@ function parameterFromOnnx(node: LayerNode, local: string, value: TensorValue, e
 /** The rxgrad route: layers from the description, parameters from the initializers of the same names. */
 function fromDescription(description: ModelDescription, constants: Map<string, TensorValue>, source: string, options: OnnxImportOptions, graphName: string): Model {
   const layers = description.layers.map((l) => layerFromConfig(l.kind, l.config, l.name));
-  const model = sequential(layers, { inputShape: description.inputShape, seed: options.seed ?? 0, ...(options.engine ? { engine: options.engine } : {}), name: options.name ?? graphName });
-  try {
+  return modelWithWeights(layers, description.inputShape, (model) => {
     const shapes = new Map(model.parameters().map((p) => [p.name, p.shape]));
     const weights = new Map<string, Float32Array>();
     // Parameters belong to the leaves (a combinator's are its children's); a leaf's all start with its prefix.
@@ -97,12 +91,8 @@ function fromDescription(description: ModelDescription, constants: Map<string, T
     layerTree(model).forEach(visit);
     const missing = [...shapes.keys()].filter((n) => !weights.has(n));
     if (missing.length > 0) throw new OnnxError(`${source}: no initializer read for ${missing.join(', ')}`);
-    model.setWeights(weights);
-    return model;
-  } catch (error) {
-    model.dispose();
-    throw error;
-  }
+    return weights;
+  }, options, graphName, (message) => new OnnxError(`${source}: ${message}`));
 }
 
 /**
@@ -125,14 +115,7 @@ export function fromOnnx(bytes: Uint8Array, source = 'ONNX bytes', options: Onnx
     return fromDescription(description, constants, source, options, graphName);
   }
   const { layers, inputShape, weights } = layersFromGraph(proto, constants, source);
-  const model = sequential(layers, { inputShape, seed: options.seed ?? 0, ...(options.engine ? { engine: options.engine } : {}), name: options.name ?? graphName });
-  try {
-    model.setWeights(weights);
-  } catch (error) {
-    model.dispose();
-    throw new OnnxError(`${source}: ${(error as Error).message}`);
-  }
-  return model;
+  return modelWithWeights(layers, inputShape, () => weights, options, graphName, (message) => new OnnxError(`${source}: ${message}`));
 }
 
 /**

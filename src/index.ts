@@ -96,3 +96,5 @@ export { OnnxError } from './interop/onnx-proto.ts';
 export { nchwToNhwc, hwioToOihw, oihwToHwio, transpose2d } from './interop/layouts.ts';
 export { saveTfjsLayers, loadTfjsLayers, toTfjsLayers, fromTfjsLayers, TfjsFormatError } from './interop/tfjs-layers.ts';
 export type { TfjsModelJson, TfjsWeightSpec } from './interop/tfjs-layers.ts';
+export { loadWeights, loadWeightsFrom, WeightLoadError } from './interop/named-weights.ts';
+export type { LoadWeightsOptions, LoadWeightsReport, WeightNameMap } from './interop/named-weights.ts';

@@ -37,13 +37,15 @@ function randomise(model: Model, seed: number): void {
   model.setWeights(weights);
 }
 
-async function rxgradOutput(model: Model, features: Float32Array | Int32Array): Promise<Float32Array> {
-  const out = await lastValueFrom(of(batchFromArrays({ features, shape: model.inputShape })).pipe(model.predict()));
+type Columns = Record<string, { values: Float32Array | Int32Array; shape: Shape }>;
+
+async function rxgradOutput(model: Model, features: Float32Array | Int32Array, columns: Columns): Promise<Float32Array> {
+  const out = await lastValueFrom(of(batchFromArrays({ features, shape: model.inputShape, columns })).pipe(model.predict()));
   return floatColumn(out, 'output').values.slice();
 }
 
 /** Exports, runs in onnxruntime, compares; then checks import(export(m)). */
-async function roundTrip(layers: Layer[], inputShape: Shape, seed: number, opset: number, vocab = 0): Promise<void> {
+async function roundTrip(layers: Layer[], inputShape: Shape, seed: number, opset: number, vocab = 0, sides: SideColumn[] = []): Promise<void> {
   let model: Model;
   try {
     model = sequential(layers, { inputShape, seed });
@@ -58,10 +60,14 @@ async function roundTrip(layers: Layer[], inputShape: Shape, seed: number, opset
     const batch = 1 + rng.int(3);
     const n = batch * sizeOf(inputShape);
     const features = vocab > 0 ? Int32Array.from({ length: n }, () => rng.int(vocab)) : Float32Array.from({ length: n }, () => rng.uniform() * 4 - 2);
-    const expected = await rxgradOutput(model, features);
+    const columns: Columns = Object.fromEntries(sides.map((c) => [c.name, { values: c.values(batch, rng), shape: c.shape }]));
+    const expected = await rxgradOutput(model, features, columns);
     const bytes = toOnnx(model, { opset });
     const session = await ort.InferenceSession.create(bytes);
-    const result = await session.run({ input: new ort.Tensor(vocab > 0 ? 'int32' : 'float32', features, [batch, ...inputShape]) });
+    const feeds: Record<string, ort.Tensor> = { input: new ort.Tensor(vocab > 0 ? 'int32' : 'float32', features, [batch, ...inputShape]) };
+    for (const [name, c] of Object.entries(columns)) feeds[name] = new ort.Tensor(c.values instanceof Int32Array ? 'int32' : 'float32', c.values, [batch, ...c.shape]);
+    assert.deepEqual([...session.inputNames].sort(), Object.keys(feeds).sort(), 'graph inputs: the features and each side column');
+    const result = await session.run(feeds);
     const actual = result['output']!.data as Float32Array;
     assert.equal(actual.length, expected.length, 'output size');
     const scale = Math.max(1, ...expected.map(Math.abs));
@@ -85,6 +91,15 @@ async function roundTrip(layers: Layer[], inputShape: Shape, seed: number, opset
   }
 }
 
+/** A side column the model reads (padding mask, memory, encoder source), drawn per batch. */
+interface SideColumn {
+  name: string;
+  shape: Shape;
+  values: (rows: number, rng: Random) => Float32Array | Int32Array;
+}
+/** A padding mask: 1 = real, 0 = padding, about one position in three padded (whole rows padded sometimes). */
+const maskColumn = (name: string, length: number): SideColumn => ({ name, shape: [length], values: (rows, rng) => Float32Array.from({ length: rows * length }, () => (rng.uniform() < 0.35 ? 0 : 1)) });
+
 const opsets = fc.constantFrom(13, 17, 21);
 const dim = (max: number) => fc.integer({ min: 1, max });
 const padding = fc.oneof(
@@ -93,7 +108,7 @@ const padding = fc.oneof(
 );
 
 /** Each case: a model built from drawn sizes; every exportable kind appears in at least one. */
-const cases: Record<string, fc.Arbitrary<{ layers: () => Layer[]; inputShape: Shape; vocab?: number }>> = {
+const cases: Record<string, fc.Arbitrary<{ layers: () => Layer[]; inputShape: Shape; vocab?: number; sides?: SideColumn[] }>> = {
   'dense, activations, softmax': fc.record({ f: dim(6), u: dim(6), slope: fc.double({ min: 0.01, max: 0.5, noNaN: true }), bias: fc.boolean() }).map(({ f, u, slope, bias }) => ({
     inputShape: [f],
     layers: () => [op.dense(u, { useBias: bias }), op.leakyRelu({ slope }), op.dense(u + 1), op.tanh(), op.dense(u), op.sigmoid(), op.dense(3), op.gelu(), op.relu(), op.dropout(0.3), op.softmax()],
@@ -129,6 +144,24 @@ const cases: Record<string, fc.Arbitrary<{ layers: () => Layer[]; inputShape: Sh
       op.transformerDecoderBlock({ heads: d.heads, dim: d.heads * d.keyDim, ffDim: 4, dropout: 0.1 }),
     ],
   })),
+  'attention with padding masks (self, causal, cross to a memory column)': fc.record({ t: dim(5), s: dim(4), heads: dim(2), keyDim: dim(3), causal: fc.boolean(), memoryDim: dim(4) }).map((d) => ({
+    inputShape: [d.t, d.heads * d.keyDim],
+    sides: [maskColumn('mask', d.t), maskColumn('memoryMask', d.s), { name: 'memory', shape: [d.s, d.memoryDim], values: (rows, rng) => Float32Array.from({ length: rows * d.s * d.memoryDim }, () => rng.uniform() * 2 - 1) }],
+    layers: () => [
+      op.multiHeadAttention({ heads: d.heads, keyDim: d.keyDim, causal: d.causal, mask: 'mask' }),
+      op.transformerEncoderBlock({ heads: d.heads, dim: d.heads * d.keyDim, ffDim: 4, mask: 'mask', causal: d.causal }),
+      op.multiHeadAttention({ heads: d.heads, keyDim: d.keyDim, cross: { column: 'memory', dim: d.memoryDim, mask: 'memoryMask' } }),
+    ],
+  })),
+  'encoderDecoder (token source, cross-attention with source mask)': fc.record({ t: dim(4), s: dim(5), vocab: fc.integer({ min: 2, max: 9 }), heads: dim(2) }).map((d) => ({
+    inputShape: [d.t], vocab: d.vocab,
+    sides: [maskColumn('sourceMask', d.s), { name: 'source', shape: [d.s], values: (rows, rng) => Int32Array.from({ length: rows * d.s }, () => rng.int(d.vocab)) }],
+    layers: () => [op.encoderDecoder({
+      source: 'source', sourceShape: [d.s],
+      encoder: [op.embedding(d.vocab, 2 * d.heads), op.transformerEncoderBlock({ heads: d.heads, dim: 2 * d.heads, ffDim: 5, mask: 'sourceMask' }), op.layerNorm()],
+      decoder: [op.embedding(d.vocab, 2 * d.heads), op.transformerDecoderBlock({ heads: d.heads, dim: 2 * d.heads, ffDim: 3, cross: { column: 'memory', mask: 'sourceMask' } }), op.dense(d.vocab)],
+    })],
+  })),
   'residual, parallel, chain': fc.record({ f: dim(5), a: dim(4), b: dim(4) }).map((d) => ({
     inputShape: [d.f],
     layers: () => [
@@ -144,7 +177,7 @@ describe('ONNX export: onnxruntime-node agrees with rxgrad; import(export(m)) is
     it(name, async () => {
       await fc.assert(fc.asyncProperty(arbitrary, fc.integer({ min: 1, max: 1e6 }), opsets, async (c, seed, opset) => {
         try {
-          await roundTrip(c.layers(), c.inputShape, seed, opset, c.vocab ?? 0);
+          await roundTrip(c.layers(), c.inputShape, seed, opset, c.vocab ?? 0, c.sides ?? []);
         } catch (error) {
           // fast-check keeps the cause out of the report; print it with the counterexample.
           if (!fc.PreconditionFailure.isFailure(error)) console.error(`${name}: seed ${seed}, opset ${opset}, input ${JSON.stringify(c.inputShape)}: ${(error as Error).message}`);

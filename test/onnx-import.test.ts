@@ -145,7 +145,10 @@ describe('bad ONNX files and unexportable layers: clear errors', () => {
     const customKind = (kind: string, name: string): Layer => Object.assign(Object.create(Object.getPrototypeOf(op.relu())) as Layer, op.relu(), { kind, name });
     const custom = customKind('myScale', 'scaler');
     const cross = op.multiHeadAttention({ heads: 1, keyDim: 2, cross: { column: 'memory' } });
-    assert.throws(() => toOnnx(sequential([op.embedding(5, 2), cross], { inputShape: [3] })), /layer 'multiHeadAttention_1' \(multiHeadAttention\) reads side column 'memory'/);
+    const withMemory = sequential([op.embedding(5, 2), cross], { inputShape: [3] });
+    const inputs = onnx.ModelProto.decode(toOnnx(withMemory)).graph!.input!.map((i) => i.name);
+    assert.deepEqual(inputs, ['input', 'memory'], 'a side column becomes a graph input named after it');
+    withMemory.dispose();
     assert.throws(() => toOnnx(sequential([op.lstm({ units: 2, initialState: 'learned' })], { inputShape: [3, 2] })), /layer 'lstm_1' \(lstm\) has initialState 'learned'/);
     const withCustom = sequential([op.dense(2), custom, op.residual([op.dense(2), customKind('mystery', 'm')])], { inputShape: [2] });
     assert.throws(() => toOnnx(withCustom), /exportOnnx: layers 'scaler' \(myScale\), 'm' \(mystery\) have no ONNX form/);

@@ -12,7 +12,7 @@ export interface LayerNode {
   config: Record<string, unknown>;
   /** Prefix of its parameter names in the model: `residual_1/dense_1/`. */
   prefix: string;
-  /** Children in order (chain, residual, the expanded Transformer blocks); parallel: one chain per branch. */
+  /** Children in order (chain, residual, the expanded Transformer blocks); parallel: one chain per branch; encoderDecoder: encoder, decoder. */
   children: LayerNode[];
 }
 
@@ -33,6 +33,8 @@ function node(d: Described, parentPrefix: string): LayerNode {
   if (d.kind === 'chain' || d.kind === 'residual') n.children = (d.config['layers'] as Described[]).map((c) => node(c, prefix));
   else if (d.kind === 'parallel') {
     n.children = (d.config['branches'] as Described[][]).map((branch, i) => node({ kind: 'chain', name: `branch_${i + 1}`, config: { layers: branch } }, prefix));
+  } else if (d.kind === 'encoderDecoder') {
+    n.children = ['encoder', 'decoder'].map((part) => node({ kind: 'chain', name: part, config: { layers: d.config[part] } }, prefix));
   } else if (d.kind === 'transformerEncoderBlock' || d.kind === 'transformerDecoderBlock') {
     n.children = transformerChildren(d.config).map((c) => node(c, prefix));
   }

@@ -7,16 +7,14 @@
 import { writeFile } from 'node:fs/promises';
 import type { Model } from '../model.ts';
 import { formatShape, type Shape } from '../tensor.ts';
-import { resolveWindow, type Padding2d } from '../../operators/conv2d.ts';
+import { readPadding, resolveWindow, type Padding2d } from '../../operators/conv2d.ts';
 import { sinusoidalTable } from '../../operators/positional-encoding.ts';
-import { readPadding } from '../../operators/conv2d.ts';
 import { ConfigReader } from '../registry.ts';
 import { layerTree, type LayerNode } from './layer-tree.ts';
-import { GATE_ORDER, gatePermutation, hwioToOihw, kernelToGateMajor, permuteGates, type RecurrentKind } from './layouts.ts';
-import {
-  attribute, DEFAULT_OPSET, encodeModel, floatTensor, int64Tensor, MAX_OPSET, MIN_OPSET, onnx, OnnxError,
-  type AttributeValue, type NodeProto, type TensorProto,
-} from './onnx-proto.ts';
+import { hwioToOihw } from './layouts.ts';
+import { attention, recurrent } from './onnx-export-sequence.ts';
+import { GraphBuilder, valueInfo, type Value } from './onnx-graph-builder.ts';
+import { DEFAULT_OPSET, encodeModel, MAX_OPSET, MIN_OPSET, onnx, OnnxError, type AttributeValue } from './onnx-proto.ts';
 
 /** Options of {@link exportOnnx}. */
 export interface OnnxExportOptions {
@@ -26,76 +24,11 @@ export interface OnnxExportOptions {
   graphName?: string;
 }
 
-/** A value in the graph under construction: its name, per-example rxgrad shape, and whether it is held NCHW. */
-interface Value {
-  name: string;
-  shape: Shape;
-  /** True when the ONNX tensor is `[N, C, H, W]` for the rxgrad `[H, W, C]` (between conv/pool ops). */
-  nchw: boolean;
-}
-
 /** Key of the model description in `metadata_props`. */
 export const RXGRAD_METADATA_KEY = 'rxgrad.model';
 
 /** Layer kinds that compute nothing at inference (training-time noise and augmentation). */
 const INFERENCE_IDENTITY = new Set(['dropout', 'spatialDropout2d', 'randomFlip', 'randomRotate', 'randomCrop', 'randomTranslate']);
-
-class GraphBuilder {
-  readonly nodes: NodeProto[] = [];
-  readonly initializers: TensorProto[] = [];
-  private count = 0;
-  constructor(readonly opset: number, private readonly weights: ReadonlyMap<string, Float32Array>) {}
-
-  fresh(hint: string): string {
-    return `${hint}:${++this.count}`;
-  }
-
-  /** Adds a node; returns its first output. */
-  op(opType: string, inputs: string[], attrs: Record<string, AttributeValue> = {}, hint = opType, outputs = 1): string {
-    const names = Array.from({ length: outputs }, (_, i) => this.fresh(`${hint}${outputs > 1 ? `.${i}` : ''}`));
-    this.nodes.push({
-      opType, name: this.fresh(`${hint}/${opType}`), input: inputs, output: names,
-      attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
-    });
-    return names[0]!;
-  }
-
-  /** The outputs of the last node added. */
-  lastOutputs(): string[] {
-    return this.nodes.at(-1)!.output ?? [];
-  }
-
-  floats(name: string, dims: readonly number[], values: Float32Array): string {
-    this.initializers.push(floatTensor(name, dims, values));
-    return name;
-  }
-
-  ints(hint: string, values: readonly number[]): string {
-    const name = this.fresh(hint);
-    this.initializers.push(int64Tensor(name, [values.length], values));
-    return name;
-  }
-
-  /** A model parameter by full name; a missing one is a bug in the layer tree, named. */
-  weight(name: string): Float32Array {
-    const w = this.weights.get(name);
-    if (!w) throw new OnnxError(`exportOnnx: parameter '${name}' not found in the model (known: ${[...this.weights.keys()].join(', ')})`);
-    return w;
-  }
-
-  /** A parameter as an initializer of the same name in its rxgrad layout. */
-  param(name: string, dims: readonly number[]): string {
-    return this.floats(name, dims, this.weight(name));
-  }
-
-  nhwc(v: Value): Value {
-    return v.nchw ? { name: this.op('Transpose', [v.name], { perm: [0, 2, 3, 1] }, 'to_nhwc'), shape: v.shape, nchw: false } : v;
-  }
-
-  nchw(v: Value): Value {
-    return v.nchw ? v : { name: this.op('Transpose', [v.name], { perm: [0, 3, 1, 2] }, 'to_nchw'), shape: v.shape, nchw: true };
-  }
-}
 
 /** Explicit ONNX pads `[top, left, bottom, right]` of a window, from rxgrad's padding rule. */
 function pads(shape: Shape, kernel: [number, number], strides: [number, number], dilation: [number, number], padding: Padding2d, who: LayerNode): { pads: number[]; out: Shape } {
@@ -228,6 +161,14 @@ function emit(g: GraphBuilder, n: LayerNode, x: Value): Value {
     case 'gru':
     case 'simpleRnn':
       return recurrent(g, n, x);
+    case 'encoderDecoder': {
+      // The encoder runs on the source column (a graph input); its output is the memory the decoder's cross-attention reads.
+      const [encoder, decoder] = n.children as [LayerNode, LayerNode];
+      const ids = encoder.children[0]?.kind === 'embedding';
+      const source = g.column(c['source'] as string, c['sourceShape'] as number[], ids ? onnx.TensorProto.DataType.INT32 : onnx.TensorProto.DataType.FLOAT);
+      g.columns.set(c['memory'] as string, g.nhwc(emit(g, encoder, { ...source, shape: c['sourceShape'] as number[] })));
+      return emit(g, decoder, x);
+    }
     case 'multiHeadAttention':
       return attention(g, n, x);
     default:
@@ -262,76 +203,11 @@ function layerNorm(g: GraphBuilder, x: string, gain: string, bias: string, epsil
   return g.op('Add', [g.op('Mul', [normed, gain], {}, hint), bias], {}, hint);
 }
 
-/** lstm / gru / simpleRnn as ONNX LSTM / GRU (linear_before_reset) / RNN over a time-major transpose. */
-function recurrent(g: GraphBuilder, n: LayerNode, x: Value): Value {
-  const c = n.config;
-  if (c['initialState'] !== 'zeros') throw new OnnxError(`exportOnnx: layer '${n.name}' (${n.kind}) has initialState '${String(c['initialState'])}'; only 'zeros' has an ONNX form here`);
-  const kind = n.kind as RecurrentKind;
-  const U = num(c, 'units');
-  const [T, F] = x.shape as [number, number];
-  const perm = gatePermutation(GATE_ORDER.rxgrad[kind], GATE_ORDER.onnx[kind]);
-  const G = perm.length;
-  const W = g.floats(`${n.prefix}kernel`, [1, G * U, F], kernelToGateMajor(g.weight(`${n.prefix}kernel`), F, U, perm));
-  const R = g.floats(`${n.prefix}recurrentKernel`, [1, G * U, U], kernelToGateMajor(g.weight(`${n.prefix}recurrentKernel`), U, U, perm));
-  const b = g.weight(`${n.prefix}bias`);
-  const biases = new Float32Array(2 * G * U);
-  if (kind === 'gru') {
-    biases.set(permuteGates(b.subarray(0, G * U), U, perm), 0);
-    biases.set(permuteGates(b.subarray(G * U), U, perm), G * U);
-  } else biases.set(permuteGates(b, U, perm), 0);
-  const B = g.floats(`${n.prefix}bias`, [1, 2 * G * U], biases);
-  const timeMajor = g.op('Transpose', [x.name], { perm: [1, 0, 2] }, n.name);
-  const attrs: Record<string, AttributeValue> = { hidden_size: U };
-  if (kind === 'gru') attrs['linear_before_reset'] = 1;
-  g.op({ lstm: 'LSTM', gru: 'GRU', simpleRnn: 'RNN' }[kind], [timeMajor, W, R, B], attrs, n.name, kind === 'lstm' ? 3 : 2);
-  const [Y, Yh] = g.lastOutputs() as [string, string];
-  if (c['returnSequences'] === true) {
-    const seq = g.op('Reshape', [Y, g.ints('shape', [T, -1, U])], {}, n.name);
-    return { name: g.op('Transpose', [seq], { perm: [1, 0, 2] }, n.name), shape: [T, U], nchw: false };
-  }
-  return { name: g.op('Reshape', [Yh, g.ints('shape', [-1, U])], {}, n.name), shape: [U], nchw: false };
-}
-
-/** Self-attention (causal or not) as MatMul/Reshape/Transpose/Softmax; masks from side columns have no single-input form. */
-function attention(g: GraphBuilder, n: LayerNode, x: Value): Value {
-  const c = n.config;
-  if (c['cross'] || c['mask']) {
-    throw new OnnxError(`exportOnnx: layer '${n.name}' (multiHeadAttention) reads side column '${String((c['cross'] as { column?: string } | null)?.column ?? c['mask'])}'; graphs with side inputs are not exported (self-attention without a padding mask is)`);
-  }
-  const [T, D] = x.shape as [number, number];
-  const H = num(c, 'heads');
-  const dk = num(c, 'keyDim');
-  const dv = num(c, 'valueDim');
-  const out = (c['outputDim'] as number | null) ?? D;
-  const bias = c['useBias'] !== false;
-  const project = (what: string, width: number, inDim: number) => {
-    const y = g.op('MatMul', [x.name, g.param(`${n.prefix}${what}/kernel`, [inDim, width])], {}, `${n.name}/${what}`);
-    return bias ? g.op('Add', [y, g.param(`${n.prefix}${what}/bias`, [width])], {}, `${n.name}/${what}`) : y;
-  };
-  const heads = (v: string, size: number, perm: number[]) => g.op('Transpose', [g.op('Reshape', [v, g.ints('shape', [0, 0, H, size])], {}, n.name)], { perm }, n.name);
-  const q = heads(project('query', H * dk, D), dk, [0, 2, 1, 3]);
-  const k = heads(project('key', H * dk, D), dk, [0, 2, 3, 1]);
-  const v = heads(project('value', H * dv, D), dv, [0, 2, 1, 3]);
-  let scores = g.op('Mul', [g.op('MatMul', [q, k], {}, n.name), g.floats(g.fresh(`${n.name}/scale`), [], new Float32Array([1 / Math.sqrt(dk)]))], {}, n.name);
-  if (c['causal'] === true) {
-    // rxgrad replaces masked scores by −1e30; adding −1e30 to a finite score gives the same float.
-    const mask = new Float32Array(T * T);
-    for (let t = 0; t < T; t++) mask.fill(-1e30, t * T + t + 1, (t + 1) * T);
-    scores = g.op('Add', [scores, g.floats(g.fresh(`${n.name}/causal`), [T, T], mask)], {}, n.name);
-  }
-  const weights = g.op('Softmax', [scores], { axis: -1 }, n.name);
-  const mixed = g.op('Transpose', [g.op('MatMul', [weights, v], {}, n.name)], { perm: [0, 2, 1, 3] }, n.name);
-  const joined = g.op('Reshape', [mixed, g.ints('shape', [0, 0, H * dv])], {}, n.name);
-  let y = g.op('MatMul', [joined, g.param(`${n.prefix}output/kernel`, [H * dv, out])], {}, `${n.name}/output`);
-  if (bias) y = g.op('Add', [y, g.param(`${n.prefix}output/bias`, [out])], {}, `${n.name}/output`);
-  return { name: y, shape: [T, out], nchw: false };
-}
-
 /** Every layer (at any depth) that has no ONNX form, as `name (kind)`. */
 function unexportable(nodes: readonly LayerNode[]): string[] {
   const known = new Set(['chain', 'residual', 'parallel', 'transformerEncoderBlock', 'transformerDecoderBlock', 'dense', 'conv2d', 'maxPool2d', 'avgPool2d',
     'globalAvgPool2d', 'flatten', 'batchNorm', 'relu', 'sigmoid', 'tanh', 'leakyRelu', 'gelu', 'softmax', 'embedding', 'layerNorm', 'positionalEncoding',
-    'lstm', 'gru', 'simpleRnn', 'multiHeadAttention', ...INFERENCE_IDENTITY]);
+    'lstm', 'gru', 'simpleRnn', 'multiHeadAttention', 'encoderDecoder', ...INFERENCE_IDENTITY]);
   return nodes.flatMap((n) => [...(known.has(n.kind) ? [] : [`'${n.name}' (${n.kind})`]), ...unexportable(n.children)]);
 }
 
@@ -352,10 +228,6 @@ export function toOnnx(model: Model, options: OnnxExportOptions = {}): Uint8Arra
   v = g.nhwc(v);
   g.nodes.push({ opType: 'Identity', name: 'output/Identity', input: [v.name], output: ['output'] });
   const E = onnx.TensorProto.DataType;
-  const io = (name: string, elemType: number, shape: Shape) => ({
-    name,
-    type: { tensorType: { elemType, shape: { dim: [{ dimParam: 'batch' }, ...shape.map((d) => ({ dimValue: d }))] } } },
-  });
   const modelDescription = { inputShape: model.inputShape, layers: model.layers.map((l) => ({ kind: l.kind, name: l.name, config: l.config() })) };
   const bytes = encodeModel({
     irVersion: 8,
@@ -367,8 +239,8 @@ export function toOnnx(model: Model, options: OnnxExportOptions = {}): Uint8Arra
       name: options.graphName ?? model.name,
       node: g.nodes,
       initializer: g.initializers,
-      input: [io('input', model.inputDType === 'int32' ? E.INT32 : E.FLOAT, model.inputShape)],
-      output: [io('output', E.FLOAT, v.shape)],
+      input: [valueInfo('input', model.inputDType === 'int32' ? E.INT32 : E.FLOAT, model.inputShape), ...g.sideInputs],
+      output: [valueInfo('output', E.FLOAT, v.shape)],
     },
   });
   if (formatShape(v.shape) !== formatShape(model.outputShape)) throw new OnnxError(`exportOnnx: the graph's output shape ${formatShape(v.shape)} differs from the model's ${formatShape(model.outputShape)} (a bug: please report)`);

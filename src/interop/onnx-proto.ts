@@ -11,6 +11,7 @@ export type GraphProto = onnxProto.onnx.IGraphProto;
 export type NodeProto = onnxProto.onnx.INodeProto;
 export type TensorProto = onnxProto.onnx.ITensorProto;
 export type AttributeProto = onnxProto.onnx.IAttributeProto;
+export type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
 
 /** Opsets the exporter writes and the importer reads (default domain). */
 export const MIN_OPSET = 13;

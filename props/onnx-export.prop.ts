@@ -136,6 +136,18 @@ const cases: Record<string, fc.Arbitrary<{ layers: () => Layer[]; inputShape: Sh
     inputShape: [d.t, d.f],
     layers: () => [op.lstm({ units: d.u, returnSequences: true }), op.gru({ units: d.u + 1, returnSequences: true }), op.simpleRnn({ units: d.u, returnSequences: d.seq }), op.dense(2)],
   })),
+  'recurrent initial states (learned, column)': fc.record({ t: dim(4), f: dim(3), u: dim(4) }).map((d) => ({
+    inputShape: [d.t, d.f],
+    sides: [
+      { name: 'h0', shape: [d.u], values: (rows, rng) => Float32Array.from({ length: rows * d.u }, () => rng.uniform() * 2 - 1) },
+      { name: 'hc0', shape: [2, d.u], values: (rows, rng) => Float32Array.from({ length: rows * 2 * d.u }, () => rng.uniform() * 2 - 1) },
+    ],
+    layers: () => [
+      op.lstm({ units: d.u, returnSequences: true, initialState: 'learned' }), op.gru({ units: d.u, returnSequences: true, initialState: 'column', initialStateColumn: 'h0' }),
+      op.lstm({ units: d.u, returnSequences: true, initialState: 'column', initialStateColumn: 'hc0' }), op.simpleRnn({ units: d.u, returnSequences: true, initialState: 'learned' }),
+      op.gru({ units: 2, initialState: 'learned' }),
+    ],
+  })),
   'multiHeadAttention, Transformer blocks': fc.record({ t: dim(5), heads: dim(3), keyDim: dim(3), causal: fc.boolean(), post: fc.boolean(), relu: fc.boolean() }).map((d) => ({
     inputShape: [d.t, d.heads * d.keyDim],
     layers: () => [

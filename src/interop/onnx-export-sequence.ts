@@ -2,17 +2,39 @@
  * The exporter's sequence layers: recurrent layers as ONNX LSTM / GRU / RNN, and multi-head attention
  * (self or cross, causal, padding masks from side-column graph inputs) as standard ops.
  */
-import { OnnxError, onnx, type AttributeValue } from './onnx-proto.ts';
+import { onnx, type AttributeValue } from './onnx-proto.ts';
 import type { GraphBuilder, Value } from './onnx-graph-builder.ts';
 import type { LayerNode } from './layer-tree.ts';
 import { GATE_ORDER, gatePermutation, kernelToGateMajor, permuteGates, type RecurrentKind } from './layouts.ts';
 
 const num = (c: Record<string, unknown>, key: string): number => c[key] as number;
 
+/**
+ * The optional inputs after B: `['', initial_h(, initial_c)]` (each `[1, batch, U]`) for a learned state
+ * (the parameter `[S, U]` expanded over the batch) or a column state (the graph input `[batch, (S,) U]`,
+ * state-major); none for zeros. S = 2 for LSTM (h then c, as rxgrad stores it), else 1.
+ */
+function initialStates(g: GraphBuilder, n: LayerNode, x: Value, S: number, U: number): string[] {
+  const mode = n.config['initialState'];
+  if (mode === 'zeros') return [];
+  let stateMajor: string;
+  if (mode === 'learned') {
+    const table = g.param(`${n.prefix}initialState`, S === 1 ? [U] : [S, U]);
+    const batch = g.op('Slice', [g.op('Shape', [x.name], {}, n.name), g.ints('start', [0]), g.ints('end', [1])], {}, n.name);
+    const shape = g.op('Concat', [g.ints('states', [S]), batch, g.ints('units', [U])], { axis: 0 }, n.name);
+    stateMajor = g.op('Expand', [g.op('Reshape', [table, g.ints('shape', [S, 1, U])], {}, n.name), shape], {}, n.name);
+  } else {
+    const column = g.column(n.config['initialStateColumn'] as string, S === 1 ? [U] : [S, U]);
+    stateMajor = g.op('Transpose', [g.op('Reshape', [column.name, g.ints('shape', [-1, S, U])], {}, n.name)], { perm: [1, 0, 2] }, n.name);
+  }
+  if (S === 1) return ['', stateMajor];
+  const slice = (i: number) => g.op('Slice', [stateMajor, g.ints('start', [i]), g.ints('end', [i + 1]), g.ints('axes', [0])], {}, n.name);
+  return ['', slice(0), slice(1)];
+}
+
 /** lstm / gru / simpleRnn as ONNX LSTM / GRU (linear_before_reset) / RNN over a time-major transpose. */
 export function recurrent(g: GraphBuilder, n: LayerNode, x: Value): Value {
   const c = n.config;
-  if (c['initialState'] !== 'zeros') throw new OnnxError(`exportOnnx: layer '${n.name}' (${n.kind}) has initialState '${String(c['initialState'])}'; only 'zeros' has an ONNX form here`);
   const kind = n.kind as RecurrentKind;
   const U = num(c, 'units');
   const [T, F] = x.shape as [number, number];
@@ -30,7 +52,7 @@ export function recurrent(g: GraphBuilder, n: LayerNode, x: Value): Value {
   const timeMajor = g.op('Transpose', [x.name], { perm: [1, 0, 2] }, n.name);
   const attrs: Record<string, AttributeValue> = { hidden_size: U };
   if (kind === 'gru') attrs['linear_before_reset'] = 1;
-  g.op({ lstm: 'LSTM', gru: 'GRU', simpleRnn: 'RNN' }[kind], [timeMajor, W, R, B], attrs, n.name, kind === 'lstm' ? 3 : 2);
+  g.op({ lstm: 'LSTM', gru: 'GRU', simpleRnn: 'RNN' }[kind], [timeMajor, W, R, B, ...initialStates(g, n, x, kind === 'lstm' ? 2 : 1, U)], attrs, n.name, kind === 'lstm' ? 3 : 2);
   const [Y, Yh] = g.lastOutputs() as [string, string];
   if (c['returnSequences'] === true) {
     const seq = g.op('Reshape', [Y, g.ints('shape', [T, -1, U])], {}, n.name);

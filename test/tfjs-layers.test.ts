@@ -98,6 +98,11 @@ describe('TF.js layers format', () => {
         tf.layers.layerNormalization(), tf.layers.simpleRNN({ units: 3 }), tf.layers.dense({ units: 2, activation: 'sigmoid' }),
       ],
     }), [5], true],
+    ['a functional chain (tf.model) with dense layers', () => {
+      const input = tf.input({ shape: [6] });
+      const hidden = tf.layers.dense({ units: 5, activation: 'relu' }).apply(input) as tf.SymbolicTensor;
+      return tf.model({ inputs: input, outputs: tf.layers.dense({ units: 2 }).apply(hidden) as tf.SymbolicTensor });
+    }, [6], false],
     ['an MLP with global pooling and gelu', () => tf.sequential({
       layers: [tf.layers.conv2d({ inputShape: [4, 4, 3], filters: 5, kernelSize: 1 }), tf.layers.globalAveragePooling2d({}), tf.layers.dense({ units: 4, activation: 'gelu_new' as 'relu' }), tf.layers.reLU(), tf.layers.softmax()],
     }), [4, 4, 3], false],
@@ -180,6 +185,9 @@ describe('TF.js layers format', () => {
     await writeFile(join(dir, 'nan', 'weights.bin'), new Uint8Array(weights.buffer).subarray(0, 20));
     await assert.rejects(loadTfjsLayers(path), /weight 'dense_Dense\d+\/kernel' \[3, 2\] ends at byte 24, past the 20 bytes of the weight files/);
     await writeFile(join(dir, 'nan', 'weights.bin'), new Uint8Array(noise(8).buffer));
+    const input = tf.input({ shape: [3] });
+    const branched = tf.model({ inputs: input, outputs: tf.layers.add().apply([tf.layers.dense({ units: 2, name: 'left' }).apply(input), tf.layers.dense({ units: 2, name: 'right' }).apply(input)] as tf.SymbolicTensor[]) as tf.SymbolicTensor });
+    await assert.rejects(loadTfjsLayers(await saveFromTfjs(branched, 'branched')), /layer 'right' \(Dense\) takes \[input\d+\]; rxgrad reads functional models that are one chain/);
     const json = JSON.parse(await readFile(path, 'utf8')) as TfjsModelJson;
     (json.modelTopology.config as { layers: { class_name: string }[] }).layers[0]!.class_name = 'Conv3D';
     await writeFile(path, JSON.stringify(json));

@@ -57,13 +57,39 @@ const pairOf = (v: unknown, fallback: number): [number, number] => (Array.isArra
 
 // ---------------------------------------------------------------- in
 
-/** The Keras layers of a topology (Sequential, or its older bare-list form). */
+/** Layer names a Keras `inbound_nodes` entry refers to (Keras 2 `[[name, node, tensor, kwargs]]`, Keras 3 `keras_history`). */
+function inboundNames(v: unknown, into: string[] = []): string[] {
+  if (Array.isArray(v)) {
+    if (typeof v[0] === 'string' && typeof v[1] === 'number') into.push(v[0]);
+    else for (const e of v) inboundNames(e, into);
+  } else if (v && typeof v === 'object') {
+    const history = (v as { keras_history?: unknown[] }).keras_history;
+    if (Array.isArray(history) && typeof history[0] === 'string') into.push(history[0]);
+    else for (const e of Object.values(v)) inboundNames(e, into);
+  }
+  return into;
+}
+
+/**
+ * The Keras layers of a topology, in order: a Sequential (or its older bare-list form), or a functional
+ * Model whose layers form one chain (each layer fed by the one before it; anything else is an error
+ * naming the layer that branches or merges).
+ */
 function kerasLayers(topology: TfjsModelJson['modelTopology'], source: string): KerasLayer[] {
   const top = (topology as { model_config?: TfjsModelJson['modelTopology'] }).model_config ?? topology;
-  if (top.class_name !== 'Sequential') throw new TfjsFormatError(`${source}: modelTopology is a '${top.class_name}'; rxgrad reads Sequential models`);
-  const config = top.config as { layers?: KerasLayer[] } | KerasLayer[];
+  const functional = top.class_name === 'Model' || top.class_name === 'Functional';
+  if (top.class_name !== 'Sequential' && !functional) throw new TfjsFormatError(`${source}: modelTopology is a '${top.class_name}'; rxgrad reads Sequential models and single-chain functional Models`);
+  const config = top.config as { layers?: (KerasLayer & { name?: string; inbound_nodes?: unknown })[] } | KerasLayer[];
   const layers = Array.isArray(config) ? config : config.layers;
   if (!Array.isArray(layers) || layers.length === 0) throw new TfjsFormatError(`${source}: modelTopology.config has no layers`);
+  if (functional) {
+    layers.forEach((layer, i) => {
+      const from = inboundNames((layer as { inbound_nodes?: unknown }).inbound_nodes ?? []);
+      const previous = i > 0 ? String(layers[i - 1]!.config['name'] ?? (layers[i - 1] as { name?: string }).name) : null;
+      const ok = i === 0 ? from.length === 0 : from.length === 1 && from[0] === previous;
+      if (!ok) throw new TfjsFormatError(`${source}: layer '${String(layer.config['name'])}' (${layer.class_name}) takes [${from.join(', ')}]; rxgrad reads functional models that are one chain (each layer fed by the previous)`);
+    });
+  }
   return layers;
 }
 

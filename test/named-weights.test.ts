@@ -2,7 +2,7 @@
  * loadWeights: PyTorch state dicts (safetensors written by test/fixtures/make_torch_onnx.py from the
  * same models as the ONNX fixtures) into rxgrad models built in code, names mapped by a table or a
  * function. The LSTM and GRU (gate orders, [out, in] transposes, bias pairs) then predict PyTorch's
- * recorded outputs to 1e-5; the CNN's conv kernels (OIHW → HWIO) equal those the ONNX importer reads
+ * recorded outputs to 1e-5, as does PyTorch's TransformerEncoderLayer (its packed in_proj split in three); the CNN's conv kernels (OIHW → HWIO) equal those the ONNX importer reads
  * from the same model; the report lists loaded, missing and left-over names; bad maps and values are
  * errors naming the tensor and leave the model unchanged.
  */
@@ -88,6 +88,27 @@ describe('loadWeights (PyTorch state dicts in safetensors)', () => {
     model.dispose();
   });
 
+  it("PyTorch's TransformerEncoderLayer (packed in_proj split into query/key/value) predicts what PyTorch did", async () => {
+    const model = sequential([op.transformerEncoderBlock({ heads: 2, dim: 8, ffDim: 16, norm: 'post', activation: 'relu', epsilon: 1e-5 })], { inputShape: [5, 8] });
+    const block = 'transformerEncoderBlock_1';
+    const attention = `${block}/self_attention/multiHeadAttention_1`;
+    const report = await loadWeights(model, fixture('torch_transformer.safetensors'), {
+      map: {
+        'self_attn.in_proj_weight': ['query', 'key', 'value'].map((p) => `${attention}/${p}/kernel`),
+        'self_attn.in_proj_bias': ['query', 'key', 'value'].map((p) => `${attention}/${p}/bias`),
+        'self_attn.out_proj.weight': `${attention}/output/kernel`, 'self_attn.out_proj.bias': `${attention}/output/bias`,
+        'linear1.weight': `${block}/feed_forward/dense_1/kernel`, 'linear1.bias': `${block}/feed_forward/dense_1/bias`,
+        'linear2.weight': `${block}/feed_forward/dense_2/kernel`, 'linear2.bias': `${block}/feed_forward/dense_2/bias`,
+        'norm1.weight': `${block}/self_attention_norm/gain`, 'norm1.bias': `${block}/self_attention_norm/bias`,
+        'norm2.weight': `${block}/feed_forward_norm/gain`, 'norm2.bias': `${block}/feed_forward_norm/bias`,
+      },
+    });
+    assert.deepEqual([report.missing, report.unused], [[], []]);
+    assert.deepEqual(report.loaded.find((l) => l.target === `${attention}/key/kernel`), { target: `${attention}/key/kernel`, sources: ['self_attn.in_proj_weight[1/3]'], conversion: 'transposed [out, in] → [in, out]' });
+    await assertPredictsTorch(model, 'torch_transformer');
+    model.dispose();
+  });
+
   it('bad maps, shapes and values are errors naming the tensor, and the model is unchanged', async () => {
     const model = sequential([op.dense(3)], { inputShape: [4] });
     const before = model.getWeights();
@@ -100,6 +121,7 @@ describe('loadWeights (PyTorch state dicts in safetensors)', () => {
     assert.throws(() => loadWeightsFrom(model, file({ 'fc.weight': t([4, 3]) }), { map: { 'fc.weight': 'dense_1/kernel' } }), /'fc\.weight' \[4, 3\] → 'dense_1\/kernel' \[4, 3\]: expected PyTorch's \[3, 4\] \(\[out, in\]\)/);
     assert.throws(() => loadWeightsFrom(model, file({ 'fc.weight': t([3, 4], Number.NaN) }), { map: { 'fc.weight': 'dense_1/kernel' } }), /'fc\.weight' holds NaN at element 0/);
     assert.throws(() => loadWeightsFrom(model, file({ 'fc.weight': t([3, 4]) }), { map: { 'fc.weight': 'dense_1/kernel' }, strict: true }), /no tensor for dense_1\/bias \(strict\)/);
+    assert.throws(() => loadWeightsFrom(model, file({ 'fc.weight': t([3, 4]) }), { map: { 'fc.weight': ['dense_1/kernel', 'dense_1/bias'] } }), /'fc\.weight' \[3, 4\] cannot be split into 2 equal parts/);
     assert.deepEqual(model.getWeights(), before, 'no parameter changed');
     const report = loadWeightsFrom(model, file({ 'dense_1/kernel': t([4, 3], 0.25) }), { layout: 'rxgrad' });
     assert.deepEqual(report.loaded, [{ target: 'dense_1/kernel', sources: ['dense_1/kernel'], conversion: 'copied' }]);

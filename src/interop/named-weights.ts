@@ -11,8 +11,12 @@ import { formatShape, sizeOf, type Shape } from '../tensor.ts';
 import { layerTree, type LayerNode } from './layer-tree.ts';
 import { GATE_ORDER, gateMajorToKernel, gatePermutation, oihwToHwio, permuteGates, transpose2d, type RecurrentKind } from './layouts.ts';
 
-/** Source tensor name → model parameter name (null/undefined: not loaded, reported as left over). */
-export type WeightNameMap = ((source: string) => string | null | undefined) | Readonly<Record<string, string>>;
+/**
+ * Source tensor name → model parameter name (null/undefined: not loaded, reported as left over), or several
+ * names: the tensor is split into that many equal parts along its first axis (PyTorch's packed
+ * `in_proj_weight` → query, key, value).
+ */
+export type WeightNameMap = ((source: string) => string | readonly string[] | null | undefined) | Readonly<Record<string, string | readonly string[]>>;
 
 /** Options of {@link loadWeights}. */
 export interface LoadWeightsOptions {
@@ -131,19 +135,31 @@ export function loadWeightsFrom(model: Model, tensors: ReadonlyMap<string, Safet
   const shapes = new Map(model.parameters().map((p) => [p.name, p.shape]));
   const byTarget = new Map<string, Source[]>();
   const unused: string[] = [];
+  const take = (name: string, mapped: string, tensor: SafetensorsTensor) => {
+    const [target, suffix] = mapped.split('#') as [string, string | undefined];
+    if (!shapes.has(target)) throw new WeightLoadError(`${file}: '${name}' maps to '${target}', which the model does not have (its parameters: ${[...shapes.keys()].join(', ')})`);
+    const half = suffix === 'input' ? 0 : suffix === 'recurrent' ? 1 : /(^|[._])(weight|bias)_ih/.test(name) ? 0 : /(^|[._])(weight|bias)_hh/.test(name) ? 1 : null;
+    byTarget.set(target, [...(byTarget.get(target) ?? []), { name, tensor, half }]);
+  };
   for (const [name, tensor] of tensors) {
     const mapped = targetOf(name);
     if (mapped === null || mapped === undefined) {
       unused.push(name);
       continue;
     }
-    const [target, suffix] = mapped.split('#') as [string, string | undefined];
-    if (!shapes.has(target)) throw new WeightLoadError(`${file}: '${name}' maps to '${target}', which the model does not have (its parameters: ${[...shapes.keys()].join(', ')})`);
     if (tensor.dtype !== 'F32') throw new WeightLoadError(`${file}: '${name}' is ${tensor.dtype}; parameters are float32`);
     const bad = (tensor.data as Float32Array).findIndex((v) => !Number.isFinite(v));
     if (bad >= 0) throw new WeightLoadError(`${file}: '${name}' holds ${tensor.data[bad]} at element ${bad}: weights must be finite`);
-    const half = suffix === 'input' ? 0 : suffix === 'recurrent' ? 1 : /(^|[._])(weight|bias)_ih/.test(name) ? 0 : /(^|[._])(weight|bias)_hh/.test(name) ? 1 : null;
-    byTarget.set(target, [...(byTarget.get(target) ?? []), { name, tensor, half }]);
+    if (typeof mapped === 'string') {
+      take(name, mapped, tensor);
+      continue;
+    }
+    // One tensor, several parameters: equal parts along the first axis.
+    const parts = mapped.length;
+    const rows = tensor.shape[0] ?? 0;
+    if (parts === 0 || rows % parts !== 0) throw new WeightLoadError(`${file}: '${name}' ${formatShape(tensor.shape)} cannot be split into ${parts} equal parts along its first axis`);
+    const size = tensor.data.length / parts;
+    mapped.forEach((target, i) => take(`${name}[${i}/${parts}]`, target, { dtype: 'F32', shape: [rows / parts, ...tensor.shape.slice(1)], data: tensor.data.subarray(i * size, (i + 1) * size) }));
   }
   const owner = owners(model);
   const weights = new Map<string, Float32Array>();

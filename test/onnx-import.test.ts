@@ -124,6 +124,23 @@ describe('bad ONNX files and unexportable layers: clear errors', () => {
     model.dispose();
   });
 
+  it('parallel branches are refused naming the node; a residual Add is read as a residual block', () => {
+    const branches: NodeProto[] = [
+      { opType: 'Relu', name: 'left', input: ['x'], output: ['a'] }, { opType: 'Sigmoid', name: 'right', input: ['x'], output: ['b'] },
+      { opType: 'Add', name: 'merge', input: ['a', 'b'], output: ['y'] },
+    ];
+    assert.throws(() => fromOnnx(graph([4], branches, []), 'm.onnx'), /m\.onnx: node 'right' \(Sigmoid\): reads 'x' while the chain is at 'a': parallel branches are not supported/);
+    const skip: NodeProto[] = [
+      { opType: 'Gemm', name: 'fc1', input: ['x', 'W', 'b'], output: ['h'] }, { opType: 'Relu', name: 'r', input: ['h'], output: ['a'] },
+      { opType: 'Gemm', name: 'fc2', input: ['a', 'W2'], output: ['c'] }, { opType: 'Add', name: 'sum', input: ['a', 'c'], output: ['y'] },
+    ];
+    const w2 = noise(9);
+    const model = fromOnnx(graph([4], skip, [W, b, floatTensor('W2', [3, 3], w2)]));
+    assert.deepEqual(model.layers.map((l) => l.kind), ['dense', 'relu', 'residual']);
+    assert.deepEqual(model.getWeights().get('residual_1/dense_2/kernel'), w2, "the block's weights are named under the residual");
+    model.dispose();
+  });
+
   it('unsupported operators: one error listing them all', () => {
     const nodes: NodeProto[] = [
       { opType: 'Erf', name: 'e1', input: ['x'], output: ['a'] }, { opType: 'Relu', name: 'r', input: ['a'], output: ['b'] },

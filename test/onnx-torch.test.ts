@@ -1,5 +1,5 @@
 /**
- * PyTorch interop: small CNN (conv, batch-norm, ReLU, max/avg pooling, flatten, linear), LSTM and GRU
+ * PyTorch interop: small CNN (conv, batch-norm, ReLU, max/avg pooling, flatten, linear), a ResNet block, LSTM and GRU
  * models exported by `torch.onnx.export` (test/fixtures/make_torch_onnx.py; PyTorch and onnx versions
  * in the .json next to each file) import, predict what PyTorch recorded for the same inputs to
  * 1e-5·max(1, ‖torch‖∞), and then keep learning online: the loss falls on a stream of batches.
@@ -80,6 +80,22 @@ describe('PyTorch-exported ONNX models', () => {
       const [n, c, h, w] = record.inputShape as [number, number, number, number];
       assertClose(await predict(model, nchwToNhwc(Float32Array.from(record.input), n, c, h, w)), record.output, `CNN (torch ${record.torch})`);
       const { first, last } = await fineTune(model, 5, 7);
+      assert.ok(last < 0.8 * first, `fine-tuning: loss ${first} → ${last} should fall`);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('a ResNet block (conv-BN-ReLU-conv-BN + skip) becomes a residual layer, predicts what PyTorch did, then fine-tunes', async () => {
+    const record = JSON.parse(await readFile(fixture('torch_resnet.json'), 'utf8')) as TorchRecord;
+    const model = await importOnnx(fixture('torch_resnet.onnx'));
+    try {
+      assert.deepEqual(model.layers.map((l) => l.kind), ['conv2d', 'batchNorm', 'relu', 'residual', 'relu', 'globalAvgPool2d', 'dense']);
+      const block = model.layers[3]!.config()['layers'] as { kind: string }[];
+      assert.deepEqual(block.map((l) => l.kind), ['conv2d', 'batchNorm', 'relu', 'conv2d', 'batchNorm']);
+      const [n, c, h, w] = record.inputShape as [number, number, number, number];
+      assertClose(await predict(model, nchwToNhwc(Float32Array.from(record.input), n, c, h, w)), record.output, `ResNet block (torch ${record.torch})`);
+      const { first, last } = await fineTune(model, 3, 5);
       assert.ok(last < 0.8 * first, `fine-tuning: loss ${first} → ${last} should fall`);
     } finally {
       model.dispose();

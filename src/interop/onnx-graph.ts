@@ -10,7 +10,7 @@
  */
 import type { Layer } from '../layer.ts';
 import { formatShape } from '../tensor.ts';
-import { batchNorm, conv2d, dense, embedding, gelu, globalAvgPool2d, gru, layerNorm, leakyRelu, lstm, maxPool2d, relu, sigmoid, simpleRnn, softmax, tanh } from '../../operators/index.ts';
+import { batchNorm, conv2d, dense, embedding, gelu, residual, globalAvgPool2d, gru, layerNorm, leakyRelu, lstm, maxPool2d, relu, sigmoid, simpleRnn, softmax, tanh } from '../../operators/index.ts';
 import { avgPool2d } from '../../operators/avg-pool2d.ts';
 import { flattenValue, isIdentity, reshapeValue, rxShape, windowOf, type AddLayer, type Axis, type Built, type Value } from './onnx-graph-values.ts';
 import { GATE_ORDER, gateMajorToKernel, gatePermutation, oihwToHwio, recurrentBiasFromOnnx, transpose2d, type RecurrentKind } from './layouts.ts';
@@ -66,14 +66,22 @@ export function layersFromGraph(model: ModelProto, constants: Map<string, Tensor
   const inputShape = rxShape(start);
 
   const layers: Layer[] = [];
-  const weights = new Map<string, Float32Array>();
+  // Parameters per layer, and the blocks of residuals made here: full names are known once nesting is.
+  const paramsOf = new Map<Layer, Record<string, Float32Array>>();
+  const blocks = new Map<Layer, Layer[]>();
+  /** How many layers existed when each value was produced: a residual Add wraps the layers since its skip input. */
+  const producedAt = new Map<string, number>([[input.name!, 0]]);
+  // The chain: each node reads the value the node before produced (`current`); a residual Add also reads
+  // one the chain passed through earlier. Anything else is a branch, refused rather than misread.
+  let current = input.name!;
+  const passed = new Set<string>([current]);
   const counts = new Map<string, number>();
   const add = (kind: string, make: (name: string) => Layer, params: Record<string, Float32Array> = {}) => {
     const n = (counts.get(kind) ?? 0) + 1;
     counts.set(kind, n);
-    const name = `${kind}_${n}`;
-    layers.push(make(name));
-    for (const [k, v] of Object.entries(params)) weights.set(`${name}/${k}`, v);
+    const layer = make(`${kind}_${n}`);
+    layers.push(layer);
+    paramsOf.set(layer, params);
   };
   const skip = new Set<NodeProto>();
 
@@ -101,8 +109,17 @@ export function layersFromGraph(model: ModelProto, constants: Map<string, Tensor
     };
     const floats = (i: number, what: string) => constant(i, what).floats ?? fail(`${what} '${ins[i]}' must be float`);
     const optional = (i: number) => (ins[i] ? constants.get(ins[i]!) : undefined);
-    // The one non-constant input this node reads.
+    // The one non-constant input this node reads (two for a residual Add).
     const flowing = ins.filter((n) => values.has(n));
+    if (node.opType === 'Add' && flowing.length === 2) {
+      const skip = flowing.find((n) => n !== current);
+      if (!flowing.includes(current) || !skip || !passed.has(skip)) fail(`adds '${flowing.join("' and '")}': a residual Add needs the chain's latest value and one it passed through`);
+      residualAdd(node, [skip!, current], values, producedAt, layers, blocks, add, fail);
+      producedAt.set(outs[0]!, layers.length);
+      passed.add((current = outs[0]!));
+      continue;
+    }
+    if (flowing.length === 1 && flowing[0] !== current) fail(`reads '${flowing[0]}' while the chain is at '${current}': parallel branches are not supported (a residual Add is)`);
     if (flowing.length !== 1) fail(`reads ${flowing.length} tensors computed by the graph (${flowing.join(', ') || 'none'}); rxgrad imports chains (one computed input per node)`);
     const x = values.get(flowing[0]!)!;
     const rx = rxShape(x);
@@ -187,7 +204,7 @@ export function layersFromGraph(model: ModelProto, constants: Map<string, Tensor
         break;
       }
       case 'Add':
-        fail('an Add that is not the bias of a MatMul (residual sums are imported from rxgrad exports only)');
+        fail('an Add of a constant that is not the bias of a MatMul is not supported');
         break;
       case 'Conv': {
         needPlain('Conv');
@@ -324,11 +341,26 @@ export function layersFromGraph(model: ModelProto, constants: Map<string, Tensor
       default:
         fail('not supported');
     }
+    // A MatMul whose bias Add was folded in produces the Add's output.
+    const fused = [...skip].filter((n) => n.input?.includes(outs[0] ?? '')).flatMap((n) => n.output ?? []);
+    for (const o of [...outs, ...fused]) {
+      if (!o || !values.has(o)) continue;
+      producedAt.set(o, layers.length);
+      passed.add((current = o));
+    }
   }
   const output = values.get(graph.output![0]!.name!);
   if (!output) throw new OnnxError(`${source}: the graph output '${graph.output![0]!.name}' is not computed by the chain from input '${input.name}'`);
   if (output.flatPerm || !isIdentity(output.axes)) throw new OnnxError(`${source}: the output '${graph.output![0]!.name}' (ONNX ${formatShape(output.shape)}) is not in rxgrad's axis order (rxgrad axes [${output.axes.join(', ')}])`);
   if (layers.length === 0) throw new OnnxError(`${source}: the graph computes nothing rxgrad has a layer for`);
+  const weights = new Map<string, Float32Array>();
+  const collect = (list: readonly Layer[], prefix: string) => {
+    for (const layer of list) {
+      for (const [k, v] of Object.entries(paramsOf.get(layer) ?? {})) weights.set(`${prefix}${layer.name}/${k}`, v);
+      collect(blocks.get(layer) ?? [], `${prefix}${layer.name}/`);
+    }
+  };
+  collect(layers, '');
   return { layers, inputShape, weights };
 }
 
@@ -381,4 +413,25 @@ function recurrentNode(
   if (kind === 'lstm') add('lstm', (name) => lstm({ ...options, unitForgetBias: false, name }), params);
   else if (kind === 'gru') add('gru', (name) => gru({ ...options, name }), params);
   else add('simpleRnn', (name) => simpleRnn({ ...options, name }), params);
+}
+
+/**
+ * Add(skip, branch): `skip` is a value the chain passed through earlier, `branch` its latest; the layers
+ * made since `skip` are the residual block (a ResNet block: conv → BN → ReLU → conv → BN, + x).
+ */
+function residualAdd(
+  node: NodeProto, inputs: [string, string], values: Map<string, Value>, producedAt: ReadonlyMap<string, number>, layers: Layer[],
+  blocks: Map<Layer, Layer[]>, add: AddLayer, fail: (m: string) => never,
+): void {
+  const [skip, branch] = inputs.map((n) => ({ name: n, value: values.get(n)!, at: producedAt.get(n)! })) as [{ name: string; value: Value; at: number }, { name: string; value: Value; at: number }];
+  if (skip.at === branch.at) fail(`adds '${skip.name}' and '${branch.name}' with no layer between them: not a residual block`);
+  if (skip.value.axes.join() !== branch.value.axes.join() || skip.value.flatPerm || branch.value.flatPerm) fail(`adds '${skip.name}' and '${branch.name}', held in different layouts`);
+  if (skip.value.shape.join() !== branch.value.shape.join()) fail(`shapes do not chain: adds ONNX ${formatShape(skip.value.shape)} and ${formatShape(branch.value.shape)}`);
+  const block = layers.splice(skip.at);
+  add('residual', (name) => {
+    const layer = residual(block, { name });
+    blocks.set(layer, block);
+    return layer;
+  });
+  values.set(node.output![0]!, { ...branch.value });
 }

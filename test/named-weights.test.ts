@@ -9,28 +9,19 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, describe, it } from 'node:test';
-import { lastValueFrom, of } from 'rxjs';
-import { batchFromArrays, floatColumn } from '../src/batch.ts';
 import { closeDefaultEngine } from '../src/engine.ts';
 import { sequential, type Model } from '../src/model.ts';
 import { decodeSafetensors, encodeSafetensors } from '../src/safetensors.ts';
 import * as op from '../operators/index.ts';
 import { loadWeights, loadWeightsFrom, WeightLoadError } from '../src/interop/named-weights.ts';
 import { importOnnx } from '../src/interop/onnx-import.ts';
+import { assertCloseTo, predict } from './interop-helpers.ts';
 
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;
 
-async function predict(model: Model, features: Float32Array): Promise<Float32Array> {
-  const out = await lastValueFrom(of(batchFromArrays({ features, shape: model.inputShape })).pipe(model.predict()));
-  return floatColumn(out, 'output').values.slice();
-}
-
 async function assertPredictsTorch(model: Model, name: string): Promise<void> {
   const record = JSON.parse(await readFile(fixture(`${name}.json`), 'utf8')) as { input: number[]; output: number[] };
-  const actual = await predict(model, Float32Array.from(record.input));
-  const scale = Math.max(1, ...record.output.map(Math.abs));
-  const worst = Math.max(...record.output.map((v, i) => Math.abs(actual[i]! - v)));
-  assert.ok(worst <= 1e-5 * scale, `${name}: differs from PyTorch by ${worst}`);
+  assertCloseTo(await predict(model, Float32Array.from(record.input)), record.output, `${name} vs PyTorch`);
 }
 
 describe('loadWeights (PyTorch state dicts in safetensors)', () => {

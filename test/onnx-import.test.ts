@@ -9,24 +9,18 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { lastValueFrom, of } from 'rxjs';
-import { batchFromArrays, floatColumn } from '../src/batch.ts';
 import { closeDefaultEngine } from '../src/engine.ts';
 import type { Layer } from '../src/layer.ts';
-import { sequential, type Model } from '../src/model.ts';
+import { sequential } from '../src/model.ts';
 import { Random } from '../src/random.ts';
 import * as op from '../operators/index.ts';
 import { exportOnnx, toOnnx } from '../src/interop/onnx-export.ts';
 import { fromOnnx, importOnnx } from '../src/interop/onnx-import.ts';
 import { encodeModel, floatTensor, onnx, OnnxError, type NodeProto, type TensorProto } from '../src/interop/onnx-proto.ts';
+import { predict } from './interop-helpers.ts';
 
 const rng = new Random(5);
 const noise = (n: number) => Float32Array.from({ length: n }, () => rng.uniform() * 2 - 1);
-
-async function predict(model: Model, features: Float32Array): Promise<Float32Array> {
-  const out = await lastValueFrom(of(batchFromArrays({ features, shape: model.inputShape })).pipe(model.predict()));
-  return floatColumn(out, 'output').values.slice();
-}
 
 /** A one-input float graph from nodes and initializers (opset 17 unless given). */
 function graph(inputShape: number[], nodes: NodeProto[], initializers: TensorProto[], opset = 17, output = 'y'): Uint8Array {

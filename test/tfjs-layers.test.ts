@@ -11,31 +11,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
-import { lastValueFrom, of } from 'rxjs';
-import { batchFromArrays, floatColumn } from '../src/batch.ts';
 import { closeDefaultEngine } from '../src/engine.ts';
 import type { Layer } from '../src/layer.ts';
-import { sequential, type Model } from '../src/model.ts';
+import { sequential } from '../src/model.ts';
 import { Random } from '../src/random.ts';
 import * as op from '../operators/index.ts';
 import { loadTfjsLayers, saveTfjsLayers, TfjsFormatError, type TfjsModelJson } from '../src/interop/tfjs-layers.ts';
+import { assertCloseTo, fineTune, predict } from './interop-helpers.ts';
 
 const rng = new Random(9);
 const noise = (n: number, lo = -1, hi = 1) => Float32Array.from({ length: n }, () => lo + (hi - lo) * rng.uniform());
 let dir = '';
-
-async function rxPredict(model: Model, features: Float32Array | Int32Array): Promise<Float32Array> {
-  const out = await lastValueFrom(of(batchFromArrays({ features, shape: model.inputShape })).pipe(model.predict()));
-  return floatColumn(out, 'output').values.slice();
-}
-
-function assertClose(actual: Float32Array, expected: Float32Array, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: output size`);
-  const scale = Math.max(1, ...expected.map(Math.abs));
-  let worst = 0;
-  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!));
-  assert.ok(worst <= 1e-5 * scale, `${what}: differs by ${worst}`);
-}
 
 /** Saves a TF.js model into `<dir>/<name>/` as tfjs-node's file:// handler would: model.json + weights.bin. */
 async function saveFromTfjs(model: tf.LayersModel, name: string): Promise<string> {
@@ -118,7 +104,11 @@ describe('TF.js layers format', () => {
         const n = rows * shape.reduce((a, b) => a * b, 1);
         const features = ids ? Int32Array.from({ length: n }, () => rng.int(7)) : noise(n);
         const expected = (reference.predict(tf.tensor(Array.from(features), [rows, ...shape])) as tf.Tensor).dataSync() as Float32Array;
-        assertClose(await rxPredict(model, features), expected, what);
+        assertCloseTo(await predict(model, features), expected, what);
+        if (what.startsWith('a functional chain')) {
+          const { first, last } = await fineTune(model, 2, 3);
+          assert.ok(last < 0.8 * first, `the loaded model keeps learning: loss ${first} → ${last}`);
+        }
       } finally {
         model.dispose();
         reference.dispose();
@@ -148,9 +138,9 @@ describe('TF.js layers format', () => {
         const rows = 3;
         const n = rows * shape.reduce((a, b) => a * b, 1);
         const features = ids ? Int32Array.from({ length: n }, () => rng.int(6)) : noise(n);
-        const mine = await rxPredict(model, features);
-        assertClose((loaded.predict(tf.tensor(Array.from(features), [rows, ...shape])) as tf.Tensor).dataSync() as Float32Array, mine, `TF.js on ${what}`);
-        assert.deepEqual(await rxPredict(back, features), mine, 'rxgrad → TF.js format → rxgrad predicts bitwise the same');
+        const mine = await predict(model, features);
+        assertCloseTo((loaded.predict(tf.tensor(Array.from(features), [rows, ...shape])) as tf.Tensor).dataSync() as Float32Array, mine, `TF.js on ${what}`);
+        assert.deepEqual(await predict(back, features), mine, 'rxgrad → TF.js format → rxgrad predicts bitwise the same');
       } finally {
         back.dispose();
         loaded.dispose();

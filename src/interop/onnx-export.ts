@@ -232,7 +232,8 @@ export function toOnnx(model: Model, options: OnnxExportOptions = {}): Uint8Arra
   const E = onnx.TensorProto.DataType;
   const modelDescription = { inputShape: model.inputShape, layers: model.layers.map((l) => ({ kind: l.kind, name: l.name, config: l.config() })) };
   const bytes = encodeModel({
-    irVersion: 8,
+    // The IR version each opset came with (opset 19 → IR 9, opset 21 → IR 10), for strict checkers.
+    irVersion: opset >= 21 ? 10 : opset >= 19 ? 9 : 8,
     producerName: 'rxgrad',
     producerVersion: '0.1.0',
     opsetImport: [{ domain: '', version: opset }],

@@ -117,3 +117,18 @@ export type { LayerSelector } from './layer-match.ts';
 export { freeze, unfreeze, isFrozen, transferModel } from './transfer.ts';
 export type { TransferOptions } from './transfer.ts';
 export type { ParameterGroup } from './optimizers.ts';
+export { dashboard, createDashboard, confusionMatrix } from './dashboard/index.ts';
+// The dashboard's TrialEvent is the search's (src/tuning/search.ts), exported above.
+export type { Dashboard, WatchingDashboard, DashboardOptions, ConfusionMatrix, ConfusionMatrixOptions, ServerDiagnostics, ModelSamplingOptions } from './dashboard/index.ts';
+export * from './data/index.ts';
+export * from './serve/index.ts';
+export { exportOnnx, toOnnx, RXGRAD_METADATA_KEY } from './interop/onnx-export.ts';
+export type { OnnxExportOptions } from './interop/onnx-export.ts';
+export { importOnnx, fromOnnx } from './interop/onnx-import.ts';
+export type { OnnxImportOptions } from './interop/onnx-import.ts';
+export { OnnxError } from './interop/onnx-proto.ts';
+export { nchwToNhwc, hwioToOihw, oihwToHwio, transpose2d } from './interop/layouts.ts';
+export { saveTfjsLayers, loadTfjsLayers, toTfjsLayers, fromTfjsLayers, TfjsFormatError } from './interop/tfjs-layers.ts';
+export type { TfjsModelJson, TfjsWeightSpec } from './interop/tfjs-layers.ts';
+export { loadWeights, loadWeightsFrom, WeightLoadError } from './interop/named-weights.ts';
+export type { LoadWeightsOptions, LoadWeightsReport, WeightNameMap } from './interop/named-weights.ts';

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { lastValueFrom, toArray } from 'rxjs';
 import { choice, integer, logUniform, search, SearchConfigError, uniform, type SearchEvent, type SearchOptions, type SearchTable, type TrialEvent } from '../src/index.ts';
+import { Recorder } from '../src/dashboard/recorder.ts';
+import { DashboardState } from '../src/dashboard/state.ts';
 import { curve, syntheticTrial, trialStats } from './fixtures/search-trial.ts';
 
 const space = { lr: logUniform(1e-4, 1e-1), width: integer(16, 256, { log: true }) };
@@ -97,6 +99,16 @@ describe('search', () => {
     assert.ok(table.rows.slice(-failed.length).every((r) => r.status === 'failed'), 'failures rank last');
     const min = tableOf(await run({ space, strategy: { name: 'random', trials: 6 }, budget: { max: 2 }, direction: 'minimize' }));
     assert.equal(min.best!.metric, Math.min(...min.rows.map((r) => r.metric!)));
+  });
+
+  it("the dashboard records the search's events as trials (one event shape for both)", async () => {
+    const events = await run({ space, strategy: { name: 'asha', eta: 3 }, budget: { max: 9, total: 30 }, concurrency: 2, seed: 9 });
+    const state = new DashboardState();
+    const recorder = new Recorder(state);
+    for (const e of trialEvents(events)) assert.equal(recorder.record(e).kind, 'trial');
+    const table = tableOf(events);
+    assert.equal(state.trials.size, table.rows.length);
+    for (const row of table.rows) assert.equal(state.trials.get(row.trial)!.status, row.status);
   });
 
   it('rejects bad settings naming the field', () => {

@@ -12,6 +12,7 @@ import type { Layer } from '../layer.ts';
 import { formatShape } from '../tensor.ts';
 import { batchNorm, conv2d, dense, embedding, gelu, globalAvgPool2d, layerNorm, leakyRelu, maxPool2d, relu, sigmoid, softmax, tanh } from '../../operators/index.ts';
 import { recurrentNode, residualAdd } from './onnx-graph-blocks.ts';
+import { COMPOSITE_OPS, recogniseComposite } from './onnx-graph-patterns.ts';
 import { rethrowNamed } from './build.ts';
 import { avgPool2d } from '../../operators/avg-pool2d.ts';
 import { flattenValue, isIdentity, reshapeValue, rxShape, windowOf, type Axis, type Built, type Value } from './onnx-graph-values.ts';
@@ -28,7 +29,7 @@ function readTensorAttribute(node: NodeProto): TensorValue | null {
 export const SUPPORTED_OPS = [
   'Gemm', 'MatMul', 'Add', 'Conv', 'Relu', 'Sigmoid', 'Tanh', 'LeakyRelu', 'Gelu', 'Softmax', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'Flatten',
   'Reshape', 'Transpose', 'Squeeze', 'Unsqueeze', 'BatchNormalization', 'LayerNormalization', 'Gather', 'LSTM', 'GRU', 'RNN', 'Dropout', 'Identity', 'Constant',
-  'Pad', 'Shape', 'ConstantOfShape', 'Concat', 'Cast',
+  'Pad', 'Shape', 'ConstantOfShape', 'Concat', 'Cast', ...COMPOSITE_OPS,
 ] as const;
 
 
@@ -89,7 +90,7 @@ export function layersFromGraph(model: ModelProto, constants: Map<string, Tensor
 
   // Values computed from shapes only (PyTorch builds zero initial states from Shape(input)): not data.
   const meta = new Map<string, 'zeros' | 'shape'>();
-  for (const node of nodes) {
+  for (const [index, node] of nodes.entries()) {
     if (skip.has(node) || node.opType === 'Constant') continue;
     const where = `${source}: node '${node.name ?? ''}' (${node.opType})`;
     const computed = (node.input ?? []).filter((i) => i && !constants.has(i));
@@ -112,7 +113,7 @@ export function layersFromGraph(model: ModelProto, constants: Map<string, Tensor
     const floats = (i: number, what: string) => constant(i, what).floats ?? fail(`${what} '${ins[i]}' must be float`);
     const optional = (i: number) => (ins[i] ? constants.get(ins[i]!) : undefined);
     // The one non-constant input this node reads (two for a residual Add).
-    const flowing = ins.filter((n) => values.has(n));
+    const flowing = [...new Set(ins.filter((n) => values.has(n)))];
     if (node.opType === 'Add' && flowing.length === 2) {
       const skip = flowing.find((n) => n !== current);
       if (!flowing.includes(current) || !skip || !passed.has(skip)) fail(`adds '${flowing.join("' and '")}': a residual Add needs the chain's latest value and one it passed through`);
@@ -134,6 +135,22 @@ export function layersFromGraph(model: ModelProto, constants: Map<string, Tensor
       const onnxLast = x.axes.length - 1;
       if (x.axes[onnxLast] !== rx.length || !isIdentity(x.axes)) fail(`its input's axes (ONNX ${formatShape(x.shape)}) are not in rxgrad's order with features last`);
     };
+
+    // Elementwise/mean nodes (Mul, Sub, ReduceMean, …) are read as the activation their region computes.
+    if (node.opType !== 'Add' && (COMPOSITE_OPS as readonly string[]).includes(node.opType ?? '')) {
+      const found = recogniseComposite(nodes, index, current, x.shape.at(-1)!, x.shape.length - 1, constants, consumers, graph.output![0]!.name!);
+      if (found) {
+        if (found.kind === 'layerNorm') lastIsFeatures();
+        for (const n of found.nodes) skip.add(n);
+        if (found.kind === 'gelu') add('gelu', (name) => gelu({ name }));
+        else add('layerNorm', (name) => layerNorm({ epsilon: found.epsilon, name }), { gain: found.gain, bias: found.bias });
+        values.set(found.output, { ...x });
+        producedAt.set(found.output, layers.length);
+        passed.add((current = found.output));
+        continue;
+      }
+      if (node.opType !== 'Tanh') fail('is not part of a region rxgrad recognises (layer normalisation, tanh-form GELU) and has no layer of its own');
+    }
 
     try {
       switch (node.opType) {

@@ -192,7 +192,8 @@ describe('dashboard page in headless Chromium', { skip: missing ?? false, timeou
     counters.dropped = 3;
     const online = await dashboard(
       from(batchesFromArrays(firstExamples(train, 320), 32)).pipe(testThenTrain(model, { loss: softmaxCrossEntropy(), optimizer: adam(), window: 64, counters })),
-      { port: 0, model },
+      // A tiny history, so the page gets downsampled buckets (min..max shaded around the mean).
+      { port: 0, model, recent: 4, buckets: 2 },
     );
     const trials = new Subject<TrialEvent>();
     const search = await dashboard(trials, { port: 0, title: 'search' });
@@ -204,7 +205,11 @@ describe('dashboard page in headless Chromium', { skip: missing ?? false, timeou
       await page.goto(online.url);
       await page.waitForSelector('#panel-rolling .uplot canvas', WAIT);
       await page.waitForSelector('#panel-counts .uplot canvas', WAIT);
-      assert.equal((await pageSeries(page, 'rollingAccuracy'))?.points, 10);
+      const rolling = await pageSeries(page, 'rollingAccuracy');
+      assert.equal(rolling?.last, 10);
+      assert.ok(rolling!.points < 10 && rolling!.first > 1, `10 steps should arrive as buckets + 4 recent points, got ${JSON.stringify(rolling)}`);
+      assert.ok(await page.evaluate(() => (window as unknown as { __dashboard: { series: Map<string, { banded: boolean }> } }).__dashboard.series.get('rollingAccuracy')!.banded));
+      await page.screenshot({ path: new URL('dashboard-online-1280x800.png', OUTPUT).pathname });
       assert.equal((await pageSeries(page, 'count:dropped'))?.lastY, 3);
 
       await page.goto(search.url);

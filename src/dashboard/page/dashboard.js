@@ -21,7 +21,7 @@ const COLORS = ['#2f6fde', '#e0662b', '#2a9d4b', '#c2399a', '#7a5ce0', '#b58b00'
 const MAX_POINTS = 4000;
 const KEEP_RECENT = 1500;
 
-const series = new Map(); // key -> { meta, x, y, total }
+const series = new Map(); // key -> { meta, x, y, lo, hi, total, banded }
 const charts = new Map(); // panel id -> { plot, keys, el, holder }
 const histograms = new Map(); // tensor name -> snapshots
 let evaluations = [];
@@ -44,7 +44,11 @@ function resetData() {
 }
 
 function setSeries(meta, data) {
-  const s = { meta, x: data.bx.concat(data.x), y: data.by.concat(data.y), total: data.total };
+  // Old points arrive as buckets (mean, min, max); recent ones as they were (min = max = the value).
+  const s = {
+    meta, x: data.bx.concat(data.x), y: data.by.concat(data.y), lo: data.blo.concat(data.y), hi: data.bhi.concat(data.y),
+    total: data.total, banded: data.bx.length > 0,
+  };
   series.set(meta.key, s);
   dirty.add(meta.panel);
 }
@@ -57,6 +61,8 @@ function appendSeries(key, from, xs, ys) {
   for (let i = skip; i < xs.length; i++) {
     s.x.push(xs[i]);
     s.y.push(ys[i]);
+    s.lo.push(ys[i]);
+    s.hi.push(ys[i]);
   }
   s.total = Math.max(s.total, from + xs.length);
   if (s.x.length > MAX_POINTS) thin(s);
@@ -68,15 +74,21 @@ function thin(s) {
   const old = s.x.length - KEEP_RECENT;
   const x = [];
   const y = [];
+  const lo = [];
+  const hi = [];
+  const pick = (a, b, f) => (a === null ? b : b === null ? a : f(a, b));
   for (let i = 0; i + 1 < old; i += 2) {
     x.push((s.x[i] + s.x[i + 1]) / 2);
-    const a = s.y[i];
-    const b = s.y[i + 1];
-    y.push(a === null ? b : b === null ? a : (a + b) / 2);
+    y.push(pick(s.y[i], s.y[i + 1], (a, b) => (a + b) / 2));
+    lo.push(pick(s.lo[i], s.lo[i + 1], Math.min));
+    hi.push(pick(s.hi[i], s.hi[i + 1], Math.max));
   }
   const start = old - (old % 2);
   s.x = x.concat(s.x.slice(start));
   s.y = y.concat(s.y.slice(start));
+  s.lo = lo.concat(s.lo.slice(start));
+  s.hi = hi.concat(s.hi.slice(start));
+  s.banded = true;
 }
 
 function addHistogram(name, snapshot) {
@@ -110,7 +122,7 @@ function applySnapshot(snapshot) {
 
 function applyDelta(delta) {
   status = delta.status;
-  for (const meta of delta.meta) if (!series.has(meta.key)) setSeries(meta, { bx: [], by: [], x: [], y: [], total: 0 });
+  for (const meta of delta.meta) if (!series.has(meta.key)) setSeries(meta, { bx: [], by: [], blo: [], bhi: [], x: [], y: [], total: 0 });
   for (const s of delta.series) {
     if (s.replace) setSeries(series.get(s.key).meta, s.replace);
     else appendSeries(s.key, s.from, s.x, s.y);
@@ -208,12 +220,18 @@ function align(list, log) {
   const index = new Map();
   x.forEach((v, i) => index.set(v, i));
   const columns = [];
-  for (const s of list) {
-    const raw = new Array(x.length).fill(null);
+  const column = (s, values) => {
+    const out = new Array(x.length).fill(null);
     for (let i = 0; i < s.x.length; i++) {
-      const v = s.y[i];
-      raw[index.get(s.x[i])] = log && v !== null && v <= 0 ? null : v;
+      const v = values[i];
+      out[index.get(s.x[i])] = log && v !== null && v <= 0 ? null : v;
     }
+    return out;
+  };
+  for (const s of list) {
+    const raw = column(s, s.y);
+    // Where history was downsampled, the min..max of each bucket is shaded around its mean.
+    if (s.banded) columns.push({ meta: s.meta, values: column(s, s.hi), band: 'hi' }, { meta: s.meta, values: column(s, s.lo), band: 'lo' });
     if (s.meta.smooth) {
       const smoothed = smooth(raw, smoothing);
       columns.push({ meta: s.meta, values: raw, faint: true }, { meta: s.meta, values: smoothed, label: `${s.meta.label} (smoothed)` });
@@ -227,7 +245,7 @@ function drawPanel(panel) {
   if (list.length === 0) return;
   const entry = panelElement(panel);
   const { x, columns } = align(list, panel.log);
-  const keys = columns.map((c) => c.meta.key + (c.faint ? '~' : '')).join('|');
+  const keys = columns.map((c) => c.meta.key + (c.faint ? '~' : '') + (c.band || '')).join('|');
   const data = [x, ...columns.map((c) => c.values)];
   entry.columns = columns;
   if (!entry.hovering) showLatest(entry.latest, columns);
@@ -238,7 +256,12 @@ function drawPanel(panel) {
   if (entry.plot) entry.plot.destroy();
   entry.keys = keys;
   let colorIndex = 0;
-  const seriesOptions = columns.map((c) => {
+  const bands = [];
+  const seriesOptions = columns.map((c, i) => {
+    if (c.band) {
+      if (c.band === 'lo') bands.push({ series: [i, i + 1], fill: `${COLORS[colorIndex % COLORS.length]}22` });
+      return { label: `${c.meta.label} (${c.band === 'hi' ? 'max' : 'min'})`, stroke: 'transparent', width: 0, points: { show: false }, spanGaps: true };
+    }
     const color = COLORS[(c.faint ? colorIndex : colorIndex++) % COLORS.length];
     return {
       label: c.label || (c.faint ? `${c.meta.label} (raw)` : c.meta.label),
@@ -274,6 +297,7 @@ function drawPanel(panel) {
         { values: (u, ticks) => ticks.map(formatValue), size: 60 },
       ],
       series: [{ label: timeAxis ? 'time' : 'step', value: (u, v) => (v === null ? '-' : timeAxis ? formatSeconds(v) : String(v)) }, ...seriesOptions],
+      bands,
     },
     data,
     entry.holder,
@@ -285,7 +309,7 @@ function showLatest(box, columns, at) {
   box.textContent = '';
   let colorIndex = 0;
   for (const c of columns) {
-    if (c.faint) continue;
+    if (c.faint || c.band) continue;
     const color = COLORS[colorIndex++ % COLORS.length];
     let v = null;
     if (at !== undefined) v = c.values[at];

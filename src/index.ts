@@ -99,4 +99,4 @@ export { randomTranslate } from '../operators/random-translate.ts';
 export type { RandomTranslateOptions } from '../operators/random-translate.ts';
 export * from './streams/index.ts';
 export { dashboard, createDashboard, confusionMatrix } from './dashboard/index.ts';
-export type { Dashboard, WatchingDashboard, DashboardOptions, ConfusionMatrix, ConfusionMatrixOptions, TrialEvent, ServerDiagnostics, ModelSamplingOptions } from './dashboard/index.ts';
+export type { Dashboard, WatchingDashboard, DashboardOptions, ConfusionMatrix, ConfusionMatrixOptions, ServerDiagnostics, ModelSamplingOptions } from './dashboard/index.ts';

@@ -195,7 +195,7 @@ describe('dashboard page in headless Chromium', { skip: missing ?? false, timeou
       // A tiny history, so the page gets downsampled buckets (min..max shaded around the mean).
       { port: 0, model, recent: 4, buckets: 2 },
     );
-    const trials = new Subject<TrialEvent>();
+    const trials = new Subject<TrialEvent | { kind: 'done'; table: object }>();
     const search = await dashboard(trials, { port: 0, title: 'search' });
     try {
       await online.done;
@@ -220,6 +220,10 @@ describe('dashboard page in headless Chromium', { skip: missing ?? false, timeou
       trials.next({ kind: 'trial', trial: 1, config: { learningRate: 1e-3, units: 32 }, status: 'failed', budget: 1, error: 'loss became NaN' });
       await page.waitForFunction(() => document.querySelectorAll('#trials tr').length === 7, null, WAIT);
       await page.waitForFunction(() => document.querySelector('#trials')!.textContent!.includes('loss became NaN'), null, WAIT);
+      // issue 15's search ends with { kind: 'done', table }: its best trial is named and highlighted.
+      trials.next({ kind: 'done', table: { direction: 'maximize', unitsUsed: 9, rows: [], best: { trial: 5, config: {}, status: 'completed', budget: 3, metric: 0.8 } } });
+      await page.waitForFunction(() => document.getElementById('trials-caption')!.textContent!.includes('best: trial 5 (0.8, higher is better)'), null, WAIT);
+      assert.equal(await page.$eval('#trials tr.best td', (td) => td.textContent), '5');
       assert.ok((await paintedCanvases(page, '#trials-chart')) === 1, 'the trial chart painted nothing');
       await page.screenshot({ path: new URL('dashboard-search-1280x800.png', OUTPUT).pathname, fullPage: true });
       assert.deepEqual(errors, []);

@@ -130,7 +130,7 @@ function applyDelta(delta) {
   for (const [name, h] of Object.entries(delta.histograms)) addHistogram(name, h);
   for (const e of delta.evaluations) addEvaluation(e);
   for (const t of delta.trials) trials.set(t.trial, t);
-  if (delta.trials.length) dirty.add('trials');
+  if (delta.trials.length || delta.status.search) dirty.add('trials');
   dirty.add('status');
   counters.updates++;
   schedule();
@@ -441,7 +441,9 @@ function drawTrials() {
   const list = [...trials.values()];
   const byStatus = {};
   for (const t of list) byStatus[t.status] = (byStatus[t.status] || 0) + 1;
-  $('trials-caption').textContent = `${list.length} trials · ${Object.entries(byStatus).map(([k, v]) => `${v} ${k}`).join(', ')}`;
+  const done = status && status.search;
+  const best = done && done.best ? ` · best: trial ${done.best.trial}${done.best.metric !== undefined ? ` (${formatValue(done.best.metric)}, ${done.direction === 'maximize' ? 'higher' : 'lower'} is better)` : ''}` : '';
+  $('trials-caption').textContent = `${list.length} trials · ${Object.entries(byStatus).map(([k, v]) => `${v} ${k}`).join(', ')}${best}`;
   const configKeys = [...new Set(list.flatMap((t) => Object.keys(t.config)))];
   const value = (t, key) => (key in t ? t[key] : t.config[key]);
   list.sort((a, b) => {
@@ -469,6 +471,7 @@ function drawTrials() {
       const td = tr.insertCell();
       td.textContent = String(v);
       if (i === 1) td.className = `status-${t.status}`;
+      if (i === 0 && done && done.best && done.best.trial === t.trial) tr.className = 'best';
       if (i >= 5) td.classList.add('config');
     });
   }

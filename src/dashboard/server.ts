@@ -54,7 +54,7 @@ function assets(): Map<string, Asset> {
   const uplot = (name: string) => readFileSync(require.resolve(`uplot/dist/${name}`));
   assetCache = new Map([
     ['/', { type: 'text/html; charset=utf-8', body: page('index.html') }],
-    ['/dashboard.js', { type: 'text/javascript; charset=utf-8', body: page('dashboard.js') }],
+    ...['dashboard.js', 'store.js', 'charts.js', 'tables.js', 'format.js'].map((name): [string, Asset] => [`/${name}`, { type: 'text/javascript; charset=utf-8', body: page(name) }]),
     ['/dashboard.css', { type: 'text/css; charset=utf-8', body: page('dashboard.css') }],
     ['/uPlot.iife.min.js', { type: 'text/javascript; charset=utf-8', body: uplot('uPlot.iife.min.js') }],
     ['/uPlot.min.css', { type: 'text/css; charset=utf-8', body: uplot('uPlot.min.css') }],

@@ -210,6 +210,22 @@ describe('dashboard server', () => {
     await board.close();
   });
 
+  it('close() unsubscribes from the source it watches and settles done; a failing source rejects done and shows failed', async () => {
+    const events = new Subject<unknown>();
+    const board = await dashboard(events, { port: 0 });
+    assert.equal(events.observed, true);
+    await board.close();
+    assert.equal(events.observed, false);
+    await board.done;
+    const failing = new Subject<unknown>();
+    const failed = await dashboard(failing, { port: 0 });
+    failing.error(new Error('source broke'));
+    await assert.rejects(failed.done, /source broke/);
+    const state = (await (await fetch(`${failed.url}state`)).json()) as { status: { state: string; error: string } };
+    assert.deepEqual([state.status.state, state.status.error], ['failed', 'source broke']);
+    await failed.close();
+  });
+
   it('binds to loopback by default, warns when asked to listen elsewhere, refuses foreign Host headers on loopback', async () => {
     const board = await createDashboard({ port: 0 });
     assert.match(board.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);

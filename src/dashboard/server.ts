@@ -207,6 +207,8 @@ export class DashboardServer {
 
   private write(viewer: Viewer, payload: string): void {
     const response = viewer.response;
+    // Destroyed but its 'close' not yet emitted: nothing to write to.
+    if (response.destroyed || response.writableEnded) return this.remove(viewer);
     if (response.writableLength + payload.length > this.options.maxViewerBufferBytes) {
       // Not keeping up (or not reading): cut it off rather than buffer without bound.
       this.droppedViewers++;

@@ -268,6 +268,23 @@ describe('the reverse stream lives as long as the fit subscription', () => {
     a.dispose();
   });
 
+  it('a step still queued behind other work when its subscriber unsubscribes never starts', async () => {
+    const a = mlp();
+    const before = a.getWeights();
+    let open!: () => void;
+    const busy = a.runner.exclusive(() => new Promise<void>((resolve) => (open = resolve)));
+    const subscription = from(batches(20, 2, 8)).pipe(a.fit({ loss, optimizer: sgd() })).subscribe();
+    await sleep(1);
+    subscription.unsubscribe();
+    open();
+    await busy;
+    await sleep(1);
+    assert.equal(a.stepCount, 0);
+    assertBitwise(a.getWeights(), before, 'weights');
+    assert.equal(a.runner.stepsInFlight, 0);
+    a.dispose();
+  });
+
   it('unsubscribing mid-accumulation releases every arena and the accumulator; the model trains on as if the held steps never happened', async () => {
     const data = batches(19, 8, 8);
     const a = mlp();

@@ -233,6 +233,23 @@ describe('the reverse stream lives as long as the fit subscription', () => {
     b.dispose();
   });
 
+  it('an operator that passes on a new item made from the gradients (not listing the original) still reports applied, sync or async', async () => {
+    const data = batches(23, 3, 8);
+    let callbacks = 0;
+    const remake = (g: ParameterGradients) => {
+      g.afterApply(() => callbacks++);
+      return new ParameterGradients(g.parameters, g.engine, g.firstStep, g.lastStep, g.steps, g.rows, g.lossCount, g.loss);
+    };
+    const a = mlp();
+    assert.equal(outcomes(await fitAll(a, data, sgd(), { gradientOperators: [map(remake)] })), 'aaa');
+    const b = mlp();
+    assert.equal(outcomes(await fitAll(b, data, sgd(), { gradientOperators: [asyncGradients(async (g) => (await sleep(1), remake(g)))] })), 'aaa');
+    assert.equal(callbacks, 6);
+    assertBitwise(a.getWeights(), b.getWeights(), 'sync vs async remake');
+    a.dispose();
+    b.dispose();
+  });
+
   it('an unmarked asynchronous operator fails with a message saying how to mark it, and the optimizer never sees the late gradients', async () => {
     const a = mlp();
     const gate = new Subject<void>();

@@ -289,13 +289,19 @@ describe('the reverse stream lives as long as the fit subscription', () => {
     const a = mlp();
     const before = a.getWeights();
     let open!: () => void;
-    const busy = a.runner.exclusive(() => new Promise<void>((resolve) => (open = resolve)));
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const busy = a.runner.exclusive(() => {
+      started();
+      return new Promise<void>((resolve) => (open = resolve));
+    });
+    await running;
     const subscription = from(batches(20, 2, 8)).pipe(a.fit({ loss, optimizer: sgd() })).subscribe();
-    await sleep(1);
     subscription.unsubscribe();
     open();
     await busy;
-    await sleep(1);
+    // A barrier: resolves after everything queued before it has settled.
+    await a.runner.exclusive(() => undefined);
     assert.equal(a.stepCount, 0);
     assertBitwise(a.getWeights(), before, 'weights');
     assert.equal(a.runner.stepsInFlight, 0);

@@ -126,7 +126,7 @@ export { exportOnnx, toOnnx, RXGRAD_METADATA_KEY } from './interop/onnx-export.t
 export type { OnnxExportOptions } from './interop/onnx-export.ts';
 export { importOnnx, fromOnnx } from './interop/onnx-import.ts';
 export type { OnnxImportOptions } from './interop/onnx-import.ts';
-export { OnnxError } from './interop/onnx-proto.ts';
+export { OnnxError } from './interop/onnx-error.ts';
 export { nchwToNhwc, hwioToOihw, oihwToHwio, transpose2d } from './interop/layouts.ts';
 export { saveTfjsLayers, loadTfjsLayers, toTfjsLayers, fromTfjsLayers, TfjsFormatError } from './interop/tfjs-layers.ts';
 export type { TfjsModelJson, TfjsWeightSpec } from './interop/tfjs-layers.ts';

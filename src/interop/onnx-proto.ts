@@ -18,13 +18,9 @@ export const MIN_OPSET = 13;
 export const MAX_OPSET = 21;
 export const DEFAULT_OPSET = 17;
 
-/** A file that is not an ONNX model rxgrad can read; names the node, tensor or field at fault. */
-export class OnnxError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'OnnxError';
-  }
-}
+import { OnnxError } from './onnx-error.ts';
+
+export { OnnxError };
 
 const DataType = onnxProto.onnx.TensorProto.DataType;
 

@@ -21,6 +21,10 @@ export class Chain implements Layer {
     return this.children[0]!.inputDType;
   }
 
+  get readsFeatures(): boolean {
+    return this.children[0]!.readsFeatures !== false;
+  }
+
   get sideInputs(): readonly string[] {
     return [...new Set(this.children.flatMap((c) => c.sideInputs ?? []))];
   }

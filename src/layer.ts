@@ -115,6 +115,8 @@ export interface Layer {
   readonly inputDType?: DType;
   /** Names of further batch columns the layer reads from `step.columns` (e.g. `['mask']`). */
   readonly sideInputs?: readonly string[];
+  /** False when the layer ignores its input (`input(column)` reads a named column): a model whose first layer says so needs no `features` column. */
+  readonly readsFeatures?: boolean;
   /**
    * True when the forward's output in training differs from inference (dropout, augmentation, batch
    * statistics); a layer that reads `step.training` to change its output must say so. Combinators

@@ -1,5 +1,5 @@
 import { concat, concatMap, defer, finalize, from, lastValueFrom, map, Observable, of, range, Subject, tap, type ObservableInput, type OperatorFunction, type Subscription } from 'rxjs';
-import { floatColumn, gatherBatch, labelColumn, outputBatch, tensorColumn, type Batch, type BatchArrays } from './batch.ts';
+import { floatColumn, gatherBatch, labelColumn, outputBatch, placeholderColumn, tensorColumn, type Batch, type BatchArrays } from './batch.ts';
 import { defaultEngine, type Engine } from './engine.ts';
 import type { Arena } from './heap.ts';
 import type { Initializer } from './initializers.ts';
@@ -16,8 +16,8 @@ import { formatShape, sizeOf, Tensor, type DType, type Shape } from './tensor.ts
 
 /** Options of {@link sequential}. */
 export interface SequentialOptions {
-  /** Per-example input shape, e.g. `[784]`. */
-  inputShape: Shape;
+  /** Per-example input shape of the `features` column, e.g. `[784]`; default `[]` (a model that reads named columns through `input`). */
+  inputShape?: Shape;
   /** Seed of every random choice of this model (init, dropout, shuffling). Default 0. */
   seed?: number;
   /** The engine whose heap holds the model; default {@link defaultEngine}. */
@@ -148,6 +148,8 @@ export class Model {
   /** Element type of the `features` column the model takes (the first layer's `inputDType`). */
   readonly inputDType: DType;
   private readonly sideInputs: readonly string[];
+  /** False when the first layer reads named columns only (`input`): batches need no `features` column. */
+  private readonly readsFeatures: boolean;
   private readonly params: Parameter[] = [];
   private readonly layerShapes: Shape[];
   private readonly freeArenas: Arena[] = [];
@@ -189,6 +191,7 @@ export class Model {
     this.outputShape = this.layerShapes.at(-1)!;
     this.inputDType = layers[0]!.inputDType ?? 'float32';
     this.sideInputs = [...new Set(layers.flatMap((l) => l.sideInputs ?? []))];
+    this.readsFeatures = layers[0]!.readsFeatures !== false;
     this.forwardPipe = composeOperators(layers.map((layer) => forwardOperator(layer)));
     // The reverse stream stops at the first layer with parameters: layers before it (augmentation,
     // input reshaping) have nothing to learn and nothing upstream to pass a gradient to.
@@ -319,7 +322,7 @@ export class Model {
   private beginStep(batch: Batch, training: boolean, checkNumerics: boolean): { step: StepContext; x: Tensor } {
     if (this.disposed) throw new Error(`${this.name}: the model was disposed`);
     const first = this.layers[0]!;
-    const features = tensorColumn(batch, 'features');
+    const features = this.readsFeatures ? tensorColumn(batch, 'features') : placeholderColumn(batch.numRows, this.inputShape, this.inputDType);
     if (features.shape.length !== this.inputShape.length || features.shape.some((d, i) => d !== this.inputShape[i])) {
       throw new ShapeError(`${first.name} (${first.kind})`, `batch features have shape ${formatShape(features.shape)} per example, but the model was built for input shape ${formatShape(this.inputShape)}`);
     }
@@ -762,6 +765,6 @@ function assertFinite(values: Float32Array, width: number, where: string): void 
  * Usage: `const model = sequential([dense(128), relu(), dense(10)], { inputShape: [784], seed: 1 });`
  */
 export function sequential(layers: readonly Layer[], options: SequentialOptions): Model {
-  return new Model(layers, options.inputShape, options.seed ?? 0, options.engine ?? defaultEngine(), options.name ?? 'sequential', options.timeSliceMs);
+  return new Model(layers, options.inputShape ?? [], options.seed ?? 0, options.engine ?? defaultEngine(), options.name ?? 'sequential', options.timeSliceMs);
 }
 

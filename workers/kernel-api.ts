@@ -164,6 +164,15 @@ export interface Kernels {
     x: number, dy: number, dx: number, mean: number, invStd: number, gamma: number, dgamma: number, dbeta: number,
     rows: number, C: number,
   ): void;
+
+  // ---- ranking (workers/assembly/ranking.ts)
+  /** scores[i] = (bias ? bias[i] : 0) + Σ_d table[i·dim + d] · query[d] for i < rows (bias = 0: none). */
+  scoreRows(table: number, rows: number, dim: number, query: number, bias: number, scores: number): void;
+  /**
+   * The k best of scores[0..n) in descending order (ties: lower index first) into outIndex (i32) and
+   * outScore, skipping i with mask[i] ≠ 0 (i32; mask = 0: none) and NaN scores; missing places: −1, −∞.
+   */
+  topK(scores: number, n: number, k: number, mask: number, outIndex: number, outScore: number): void;
 }
 
 /** Names of every kernel, for loaders and tests that iterate the contract. */
@@ -176,4 +185,5 @@ export const KERNEL_NAMES = [
   'conv2dForward', 'conv2dForwardIm2col', 'conv2dTransposeFilter', 'conv2dBackwardInput', 'conv2dBackwardFilter',
   'maxPool2dForward', 'maxPool2dBackward', 'avgPool2dForward', 'avgPool2dBackward',
   'globalAvgPool2dForward', 'globalAvgPool2dBackward', 'batchNormStats', 'batchNormForward', 'batchNormBackward',
+  'scoreRows', 'topK',
 ] as const satisfies readonly (keyof Kernels)[];

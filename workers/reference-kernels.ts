@@ -389,6 +389,25 @@ export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array)
         }
       }
     },
+    scoreRows(table, rows, dim, query, bias, scores) {
+      const h = f32();
+      for (let i = 0; i < rows; i++) {
+        let sum = bias ? h[(bias >> 2) + i]! : 0;
+        for (let d = 0; d < dim; d++) sum += h[(table >> 2) + i * dim + d]! * h[(query >> 2) + d]!;
+        h[(scores >> 2) + i] = sum;
+      }
+    },
+    topK(scores, n, k, mask, outIndex, outScore) {
+      const h = f32();
+      const m = i32();
+      const candidates: number[] = [];
+      for (let i = 0; i < n; i++) if (!(mask && m[(mask >> 2) + i]) && !Number.isNaN(h[(scores >> 2) + i]!)) candidates.push(i);
+      candidates.sort((a, b) => h[(scores >> 2) + b]! - h[(scores >> 2) + a]! || a - b);
+      for (let j = 0; j < k; j++) {
+        m[(outIndex >> 2) + j] = j < candidates.length ? candidates[j]! : -1;
+        h[(outScore >> 2) + j] = j < candidates.length ? h[(scores >> 2) + candidates[j]!]! : -Infinity;
+      }
+    },
   };
   return kernels;
 }

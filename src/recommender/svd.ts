@@ -67,19 +67,30 @@ export interface TruncatedSvd {
   predict(user: number, item: number): number;
 }
 
-/** Orthonormalises the columns of a rows × cols row-major matrix in place (modified Gram–Schmidt, float64 sums). */
+/**
+ * Orthonormalises the columns of a rows × cols row-major matrix in place: Gram–Schmidt in float64
+ * with a second projection pass ("twice is enough"), and columns that fall to rounding noise
+ * (a rank-deficient sketch) set to zero instead of normalised, so Q stays orthonormal on its support.
+ */
 function orthonormalizeColumns(a: Float32Array, rows: number, cols: number): void {
+  const q = Float64Array.from(a);
   for (let c = 0; c < cols; c++) {
-    for (let prev = 0; prev < c; prev++) {
-      let d = 0;
-      for (let r = 0; r < rows; r++) d += a[r * cols + c]! * a[r * cols + prev]!;
-      for (let r = 0; r < rows; r++) a[r * cols + c] -= d * a[r * cols + prev]!;
+    let before = 0;
+    for (let r = 0; r < rows; r++) before += q[r * cols + c]! ** 2;
+    for (let pass = 0; pass < 2; pass++) {
+      for (let prev = 0; prev < c; prev++) {
+        let d = 0;
+        for (let r = 0; r < rows; r++) d += q[r * cols + c]! * q[r * cols + prev]!;
+        for (let r = 0; r < rows; r++) q[r * cols + c] -= d * q[r * cols + prev]!;
+      }
     }
     let norm = 0;
-    for (let r = 0; r < rows; r++) norm += a[r * cols + c]! ** 2;
-    norm = Math.sqrt(norm) || 1;
-    for (let r = 0; r < rows; r++) a[r * cols + c] /= norm;
+    for (let r = 0; r < rows; r++) norm += q[r * cols + c]! ** 2;
+    const keep = norm > 1e-10 * before && norm > 0;
+    const scale = keep ? 1 / Math.sqrt(norm) : 0;
+    for (let r = 0; r < rows; r++) q[r * cols + c] *= scale;
   }
+  a.set(q);
 }
 
 /** Eigen-decomposition of a symmetric n × n matrix (cyclic Jacobi, float64): values descending, vectors as columns. */

@@ -143,7 +143,7 @@ const started = performance.now();
 let last: ProgressiveReport | null = null;
 let nextLog = 0;
 const logEvery = Math.max(options.batchSize, Math.floor(n / 10));
-await lastValueFrom(pullThrough(batches(), testThenTrain(model, { loss: meanSquaredError(), optimizer: adam({ learningRate: options.learningRate }), window, counters })).pipe(
+await lastValueFrom(pullThrough(batches(), testThenTrain(model, { loss: meanSquaredError(), optimizer: adam({ learningRate: options.learningRate, lazy: true }), window, counters })).pipe(
   tap((report) => {
     last = report;
     if (report.examples >= nextLog || report.examples === n) {

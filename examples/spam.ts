@@ -18,7 +18,7 @@ import { Command } from 'commander';
 import { positiveInt } from './common.ts';
 import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import {
-  adam, batchesFromArrays, closeDefaultEngine, dense, embedding, floatColumn, lstm, sequential, softmaxCrossEntropy, testThenTrain, type Model,
+  adam, batchesFromArrays, clipGradientNorm, closeDefaultEngine, saveModel, dense, embedding, floatColumn, lstm, sequential, softmaxCrossEntropy, testThenTrain, type Model,
 } from '../src/index.ts';
 import { bagOfWordsLogisticRegression, binaryClassificationMetrics } from '../src/bag-of-words.ts';
 import { encodeTexts, loadSpamAssassin, splitMessages, vocabularyOf } from '../src/data/spam-assassin.ts';
@@ -29,14 +29,15 @@ const options = new Command()
   .option('--quick', 'a small model on a subset (tests)')
   .option('--length <n>', 'tokens per message (truncated or padded)', positiveInt('--length'), 200)
   .option('--vocab <n>', 'vocabulary size, padding and out-of-vocabulary included', positiveInt('--vocab'), 10_000)
-  .option('--epochs <n>', 'epochs over the training split', positiveInt('--epochs'), 4)
+  .option('--epochs <n>', 'at most this many epochs; the weights of the best validation epoch are kept', positiveInt('--epochs'), 10)
+  .option('--validation <fraction>', 'share of the training split held out to choose the epoch (never the test split)', Number, 0.1)
   .option('--batch-size <n>', 'messages per batch', positiveInt('--batch-size'), 32)
   .option('--learning-rate <lr>', 'Adam learning rate', Number, 2e-3)
   .option('--seed <n>', 'split and model seed', Number, 1)
   .option('--no-online', 'skip the online (test-then-train) run')
   .option('--save <path>', 'save the trained model and its vocabulary')
   .parse()
-  .opts<{ quick?: boolean; length: number; vocab: number; epochs: number; batchSize: number; learningRate: number; seed: number; online: boolean; save?: string }>();
+  .opts<{ quick?: boolean; length: number; vocab: number; epochs: number; validation: number; batchSize: number; learningRate: number; seed: number; online: boolean; save?: string }>();
 
 const quick = options.quick ?? false;
 const length = quick ? 60 : options.length;
@@ -56,7 +57,11 @@ const vocab = vocabularyOf(train.map((m) => m.body), { maxSize: vocabSize, lengt
 const encode = (messages: typeof all) => ({
   features: encodeTexts(vocab, messages.map((m) => m.body), length), shape: [length], labels: Int32Array.from(messages, (m) => m.label),
 });
+// The epoch is chosen on a validation share of the training split; the test split is scored once, at the end.
+const validationCount = Math.round(train.length * options.validation);
 const trainData = encode(train);
+const fitData = encode(train.slice(validationCount));
+const validationData = encode(train.slice(0, validationCount));
 const testData = encode(test);
 let unknown = 0;
 let tokens = 0;
@@ -71,7 +76,8 @@ const baselineMetrics = binaryClassificationMetrics(baselinePredicted, testData.
 console.log(`# bag-of-words logistic regression fitted in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
 const build = (): Model => sequential([embedding(vocab.size, embedDim, { paddingIndex: vocab.padId }), lstm({ units }), dense(2)], { inputShape: [length], seed: options.seed, name: 'spamLstm' });
-const fit = () => ({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }), metrics: ['accuracy'] as const });
+// Clipping the global gradient norm keeps the LSTM's occasional large steps (long sequences) in check.
+const fit = () => ({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }), metrics: ['accuracy'] as const, gradientOperators: [clipGradientNorm(5)] });
 
 async function predictLabels(model: Model): Promise<number[]> {
   const outputs = await lastValueFrom(from(batchesFromArrays(testData, 256)).pipe(model.predict(), toArray()));
@@ -84,11 +90,17 @@ async function predictLabels(model: Model): Promise<number[]> {
 const model = build();
 model.summary();
 const trainStarted = performance.now();
-await lastValueFrom(model.train(trainData, { epochs, batchSize: options.batchSize, ...fit() }).pipe(
+let best = { accuracy: -1, epoch: 0, weights: model.getWeights() };
+await lastValueFrom(model.train(fitData, { epochs, batchSize: options.batchSize, ...fit(), validation: validationData }).pipe(
   tap((p) => {
-    if (p.kind === 'epoch') console.log(`# epoch ${p.epoch}/${p.epochs}: train loss ${p.loss.toFixed(4)}, accuracy ${(100 * p.accuracy!).toFixed(2)}%, ${p.examplesPerSecond.toFixed(0)} messages/s`);
+    if (p.kind !== 'epoch') return;
+    const validation = p.validation!.accuracy!;
+    console.log(`# epoch ${p.epoch}/${p.epochs}: train loss ${p.loss.toFixed(4)}, accuracy ${(100 * p.accuracy!).toFixed(2)}%, validation ${(100 * validation).toFixed(2)}%, ${p.examplesPerSecond.toFixed(0)} messages/s`);
+    if (validation > best.accuracy) best = { accuracy: validation, epoch: p.epoch, weights: model.getWeights() };
   }),
 ));
+model.setWeights(best.weights);
+console.log(`# kept the weights of epoch ${best.epoch} (validation ${(100 * best.accuracy).toFixed(2)}%)`);
 const lstmMetrics = binaryClassificationMetrics(await predictLabels(model), testData.labels);
 const trainSeconds = (performance.now() - trainStarted) / 1000;
 
@@ -96,11 +108,11 @@ const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
 console.log('\n| model (test split) | accuracy | spam precision | spam recall |');
 console.log('| --- | --- | --- | --- |');
 console.log(`| bag-of-words logistic regression | ${pct(baselineMetrics.accuracy)} | ${pct(baselineMetrics.precision)} | ${pct(baselineMetrics.recall)} |`);
-console.log(`| embedding(${vocab.size}, ${embedDim}) → lstm(${units}) → dense(2), ${epochs} epochs, ${trainSeconds.toFixed(0)} s | ${pct(lstmMetrics.accuracy)} | ${pct(lstmMetrics.precision)} | ${pct(lstmMetrics.recall)} |`);
+console.log(`| embedding(${vocab.size}, ${embedDim}) → lstm(${units}) → dense(2), epoch ${best.epoch} of ${epochs}, ${trainSeconds.toFixed(0)} s | ${pct(lstmMetrics.accuracy)} | ${pct(lstmMetrics.precision)} | ${pct(lstmMetrics.recall)} |`);
 console.log(`# result baseline=${baselineMetrics.accuracy.toFixed(4)} lstm=${lstmMetrics.accuracy.toFixed(4)} precision=${lstmMetrics.precision.toFixed(4)} recall=${lstmMetrics.recall.toFixed(4)}`);
 
 if (options.save) {
-  await model.save(options.save);
+  await saveModel(model, options.save);
   await writeFile(`${options.save}.vocab.json`, JSON.stringify(vocab.toJSON()));
   console.log(`# saved ${options.save}.json and ${options.save}.vocab.json`);
 }

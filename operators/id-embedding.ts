@@ -24,6 +24,14 @@ export interface IdEmbeddingOptions {
    * 'hash' folds it into [0, maxIds) by a fixed integer hash (ids then share rows).
    */
   onOverflow?: IdOverflowPolicy;
+  /**
+   * Keep the table's gradient zero outside the rows of the step by clearing only the rows the
+   * previous backward wrote, instead of the whole table: per-step cost follows the batch, not the
+   * table (pair it with a `lazy` optimizer). It assumes nothing else writes the gradient outside
+   * those rows between steps (scaling, as clipping does, is fine; accumulating gradients over steps
+   * is not). Default false: the whole gradient is written every step.
+   */
+  sparse?: boolean;
   name?: string;
 }
 
@@ -55,6 +63,13 @@ class IdEmbedding implements Layer {
   private readonly initStd: number;
   private readonly l2: number;
   private readonly onOverflow: IdOverflowPolicy;
+  private readonly sparse: boolean;
+  /** Sparse mode: rows the last backward wrote (cleared by the next), and whether the gradient was ever cleared whole. */
+  private lastRows: Int32Array = new Int32Array(0);
+  private cleared = false;
+  /** Marks rows already listed in this backward (generation counter per row). */
+  private marks = new Int32Array(0);
+  private generation = 0;
 
   constructor(readonly maxIds: number, readonly dim: number, options: IdEmbeddingOptions) {
     if (!Number.isInteger(maxIds) || maxIds < 1) throw new RangeError(`idEmbedding: maxIds must be a positive integer, got ${maxIds}`);
@@ -62,6 +77,7 @@ class IdEmbedding implements Layer {
     this.initStd = options.initStd ?? 0.1;
     this.l2 = options.l2 ?? 0;
     this.onOverflow = options.onOverflow ?? 'error';
+    this.sparse = options.sparse ?? false;
     if (!(this.initStd >= 0 && Number.isFinite(this.initStd))) throw new RangeError(`idEmbedding: initStd must be a finite number ≥ 0, got ${this.initStd}`);
     if (!(this.l2 >= 0 && Number.isFinite(this.l2))) throw new RangeError(`idEmbedding: l2 must be a finite number ≥ 0, got ${this.l2}`);
     if (this.onOverflow !== 'error' && this.onOverflow !== 'hash') throw new RangeError(`idEmbedding: onOverflow must be 'error' or 'hash', got ${JSON.stringify(this.onOverflow)}`);
@@ -140,9 +156,17 @@ class IdEmbedding implements Layer {
     const table = this.table.value.ptr >> 2;
     const counts = this.seen.value.ptr >> 2;
     const dim = this.dim;
-    f32.fill(0, grad, grad + this.maxIds * dim);
-    f32.fill(0, this.seen.grad.ptr >> 2, (this.seen.grad.ptr >> 2) + this.maxIds);
     const r = rows.ptr >> 2;
+    const touched = this.distinctRows(i32.subarray(r, r + rows.size));
+    if (this.sparse && this.cleared) {
+      for (const row of this.lastRows) f32.fill(0, grad + row * dim, grad + (row + 1) * dim);
+    } else {
+      f32.fill(0, grad, grad + this.maxIds * dim);
+      f32.fill(0, this.seen.grad.ptr >> 2, (this.seen.grad.ptr >> 2) + this.maxIds);
+      this.cleared = this.sparse;
+    }
+    this.lastRows = touched;
+    this.table.sparseRows = touched;
     const g = dy.ptr >> 2;
     const decay = (2 * this.l2) / step.rows;
     let penalty = 0;
@@ -172,8 +196,22 @@ class IdEmbedding implements Layer {
     return null;
   }
 
+  /** The distinct rows among `rows`, in first-seen order. */
+  private distinctRows(rows: Int32Array): Int32Array {
+    if (this.marks.length !== this.maxIds) this.marks = new Int32Array(this.maxIds);
+    this.generation = (this.generation + 1) | 0 || 1;
+    const out = new Int32Array(rows.length);
+    let n = 0;
+    for (const row of rows) {
+      if (this.marks[row] === this.generation) continue;
+      this.marks[row] = this.generation;
+      out[n++] = row;
+    }
+    return out.subarray(0, n);
+  }
+
   config(): Record<string, unknown> {
-    return { maxIds: this.maxIds, dim: this.dim, initStd: this.initStd, l2: this.l2, onOverflow: this.onOverflow };
+    return { maxIds: this.maxIds, dim: this.dim, initStd: this.initStd, l2: this.l2, onOverflow: this.onOverflow, sparse: this.sparse };
   }
 }
 
@@ -196,6 +234,7 @@ registerLayer('idEmbedding', (c, name) => {
   const initStd = c.number('initStd', 0.1);
   const l2 = c.number('l2', 0);
   const onOverflow = c.string('onOverflow', 'error');
+  const sparse = c.boolean('sparse', false);
   c.done();
-  return constructLayer(c, 'maxIds', () => idEmbedding(maxIds, dim, { name, initStd, l2, onOverflow: onOverflow as IdOverflowPolicy }));
+  return constructLayer(c, 'maxIds', () => idEmbedding(maxIds, dim, { name, initStd, l2, onOverflow: onOverflow as IdOverflowPolicy, sparse }));
 });

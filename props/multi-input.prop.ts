@@ -158,6 +158,38 @@ for (const { label, engine } of testBackends()) {
       }), FC_PARAMS);
     });
 
+    it('operators/id-embedding.ts sparse: each backward leaves the whole gradient equal to the dense one (rows of the previous step cleared) and lists its distinct rows', async () => {
+      await fc.assert(fc.asyncProperty(DIMS, async ({ batch, units: dim, rows: n, seed }) => {
+        const rng = new Random(seed);
+        const dense = idEmbedding(n, dim, { l2: 0.1 });
+        const sparse = idEmbedding(n, dim, { l2: 0.1, sparse: true });
+        const built = [buildLayer(engine, dense, []), buildLayer(engine, sparse, [])];
+        try {
+          const tables = built.map((b) => b.params[0]!);
+          const start = values(seed + 5, n * dim, 1);
+          for (const t of tables) t.value.data().set(start);
+          for (const b of built) for (const p of b.params) p.grad.data().fill(0);
+          for (let round = 0; round < 3; round++) {
+            const ids = Int32Array.from({ length: batch }, () => Math.floor(rng.uniform() * n));
+            const dy = values(seed + 10 + round, batch * dim, 1);
+            for (const [k, layer] of [dense, sparse].entries()) {
+              const step = poisonedStep(engine, batch, { training: false, seed: 1 });
+              const x = step.alloc([batch], 'int32');
+              x.int32().set(ids);
+              const y = layer.forward(x, step) as Tensor;
+              const dyt = step.alloc(y.shape);
+              dyt.data().set(dy);
+              layer.backward(dyt, step, false);
+              if (k === 1) assert.deepEqual([...tables[1]!.sparseRows!], [...new Set(ids)], 'sparseRows: the distinct rows in first-seen order');
+            }
+            assert.deepEqual(tables[1]!.grad.toFloat32Array(), tables[0]!.grad.toFloat32Array(), `round ${round}: sparse gradient equals the dense one`);
+          }
+        } finally {
+          for (const b of built) b.free();
+        }
+      }), FC_PARAMS);
+    });
+
     it('operators/id-embedding.ts: first sight in training starts the row and counts it; ids past maxIds fail or hash', () => {
       const layer = idEmbedding(5, 3, { initStd: 0.5 });
       const built = buildLayer(engine, layer, []);

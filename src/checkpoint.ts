@@ -324,9 +324,9 @@ type OptimizerField = 'number' | 'boolean' | 'rate';
 const withSchedule = (c: Record<string, unknown>) =>
   typeof c['learningRate'] === 'object' ? { ...c, learningRate: scheduleFromConfig(c['learningRate']) } : c;
 const OPTIMIZERS: Record<string, { fields: Record<string, OptimizerField>; make: OptimizerFactory }> = {
-  sgd: { fields: { learningRate: 'rate', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', emaMomentum: 'number' }, make: (c) => sgd(withSchedule(c)) },
-  adam: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number' }, make: (c) => adam(withSchedule(c)) },
-  adamw: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number' }, make: (c) => adamw(withSchedule(c)) },
+  sgd: { fields: { learningRate: 'rate', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', emaMomentum: 'number', lazy: 'boolean' }, make: (c) => sgd(withSchedule(c)) },
+  adam: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number', lazy: 'boolean' }, make: (c) => adam(withSchedule(c)) },
+  adamw: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number', lazy: 'boolean' }, make: (c) => adamw(withSchedule(c)) },
 };
 
 /** Field-by-field checks of the parsed manifest, each failure naming the JSON file and the field path. */

@@ -18,6 +18,8 @@ export interface Parameter {
   readonly regularizer: Regularizer | null;
   /** False freezes the parameter: backward still computes its gradient, the optimizer skips it. */
   trainable: boolean;
+  /** Rows of `[rows, …]` this step's gradient may touch, set by layers such as `idEmbedding` (null/absent: dense); lazy optimizers update only these. */
+  sparseRows?: Int32Array | null;
 }
 
 /** What a layer gets while it is built: the place to create its parameters. */

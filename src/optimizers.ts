@@ -57,7 +57,11 @@ abstract class StatefulOptimizer implements Optimizer {
   private readonly slots = new Map<Parameter, Record<string, Tensor>>();
   private readonly slotNames: readonly string[];
   abstract readonly name: string;
-  constructor(learningRate: number | LearningRateSchedule, updateSlots: readonly string[], readonly emaMomentum: number) {
+  constructor(
+    learningRate: number | LearningRateSchedule, updateSlots: readonly string[], readonly emaMomentum: number,
+    /** Update only the rows a layer reported in `Parameter.sparseRows` (lazy moments); see {@link SgdOptions.lazy}. */
+    protected readonly lazy = false,
+  ) {
     this.schedule = typeof learningRate === 'number' ? null : learningRate;
     this.learningRate = this.schedule ? this.schedule.rateAt(0) : (learningRate as number);
     this.slotNames = emaMomentum > 0 ? [...updateSlots, 'ema'] : updateSlots;
@@ -65,7 +69,20 @@ abstract class StatefulOptimizer implements Optimizer {
 
   /** The options every optimizer shares, for `config()`: the rate (or the schedule's config), and the EMA momentum when on. */
   protected get sharedConfig(): Record<string, unknown> {
-    return { learningRate: this.schedule ? this.schedule.config() : this.learningRate, ...(this.emaMomentum > 0 ? { emaMomentum: this.emaMomentum } : {}) };
+    return {
+      learningRate: this.schedule ? this.schedule.config() : this.learningRate, ...(this.emaMomentum > 0 ? { emaMomentum: this.emaMomentum } : {}),
+      ...(this.lazy ? { lazy: true } : {}),
+    };
+  }
+
+  /**
+   * With `lazy`: the rows to update (byte offsets of each row start and the row width) when the
+   * parameter reports few enough of them, else null (one dense update).
+   */
+  protected lazyRows(p: Parameter): { rows: Int32Array; width: number } | null {
+    const rows = this.lazy ? p.sparseRows : null;
+    if (!rows || p.shape.length === 0 || rows.length * 4 > p.shape[0]!) return null;
+    return { rows, width: p.value.size / p.shape[0]! };
   }
 
   protected slotsFor(p: Parameter, engine: Engine): Record<string, Tensor> {
@@ -172,19 +189,36 @@ export interface SgdOptions {
   weightDecay?: number;
   /** Keep an exponential moving average of the weights with this momentum (Keras's `ema_momentum`; 0, the default: none). */
   emaMomentum?: number;
+  /**
+   * Update only the rows of a parameter that its layer reports as touched this step
+   * (`Parameter.sparseRows`, set by `idEmbedding`): per-step cost follows the batch, not the table.
+   * Plain SGD is then exactly the dense update; with momentum or weight decay, rows not in the batch
+   * keep their velocity and are not decayed until they return (TensorFlow's "lazy" semantics).
+   * Default false.
+   */
+  lazy?: boolean;
 }
 
 class Sgd extends StatefulOptimizer {
   readonly name = 'sgd';
   constructor(
     learningRate: number | LearningRateSchedule, private readonly momentum: number, private readonly nesterov: boolean, private readonly weightDecay: number,
-    emaMomentum: number,
+    emaMomentum: number, lazy: boolean,
   ) {
-    super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum);
+    super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum, lazy);
   }
   protected update(p: Parameter, engine: Engine): void {
     const velocity = this.momentum > 0 ? this.slotsFor(p, engine)['velocity']!.ptr : 0;
-    engine.kernels.sgdUpdate(p.value.ptr, p.grad.ptr, velocity, p.value.size, this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
+    const sparse = this.lazyRows(p);
+    if (!sparse) {
+      engine.kernels.sgdUpdate(p.value.ptr, p.grad.ptr, velocity, p.value.size, this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
+      return;
+    }
+    const bytes = sparse.width * 4;
+    for (const r of sparse.rows) {
+      const o = r * bytes;
+      engine.kernels.sgdUpdate(p.value.ptr + o, p.grad.ptr + o, velocity ? velocity + o : 0, sparse.width, this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
+    }
   }
   config() {
     return { ...this.sharedConfig, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
@@ -201,7 +235,7 @@ export function sgd(options: SgdOptions = {}): Optimizer {
   if (options.nesterov && momentum === 0) throw new RangeError('sgd: nesterov needs momentum > 0');
   return new Sgd(
     learningRateOf('sgd', options.learningRate ?? 0.01), momentum, options.nesterov ?? false, checkRate('sgd', options.weightDecay ?? 0, 'weightDecay'),
-    checkRate('sgd', options.emaMomentum ?? 0, 'emaMomentum', 1),
+    checkRate('sgd', options.emaMomentum ?? 0, 'emaMomentum', 1), options.lazy ?? false,
   );
 }
 
@@ -215,22 +249,32 @@ export interface AdamOptions {
   weightDecay?: number;
   /** Keep an exponential moving average of the weights with this momentum (Keras's `ema_momentum`; 0, the default: none). */
   emaMomentum?: number;
+  /**
+   * Lazy Adam (TensorFlow Addons' LazyAdam): for a parameter whose layer reports the rows touched
+   * this step (`Parameter.sparseRows`, set by `idEmbedding`), only those rows' moments and values
+   * move; the bias correction follows the global step. Dense Adam would keep moving every row on its
+   * stale momentum and costs the whole table per step. Default false.
+   */
+  lazy?: boolean;
 }
 
 class Adam extends StatefulOptimizer {
   constructor(
     readonly name: 'adam' | 'adamw', learningRate: number | LearningRateSchedule, private readonly beta1: number, private readonly beta2: number,
-    private readonly epsilon: number, private readonly weightDecay: number, emaMomentum: number,
+    private readonly epsilon: number, private readonly weightDecay: number, emaMomentum: number, lazy: boolean,
   ) {
-    super(learningRate, ['m', 'v'], emaMomentum);
+    super(learningRate, ['m', 'v'], emaMomentum, lazy);
   }
   protected update(p: Parameter, engine: Engine): void {
     const { m, v } = this.slotsFor(p, engine) as { m: Tensor; v: Tensor };
     const t = this.iterations;
-    engine.kernels.adamUpdate(
-      p.value.ptr, p.grad.ptr, m.ptr, v.ptr, p.value.size, this.learningRate, this.beta1, this.beta2, this.epsilon,
+    const step = (offset: number, n: number) => engine.kernels.adamUpdate(
+      p.value.ptr + offset, p.grad.ptr + offset, m.ptr + offset, v.ptr + offset, n, this.learningRate, this.beta1, this.beta2, this.epsilon,
       this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t,
     );
+    const sparse = this.lazyRows(p);
+    if (!sparse) return step(0, p.value.size);
+    for (const r of sparse.rows) step(r * sparse.width * 4, sparse.width);
   }
   config() {
     return { ...this.sharedConfig, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, weightDecay: this.weightDecay };
@@ -245,7 +289,7 @@ function makeAdam(name: 'adam' | 'adamw', options: AdamOptions, defaultDecay: nu
     checkRate(name, options.beta2 ?? 0.999, 'beta2', 1),
     checkRate(name, options.epsilon ?? 1e-7, 'epsilon'),
     checkRate(name, options.weightDecay ?? defaultDecay, 'weightDecay'),
-    checkRate(name, options.emaMomentum ?? 0, 'emaMomentum', 1),
+    checkRate(name, options.emaMomentum ?? 0, 'emaMomentum', 1), options.lazy ?? false,
   );
 }
 

@@ -34,6 +34,12 @@ export interface RecommenderOptions {
   initStd?: number;
   /** What an id past maxUsers/maxItems does (default 'error': the batch fails, the stream's bad-record policy decides before that). */
   onOverflow?: IdOverflowPolicy;
+  /**
+   * Tables clear only the rows they wrote (`idEmbedding`'s `sparse`), so that with a lazy optimizer
+   * (`adam({ lazy: true })`) a step costs what its batch touches, not the tables. Not with gradient
+   * accumulation over steps. Default true.
+   */
+  sparse?: boolean;
   /** Column names (default 'user' and 'item'). */
   userColumn?: string;
   itemColumn?: string;
@@ -44,7 +50,7 @@ export interface RecommenderOptions {
 function defaults(o: RecommenderOptions) {
   return {
     K: o.factors ?? 16, mean: o.globalMean ?? 3.5, l2: o.l2 ?? 0.02, biasL2: o.biasL2 ?? 0.005, initStd: o.initStd ?? 0.1,
-    onOverflow: o.onOverflow ?? 'error', user: o.userColumn ?? 'user', item: o.itemColumn ?? 'item',
+    onOverflow: o.onOverflow ?? 'error', sparse: o.sparse ?? true, user: o.userColumn ?? 'user', item: o.itemColumn ?? 'item',
     model: { seed: o.seed ?? 0, ...(o.engine ? { engine: o.engine } : {}) },
   } as const;
 }
@@ -53,13 +59,13 @@ function defaults(o: RecommenderOptions) {
  * Biased matrix factorisation r̂ = μ + b_u + b_i + ⟨p_u, q_i⟩ (Koren's "SVD"), as layers:
  * `parallel([dot(user factors, item factors), user bias, item bias], 'add') → bias(μ)`. An id not
  * learnt yet has zero factors and bias, so a new user or item is predicted from the other terms.
- * Train with `meanSquaredError()` on a `targets` column (the rating).
+ * Train with `meanSquaredError()` on a `targets` column (the rating), best with `adam({ lazy: true })`.
  *
  * Usage: `const model = biasedMatrixFactorization({ maxUsers: 943, maxItems: 1682, factors: 16 });`
  */
 export function biasedMatrixFactorization(options: RecommenderOptions): Model {
   const d = defaults(options);
-  const table = (n: number, dim: number, name: string, l2: number, initStd: number) => idEmbedding(n, dim, { l2, initStd, onOverflow: d.onOverflow, name });
+  const table = (n: number, dim: number, name: string, l2: number, initStd: number) => idEmbedding(n, dim, { l2, initStd, onOverflow: d.onOverflow, sparse: d.sparse, name });
   return sequential([
     parallel([
       [dot([input(d.user), table(options.maxUsers, d.K, 'userFactors', d.l2, d.initStd)], [input(d.item), table(options.maxItems, d.K, 'itemFactors', d.l2, d.initStd)], { name: 'interaction' })],
@@ -87,8 +93,8 @@ export function neuralRecommender(options: NeuralRecommenderOptions): Model {
   const hidden = options.hidden ?? [64, 32];
   return sequential([
     parallel([
-      [input(d.user), idEmbedding(options.maxUsers, d.K, { l2: d.l2, initStd: d.initStd, onOverflow: d.onOverflow, name: 'userFactors' })],
-      [input(d.item), idEmbedding(options.maxItems, d.K, { l2: d.l2, initStd: d.initStd, onOverflow: d.onOverflow, name: 'itemFactors' })],
+      [input(d.user), idEmbedding(options.maxUsers, d.K, { l2: d.l2, initStd: d.initStd, onOverflow: d.onOverflow, sparse: d.sparse, name: 'userFactors' })],
+      [input(d.item), idEmbedding(options.maxItems, d.K, { l2: d.l2, initStd: d.initStd, onOverflow: d.onOverflow, sparse: d.sparse, name: 'itemFactors' })],
     ], 'concat', { name: 'embeddings' }),
     ...hidden.flatMap((units) => [dense(units), relu()]),
     dense(1, { biasInitializer: constant(d.mean), name: 'rating' }),

@@ -25,8 +25,13 @@ export interface Recommendation {
   scores: Float32Array;
 }
 
+/** The model's parameters as heap tensors (the kernels read the tables in place). */
+function parameterTensorsOf(model: Model): readonly Parameter[] {
+  return model.parameterTensors;
+}
+
 function findParameter(model: Model, suffix: string): Parameter | null {
-  return model.parameterTensors.find((p) => p.name === suffix || p.name.endsWith(`/${suffix}`)) ?? null;
+  return parameterTensorsOf(model).find((p) => p.name === suffix || p.name.endsWith(`/${suffix}`)) ?? null;
 }
 
 /**

@@ -8,7 +8,7 @@
 import { lastValueFrom, of } from 'rxjs';
 import { batchFromColumns, floatColumn } from '../batch.ts';
 import type { Parameter } from '../layer.ts';
-import type { Model } from '../model.ts';
+import { modelHost, type Model } from '../model.ts';
 
 /** Options of {@link Recommender.recommend}. */
 export interface RecommendOptions {
@@ -27,7 +27,7 @@ export interface Recommendation {
 
 /** The model's parameters as heap tensors (the kernels read the tables in place). */
 function parameterTensorsOf(model: Model): readonly Parameter[] {
-  return model.parameterTensors;
+  return modelHost(model).parameters;
 }
 
 function findParameter(model: Model, suffix: string): Parameter | null {

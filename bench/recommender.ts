@@ -3,7 +3,9 @@
  * - biased MF (K = 10, 2,000 users × 4,000 items, synthetic ratings; sparse tables, lazy Adam) learning online: ratings/s
  *   through `model.fit` mini-batched (1,024 per step) and one rating per step, and through
  *   `testThenTrain` (score, then learn) mini-batched. Goals (issue 16): ≥ 200,000/s mini-batched,
- *   ≥ 30,000/s one at a time (River's BiasedMF does ~13,000/s).
+ *   ≥ 30,000/s one at a time (River's BiasedMF does ~13,000/s). Two reference rows: the same step
+ *   pipeline on 10 × 10 tables (what one rating per step can reach at all), and one rating per step
+ *   with dense tables and dense Adam (what the sparse steps save).
  * - `Recommender.recommend`: top-10 over a 100,000-item table with K = 32 (SIMD scoring + heap top-k),
  *   ms per query. Goal < 5 ms.
  * Each rate is the median of several rounds over the same pre-made batches, after a warm-up round.
@@ -22,11 +24,11 @@ export async function recommenderBench(options: { quick: boolean }): Promise<Row
     const n = options.quick ? 100_000 : 300_000;
     const data = rx.syntheticRatings({ users: 2000, items: 4000, ratings: n, rank: 10, noise: 0.5, seed: 1 });
     const tiny = rx.syntheticRatings({ users: 10, items: 10, ratings: 20_000, rank: 10, noise: 0.5, seed: 1 });
-    const rate = async (batchSize: number, count: number, how: 'fit' | 'testThenTrain', source = data): Promise<number> => {
+    const rate = async (batchSize: number, count: number, how: 'fit' | 'testThenTrain', source = data, sparse = true): Promise<number> => {
       const batches = [...rx.interactionBatches(source, batchSize, 0, count)];
       const size = source === data ? { maxUsers: 2000, maxItems: 4000 } : { maxUsers: 10, maxItems: 10 };
-      const model = rx.biasedMatrixFactorization({ ...size, factors: 10, seed: 1, engine });
-      const fit = { loss: rx.meanSquaredError(), optimizer: rx.adam({ learningRate: 0.01, lazy: true }) };
+      const model = rx.biasedMatrixFactorization({ ...size, factors: 10, seed: 1, engine, sparse });
+      const fit = { loss: rx.meanSquaredError(), optimizer: rx.adam({ learningRate: 0.01, lazy: sparse }) };
       const run = () => (how === 'fit'
         ? lastValueFrom(from(batches).pipe(model.fit(fit), toArray()))
         : lastValueFrom(from(batches).pipe(rx.testThenTrain(model, { ...fit, window: 10_000 }), toArray())));
@@ -46,7 +48,10 @@ export async function recommenderBench(options: { quick: boolean }): Promise<Row
     // The same step pipeline on 10 × 10 tables: kernels cost next to nothing, so this bounds what one
     // rating per step can reach through model.fit whatever the table sizes.
     const singleTiny = await rate(1, options.quick ? 5_000 : 20_000, 'fit', tiny);
+    // Dense steps (whole-table gradient clear and Adam update every step): what sparse tables save.
+    const singleDense = await rate(1, options.quick ? 2_000 : 5_000, 'fit', data, false);
     process.stderr.write(`  biased MF online: ${Math.round(batched)} ratings/s (b1024 fit), ${Math.round(batchedTtt)} (b1024 testThenTrain), ${Math.round(single)} (one at a time), ${Math.round(singleTiny)} (one at a time, 10×10 tables)\n`);
+    process.stderr.write(`  one at a time with dense tables: ${Math.round(singleDense)} ratings/s\n`);
 
     // Top-10 over 100,000 items: a model whose item table is fully in use (random factors and biases).
     const items = 100_000;
@@ -69,6 +74,7 @@ export async function recommenderBench(options: { quick: boolean }): Promise<Row
       row('recommender biased MF K=10 2000×4000: online testThenTrain, mini-batched b1024', 'ratings/s', batchedTtt),
       row('recommender biased MF K=10 2000×4000: online fit, one rating per step (goal ≥ 30,000)', 'ratings/s', single),
       row('recommender biased MF K=10 10×10 tables: online fit, one rating per step (step pipeline bound)', 'ratings/s', singleTiny),
+      row('recommender biased MF K=10 2000×4000: one rating per step with dense tables and dense Adam', 'ratings/s', singleDense),
       row('recommender top-10 of 100,000 items, K=32, 50 excluded (goal < 5)', 'ms', timing.ms),
     ];
   } finally {

@@ -250,6 +250,12 @@ describe('rating streams, bad input and data', () => {
     let se = 0;
     for (let i = 0; i < 20_000; i++) se += (big.ratings[i]! - big.expected[i]!) ** 2;
     assert.ok(Math.abs(Math.sqrt(se / 20_000) - 0.5) < 0.02);
+    // Drift re-draws the item factors from its point on: the stream before it is unchanged.
+    const drifted = syntheticRatings({ users: 50, items: 60, ratings: 20_000, rank: 3, noise: 0.5, seed: 1, drift: { at: 0.5, strength: 1 } });
+    assert.deepEqual(drifted.expected.subarray(0, 10_000), big.expected.subarray(0, 10_000));
+    assert.ok(drifted.expected.subarray(10_000).some((v, i) => v !== big.expected[10_000 + i]));
+    // New ids arrive over time: the first tenth of the stream sees only the first ~55% of the users.
+    assert.ok(Math.max(...big.users.subarray(0, 2000)) < 0.6 * 50);
     // A complete rank-3 matrix: its double-centred residual has rank ≤ 3, so the rank-3 SVD is exact and rank 2 is not.
     const users = new Int32Array(1200);
     const items = new Int32Array(1200);

@@ -22,6 +22,7 @@ import { recommenderBench } from './recommender.ts';
 import { dashboardBench } from './dashboard.ts';
 import { serveBench } from './serve.ts';
 import { guardBench } from './guard.ts';
+import { tuningBench } from './tuning.ts';
 import type { SoakResult } from './soak.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -62,6 +63,7 @@ const suiteCases: BenchCase[] = [
   { name: 'dashboard viewers and history', quick: true, run: (c) => dashboardBench({ quick: c.quick }) },
   { name: 'serve http: batching, reloads under load, memory', quick: true, run: (c) => serveBench({ quick: c.quick }) },
   { name: 'non-finite guard on vs off', quick: true, run: (c) => guardBench({ quick: c.quick }) },
+  { name: 'pruning and transfer speed', quick: true, run: (c) => tuningBench({ quick: c.quick }) },
   { name: 'soak online steps', quick: false, run: async () => soakRows(await soakInFreshProcess(200_000)) },
 ];
 /**

@@ -1,4 +1,5 @@
 import type { Engine } from './engine.ts';
+import { globToRegExp } from './layer-match.ts';
 import type { Parameter } from './layer.ts';
 import type { LearningRateSchedule } from './schedules.ts';
 import { Tensor } from './tensor.ts';
@@ -38,6 +39,29 @@ export interface Optimizer {
   restoreState?(parameters: readonly Parameter[], engine: Engine, iterations: number, slots: ReadonlyMap<string, Readonly<Record<string, Float32Array>>>): void;
 }
 
+/**
+ * Parameters whose names match `parameters` (a glob over parameter names such as `'conv2d_1/kernel'`, e.g.
+ * `'conv*'`) train at `learningRateScale` times the optimizer's rate (schedule included): discriminative
+ * fine-tuning. The first matching group wins; other parameters use the rate as it is.
+ */
+export interface ParameterGroup {
+  parameters: string;
+  learningRateScale: number;
+}
+
+/** Checks parameter groups (an optimizer's option or a checkpoint's config field), naming the bad field. */
+export function checkGroups(name: string, groups: unknown): ParameterGroup[] {
+  if (groups === undefined) return [];
+  if (!Array.isArray(groups)) throw new RangeError(`${name}: parameterGroups must be an array of { parameters, learningRateScale }, got ${JSON.stringify(groups)}`);
+  return groups.map((g: unknown, i) => {
+    const group = g as Partial<ParameterGroup> | null;
+    if (typeof group?.parameters !== 'string' || group.parameters === '') throw new RangeError(`${name}: parameterGroups[${i}].parameters must be a non-empty name or glob, got ${JSON.stringify(group?.parameters)}`);
+    const scale = group.learningRateScale;
+    if (typeof scale !== 'number' || !(Number.isFinite(scale) && scale >= 0)) throw new RangeError(`${name}: parameterGroups[${i}].learningRateScale must be a finite number ≥ 0, got ${JSON.stringify(scale)}`);
+    return { parameters: group.parameters, learningRateScale: scale };
+  });
+}
+
 function checkRate(name: string, value: number, what: string, max = Infinity): number {
   if (!(Number.isFinite(value) && value >= 0 && value < max)) throw new RangeError(`${name}: ${what} must be in [0, ${max}), got ${value}`);
   return value;
@@ -56,9 +80,13 @@ abstract class StatefulOptimizer implements Optimizer {
   readonly schedule: LearningRateSchedule | null;
   private readonly slots = new Map<Parameter, Record<string, Tensor>>();
   private readonly slotNames: readonly string[];
+  /** The rate of the parameter being updated (the step's rate times its group's scale). */
+  protected rate = 0;
+  private readonly scales = new Map<Parameter, number>();
   abstract readonly name: string;
   constructor(
     learningRate: number | LearningRateSchedule, updateSlots: readonly string[], readonly emaMomentum: number,
+    readonly parameterGroups: readonly ParameterGroup[] = [],
     /** Update only the rows a layer reported in `Parameter.sparseRows` (lazy moments); see {@link SgdOptions.lazy}. */
     protected readonly lazy = false,
   ) {
@@ -71,18 +99,37 @@ abstract class StatefulOptimizer implements Optimizer {
   protected get sharedConfig(): Record<string, unknown> {
     return {
       learningRate: this.schedule ? this.schedule.config() : this.learningRate, ...(this.emaMomentum > 0 ? { emaMomentum: this.emaMomentum } : {}),
+      ...(this.parameterGroups.length > 0 ? { parameterGroups: this.parameterGroups.map((g) => ({ ...g })) } : {}),
       ...(this.lazy ? { lazy: true } : {}),
     };
   }
 
   /**
-   * With `lazy`: the rows to update (byte offsets of each row start and the row width) when the
-   * parameter reports few enough of them, else null (one dense update).
+   * With `lazy`: the rows to update and the row width when the parameter reports few enough of
+   * them, else null (one dense update).
    */
   protected lazyRows(p: Parameter): { rows: Int32Array; width: number } | null {
     const rows = this.lazy ? p.sparseRows : null;
     if (!rows || p.shape.length === 0 || rows.length * 4 > p.shape[0]!) return null;
     return { rows, width: p.value.size / p.shape[0]! };
+  }
+
+  /** Each parameter's learning-rate scale from the groups; a group matching no parameter is an error naming it. */
+  private scaleOf(parameters: readonly Parameter[], p: Parameter): number {
+    if (this.parameterGroups.length === 0) return 1;
+    if (!this.scales.has(p)) {
+      const patterns = this.parameterGroups.map((g) => globToRegExp(g.parameters));
+      patterns.forEach((re, i) => {
+        if (!parameters.some((q) => re.test(q.name))) {
+          throw new RangeError(`${this.name}: parameterGroups[${i}].parameters '${this.parameterGroups[i]!.parameters}' matches no parameter (parameters: ${parameters.map((q) => q.name).join(', ')})`);
+        }
+      });
+      for (const q of parameters) {
+        const i = patterns.findIndex((re) => re.test(q.name));
+        this.scales.set(q, i < 0 ? 1 : this.parameterGroups[i]!.learningRateScale);
+      }
+    }
+    return this.scales.get(p)!;
   }
 
   protected slotsFor(p: Parameter, engine: Engine): Record<string, Tensor> {
@@ -144,6 +191,7 @@ abstract class StatefulOptimizer implements Optimizer {
     for (const p of parameters) {
       if (!p.trainable) continue;
       if (averaging) this.slotsFor(p, engine); // a new average starts at the weights before the step
+      this.rate = this.learningRate * this.scaleOf(parameters, p);
       this.update(p, engine);
     }
     if (averaging) {
@@ -189,6 +237,8 @@ export interface SgdOptions {
   weightDecay?: number;
   /** Keep an exponential moving average of the weights with this momentum (Keras's `ema_momentum`; 0, the default: none). */
   emaMomentum?: number;
+  /** Learning-rate scales for groups of parameters (a lower rate for a pre-trained base). */
+  parameterGroups?: readonly ParameterGroup[];
   /**
    * Update only the rows of a parameter that its layer reports as touched this step
    * (`Parameter.sparseRows`, set by `idEmbedding`): per-step cost follows the batch, not the table.
@@ -203,22 +253,17 @@ class Sgd extends StatefulOptimizer {
   readonly name = 'sgd';
   constructor(
     learningRate: number | LearningRateSchedule, private readonly momentum: number, private readonly nesterov: boolean, private readonly weightDecay: number,
-    emaMomentum: number, lazy: boolean,
+    emaMomentum: number, parameterGroups: readonly ParameterGroup[], lazy: boolean,
   ) {
-    super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum, lazy);
+    super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum, parameterGroups, lazy);
   }
   protected update(p: Parameter, engine: Engine): void {
     const velocity = this.momentum > 0 ? this.slotsFor(p, engine)['velocity']!.ptr : 0;
+    const step = (offset: number, n: number) =>
+      engine.kernels.sgdUpdate(p.value.ptr + offset, p.grad.ptr + offset, velocity ? velocity + offset : 0, n, this.rate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
     const sparse = this.lazyRows(p);
-    if (!sparse) {
-      engine.kernels.sgdUpdate(p.value.ptr, p.grad.ptr, velocity, p.value.size, this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
-      return;
-    }
-    const bytes = sparse.width * 4;
-    for (const r of sparse.rows) {
-      const o = r * bytes;
-      engine.kernels.sgdUpdate(p.value.ptr + o, p.grad.ptr + o, velocity ? velocity + o : 0, sparse.width, this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
-    }
+    if (!sparse) return step(0, p.value.size);
+    for (const r of sparse.rows) step(r * sparse.width * 4, sparse.width);
   }
   config() {
     return { ...this.sharedConfig, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
@@ -235,7 +280,7 @@ export function sgd(options: SgdOptions = {}): Optimizer {
   if (options.nesterov && momentum === 0) throw new RangeError('sgd: nesterov needs momentum > 0');
   return new Sgd(
     learningRateOf('sgd', options.learningRate ?? 0.01), momentum, options.nesterov ?? false, checkRate('sgd', options.weightDecay ?? 0, 'weightDecay'),
-    checkRate('sgd', options.emaMomentum ?? 0, 'emaMomentum', 1), options.lazy ?? false,
+    checkRate('sgd', options.emaMomentum ?? 0, 'emaMomentum', 1), checkGroups('sgd', options.parameterGroups), options.lazy ?? false,
   );
 }
 
@@ -249,6 +294,8 @@ export interface AdamOptions {
   weightDecay?: number;
   /** Keep an exponential moving average of the weights with this momentum (Keras's `ema_momentum`; 0, the default: none). */
   emaMomentum?: number;
+  /** Learning-rate scales for groups of parameters (a lower rate for a pre-trained base). */
+  parameterGroups?: readonly ParameterGroup[];
   /**
    * Lazy Adam (TensorFlow Addons' LazyAdam): for a parameter whose layer reports the rows touched
    * this step (`Parameter.sparseRows`, set by `idEmbedding`), only those rows' moments and values
@@ -261,15 +308,16 @@ export interface AdamOptions {
 class Adam extends StatefulOptimizer {
   constructor(
     readonly name: 'adam' | 'adamw', learningRate: number | LearningRateSchedule, private readonly beta1: number, private readonly beta2: number,
-    private readonly epsilon: number, private readonly weightDecay: number, emaMomentum: number, lazy: boolean,
+    private readonly epsilon: number, private readonly weightDecay: number, emaMomentum: number, parameterGroups: readonly ParameterGroup[],
+    lazy: boolean,
   ) {
-    super(learningRate, ['m', 'v'], emaMomentum, lazy);
+    super(learningRate, ['m', 'v'], emaMomentum, parameterGroups, lazy);
   }
   protected update(p: Parameter, engine: Engine): void {
     const { m, v } = this.slotsFor(p, engine) as { m: Tensor; v: Tensor };
     const t = this.iterations;
     const step = (offset: number, n: number) => engine.kernels.adamUpdate(
-      p.value.ptr + offset, p.grad.ptr + offset, m.ptr + offset, v.ptr + offset, n, this.learningRate, this.beta1, this.beta2, this.epsilon,
+      p.value.ptr + offset, p.grad.ptr + offset, m.ptr + offset, v.ptr + offset, n, this.rate, this.beta1, this.beta2, this.epsilon,
       this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t,
     );
     const sparse = this.lazyRows(p);
@@ -289,7 +337,7 @@ function makeAdam(name: 'adam' | 'adamw', options: AdamOptions, defaultDecay: nu
     checkRate(name, options.beta2 ?? 0.999, 'beta2', 1),
     checkRate(name, options.epsilon ?? 1e-7, 'epsilon'),
     checkRate(name, options.weightDecay ?? defaultDecay, 'weightDecay'),
-    checkRate(name, options.emaMomentum ?? 0, 'emaMomentum', 1), options.lazy ?? false,
+    checkRate(name, options.emaMomentum ?? 0, 'emaMomentum', 1), checkGroups(name, options.parameterGroups), options.lazy ?? false,
   );
 }
 

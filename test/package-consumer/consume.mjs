@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import {
-  adam, batchFromArrays, batchesFromArrays, closeDefaultEngine, connectRedis, dense, loadEmbeddedMnist, loadModel, relu, sequential, softmaxCrossEntropy,
+  adam, batchFromArrays, batchesFromArrays, closeDefaultEngine, connectRedis, dense, loadEmbeddedMnist, loadModel, relu, saveModel, sequential, softmaxCrossEntropy,
 } from 'rxgrad';
 
 // Two Gaussian blobs: class = sign of x0 + x1.
@@ -22,7 +22,7 @@ for (let r = 0; r < rows; r++) {
 const model = sequential([dense(16), relu(), dense(2)], { inputShape: [2], seed: 1 });
 await lastValueFrom(model.train({ features, shape: [2], labels }, { epochs: 8, batchSize: 32, loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: 0.01 }) }));
 const dir = mkdtempSync(join(tmpdir(), 'rxgrad-consumer-'));
-await model.save(join(dir, 'model'));
+await saveModel(model, join(dir, 'model'));
 const { model: loaded } = await loadModel(join(dir, 'model'));
 const outputs = await lastValueFrom(from(batchesFromArrays({ features, shape: [2], labels }, 128)).pipe(loaded.predict(), toArray()));
 let correct = 0;

@@ -497,6 +497,16 @@ describe('optimizer and BLAS-1 kernels equal the reference', () => {
         k.axpy(n, s, x, y);
         ref.axpy(n, s, xr, yr);
         assertClose('axpy', snapshot(y, n + 8), snapshot(yr, n + 8), () => 1.2e-7 * (2 + 2 * Math.abs(s)));
+        // The fused moving average equals scale then axpy bitwise (the optimizer relied on those two before).
+        const m = Math.fround(Math.abs(s) / 3);
+        const e = alloc(n + 8);
+        copyInto(e, snapshot(y, n + 8));
+        k.emaUpdate(e, x, n, m, Math.fround(1 - m));
+        k.scale(y, n, m);
+        k.axpy(n, Math.fround(1 - m), x, y);
+        assertClose('emaUpdate', snapshot(e, n + 8), snapshot(y, n + 8), () => 0);
+        ref.emaUpdate(yr, xr, n, m, Math.fround(1 - m));
+        assertClose('emaUpdate (reference)', snapshot(e, n + 8), snapshot(yr, n + 8), () => 1e-5);
         k.scale(x, n, s);
         ref.scale(xr, n, s);
         assertClose('scale', snapshot(x, n + 8), snapshot(xr, n + 8), () => 0);

@@ -2,6 +2,7 @@ import type { Engine } from './engine.ts';
 import type { Parameter } from './layer.ts';
 import type { LearningRateSchedule } from './schedules.ts';
 import { Tensor } from './tensor.ts';
+import type { ElementwiseCall } from '../workers/compute-api.ts';
 
 /**
  * Updates parameters from their gradients; its per-parameter state (moments, velocity) lives in
@@ -36,6 +37,14 @@ export interface Optimizer {
    * optimizers without state still satisfy the interface.
    */
   restoreState?(parameters: readonly Parameter[], engine: Engine, iterations: number, slots: ReadonlyMap<string, Readonly<Record<string, Float32Array>>>): void;
+}
+
+/** Runs fused update calls: split across the engine's pool when its backend can, else one by one. */
+function runElementwise(engine: Engine, calls: readonly ElementwiseCall[]): void {
+  if (calls.length === 0) return;
+  if (engine.compute.elementwiseMany) return engine.compute.elementwiseMany(calls);
+  const k = engine.kernels as unknown as Record<string, (...args: number[]) => void>;
+  for (const c of calls) k[c.name]!(...c.pointers, c.n, ...(c.tail ?? []));
 }
 
 function checkRate(name: string, value: number, what: string, max = Infinity): number {
@@ -124,22 +133,27 @@ abstract class StatefulOptimizer implements Optimizer {
     if (this.schedule) this.learningRate = this.schedule.rateAt(this.iterations);
     this.iterations++;
     const averaging = this.emaMomentum > 0;
+    // Every parameter's update as one split across the pool (when large enough), then every average.
+    const updates: ElementwiseCall[] = [];
     for (const p of parameters) {
       if (!p.trainable) continue;
       if (averaging) this.slotsFor(p, engine); // a new average starts at the weights before the step
-      this.update(p, engine);
+      updates.push(this.update(p, engine));
     }
+    runElementwise(engine, updates);
     if (averaging) {
       // TensorFlow's ExponentialMovingAverage with num_updates: a smaller momentum early on, so the
       // average does not dwell on the initial weights.
       const t = this.iterations;
       const momentum = Math.min(this.emaMomentum, (1 + t) / (10 + t));
+      const averages: ElementwiseCall[] = [];
       for (const p of parameters) {
         if (!p.trainable) continue;
         const ema = this.slotsFor(p, engine)['ema']!;
-        engine.kernels.scale(ema.ptr, ema.size, momentum);
-        engine.kernels.axpy(ema.size, 1 - momentum, p.value.ptr, ema.ptr);
+        // One pass (scale + axpy fused, the same bits): the EMA reads each slot once.
+        averages.push({ name: 'emaUpdate', pointers: [ema.ptr, p.value.ptr], n: ema.size, tail: [momentum, 1 - momentum] });
       }
+      runElementwise(engine, averages);
     }
   }
 
@@ -158,7 +172,8 @@ abstract class StatefulOptimizer implements Optimizer {
     }
   }
 
-  protected abstract update(p: Parameter, engine: Engine): void;
+  /** The fused update kernel call of one parameter (run with the others' by apply). */
+  protected abstract update(p: Parameter, engine: Engine): ElementwiseCall;
   abstract config(): Record<string, unknown>;
 }
 
@@ -182,9 +197,10 @@ class Sgd extends StatefulOptimizer {
   ) {
     super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum);
   }
-  protected update(p: Parameter, engine: Engine): void {
+  protected update(p: Parameter, engine: Engine): ElementwiseCall {
     const velocity = this.momentum > 0 ? this.slotsFor(p, engine)['velocity']!.ptr : 0;
-    engine.kernels.sgdUpdate(p.value.ptr, p.grad.ptr, velocity, p.value.size, this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
+    // Tail: lr, momentum (f32), nesterov (i32), weightDecay (f32).
+    return { name: 'sgdUpdate', pointers: [p.value.ptr, p.grad.ptr, velocity], n: p.value.size, tail: [this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay], tailFloatMask: 0b1011 };
   }
   config() {
     return { ...this.sharedConfig, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
@@ -224,13 +240,15 @@ class Adam extends StatefulOptimizer {
   ) {
     super(learningRate, ['m', 'v'], emaMomentum);
   }
-  protected update(p: Parameter, engine: Engine): void {
+  protected update(p: Parameter, engine: Engine): ElementwiseCall {
     const { m, v } = this.slotsFor(p, engine) as { m: Tensor; v: Tensor };
     const t = this.iterations;
-    engine.kernels.adamUpdate(
-      p.value.ptr, p.grad.ptr, m.ptr, v.ptr, p.value.size, this.learningRate, this.beta1, this.beta2, this.epsilon,
-      this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t,
-    );
+    // Tail: lr, beta1, beta2, eps, weightDecay (f32), decoupled (i32), bc1, bc2 (f32).
+    return {
+      name: 'adamUpdate', pointers: [p.value.ptr, p.grad.ptr, m.ptr, v.ptr], n: p.value.size,
+      tail: [this.learningRate, this.beta1, this.beta2, this.epsilon, this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t],
+      tailFloatMask: 0b11011111,
+    };
   }
   config() {
     return { ...this.sharedConfig, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, weightDecay: this.weightDecay };

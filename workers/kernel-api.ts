@@ -75,6 +75,11 @@ export interface Kernels {
   scale(x: number, n: number, s: number): void;
   /** y[i] += a · x[i] */
   axpy(n: number, a: number, x: number, y: number): void;
+  /**
+   * The moving average of the weights, one pass: ema[i] = ema[i]·momentum + a·x[i] (a = 1 − momentum, given
+   * so that the f32 operands are those of scale then axpy, whose result it equals bitwise).
+   */
+  emaUpdate(ema: number, x: number, n: number, momentum: number, a: number): void;
 
   // ---- 2-D convolution, NHWC (workers/assembly/conv.ts). Geometry, in this order everywhere:
   // batch, inH, inW, inC, outH, outW, outC, kH, kW, strideH, strideW, padTop, padLeft, dilationH, dilationW.
@@ -172,7 +177,7 @@ export const KERNEL_NAMES = [
   'reluForward', 'reluBackward', 'leakyReluForward', 'leakyReluBackward',
   'sigmoidForward', 'sigmoidBackward', 'tanhForward', 'tanhBackward', 'geluForward', 'geluBackward',
   'softmaxForward', 'softmaxBackward', 'softmaxCrossEntropy',
-  'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy',
+  'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy', 'emaUpdate',
   'conv2dForward', 'conv2dForwardIm2col', 'conv2dTransposeFilter', 'conv2dBackwardInput', 'conv2dBackwardFilter',
   'maxPool2dForward', 'maxPool2dBackward', 'avgPool2dForward', 'avgPool2dBackward',
   'globalAvgPool2dForward', 'globalAvgPool2dBackward', 'batchNormStats', 'batchNormForward', 'batchNormBackward',

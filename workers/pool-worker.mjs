@@ -2,31 +2,63 @@
 // `node --import tsx`, `npx tsx` and plain node, with no TypeScript loader in the worker.
 //
 // It instantiates the posted WebAssembly.Module over the shared memory, then serves its slot of the
-// control region: wait for SEQ to change (spin up to spinMs, then Atomics.wait), run OP with ARGS,
-// write STATUS (and an error message), publish DONE = SEQ and notify.
+// control region: wait for SEQ to change (spin, then Atomics.wait), run OP with ARGS, write STATUS (and an
+// error message), publish DONE = SEQ and notify. OP.CHUNKS: claim chunks of the pool's job block until
+// none is left (the claim protocol is claimChunk / finishChunk in pool.ts).
 import { workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 
-const { module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP } = workerData;
+const {
+  module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP, JOB, slowMs, jitterMs,
+} = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory } });
 const k = instance.exports;
 k.setScratch(scratch);
 // This thread's own GEMM packing buffers (never shared: no false sharing, no locking).
 k.setWorkspace(workspace);
 k.setGemmPath(gemmPath);
+const kernels = callNames.map((name) => k[name]);
 
 // The control region never moves, so views made now stay valid after the memory grows.
 const i32 = new Int32Array(memory.buffer, slotByte, slotInts);
 const f32 = new Float32Array(memory.buffer, slotByte, slotInts);
 const u8 = new Uint8Array(memory.buffer, slotByte, slotInts * 4);
+const INDEX_MASK = (1 << JOB.INDEX_BITS) - 1;
+let jobBase = -1;
+let job;
+let jobF32;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+const sleep = (ms) => {
+  if (ms > 0) Atomics.wait(pause, 0, 0, ms);
+};
 
-/** Waits until SEQ differs from `seen`: spins (STATE = 1, "hot") up to spinMs, then sleeps (STATE = 0). */
+// A gap this long between two looks at the clock means the OS ran something else on our core: the host is
+// oversubscribed, and spinning on would take CPU from the thread that has the work (ms).
+const DESCHEDULED_MS = 0.25;
+// The spin budget adapts: halved after each spin that was descheduled, doubled (up to spinMs) after a
+// spin that found its task, so a worker on a busy host soon sleeps right away and pays a wake-up instead.
+let budget = spinMs;
+
+/** Waits until SEQ differs from `seen`: spins (STATE = 1, "hot") up to the budget, then sleeps (STATE = 0). */
 function waitForTask(seen) {
   Atomics.store(i32, F.STATE, 1);
   const t0 = performance.now();
+  let last = t0;
+  let now = t0;
   do {
-    for (let j = 0; j < 128; j++) if (Atomics.load(i32, F.SEQ) !== seen) return;
-  } while (performance.now() - t0 < spinMs);
+    for (let j = 0; j < 128; j++) {
+      if (Atomics.load(i32, F.SEQ) !== seen) {
+        budget = Math.min(spinMs, Math.max(budget * 2, 0.05));
+        return;
+      }
+    }
+    now = performance.now();
+    if (now - last > DESCHEDULED_MS) {
+      budget /= 2;
+      break;
+    }
+    last = now;
+  } while (now - t0 < budget);
   Atomics.store(i32, F.STATE, 0);
   while (Atomics.load(i32, F.SEQ) === seen) Atomics.wait(i32, F.SEQ, seen);
   Atomics.store(i32, F.STATE, 1);
@@ -41,12 +73,66 @@ function writeError(err) {
   i32[F.STATUS] = 1;
 }
 
+/** Calls the export described at word `at` of (ints, floats): [export id, argc, float mask, args…]. */
+function callAt(ints, floats, at) {
+  const fn = kernels[ints[at]];
+  if (typeof fn !== 'function') throw new Error(`no kernel #${ints[at]}`);
+  const argc = ints[at + 1];
+  const mask = ints[at + 2];
+  const args = new Array(argc);
+  for (let j = 0; j < argc; j++) args[j] = mask & (1 << j) ? floats[at + 3 + j] : ints[at + 3 + j];
+  fn(...args);
+}
+
+/** Claims and runs chunks of the job of generation `gen` until none is left (pool.ts claimChunk / finishChunk). */
+function runChunks(base, gen) {
+  if (base !== jobBase) {
+    jobBase = base;
+    job = new Int32Array(memory.buffer, base, JOB.ROWS + 256 * JOB.ROW_WORDS);
+    jobF32 = new Float32Array(memory.buffer, base, JOB.ROWS + 256 * JOB.ROW_WORDS);
+  }
+  const tag = gen << JOB.INDEX_BITS;
+  for (;;) {
+    if (jitterMs > 0) sleep(Math.random() * jitterMs);
+    const v = Atomics.load(job, JOB.NEXT);
+    if ((v & ~INDEX_MASK) !== tag) return;
+    const index = v & INDEX_MASK;
+    if (index >= Atomics.load(job, JOB.COUNT)) return;
+    // CLAIMED before the claim: a worker that dies while it is set fails the job instead of hanging it.
+    Atomics.store(i32, F.CLAIMED, index + 1);
+    if (Atomics.compareExchange(job, JOB.NEXT, v, v + 1) !== v) {
+      Atomics.store(i32, F.CLAIMED, 0);
+      continue;
+    }
+    sleep(slowMs);
+    try {
+      callAt(job, jobF32, JOB.ROWS + index * JOB.ROW_WORDS);
+    } catch (err) {
+      writeError(err);
+    }
+    Atomics.store(i32, F.CLAIMED, 0);
+    i32[F.RAN]++;
+    for (;;) {
+      const d = Atomics.load(job, JOB.DONE);
+      if ((d & ~INDEX_MASK) !== tag) break;
+      if (Atomics.compareExchange(job, JOB.DONE, d, d + 1) === d) break;
+    }
+    Atomics.notify(job, JOB.DONE);
+  }
+}
+
 let seen = startSeq;
 for (;;) {
   waitForTask(seen);
   seen = Atomics.load(i32, F.SEQ);
   const op = i32[F.OP];
   if (op === OP.STOP) break;
+  if (op === OP.CHUNKS) {
+    // Errors are per chunk (STATUS, read by the caller once the job is done); DONE is not waited for.
+    runChunks(i32[F.ARGS], i32[F.ARGS + 1]);
+    Atomics.store(i32, F.DONE, seen);
+    continue;
+  }
   i32[F.STATUS] = 0;
   try {
     if (op === OP.GEMM) {
@@ -56,14 +142,7 @@ for (;;) {
         i32[a + 7], i32[a + 8], i32[a + 9], f32[a + 10], i32[a + 11], i32[a + 12]);
     } else if (op === OP.CALL) {
       // Generic kernel call (pool.ts writeCall): [id, argc, float mask, args…].
-      const a = F.ARGS;
-      const fn = k[callNames[i32[a]]];
-      if (typeof fn !== 'function') throw new Error(`no kernel #${i32[a]}`);
-      const argc = i32[a + 1];
-      const mask = i32[a + 2];
-      const args = new Array(argc);
-      for (let j = 0; j < argc; j++) args[j] = mask & (1 << j) ? f32[a + 3 + j] : i32[a + 3 + j];
-      fn(...args);
+      callAt(i32, f32, F.ARGS);
     } else if (op === OP.NOP) {
       k.nop();
     } else {

@@ -157,6 +157,10 @@ export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array)
       const h = f32();
       for (let i = 0; i < n; i++) h[(y >> 2) + i] += a * h[(x >> 2) + i]!;
     },
+    emaUpdate(ema, x, n, momentum, a) {
+      const h = f32();
+      for (let i = 0; i < n; i++) h[(ema >> 2) + i] = h[(ema >> 2) + i]! * momentum + a * h[(x >> 2) + i]!;
+    },
     conv2dForward(x, w, bias, y, batch, H, W, C, OH, OW, CO, KH, KW, sh, sw, pt, pl, dh, dw, activation = 0) {
       const h = f32();
       const X = x >> 2, Wt = w >> 2, B = bias >> 2, Y = y >> 2;

@@ -6,10 +6,10 @@ import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import os from 'node:os';
 import v8 from 'node:v8';
-import type { ComputeBackend, ElementwiseKernel } from './compute-api.ts';
+import { FILTER_GRADIENT_CHUNKS, type ComputeBackend, type ElementwiseCall, type ElementwiseKernel } from './compute-api.ts';
 import { KERNEL_NAMES, type Kernels } from './kernel-api.ts';
 
-import { WorkerPool, MAX_THREADS, OP, scratchAddress, type CallTask, type GemmArgs } from './pool.ts';
+import { WorkerPool, JOB_BYTES, MAX_CHUNKS, MAX_THREADS, OP, scratchAddress, type CallTask, type PoolTestHooks } from './pool.ts';
 
 /** Options of {@link createWasmCompute}. */
 export interface WasmComputeOptions {
@@ -41,19 +41,28 @@ export interface WasmComputeOptions {
   splitThresholdBytes?: number;
   /** How long (ms) a worker spins for its next task before sleeping in Atomics.wait; default {@link WORKER_SPIN_MS}. */
   workerSpinMs?: number;
+  /** Determinism tests: slow one thread down and jitter every chunk claim (see PoolTestHooks). */
+  testHooks?: PoolTestHooks;
 }
 
 /** Split threshold while workers spin (no wake-up cost): ~10 µs of single-thread work. */
 export const HOT_SPLIT_FLOPS = 0.5e6;
-/** Split threshold once workers sleep: a futex wake costs ~50 µs on this VM, so ~200 µs of work. */
-export const COLD_SPLIT_FLOPS = 10e6;
+/**
+ * Split threshold once workers sleep (~40 µs of work). With chunks claimed dynamically the caller never
+ * waits for a wake-up (~50 µs here): it starts on the chunks at once and a worker that arrives late takes
+ * fewer, so the cost of a cold split is the caller's futex wake call, not the wake-up latency.
+ */
+export const COLD_SPLIT_FLOPS = 2e6;
 /**
  * Memory-bound split threshold (bytes read + written) while workers spin. Measured with reluForward, quiet
  * box, median of 60: 1 MiB 11 µs one thread vs 12 split, 2 MiB 29 vs 24, 4 MiB 52 vs 36 (workers/README.md).
  */
-export const HOT_SPLIT_BYTES = 2 << 20;
-/** Once workers sleep (futex wake ~70 µs): 4 MiB 94 µs vs 140 split, 8 MiB 197 vs 188, 16 MiB 441 vs 298. */
-export const COLD_SPLIT_BYTES = 16 << 20;
+export const HOT_SPLIT_BYTES = 1 << 20;
+/**
+ * Once workers sleep. The old fixed partition measured 4 MiB 94 µs vs 140 split, 8 MiB 197 vs 188, 16 MiB
+ * 441 vs 298, because the caller waited for the woken worker's half; with dynamic claiming it does not.
+ */
+export const COLD_SPLIT_BYTES = 2 << 20;
 /**
  * Worker spin after a task before sleeping. Inference and training alternate pool kernels with short
  * single-threaded stretches (dense, loss, the rx pipeline: 0.1–1 ms); with the old 50 µs the worker was
@@ -62,6 +71,18 @@ export const COLD_SPLIT_BYTES = 16 << 20;
  * exceed cores (defaultThreads), so a spinning worker never starves the caller.
  */
 export const WORKER_SPIN_MS = 2;
+/** Chunks per thread a split aims for: enough that a thread the OS deschedules holds up only a small share. */
+const CHUNKS_PER_THREAD = 4;
+/** Least work per chunk of a compute-bound split (~5 µs): below it the claim and call overhead shows. */
+const MIN_CHUNK_FLOPS = 0.25e6;
+/** Least bytes per chunk of a memory-bound split (~5 µs at ~15 GB/s). */
+const MIN_CHUNK_BYTES = 64 << 10;
+/** Most chunks of a row reduction (sumRows): partial sums added in chunk order. */
+const REDUCTION_CHUNKS = 8;
+/** Least elements per chunk of a row reduction. */
+const MIN_REDUCTION_FLOATS = 16 << 10;
+/** Floats of partial sums a backend keeps for its row reductions. */
+const REDUCE_FLOATS = 64 << 10;
 /** Floats per split unit of the elementwise kernels: 64-byte cache lines, no line shared by two threads. */
 const LINE_FLOATS = 16;
 /** Rows per register tile: split boundaries are multiples of it so every tile is computed alike. */
@@ -82,6 +103,8 @@ export interface WasmCompute extends ComputeBackend {
     gemmWith(path: number, ...args: Parameters<Kernels['gemm']>): void;
     gemmChoosePath(transB: number, m: number, n: number, k: number, ldb: number): number;
   };
+  elementwiseMany(calls: readonly ElementwiseCall[]): void;
+  sumRows(x: number, out: number, rows: number, cols: number, beta: number): void;
   /** Bytes of GEMM packing workspace per thread. */
   readonly workspaceBytes: number;
   /** Round trip of an empty task through every worker (starts the pool); for latency measurements. */
@@ -141,45 +164,53 @@ function defaultThreads(): number {
   return Math.min(Math.max(1, os.availableParallelism()), 2);
 }
 
-/** Row (or, for short C, column) ranges of a split: multiples of the tile size, fixed by shape and parts. */
-export function partitionGemm(m: number, n: number, parts: number): { rows: boolean; ranges: [number, number][] } {
-  const split = (len: number, tile: number): [number, number][] => {
-    const chunk = Math.ceil(len / parts / tile) * tile;
-    const ranges: [number, number][] = [];
-    for (let s = 0; s < len; s += chunk) ranges.push([s, Math.min(len, s + chunk)]);
-    return ranges;
-  };
-  if (m >= 2 * MR || n < 2 * NR) return { rows: true, ranges: split(m, MR) };
-  return { rows: false, ranges: split(n, NR) };
+/**
+ * Chunks of a split GEMM: contiguous ranges of rows (multiples of `rowTile`) or of columns (multiples of 8)
+ * of C, along the longer side (so the operand packed or re-read per chunk is the smaller one). Every C
+ * element is computed by the same instruction sequence whatever the range it falls in, so any chunking
+ * equals one thread bitwise. `chunks` is the most wanted; each chunk keeps at least one tile.
+ */
+export function partitionGemm(m: number, n: number, chunks: number, rowTile = MR): { rows: boolean; ranges: [number, number][] } {
+  const rows = m >= 2 * MR && (m >= n || n < 2 * NR);
+  const len = rows ? m : n;
+  const tile = rows ? rowTile : NR;
+  const chunk = Math.max(tile, Math.ceil(len / Math.max(1, chunks) / tile) * tile);
+  return { rows, ranges: ranges(len, chunk) };
+}
+
+/** Contiguous [start, end) ranges of `chunk` elements covering [0, len). */
+function ranges(len: number, chunk: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let s = 0; s < len; s += chunk) out.push([s, Math.min(len, s + chunk)]);
+  return out.length ? out : [[0, len]];
+}
+
+/** `chunks` contiguous image ranges of ⌈batch / chunks⌉ images (fewer when the batch is small). */
+export function partitionBatch(batch: number, chunks: number): [number, number][] {
+  return ranges(batch, Math.ceil(batch / Math.max(1, Math.min(chunks, batch))));
 }
 
 /**
- * Image ranges of a conv split over the batch: `min(parts, batch)` contiguous ranges of ⌈batch / parts⌉
- * images (the caller takes the first), fixed by batch and thread count.
+ * Element ranges of an elementwise split: about `chunks` contiguous ranges in multiples of 16 floats (64-byte
+ * lines, no line shared by two threads). Elementwise results do not depend on the split.
  */
-export function partitionBatch(batch: number, parts: number): [number, number][] {
-  const chunk = Math.ceil(batch / Math.max(1, Math.min(parts, batch)));
-  const ranges: [number, number][] = [];
-  for (let s = 0; s < batch; s += chunk) ranges.push([s, Math.min(batch, s + chunk)]);
-  return ranges;
+export function partitionElements(n: number, chunks: number): [number, number][] {
+  return ranges(n, Math.max(LINE_FLOATS, Math.ceil(n / Math.max(1, chunks) / LINE_FLOATS) * LINE_FLOATS));
 }
 
 /**
- * Element ranges of an elementwise split: `parts` contiguous ranges in multiples of 16 floats (64-byte lines;
- * the caller takes the first), fixed by n and thread count. Elementwise results do not depend on the split.
+ * Chunks of a reduction (filter gradient, bias gradient): fixed by the shape alone, never by the thread
+ * count or the load, so the partial sums and their chunk-order sum are the same bits on 1, 2 or 3 threads.
  */
-export function partitionElements(n: number, parts: number): [number, number][] {
-  const chunk = Math.max(LINE_FLOATS, Math.ceil(n / parts / LINE_FLOATS) * LINE_FLOATS);
-  const ranges: [number, number][] = [];
-  for (let s = 0; s < n; s += chunk) ranges.push([s, Math.min(n, s + chunk)]);
-  return ranges.length ? ranges : [[0, n]];
+export function reductionChunks(batch: number): number {
+  return Math.min(batch, FILTER_GRADIENT_CHUNKS);
 }
 
 /**
- * Exports the pool may call (OP.CALL kernel ids index this list): the contract's kernels, then the batch-slice
- * entry points of max pooling (not part of the Kernels contract).
+ * Exports the pool may call (OP.CALL and chunk rows index this list): the contract's kernels, then the
+ * entry points of the splits that are not part of the Kernels contract.
  */
-export const CALL_NAMES = [...KERNEL_NAMES, 'maxPool2dForwardPart', 'maxPool2dBackwardPart'] as const;
+export const CALL_NAMES = [...KERNEL_NAMES, 'maxPool2dForwardPart', 'maxPool2dBackwardPart', 'gemmWith'] as const;
 type CallName = (typeof CALL_NAMES)[number];
 
 /** The 12 geometry arguments of the pooling kernels (batch … padLeft). */
@@ -231,8 +262,11 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   // One packing workspace per thread, each on its own cache lines (64-byte multiples), taken up front so
   // that wasm never allocates and a worker never waits for memory.
   const workspaceBytes = Math.ceil(exports.workspaceBytes() / 64) * 64;
-  const workspaceBase = provideWorkspace(memory, threads * workspaceBytes, options.alloc);
+  // Then the pool's job block and the partial sums of chunked reductions, on lines of their own.
+  const workspaceBase = provideWorkspace(memory, threads * workspaceBytes + JOB_BYTES + 4 * REDUCE_FLOATS, options.alloc);
   const workspaceOf = (t: number) => workspaceBase + t * workspaceBytes;
+  const jobBlock = workspaceOf(threads);
+  const reduceBase = jobBlock + JOB_BYTES;
   const gemmPath = { auto: 0, unpacked: 1, packed: 2 }[options.gemmPath ?? 'auto'];
   exports.setWorkspace(workspaceOf(0));
   warmUp(exports, scratch, scratchBytes);
@@ -244,45 +278,93 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   const getPool = (): WorkerPool => {
     if (closed) throw new Error('rxgrad: compute backend used after close()');
     return (pool ??= new WorkerPool(module, memory, threads - 1, scratchBytes, {
-      callNames: CALL_NAMES, workspace: workspaceOf, gemmPath, workerSpinMs: options.workerSpinMs ?? WORKER_SPIN_MS,
+      callNames: CALL_NAMES, workspace: workspaceOf, gemmPath, workerSpinMs: options.workerSpinMs ?? WORKER_SPIN_MS, jobBlock,
+      ...(options.testHooks ? { testHooks: options.testHooks } : {}),
     }));
   };
   const threshold = () => options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS);
   const byteThreshold = () => options.splitThresholdBytes ?? (pool?.hot ? HOT_SPLIT_BYTES : COLD_SPLIT_BYTES);
-  const call = (name: CallName, args: readonly number[]) =>
-    (exports[name as keyof typeof exports] as unknown as (...a: readonly number[]) => void)(...args);
+  // Row chunks of a packed GEMM in whole micro-kernel tiles (6×8 with FMA, 5×8 without).
+  const PACKED_ROW_TILE = useRelaxed ? 6 : 5;
+  const exportOf = (name: CallName) => exports[name as keyof typeof exports] as unknown as (...a: readonly number[]) => void;
+  const kernelIds = new Map<CallName, number>(CALL_NAMES.map((name, i) => [name, i]));
+  const runRow = (row: CallTask) => exportOf(CALL_NAMES[row.kernel]!)(...row.args);
+  /** Most chunks wanted for a job with this much work: a few per thread, none below ~5 µs of work. */
+  const chunksFor = (work: number, minWork: number) => Math.max(1, Math.min(CHUNKS_PER_THREAD * threads, Math.floor(work / minWork)));
 
   /**
-   * Runs export `name` once per entry of `parts` (part 0 on the calling thread, part i on worker i − 1),
-   * in parallel when there are several. `floatMask`: which arguments are f32 (see CallTask).
+   * Runs `rows` (calls of export `name`): as one chunked job across the pool when `parallel`, else on the
+   * calling thread in chunk order (the same results: a chunk computes alike wherever it runs).
    */
-  function runParts(name: CallName, parts: readonly (readonly number[])[], floatMask = 0): Promise<void> | void {
-    if (parts.length < 2) {
-      call(name, parts[0]!);
+  function runJob(name: CallName, rows: readonly (readonly number[])[], parallel: boolean, sync = false, floatMask = 0): Promise<void> | void {
+    if (!parallel || rows.length < 2 || threads === 1) {
+      const fn = exportOf(name);
+      for (const args of rows) fn(...args);
       return;
     }
-    const kernel = CALL_NAMES.indexOf(name);
-    const tasks: CallTask[] = parts.slice(1).map((args) => ({ kernel, args, floatMask }));
-    return getPool().run(OP.CALL, name, tasks, () => call(name, parts[0]!));
+    const kernel = kernelIds.get(name)!;
+    return getPool().runChunks(name, rows.map((args) => ({ kernel, args, floatMask })), runRow, sync);
   }
+
+  /** Pointers advanced to element `s` (a 0 pointer, an absent operand, stays 0). */
+  const advance = (pointers: readonly number[], s: number) => pointers.map((p) => (p === 0 ? 0 : p + 4 * s));
 
   function elementwise(name: ElementwiseKernel, pointers: readonly number[], n: number, floats: readonly number[] = []): Promise<void> | void {
     const bytes = 4 * n * pointers.length;
-    const ranges = threads > 1 && bytes >= byteThreshold() ? partitionElements(n, threads) : [[0, n] as [number, number]];
+    const parallel = threads > 1 && bytes >= byteThreshold();
+    if (!parallel) return exportOf(name)(...pointers, n, ...floats);
     // Floats come after the pointers and the count (leakyRelu's slope): mark them f32 for the worker.
     const floatMask = ((1 << floats.length) - 1) << (pointers.length + 1);
-    return runParts(name, ranges.map(([s, e]) => [...pointers.map((p) => p + 4 * s), e - s, ...floats]), floatMask);
+    const parts = partitionElements(n, chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold())));
+    return runJob(name, parts.map(([s, e]) => [...advance(pointers, s), e - s, ...floats]), true, false, floatMask);
+  }
+
+  function elementwiseMany(calls: readonly ElementwiseCall[]): void {
+    let bytes = 0;
+    for (const c of calls) bytes += 4 * c.n * c.pointers.filter((p) => p !== 0).length;
+    if (threads === 1 || bytes < byteThreshold()) {
+      for (const c of calls) exportOf(c.name)(...c.pointers, c.n, ...(c.tail ?? []));
+      return;
+    }
+    // One job for every call: each cut into line-aligned ranges of about the same number of bytes.
+    const per = Math.max(1, bytes / chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold())));
+    const rows: CallTask[] = [];
+    for (const c of calls) {
+      const tail = c.tail ?? [];
+      const floatMask = (c.tailFloatMask ?? (1 << tail.length) - 1) << (c.pointers.length + 1);
+      const callBytes = 4 * c.n * c.pointers.filter((p) => p !== 0).length;
+      const kernel = kernelIds.get(c.name)!;
+      for (const [s, e] of partitionElements(c.n, Math.max(1, Math.round(callBytes / per)))) {
+        rows.push({ kernel, args: [...advance(c.pointers, s), e - s, ...tail], floatMask });
+      }
+    }
+    if (rows.length > MAX_CHUNKS) {
+      for (const c of calls) exportOf(c.name)(...c.pointers, c.n, ...(c.tail ?? []));
+      return;
+    }
+    getPool().runChunks('optimizer update', rows, runRow, true);
+  }
+
+  function sumRows(x: number, out: number, rows: number, cols: number, beta: number): void {
+    // Row chunks fixed by the shape: chunk 0 into out (with beta), chunk c ≥ 1 into partial sums, added
+    // in chunk order, so the bits never depend on the thread count.
+    const chunks = Math.min(REDUCTION_CHUNKS, Math.floor((rows * cols) / MIN_REDUCTION_FLOATS), Math.floor(REDUCE_FLOATS / cols) + 1);
+    if (chunks < 2) return kernels.sumRows(x, out, rows, cols, beta);
+    const parts = partitionBatch(rows, chunks);
+    const partial = (c: number) => reduceBase + 4 * (c - 1) * cols;
+    runJob('sumRows', parts.map(([r0, r1], c) => [x + 4 * r0 * cols, c === 0 ? out : partial(c), r1 - r0, cols, c === 0 ? beta : 0]),
+      threads > 1 && 4 * rows * cols >= byteThreshold(), true, 1 << 4);
+    for (let c = 1; c < parts.length; c++) kernels.axpy(cols, 1, partial(c), out);
   }
 
   function maxPool2dForward(x: number, y: number, argmax: number, ...g: PoolGeometry): Promise<void> | void {
     const [batch, H, W, C, OH, OW] = g;
     const xImg = H * W * C, yImg = OH * OW * C;
     const bytes = 4 * batch * (xImg + (argmax ? 2 : 1) * yImg);
-    const ranges = threads > 1 && bytes >= byteThreshold() ? partitionBatch(batch, threads) : [[0, batch] as [number, number]];
-    if (ranges.length < 2) return kernels.maxPool2dForward(x, y, argmax, ...g);
-    return runParts('maxPool2dForwardPart', ranges.map(([n0, n1]) => [
+    if (!(threads > 1 && bytes >= byteThreshold() && batch > 1)) return kernels.maxPool2dForward(x, y, argmax, ...g);
+    return runJob('maxPool2dForwardPart', partitionBatch(batch, chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold()))).map(([n0, n1]) => [
       x + 4 * n0 * xImg, y + 4 * n0 * yImg, argmax ? argmax + 4 * n0 * yImg : 0, n0 * xImg, n1 - n0, ...g.slice(1),
-    ]));
+    ]), true);
   }
 
   function maxPool2dBackward(dy: number, argmax: number, dx: number, xCount: number, yCount: number, batch = 1): Promise<void> | void {
@@ -291,46 +373,36 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     if (!ok) return kernels.maxPool2dBackward(dy, argmax, dx, xCount, yCount);
     // Per image slice: its dx range zeroed and its outputs scattered (indices never leave their image).
     const xImg = xCount / batch, yImg = yCount / batch;
-    return runParts('maxPool2dBackwardPart', partitionBatch(batch, threads).map(([n0, n1]) => [
+    return runJob('maxPool2dBackwardPart', partitionBatch(batch, chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold()))).map(([n0, n1]) => [
       dy + 4 * n0 * yImg, argmax + 4 * n0 * yImg, dx, n0 * xImg, (n1 - n0) * xImg, (n1 - n0) * yImg,
-    ]));
+    ]), true);
   }
 
-  /**
-   * Runs a conv kernel split over batch images when large enough: `task(n0, n1, t)` gives the arguments of
-   * thread t for images [n0, n1). Returns the ranges used (length 1: ran inline, nothing pending).
-   */
-  function splitConv(
-    name: 'conv2dForward' | 'conv2dBackwardInput' | 'conv2dBackwardFilter', g: ConvGeometry,
-    task: (n0: number, n1: number, t: number) => number[], minWorkPerThread = true,
-  ): { ranges: [number, number][]; pending: Promise<void> | undefined } {
+  const convFlops = (g: ConvGeometry) => {
     const [batch, , , inC, outH, outW, outC, kH, kW] = g;
-    const flops = 2 * batch * outH * outW * outC * kH * kW * inC;
-    const ranges = threads > 1 && minWorkPerThread && flops >= threshold() ? partitionBatch(batch, threads) : [[0, batch] as [number, number]];
-    if (ranges.length < 2) {
-      call(name, task(0, batch, 0));
-      return { ranges: [[0, batch]], pending: undefined };
-    }
-    const kernel = CALL_NAMES.indexOf(name);
-    const tasks: CallTask[] = ranges.slice(1).map(([n0, n1], i) => ({ kernel, args: task(n0, n1, i + 1) }));
-    const mine = task(ranges[0]![0], ranges[0]![1], 0);
-    return { ranges, pending: getPool().run(OP.CALL, name, tasks, () => call(name, mine)) };
-  }
+    return 2 * batch * outH * outW * outC * kH * kW * inC;
+  };
 
   function conv2dForward(x: number, w: number, bias: number, y: number, ...rest: [...ConvGeometry, activation?: number]): Promise<void> | void {
     const g = rest.slice(0, 15) as ConvGeometry;
     const activation = rest[15] ?? 0;
-    const [, H, W, C, OH, OW, CO] = g;
+    const [batch, H, W, C, OH, OW, CO] = g;
+    const flops = convFlops(g);
     const xImg = 4 * H * W * C;
     const yImg = 4 * OH * OW * CO;
-    return splitConv('conv2dForward', g, (n0, n1) => [x + n0 * xImg, w, bias, y + n0 * yImg, n1 - n0, ...g.slice(1), activation]).pending;
+    const parallel = threads > 1 && flops >= threshold();
+    const parts = parallel ? partitionBatch(batch, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, batch] as [number, number]];
+    return runJob('conv2dForward', parts.map(([n0, n1]) => [x + n0 * xImg, w, bias, y + n0 * yImg, n1 - n0, ...g.slice(1), activation]), parallel);
   }
 
   function conv2dBackwardInput(dy: number, wt: number, dx: number, ...g: ConvGeometry): Promise<void> | void {
-    const [, H, W, C, OH, OW, CO] = g;
+    const [batch, H, W, C, OH, OW, CO] = g;
+    const flops = convFlops(g);
     const dxImg = 4 * H * W * C;
     const dyImg = 4 * OH * OW * CO;
-    return splitConv('conv2dBackwardInput', g, (n0, n1) => [dy + n0 * dyImg, wt, dx + n0 * dxImg, n1 - n0, ...g.slice(1)]).pending;
+    const parallel = threads > 1 && flops >= threshold();
+    const parts = parallel ? partitionBatch(batch, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, batch] as [number, number]];
+    return runJob('conv2dBackwardInput', parts.map(([n0, n1]) => [dy + n0 * dyImg, wt, dx + n0 * dxImg, n1 - n0, ...g.slice(1)]), parallel);
   }
 
   function conv2dBackwardFilter(x: number, dy: number, dw: number, work: number, workFloats: number, ...g: ConvGeometry): Promise<void> | void {
@@ -339,22 +411,22 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const dyImg = 4 * OH * OW * CO;
     const filter = KH * KW * C * CO;
     const taps = KH * KW * C;
-    // Each thread's share of work, 64-byte aligned; threads t ≥ 1 keep their partial dw at its start.
-    const parts = Math.min(threads, batch);
-    const region = Math.floor(workFloats / parts / 16) * 16;
-    const fits = region - filter >= taps;
-    const { ranges, pending } = splitConv('conv2dBackwardFilter', g, (n0, n1, t) => {
-      if (t === 0 && n1 - n0 === batch) return [x, dy, dw, work, workFloats, ...g];
-      const base = work + 4 * t * region;
-      return t === 0
-        ? [x, dy, dw, work, region, n1 - n0, ...g.slice(1)]
-        : [x + n0 * xImg, dy + n0 * dyImg, base, base + 4 * filter, region - filter, n1 - n0, ...g.slice(1)];
-    }, fits);
-    if (!pending) return;
-    // Partial sums added in thread order: bitwise reproducible for a given thread count.
-    return pending.then(() => {
-      for (let t = 1; t < ranges.length; t++) kernels.axpy(filter, 1, work + 4 * t * region, dw);
-    });
+    // Image chunks fixed by the batch (reductionChunks), each with a share of work: chunk 0 writes dw,
+    // chunk c ≥ 1 a partial dw at the start of its share; the partials are added in chunk order.
+    const chunks = reductionChunks(batch);
+    const region = Math.floor(workFloats / chunks / 16) * 16;
+    if (chunks < 2 || region - filter < taps) return kernels.conv2dBackwardFilter(x, dy, dw, work, workFloats, ...g);
+    const parts = partitionBatch(batch, chunks);
+    const partial = (c: number) => work + 4 * c * region;
+    const rows = parts.map(([n0, n1], c) => c === 0
+      ? [x, dy, dw, work, region, n1 - n0, ...g.slice(1)]
+      : [x + n0 * xImg, dy + n0 * dyImg, partial(c), partial(c) + 4 * filter, region - filter, n1 - n0, ...g.slice(1)]);
+    const sum = () => {
+      for (let c = 1; c < parts.length; c++) kernels.axpy(filter, 1, partial(c), dw);
+    };
+    const pending = runJob('conv2dBackwardFilter', rows, threads > 1 && convFlops(g) >= threshold());
+    if (!pending) return sum();
+    return pending.then(sum);
   }
 
   function gemm(
@@ -362,24 +434,23 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number,
   ): Promise<void> | void {
     const flops = 2 * m * n * k;
-    if (threads === 1 || flops < (options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS))) {
+    if (threads === 1 || flops < threshold()) {
       kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     }
-    const { rows, ranges } = partitionGemm(m, n, threads);
-    if (ranges.length < 2) {
-      kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-      return;
-    }
-    // The path of the whole product, for every part: parts compute exactly as one thread would.
+    // The path of the whole product, for every chunk: chunks compute exactly as one thread would.
     const path = exports.gemmChoosePath(transB, m, n, k, ldb);
-    const part = ([s, e]: [number, number]): GemmArgs =>
+    const { rows, ranges: parts } = partitionGemm(m, n, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), path === 2 ? PACKED_ROW_TILE : MR);
+    if (parts.length < 2) {
+      kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
+    const part = ([s, e]: [number, number]): number[] =>
       rows
-        ? [transA, transB, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, b, ldb, beta, c + 4 * s * ldc, ldc, path]
-        : [transA, transB, m, e - s, k, alpha, a, lda, transB ? b + 4 * s * ldb : b + 4 * s, ldb, beta, c + 4 * s, ldc, path];
-    const tasks = ranges.slice(1).map(part);
-    const [tA, tB, mm, nn, kk, al, aa, la, bb, lb, be, cc, lc] = part(ranges[0]!);
-    return getPool().run(OP.GEMM, 'gemm', tasks, () => exports.gemmWith(path, tA, tB, mm, nn, kk, al, aa, la, bb, lb, be, cc, lc));
+        ? [path, transA, transB, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, b, ldb, beta, c + 4 * s * ldc, ldc]
+        : [path, transA, transB, m, e - s, k, alpha, a, lda, transB ? b + 4 * s * ldb : b + 4 * s, ldb, beta, c + 4 * s, ldc];
+    // alpha (argument 6) and beta (11) are f32.
+    return runJob('gemmWith', parts.map(part), true, false, (1 << 6) | (1 << 11));
   }
 
   return {
@@ -393,6 +464,8 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     conv2dBackwardInput,
     conv2dBackwardFilter,
     elementwise,
+    elementwiseMany,
+    sumRows,
     maxPool2dForward,
     maxPool2dBackward,
     get pool() {
@@ -482,6 +555,7 @@ function warmUp(k: Kernels, scratch: number, bytes: number): void {
     k.copy(x, y, 63);
     k.scale(y, 63, 1);
     k.axpy(63, 0, x, y);
+    k.emaUpdate(y, x, 63, 0.5, 0.5);
     k.fill(x, 64, 0.5);
   }
   // Conv and pooling kernels on tiny shapes (all channel tiles: 20 = 16 + 4; a 3-channel edge). The GEMM

@@ -81,6 +81,22 @@ export interface Kernels {
    */
   emaUpdate(ema: number, x: number, n: number, momentum: number, a: number): void;
 
+  // ---- recurrent cells (workers/assembly/recurrent.ts). Gates are rows × 4U, blocks i, f, g, o (Keras).
+
+  /**
+   * One LSTM step after z = x·W + h·U + b: z ← activations in place (i, f, o = σ, g = tanh); then
+   * c = f·cPrev + i·g, tanhC = tanh(c), h = o·tanhC (rows × U each).
+   */
+  lstmCellForward(z: number, cPrev: number, c: number, tanhC: number, h: number, rows: number, units: number): void;
+  /**
+   * Its gradient, from the forward's activations z, cPrev and tanhC: gradH = dh + dy (dy = 0: none),
+   * gradC = dc + gradH·o·(1 − tanhC²); dz = (gradC·g·i(1−i), gradC·cPrev·f(1−f), gradC·i·(1−g²),
+   * gradH·tanhC·o(1−o)) (rows × 4U); dc ← gradC·f in place.
+   */
+  lstmCellBackward(
+    z: number, cPrev: number, tanhC: number, dh: number, dy: number, dc: number, dz: number, rows: number, units: number,
+  ): void;
+
   // ---- 2-D convolution, NHWC (workers/assembly/conv.ts). Geometry, in this order everywhere:
   // batch, inH, inW, inC, outH, outW, outC, kH, kW, strideH, strideW, padTop, padLeft, dilationH, dilationW.
   // Input position of output (oy, ox), tap (ky, kx): (oy·strideH − padTop + ky·dilationH,
@@ -177,7 +193,7 @@ export const KERNEL_NAMES = [
   'reluForward', 'reluBackward', 'leakyReluForward', 'leakyReluBackward',
   'sigmoidForward', 'sigmoidBackward', 'tanhForward', 'tanhBackward', 'geluForward', 'geluBackward',
   'softmaxForward', 'softmaxBackward', 'softmaxCrossEntropy',
-  'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy', 'emaUpdate',
+  'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy', 'emaUpdate', 'lstmCellForward', 'lstmCellBackward',
   'conv2dForward', 'conv2dForwardIm2col', 'conv2dTransposeFilter', 'conv2dBackwardInput', 'conv2dBackwardFilter',
   'maxPool2dForward', 'maxPool2dBackward', 'avgPool2dForward', 'avgPool2dBackward',
   'globalAvgPool2dForward', 'globalAvgPool2dBackward', 'batchNormStats', 'batchNormForward', 'batchNormBackward',

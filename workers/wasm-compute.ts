@@ -556,6 +556,8 @@ function warmUp(k: Kernels, scratch: number, bytes: number): void {
     k.scale(y, 63, 1);
     k.axpy(63, 0, x, y);
     k.emaUpdate(y, x, 63, 0.5, 0.5);
+    k.lstmCellForward(x, y, z, w, x + 32 * f, 1, 7);
+    k.lstmCellBackward(x, y, z, w, rep & 1 ? y : 0, z + 16 * f, x + 32 * f, 1, 7);
     k.fill(x, 64, 0.5);
   }
   // Conv and pooling kernels on tiny shapes (all channel tiles: 20 = 16 + 4; a 3-channel edge). The GEMM

@@ -32,33 +32,46 @@ const sleep = (ms) => {
   if (ms > 0) Atomics.wait(pause, 0, 0, ms);
 };
 
-// A gap this long between two looks at the clock means the OS ran something else on our core: the host is
-// oversubscribed, and spinning on would take CPU from the thread that has the work (ms).
+// Spinning for the next task is only free when a core would otherwise idle. On a busy host a spinning worker
+// takes CPU from the thread that has the work (the caller, or the other process), and uses up this thread's
+// fair share, so the OS deschedules it later in the middle of a chunk. Two signs of a busy host stop the spin
+// and keep the worker from spinning for CONTENDED_MS: a gap in the spin loop (this thread was descheduled),
+// or a new involuntary context switch in the process (one of our threads was; process.resourceUsage costs
+// ~7 µs, so it is read at most every CHECK_MS).
 const DESCHEDULED_MS = 0.25;
-// The spin budget adapts: halved after each spin that was descheduled, doubled (up to spinMs) after a
-// spin that found its task, so a worker on a busy host soon sleeps right away and pays a wake-up instead.
-let budget = spinMs;
+const CONTENDED_MS = 50;
+const CHECK_MS = 0.5;
+let contendedUntil = 0;
+let switches = process.resourceUsage().involuntaryContextSwitches;
+let checkedAt = 0;
 
-/** Waits until SEQ differs from `seen`: spins (STATE = 1, "hot") up to the budget, then sleeps (STATE = 0). */
+/** True if one of the process's threads was preempted since the last look (read at most every CHECK_MS). */
+function preempted(now) {
+  if (now - checkedAt < CHECK_MS) return false;
+  checkedAt = now;
+  const seen = process.resourceUsage().involuntaryContextSwitches;
+  const more = seen !== switches;
+  switches = seen;
+  return more;
+}
+
+/** Waits until SEQ differs from `seen`: spins (STATE = 1, "hot") up to spinMs on a quiet host, then sleeps (STATE = 0). */
 function waitForTask(seen) {
   Atomics.store(i32, F.STATE, 1);
   const t0 = performance.now();
+  if (preempted(t0)) contendedUntil = t0 + CONTENDED_MS;
+  const budget = t0 < contendedUntil ? 0 : spinMs;
   let last = t0;
   let now = t0;
-  do {
-    for (let j = 0; j < 128; j++) {
-      if (Atomics.load(i32, F.SEQ) !== seen) {
-        budget = Math.min(spinMs, Math.max(budget * 2, 0.05));
-        return;
-      }
-    }
+  while (now - t0 < budget) {
+    for (let j = 0; j < 128; j++) if (Atomics.load(i32, F.SEQ) !== seen) return;
     now = performance.now();
-    if (now - last > DESCHEDULED_MS) {
-      budget /= 2;
+    if (now - last > DESCHEDULED_MS || preempted(now)) {
+      contendedUntil = now + CONTENDED_MS;
       break;
     }
     last = now;
-  } while (now - t0 < budget);
+  }
   Atomics.store(i32, F.STATE, 0);
   while (Atomics.load(i32, F.SEQ) === seen) Atomics.wait(i32, F.SEQ, seen);
   Atomics.store(i32, F.STATE, 1);

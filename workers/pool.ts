@@ -367,7 +367,7 @@ export class WorkerPool {
     this.callerChunks += ran;
     // Spin while the chunks still out keep finishing at about the pace of ours; a worker that makes no
     // progress for twice our mean chunk time was descheduled, and spinning would only keep its core busy.
-    const stallMs = Math.min(2, Math.max(0.02, ran > 0 ? (2 * (performance.now() - t0)) / ran : 0.05));
+    const stallMs = Math.min(0.5, Math.max(0.02, ran > 0 ? (2 * (performance.now() - t0)) / ran : 0.05));
     let done = doneCount(job, tag);
     let last = done;
     let since = performance.now();

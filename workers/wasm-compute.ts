@@ -199,11 +199,13 @@ export function partitionElements(n: number, chunks: number): [number, number][]
 }
 
 /**
- * Chunks of a reduction (filter gradient, bias gradient): fixed by the shape alone, never by the thread
- * count or the load, so the partial sums and their chunk-order sum are the same bits on 1, 2 or 3 threads.
+ * Chunks of a filter gradient over `batch` images of `flops` work: fixed by the shape alone, never by the
+ * thread count or the load, so the partial sums and their chunk-order sum are the same bits on 1, 2 or 3
+ * threads.
  */
-export function reductionChunks(batch: number): number {
-  return Math.min(batch, FILTER_GRADIENT_CHUNKS);
+export function reductionChunks(batch: number, flops: number): number {
+  // A small gradient stays one call: splitting it could not pay for the extra calls and partial sums.
+  return flops < COLD_SPLIT_FLOPS ? 1 : Math.min(batch, FILTER_GRADIENT_CHUNKS);
 }
 
 /**
@@ -413,7 +415,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const taps = KH * KW * C;
     // Image chunks fixed by the batch (reductionChunks), each with a share of work: chunk 0 writes dw,
     // chunk c ≥ 1 a partial dw at the start of its share; the partials are added in chunk order.
-    const chunks = reductionChunks(batch);
+    const chunks = reductionChunks(batch, convFlops(g));
     const region = Math.floor(workFloats / chunks / 16) * 16;
     if (chunks < 2 || region - filter < taps) return kernels.conv2dBackwardFilter(x, dy, dw, work, workFloats, ...g);
     const parts = partitionBatch(batch, chunks);

@@ -34,7 +34,7 @@ function weightsHash(model: Model): string {
 const HASHES: Record<GoldenRecipe['key'], string> = {
   mlp: '74bb2bd66478816651ab60dbb5c91a320c81e954b50adafc1bb95e6f61a7e227',
   cnn: '8019266b48eb91cb2cba485048c79532a52c6d546c1ecc96c5eb70b4d4a8c139',
-  lstm: '9a39fa4fd5770cf142bdda35b4d9674540efba5c470a0d151c2a214786d35085',
+  lstm: 'd4befa5b187db90dbef4c8bf3057262bd81bb4c06ddc3bb97eff9bff97ad9252',
   transformer: 'b635f557b1ec2a0c7054e3caa7c98ce31560b3d5b4c224d36b95d4af0276efd7',
   encoderDecoder: '6a77c96f8b2c904a7f06bb7facdd45f0071f920a33baf0bd13354aa553f3a701',
 };

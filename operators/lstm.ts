@@ -71,7 +71,7 @@ class Lstm extends Recurrent {
       // With a zero initial state the first recurrent product is zero: skip it.
       if (t > 0 || !skipFirst) await compute.gemm(0, 0, B, W, U, 1, h.ptr + 4 * t * n, U, rk, W, 1, zt, W);
       // Gate non-linearities and the cell update in one pass over the step's gates (z keeps the activations).
-      kernels.lstmCellForward(zt, c.ptr + 4 * t * n, c.ptr + 4 * (t + 1) * n, tc.ptr + 4 * t * n, h.ptr + 4 * (t + 1) * n, B, U);
+      await (compute.lstmCellForward ?? kernels.lstmCellForward)(zt, c.ptr + 4 * t * n, c.ptr + 4 * (t + 1) * n, tc.ptr + 4 * t * n, h.ptr + 4 * (t + 1) * n, B, U);
     }
     step.save(this, x, xt, h, c, tc, z);
     return this.output(step, h, fr);
@@ -98,7 +98,7 @@ class Lstm extends Recurrent {
       const dyAt = this.dyIndex(dyt, fr, t);
       const dzt = dz.ptr + 4 * (t - t0) * B * W;
       // Every gate derivative in one pass (no transcendental: from the saved activations).
-      kernels.lstmCellBackward(z.ptr + 4 * t * B * W, c.ptr + 4 * t * n, tc.ptr + 4 * t * n, dh.ptr, dyAt >= 0 ? 4 * dyAt : 0, dc.ptr, dzt, B, U);
+      await (compute.lstmCellBackward ?? kernels.lstmCellBackward)(z.ptr + 4 * t * B * W, c.ptr + 4 * t * n, tc.ptr + 4 * t * n, dh.ptr, dyAt >= 0 ? 4 * dyAt : 0, dc.ptr, dzt, B, U);
       if (t > t0 || carry) await compute.gemm(0, 1, B, U, W, 1, dzt, W, rk, W, 0, dh.ptr, U);
     }
     (compute.sumRows ?? kernels.sumRows)(dz.ptr, this.bias.grad.ptr, (T - t0) * B, W, 0);

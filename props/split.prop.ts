@@ -136,6 +136,13 @@ describe('split kernels: bitwise identical on 1, 2 and 3 threads with random cla
         };
         await sameBits('tanhForward', reset, [[y, n]], (be) => be.elementwise('tanhForward', [x, y], n));
         await sameBits('sumRows', reset, [[out, cols]], (be) => be.sumRows(x, out, rows, cols, 0.5));
+        // LSTM cells: R = rows / 4 rows of 4·U gates in x, U = cols (y: c_prev, v: tanh c, g: dh, ema: dy, m: dc).
+        const U = cols, R = rows >> 2;
+        if (R >= 1) {
+          const cNew = alloc(R * U), tanhC = alloc(R * U), hNew = alloc(R * U), dz = alloc(4 * R * U);
+          await sameBits('lstmCellForward', reset, [[x, 4 * R * U], [cNew, R * U], [tanhC, R * U], [hNew, R * U]], (be) => be.lstmCellForward(x, y, cNew, tanhC, hNew, R, U));
+          await sameBits('lstmCellBackward', reset, [[dz, 4 * R * U], [m, R * U]], (be) => be.lstmCellBackward(x, y, v, g, ema, m, dz, R, U));
+        }
         await sameBits('adam + sgd + ema updates', reset, [[x, n], [m, n], [v, n], [y, n], [ema, n]], (be) => be.elementwiseMany([
           { name: 'adamUpdate', pointers: [x, g, m, v], n, tail: [1e-3, 0.9, 0.999, 1e-7, 0.01, 1, 0.1, 0.001], tailFloatMask: 0b11011111 },
           { name: 'sgdUpdate', pointers: [y, g, 0], n, tail: [0.1, 0, 0, 0], tailFloatMask: 0b1011 },

@@ -51,6 +51,9 @@ export interface ComputeBackend {
    * partial sums are added in chunk order: the same bits for any thread count.
    */
   sumRows?(x: number, out: number, rows: number, cols: number, beta: number): void;
+  /** The LSTM cell kernels split into row ranges across the pool when large enough (the same results). */
+  lstmCellForward?(...args: Parameters<Kernels['lstmCellForward']>): Promise<void> | void;
+  lstmCellBackward?(...args: Parameters<Kernels['lstmCellBackward']>): Promise<void> | void;
   /** Stops the workers; the backend must not be used afterwards. */
   close(): Promise<void>;
 }

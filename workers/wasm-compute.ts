@@ -104,6 +104,8 @@ export interface WasmCompute extends ComputeBackend {
     gemmChoosePath(transB: number, m: number, n: number, k: number, ldb: number): number;
   };
   elementwiseMany(calls: readonly ElementwiseCall[]): void;
+  lstmCellForward(...args: Parameters<Kernels['lstmCellForward']>): Promise<void> | void;
+  lstmCellBackward(...args: Parameters<Kernels['lstmCellBackward']>): Promise<void> | void;
   sumRows(x: number, out: number, rows: number, cols: number, beta: number): void;
   /** Bytes of GEMM packing workspace per thread. */
   readonly workspaceBytes: number;
@@ -347,6 +349,35 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     getPool().runChunks('optimizer update', rows, runRow, true);
   }
 
+  /**
+   * Row ranges of an LSTM cell kernel when there is enough work: ~25 flops per unit (five transcendentals),
+   * counted against the GEMM thresholds.
+   */
+  const cellParts = (rows: number, U: number): [number, number][] | null => {
+    const flops = 25 * rows * U;
+    return threads > 1 && rows > 1 && flops >= threshold() ? partitionBatch(rows, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : null;
+  };
+
+  function lstmCellForward(z: number, cPrev: number, c: number, tanhC: number, h: number, rows: number, U: number): Promise<void> | void {
+    const parts = cellParts(rows, U);
+    if (!parts) return kernels.lstmCellForward(z, cPrev, c, tanhC, h, rows, U);
+    const at = (p: number, r: number, width: number) => p + 4 * r * width;
+    return runJob('lstmCellForward', parts.map(([r0, r1]) => [
+      at(z, r0, 4 * U), at(cPrev, r0, U), at(c, r0, U), at(tanhC, r0, U), at(h, r0, U), r1 - r0, U,
+    ]), true);
+  }
+
+  function lstmCellBackward(
+    z: number, cPrev: number, tanhC: number, dh: number, dy: number, dc: number, dz: number, rows: number, U: number,
+  ): Promise<void> | void {
+    const parts = cellParts(rows, U);
+    if (!parts) return kernels.lstmCellBackward(z, cPrev, tanhC, dh, dy, dc, dz, rows, U);
+    const at = (p: number, r: number, width: number) => (p === 0 ? 0 : p + 4 * r * width);
+    return runJob('lstmCellBackward', parts.map(([r0, r1]) => [
+      at(z, r0, 4 * U), at(cPrev, r0, U), at(tanhC, r0, U), at(dh, r0, U), at(dy, r0, U), at(dc, r0, U), at(dz, r0, 4 * U), r1 - r0, U,
+    ]), true);
+  }
+
   function sumRows(x: number, out: number, rows: number, cols: number, beta: number): void {
     // Row chunks fixed by the shape: chunk 0 into out (with beta), chunk c ≥ 1 into partial sums, added
     // in chunk order, so the bits never depend on the thread count.
@@ -468,6 +499,8 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     elementwise,
     elementwiseMany,
     sumRows,
+    lstmCellForward,
+    lstmCellBackward,
     maxPool2dForward,
     maxPool2dBackward,
     get pool() {

@@ -8,9 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { SharedHeap } from '../src/heap.ts';
 import { referenceKernels } from '../workers/reference-kernels.ts';
-import { createWasmCompute, partitionGemm, type WasmCompute } from '../workers/wasm-compute.ts';
+import { CALL_NAMES, createWasmCompute, partitionGemm, type WasmCompute } from '../workers/wasm-compute.ts';
 import { createEngine } from '../src/engine.ts';
-import { OP, type GemmArgs } from '../workers/pool.ts';
 
 const heap = new SharedHeap({ initialBytes: 48 << 20 });
 const ref = referenceKernels(() => heap.f32, () => heap.i32);
@@ -94,22 +93,31 @@ describe('worker pool', () => {
     }
   });
 
-  it('a worker dying mid-kernel rejects the pending GEMM, is replaced, and the next GEMM is correct', async () => {
+  it('a worker dying while it holds a chunk fails the job, is replaced, and the next GEMM is correct', async () => {
     const n = 1024;
     const a = random(n * n, 3);
     const b = random(n * n, 4);
     const c = heap.alloc(n * n * 4);
-    await compute.ping(); // pool started, workers ready
-    const pool = compute.pool!;
-    // The whole 1024³ GEMM (~40 ms) on worker 0, nothing on the caller: it is surely mid-kernel below.
-    const task: GemmArgs = [0, 0, n, n, n, 1, a, n, b, n, 0, c, n];
-    const pending = pool.run(OP.GEMM, 'gemm', [task], () => {});
+    // The caller claims nothing before a worker has: the worker surely holds the 1024³ chunk (~40 ms).
+    const split = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0, testHooks: { workersFirst: true } });
+    await split.ping();
+    const pool = split.pool!;
+    const gemmWith = CALL_NAMES.indexOf('gemmWith');
+    const floatMask = (1 << 6) | (1 << 11); // alpha, beta
+    const rows = [
+      { kernel: gemmWith, args: [0, 0, 0, n, n, n, 1, a, n, b, n, 0, c, n], floatMask },
+      { kernel: gemmWith, args: [0, 0, 0, 8, 8, 8, 1, a, n, b, n, 0, c + 4 * n * n - 256, 8], floatMask },
+    ];
+    const run = (row: { args: readonly number[] }) => (split.exports.gemmWith as (...args: readonly number[]) => void)(...row.args);
+    const pending = pool.runChunks('gemm', rows, run, false);
+    assert.ok(pending instanceof Promise, 'the caller waits for the chunk the worker holds');
     await new Promise((r) => setTimeout(r, 5));
     assert.equal(await pool.terminateWorkerForTest(0), 1);
     await assert.rejects(pending, (err: Error) => {
       assert.match(err.message, /worker \d+ exited with code 1 while running gemm/);
       return true;
     });
+    const compute = split;
     // Next split GEMM: a fresh worker takes slot 0.
     const m = 40;
     const k = 50;
@@ -120,6 +128,8 @@ describe('worker pool', () => {
     for (let i = 0; i < m * 64; i++) {
       assert.ok(Math.abs(heap.f32[(c2 >> 2) + i]! - heap.f32[(cRef >> 2) + i]!) < 1e-4, `element ${i}`);
     }
+    assert.ok(split.pool!.chunkCounts()[1]! > 0, 'the replacement worker ran chunks');
+    await split.close();
     for (const p of [a, b, c, c2, cRef]) heap.free(p);
   });
 

@@ -21,7 +21,6 @@ const kernels = callNames.map((name) => k[name]);
 
 // The control region never moves, so views made now stay valid after the memory grows.
 const i32 = new Int32Array(memory.buffer, slotByte, slotInts);
-const f32 = new Float32Array(memory.buffer, slotByte, slotInts);
 const u8 = new Uint8Array(memory.buffer, slotByte, slotInts * 4);
 const INDEX_MASK = (1 << JOB.INDEX_BITS) - 1;
 let jobBase = -1;
@@ -86,7 +85,7 @@ function writeError(err) {
   i32[F.STATUS] = 1;
 }
 
-/** Calls the export described at word `at` of (ints, floats): [export id, argc, float mask, args…]. */
+/** Calls the chunk row at word `at` of (ints, floats): [export id, argc, float mask, args…]. */
 function callAt(ints, floats, at) {
   const fn = kernels[ints[at]];
   if (typeof fn !== 'function') throw new Error(`no kernel #${ints[at]}`);
@@ -148,19 +147,8 @@ for (;;) {
   }
   i32[F.STATUS] = 0;
   try {
-    if (op === OP.GEMM) {
-      const a = F.ARGS;
-      // ARGS[13]: the path of the whole product (pool.ts GemmArgs), so every part computes alike.
-      k.gemmWith(i32[a + 13], i32[a], i32[a + 1], i32[a + 2], i32[a + 3], i32[a + 4], f32[a + 5], i32[a + 6],
-        i32[a + 7], i32[a + 8], i32[a + 9], f32[a + 10], i32[a + 11], i32[a + 12]);
-    } else if (op === OP.CALL) {
-      // Generic kernel call (pool.ts writeCall): [id, argc, float mask, args…].
-      callAt(i32, f32, F.ARGS);
-    } else if (op === OP.NOP) {
-      k.nop();
-    } else {
-      throw new Error(`unknown op ${op}`);
-    }
+    if (op === OP.NOP) k.nop();
+    else throw new Error(`unknown op ${op}`);
   } catch (err) {
     writeError(err);
   }

@@ -9,9 +9,9 @@
  * - `[0, 128)`: reserved.
  * - `[SLOT_BASE + w·SLOT_BYTES, +SLOT_BYTES)`: slot of worker w (w < MAX_WORKERS), i32 fields {@link F}:
  *   SEQ (caller bumps to post a task), DONE (worker copies SEQ when finished), STATE (1 while the worker
- *   spins or runs, 0 while it sleeps in Atomics.wait), OP, STATUS (0 ok, 1 error), MSG_LEN, ARGS[24]
- *   (OP.GEMM: the 13 gemm arguments, alpha and beta as f32 bits, then the path for gemmWith; OP.CALL: kernel id, argc, float mask and
- *   up to 21 arguments of any export named in `callNames`), and an error message (UTF-8) from MSG_BYTE.
+ *   spins or runs, 0 while it sleeps in Atomics.wait), OP, STATUS (0 ok, 1 error), MSG_LEN, CLAIMED (1 + the
+ *   chunk index the worker holds, 0 none), RAN (chunks run so far), ARGS (OP.CHUNKS: job block, generation),
+ *   and an error message (UTF-8) from MSG_BYTE.
  * - `[SCRATCH_BASE + t·scratchBytes, …)`: GEMM scratch of thread t (t = 0 is the calling thread,
  *   t = w + 1 worker w): one packed B panel and a temp tile.
  * The larger GEMM packing workspaces (~1.1 MiB per thread) live outside the control region, at addresses
@@ -26,6 +26,9 @@
  */
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
+import { claimChunk, doneCount, finishChunk, GEN_MASK, INDEX_MASK, JOB, JOB_BYTES, MAX_CHUNKS, sleepMs, writeRow } from './pool-jobs.ts';
+
+export { claimChunk, finishChunk, JOB, JOB_BYTES, MAX_CHUNKS } from './pool-jobs.ts';
 
 export const SLOT_BASE = 128;
 export const SLOT_BYTES = 256;
@@ -37,27 +40,7 @@ export const MAX_THREADS = MAX_WORKERS + 1;
 /** i32 field indices inside a slot; MSG_BYTE is a byte offset. */
 export const F = { SEQ: 0, DONE: 1, STATE: 2, OP: 3, STATUS: 4, MSG_LEN: 5, CLAIMED: 6, RAN: 7, ARGS: 8, MSG_BYTE: 128 } as const;
 /** OP.CHUNKS: ARGS[0] = job block address, ARGS[1] = job generation (see {@link JOB}). */
-export const OP = { NOP: 0, GEMM: 1, STOP: 2, CALL: 3, CHUNKS: 4 } as const;
-
-/**
- * Job block layout (i32 words from the block's base, 64-byte aligned): NEXT = generation << 10 | next
- * chunk index (claimed by compare-and-swap, so a thread that wakes after its job ended finds a newer
- * generation and claims nothing), COUNT = chunks in the job, DONE = generation << 10 | chunks finished
- * (on its own cache line), then one row of ROW_WORDS per chunk: [export id, argc, float mask, args…].
- */
-export const JOB = { NEXT: 0, COUNT: 1, DONE: 16, ROWS: 32, ROW_WORDS: 32, INDEX_BITS: 10 } as const;
-/** Most chunks in one job. */
-export const MAX_CHUNKS = 256;
-/** Bytes of a pool's job block. */
-export const JOB_BYTES = 4 * (JOB.ROWS + MAX_CHUNKS * JOB.ROW_WORDS);
-const GEN_MASK = (1 << (32 - JOB.INDEX_BITS)) - 1;
-const INDEX_MASK = (1 << JOB.INDEX_BITS) - 1;
-/**
- * OP.CALL argument layout in ARGS: [kernel id, argc, float mask, arg0, …]: the worker calls export
- * `callNames[id]` (a name list given to the pool) with argc arguments, arg i read as f32 when bit i of
- * the mask is set, else as i32. ARGS has 24 fields, so at most {@link MAX_CALL_ARGS} arguments.
- */
-export const MAX_CALL_ARGS = 21;
+export const OP = { NOP: 0, STOP: 2, CHUNKS: 4 } as const;
 
 /**
  * Longest the caller spins (ms) for the workers' shares before awaiting: beyond this a worker was
@@ -72,17 +55,7 @@ export function scratchAddress(thread: number, scratchBytes: number): number {
   return at;
 }
 
-/**
- * The 13 arguments of Kernels.gemm, in order, then optionally the path (the kernels' gemmWith: 0 = chosen
- * by this part's shape, 1 = direct / panel, 2 = packed); a split passes the path of the whole product so
- * every part computes like one thread would.
- */
-export type GemmArgs = [
-  transA: number, transB: number, m: number, n: number, k: number, alpha: number,
-  a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number, path?: number,
-];
-
-/** One OP.CALL task: which export (index into the pool's `callNames`), its arguments, which are f32. */
+/** One chunk of a job: which export (index into the pool's `callNames`), its arguments, which are f32. */
 export interface CallTask {
   readonly kernel: number;
   readonly args: readonly number[];
@@ -115,7 +88,7 @@ export interface PoolOptions {
   spinMs?: number;
   /** How long (ms) a worker spins for its next task before sleeping; default spinMs. */
   workerSpinMs?: number;
-  /** Export names that OP.CALL tasks may call, by index (CallTask.kernel). */
+  /** Export names that chunk rows may call, by index (CallTask.kernel). */
   callNames?: readonly string[];
   /** GEMM packing workspace of thread t (1 … workers), passed to the instance's setWorkspace; 0 = none. */
   workspace?: (thread: number) => number;
@@ -138,15 +111,10 @@ export interface PoolTestHooks {
   workersFirst?: boolean;
 }
 
-/** Sleeps the calling thread (a worker, or Node's main thread, where Atomics.wait is allowed). */
-function sleepMs(ms: number): void {
-  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 /**
  * A fixed set of workers, started on construction, stopped by {@link close}.
  *
- * Usage: `const pool = new WorkerPool(mod, memory, 1, scratchBytes); await pool.run(OP.GEMM, [argsW0]); await pool.close();`
+ * Usage: `const pool = new WorkerPool(mod, memory, 1, scratchBytes, { callNames, jobBlock }); await pool.runChunks('gemm', rows, local, false); await pool.close();`
  */
 export class WorkerPool {
   readonly size: number;
@@ -264,14 +232,14 @@ export class WorkerPool {
   }
 
   /**
-   * Runs `op` on workers 0..tasks.length−1 (task i → worker i) while `local` runs on the calling thread.
-   * Returns a Promise that settles when every worker is done; rejects if one fails or dies.
-   * Calls are serialised: a call made while another is pending starts after it.
+   * An empty task through every worker (booting any that is not running) while `local` runs on the calling
+   * thread: settles when every worker has answered (a latency measurement, and `ready()`). Queued behind a
+   * pending job.
    */
-  run(op: number, kernel: string, tasks: readonly GemmArgs[] | readonly CallTask[] | number, local: () => void): Promise<void> {
+  roundTrip(local: () => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
-    if (this.tail) return this.afterTail(() => this.start(op, kernel, tasks, local));
-    const p = this.start(op, kernel, tasks, local);
+    if (this.tail) return this.afterTail(() => this.start(local));
+    const p = this.start(local);
     this.track(p);
     return p;
   }
@@ -449,27 +417,13 @@ export class WorkerPool {
     p.then(clear, clear);
   }
 
-  private start(op: number, kernel: string, tasks: readonly GemmArgs[] | readonly CallTask[] | number, local: () => void): Promise<void> {
+  private start(local: () => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
-    const count = typeof tasks === 'number' ? tasks : tasks.length;
-    const used = this.slots.slice(0, count);
-    for (let i = 0; i < count; i++) {
-      const slot = used[i]!;
+    const used = this.slots;
+    for (const slot of used) {
       if (slot.dead || !slot.worker) this.spawn(slot);
-      const task = typeof tasks === 'number' ? undefined : tasks[i]!;
-      if (task && op === OP.CALL) {
-        writeCall(slot, task as CallTask, this.callNames);
-      } else if (task) {
-        const args = task as GemmArgs;
-        const { i32, f32 } = slot;
-        for (let j = 0; j < 13; j++) {
-          if (j === 5 || j === 10) f32[F.ARGS + j] = args[j]!;
-          else i32[F.ARGS + j] = args[j]!;
-        }
-        i32[F.ARGS + 13] = args[13] ?? 0;
-      }
-      slot.i32[F.OP] = op;
-      slot.running = kernel;
+      slot.i32[F.OP] = OP.NOP;
+      slot.running = 'nop';
       slot.seq = (slot.seq + 1) | 0;
       Atomics.store(slot.i32, F.SEQ, slot.seq);
       Atomics.notify(slot.i32, F.SEQ);
@@ -486,7 +440,7 @@ export class WorkerPool {
     // Atomics.waitAsync resumes through the event loop, measured at ~0.1 ms median with multi-ms tails here.
     const t0 = performance.now();
     const budget = Math.max(this.spinMs, Math.min(CALLER_SPIN_MAX_MS, 2 * (t0 - tLocal) + 0.1));
-    let pending = count;
+    let pending = used.length;
     while (pending > 0) {
       pending = 0;
       for (const slot of used) if (Atomics.load(slot.i32, F.DONE) !== slot.seq && !slot.dead) pending++;
@@ -560,7 +514,7 @@ export class WorkerPool {
 
   /** Resolves once every worker has booted and answered a no-op. */
   ready(): Promise<void> {
-    return this.run(OP.NOP, 'nop', this.size, () => {});
+    return this.roundTrip(() => {});
   }
 
   /** Stops and terminates every worker; the pool must not be used afterwards. */
@@ -583,68 +537,4 @@ export class WorkerPool {
     const used = slotsInUse.get(this.memory);
     for (const slot of this.slots) used?.delete(slot.index);
   }
-}
-
-/** Writes an OP.CALL task into a slot's ARGS (see {@link MAX_CALL_ARGS}); throws on a bad task. */
-function writeCall(slot: Slot, task: CallTask, callNames: readonly string[]): void {
-  const { kernel, args } = task;
-  if (!Number.isInteger(kernel) || kernel < 0 || kernel >= callNames.length) {
-    throw new RangeError(`rxgrad pool: no callable kernel #${kernel} (the pool knows ${callNames.length})`);
-  }
-  if (args.length > MAX_CALL_ARGS) throw new RangeError(`rxgrad pool: ${callNames[kernel]} takes ${args.length} arguments, at most ${MAX_CALL_ARGS} fit a slot`);
-  const mask = task.floatMask ?? 0;
-  const { i32, f32 } = slot;
-  i32[F.ARGS] = kernel;
-  i32[F.ARGS + 1] = args.length;
-  i32[F.ARGS + 2] = mask;
-  for (let j = 0; j < args.length; j++) {
-    if (mask & (1 << j)) f32[F.ARGS + 3 + j] = args[j]!;
-    else i32[F.ARGS + 3 + j] = args[j]!;
-  }
-}
-
-/** Writes one chunk row (see {@link JOB}) at word `at` of the job block. */
-function writeRow(job: Int32Array, jobF32: Float32Array, at: number, task: CallTask, callNames: readonly string[]): void {
-  const { kernel, args } = task;
-  if (!Number.isInteger(kernel) || kernel < 0 || kernel >= callNames.length) {
-    throw new RangeError(`rxgrad pool: no callable kernel #${kernel} (the pool knows ${callNames.length})`);
-  }
-  if (args.length > JOB.ROW_WORDS - 3) throw new RangeError(`rxgrad pool: ${callNames[kernel]} takes ${args.length} arguments, at most ${JOB.ROW_WORDS - 3} fit a chunk row`);
-  const mask = task.floatMask ?? 0;
-  job[at] = kernel;
-  job[at + 1] = args.length;
-  job[at + 2] = mask;
-  for (let j = 0; j < args.length; j++) {
-    if (mask & (1 << j)) jobF32[at + 3 + j] = args[j]!;
-    else job[at + 3 + j] = args[j]!;
-  }
-}
-
-/**
- * Claims the next chunk of the job tagged `tag` (generation << INDEX_BITS): its index, or −1 when none is
- * left or the job is no longer current. The same algorithm runs in pool-worker.mjs.
- */
-export function claimChunk(job: Int32Array, tag: number): number {
-  for (;;) {
-    const v = Atomics.load(job, JOB.NEXT);
-    if ((v & ~INDEX_MASK) !== tag) return -1;
-    const index = v & INDEX_MASK;
-    if (index >= Atomics.load(job, JOB.COUNT)) return -1;
-    if (Atomics.compareExchange(job, JOB.NEXT, v, v + 1) === v) return index;
-  }
-}
-
-/** Counts one finished chunk of the job tagged `tag` (nothing if a newer job replaced it) and wakes a sleeping caller. */
-export function finishChunk(job: Int32Array, tag: number): void {
-  for (;;) {
-    const v = Atomics.load(job, JOB.DONE);
-    if ((v & ~INDEX_MASK) !== tag) return;
-    if (Atomics.compareExchange(job, JOB.DONE, v, v + 1) === v) break;
-  }
-  Atomics.notify(job, JOB.DONE);
-}
-
-function doneCount(job: Int32Array, tag: number): number {
-  const v = Atomics.load(job, JOB.DONE);
-  return (v & ~INDEX_MASK) === tag ? v & INDEX_MASK : Infinity;
 }

@@ -142,6 +142,9 @@ describe('split kernels: bitwise identical on 1, 2 and 3 threads with random cla
           const cNew = alloc(R * U), tanhC = alloc(R * U), hNew = alloc(R * U), dz = alloc(4 * R * U);
           await sameBits('lstmCellForward', reset, [[x, 4 * R * U], [cNew, R * U], [tanhC, R * U], [hNew, R * U]], (be) => be.lstmCellForward(x, y, cNew, tanhC, hNew, R, U));
           await sameBits('lstmCellBackward', reset, [[dz, 4 * R * U], [m, R * U]], (be) => be.lstmCellBackward(x, y, v, g, ema, m, dz, R, U));
+          await sameBits('gruCellForward', reset, [[x, 3 * R * U], [hNew, R * U]], (be) => be.gruCellForward(x, y, g, hNew, R, U));
+          const dq = alloc(3 * R * U);
+          await sameBits('gruCellBackward', reset, [[dz, 3 * R * U], [dq, 3 * R * U], [m, R * U]], (be) => be.gruCellBackward(x, y, g, m, ema, dz, dq, R, U));
         }
         await sameBits('adam + sgd + ema updates', reset, [[x, n], [m, n], [v, n], [y, n], [ema, n]], (be) => be.elementwiseMany([
           { name: 'adamUpdate', pointers: [x, g, m, v], n, tail: [1e-3, 0.9, 0.999, 1e-7, 0.01, 1, 0.1, 0.001], tailFloatMask: 0b11011111 },

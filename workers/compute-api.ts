@@ -54,6 +54,9 @@ export interface ComputeBackend {
   /** The LSTM cell kernels split into row ranges across the pool when large enough (the same results). */
   lstmCellForward?(...args: Parameters<Kernels['lstmCellForward']>): Promise<void> | void;
   lstmCellBackward?(...args: Parameters<Kernels['lstmCellBackward']>): Promise<void> | void;
+  /** The GRU cell kernels, split likewise. */
+  gruCellForward?(...args: Parameters<Kernels['gruCellForward']>): Promise<void> | void;
+  gruCellBackward?(...args: Parameters<Kernels['gruCellBackward']>): Promise<void> | void;
   /** Stops the workers; the backend must not be used afterwards. */
   close(): Promise<void>;
 }

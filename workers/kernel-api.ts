@@ -97,6 +97,20 @@ export interface Kernels {
     z: number, cPrev: number, tanhC: number, dh: number, dy: number, dc: number, dz: number, rows: number, units: number,
   ): void;
 
+  /**
+   * One GRU step (reset after, gate blocks z, r, h) after a = x·W + b_x and q = h·U + b_h (rows × 3U each):
+   * a ← (z, r, ĥ) in place, z = σ(a_z + q_z), r = σ(a_r + q_r), ĥ = tanh(a_h + r·q_h); h = z·hPrev + (1 − z)·ĥ.
+   */
+  gruCellForward(a: number, q: number, hPrev: number, h: number, rows: number, units: number): void;
+  /**
+   * Its gradient from the saved (z, r, ĥ), q and hPrev: gradH = dh + dy (dy = 0: none); dPreH = gradH·(1 − z)·(1 − ĥ²),
+   * dPreZ = gradH·(hPrev − ĥ)·z(1−z), dPreR = dPreH·q_h·r(1−r); da = (dPreZ, dPreR, dPreH), dq = (dPreZ, dPreR,
+   * dPreH·r); dh ← gradH·z in place.
+   */
+  gruCellBackward(
+    a: number, q: number, hPrev: number, dh: number, dy: number, da: number, dq: number, rows: number, units: number,
+  ): void;
+
   // ---- 2-D convolution, NHWC (workers/assembly/conv.ts). Geometry, in this order everywhere:
   // batch, inH, inW, inC, outH, outW, outC, kH, kW, strideH, strideW, padTop, padLeft, dilationH, dilationW.
   // Input position of output (oy, ox), tap (ky, kx): (oy·strideH − padTop + ky·dilationH,
@@ -193,7 +207,7 @@ export const KERNEL_NAMES = [
   'reluForward', 'reluBackward', 'leakyReluForward', 'leakyReluBackward',
   'sigmoidForward', 'sigmoidBackward', 'tanhForward', 'tanhBackward', 'geluForward', 'geluBackward',
   'softmaxForward', 'softmaxBackward', 'softmaxCrossEntropy',
-  'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy', 'emaUpdate', 'lstmCellForward', 'lstmCellBackward',
+  'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy', 'emaUpdate', 'lstmCellForward', 'lstmCellBackward', 'gruCellForward', 'gruCellBackward',
   'conv2dForward', 'conv2dForwardIm2col', 'conv2dTransposeFilter', 'conv2dBackwardInput', 'conv2dBackwardFilter',
   'maxPool2dForward', 'maxPool2dBackward', 'avgPool2dForward', 'avgPool2dBackward',
   'globalAvgPool2dForward', 'globalAvgPool2dBackward', 'batchNormStats', 'batchNormForward', 'batchNormBackward',

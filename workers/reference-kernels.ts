@@ -195,6 +195,42 @@ export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array)
         }
       }
     },
+    gruCellForward(a, q, hPrev, h, rows, U) {
+      const f = f32();
+      const sig = (v: number) => 1 / (1 + Math.exp(-v));
+      for (let b = 0; b < rows; b++) {
+        const ra = (a >> 2) + b * 3 * U, rq = (q >> 2) + b * 3 * U;
+        for (let u = 0; u < U; u++) {
+          const z = sig(f[ra + u]! + f[rq + u]!), r = sig(f[ra + U + u]! + f[rq + U + u]!);
+          const hh = Math.tanh(f[ra + 2 * U + u]! + r * f[rq + 2 * U + u]!);
+          f[ra + u] = z;
+          f[ra + U + u] = r;
+          f[ra + 2 * U + u] = hh;
+          f[(h >> 2) + b * U + u] = z * f[(hPrev >> 2) + b * U + u]! + (1 - z) * hh;
+        }
+      }
+    },
+    gruCellBackward(a, q, hPrev, dh, dy, da, dq, rows, U) {
+      const f = f32();
+      for (let b = 0; b < rows; b++) {
+        const ra = (a >> 2) + b * 3 * U, rq = (q >> 2) + b * 3 * U, rda = (da >> 2) + b * 3 * U, rdq = (dq >> 2) + b * 3 * U;
+        for (let u = 0; u < U; u++) {
+          const k = b * U + u;
+          const z = f[ra + u]!, r = f[ra + U + u]!, hh = f[ra + 2 * U + u]!;
+          const gradH = f[(dh >> 2) + k]! + (dy ? f[(dy >> 2) + k]! : 0);
+          const dPreH = gradH * (1 - z) * (1 - hh * hh);
+          const dPreZ = gradH * (f[(hPrev >> 2) + k]! - hh) * z * (1 - z);
+          const dPreR = dPreH * f[rq + 2 * U + u]! * r * (1 - r);
+          f[rda + u] = dPreZ;
+          f[rda + U + u] = dPreR;
+          f[rda + 2 * U + u] = dPreH;
+          f[rdq + u] = dPreZ;
+          f[rdq + U + u] = dPreR;
+          f[rdq + 2 * U + u] = dPreH * r;
+          f[(dh >> 2) + k] = gradH * z;
+        }
+      }
+    },
     emaUpdate(ema, x, n, momentum, a) {
       const h = f32();
       for (let i = 0; i < n; i++) h[(ema >> 2) + i] = h[(ema >> 2) + i]! * momentum + a * h[(x >> 2) + i]!;

@@ -97,6 +97,8 @@ export interface WasmCompute extends ComputeBackend {
   elementwiseMany(calls: readonly ElementwiseCall[]): void;
   lstmCellForward(...args: Parameters<Kernels['lstmCellForward']>): Promise<void> | void;
   lstmCellBackward(...args: Parameters<Kernels['lstmCellBackward']>): Promise<void> | void;
+  gruCellForward(...args: Parameters<Kernels['gruCellForward']>): Promise<void> | void;
+  gruCellBackward(...args: Parameters<Kernels['gruCellBackward']>): Promise<void> | void;
   sumRows(x: number, out: number, rows: number, cols: number, beta: number): void;
   /** Bytes of GEMM packing workspace per thread. */
   readonly workspaceBytes: number;
@@ -265,33 +267,25 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   }
 
   /**
-   * Row ranges of an LSTM cell kernel when there is enough work: ~25 flops per unit (five transcendentals),
-   * counted against the GEMM thresholds.
+   * A recurrent cell kernel split into row ranges when there is enough work (~25 flops per unit: five
+   * transcendentals), counted against the GEMM thresholds. `operands`: each pointer with its row width in
+   * units of U (4 for LSTM gates, 3 for GRU gates, 1 for states; a 0 pointer stays 0); `rows, U` follow them.
    */
-  const cellParts = (rows: number, U: number): [number, number][] | null => {
+  function cellJob(name: 'lstmCellForward' | 'lstmCellBackward' | 'gruCellForward' | 'gruCellBackward', operands: readonly [number, number][], rows: number, U: number): Promise<void> | void {
     const flops = 25 * rows * U;
-    return threads > 1 && rows > 1 && flops >= threshold() ? partitionBatch(rows, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : null;
-  };
-
-  function lstmCellForward(z: number, cPrev: number, c: number, tanhC: number, h: number, rows: number, U: number): Promise<void> | void {
-    const parts = cellParts(rows, U);
-    if (!parts) return kernels.lstmCellForward(z, cPrev, c, tanhC, h, rows, U);
-    const at = (p: number, r: number, width: number) => p + 4 * r * width;
-    return runJob('lstmCellForward', parts.map(([r0, r1]) => [
-      at(z, r0, 4 * U), at(cPrev, r0, U), at(c, r0, U), at(tanhC, r0, U), at(h, r0, U), r1 - r0, U,
-    ]), true);
+    const parallel = threads > 1 && rows > 1 && flops >= threshold();
+    const parts = parallel ? partitionBatch(rows, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, rows] as [number, number]];
+    return runJob(name, parts.map(([r0, r1]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, U]), parallel);
   }
 
-  function lstmCellBackward(
-    z: number, cPrev: number, tanhC: number, dh: number, dy: number, dc: number, dz: number, rows: number, U: number,
-  ): Promise<void> | void {
-    const parts = cellParts(rows, U);
-    if (!parts) return kernels.lstmCellBackward(z, cPrev, tanhC, dh, dy, dc, dz, rows, U);
-    const at = (p: number, r: number, width: number) => (p === 0 ? 0 : p + 4 * r * width);
-    return runJob('lstmCellBackward', parts.map(([r0, r1]) => [
-      at(z, r0, 4 * U), at(cPrev, r0, U), at(tanhC, r0, U), at(dh, r0, U), at(dy, r0, U), at(dc, r0, U), at(dz, r0, 4 * U), r1 - r0, U,
-    ]), true);
-  }
+  const lstmCellForward = (z: number, cPrev: number, c: number, tanhC: number, h: number, rows: number, U: number) =>
+    cellJob('lstmCellForward', [[z, 4], [cPrev, 1], [c, 1], [tanhC, 1], [h, 1]], rows, U);
+  const lstmCellBackward = (z: number, cPrev: number, tanhC: number, dh: number, dy: number, dc: number, dz: number, rows: number, U: number) =>
+    cellJob('lstmCellBackward', [[z, 4], [cPrev, 1], [tanhC, 1], [dh, 1], [dy, 1], [dc, 1], [dz, 4]], rows, U);
+  const gruCellForward = (a: number, q: number, hPrev: number, h: number, rows: number, U: number) =>
+    cellJob('gruCellForward', [[a, 3], [q, 3], [hPrev, 1], [h, 1]], rows, U);
+  const gruCellBackward = (a: number, q: number, hPrev: number, dh: number, dy: number, da: number, dq: number, rows: number, U: number) =>
+    cellJob('gruCellBackward', [[a, 3], [q, 3], [hPrev, 1], [dh, 1], [dy, 1], [da, 3], [dq, 3]], rows, U);
 
   function sumRows(x: number, out: number, rows: number, cols: number, beta: number): void {
     // Row chunks fixed by the shape: chunk 0 into out (with beta), chunk c ≥ 1 into partial sums, added
@@ -416,6 +410,8 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     sumRows,
     lstmCellForward,
     lstmCellBackward,
+    gruCellForward,
+    gruCellBackward,
     maxPool2dForward,
     maxPool2dBackward,
     get pool() {

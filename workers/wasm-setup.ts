@@ -120,6 +120,8 @@ export function warmUp(k: Kernels, scratch: number, bytes: number): void {
     k.axpy(63, 0, x, y);
     k.emaUpdate(y, x, 63, 0.5, 0.5);
     k.lstmCellForward(x, y, z, w, x + 32 * f, 1, 7);
+    k.gruCellForward(x, y, z, w, 1, 5);
+    k.gruCellBackward(x, y, z, w, rep & 1 ? y : 0, x + 32 * f, z + 16 * f, 1, 5);
     k.lstmCellBackward(x, y, z, w, rep & 1 ? y : 0, z + 16 * f, x + 32 * f, 1, 7);
     k.fill(x, 64, 0.5);
   }

@@ -14,4 +14,4 @@ export {
   maxPool2dForward, maxPool2dForwardPart, maxPool2dBackward, maxPool2dBackwardPart, avgPool2dForward, avgPool2dBackward, globalAvgPool2dForward,
   globalAvgPool2dBackward, batchNormStats, batchNormForward, batchNormBackward,
 } from './pooling';
-export { lstmCellForward, lstmCellBackward } from './recurrent';
+export { lstmCellForward, lstmCellBackward, gruCellForward, gruCellBackward } from './recurrent';

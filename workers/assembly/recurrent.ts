@@ -99,3 +99,67 @@ export function lstmCellBackward(
     }
   }
 }
+
+/** One GRU step forward over 4 units of one row: see gruCellForward. */
+function gruForward4(a: usize, q: usize, hp: usize, h: usize, U: i32, r: i32): void {
+  const one = f32x4.splat(1);
+  const gz = sigmoidV(f32x4.add(ld(a, r), ld(q, r)));
+  const gr = sigmoidV(f32x4.add(ld(a + off(U), r), ld(q + off(U), r)));
+  const gh = tanhV(f32x4.add(ld(a + off(2 * U), r), f32x4.mul(gr, ld(q + off(2 * U), r))));
+  st(a, gz, r);
+  st(a + off(U), gr, r);
+  st(a + off(2 * U), gh, r);
+  st(h, f32x4.add(f32x4.mul(gz, ld(hp, r)), f32x4.mul(f32x4.sub(one, gz), gh)), r);
+}
+
+/**
+ * One GRU step (reset after the recurrent product, gate blocks z, r, h) after a = x·W + b_x and
+ * q = h_{t−1}·U + b_h (rows × 3U each): a ← (z, r, ĥ) in place with z = σ(a_z + q_z), r = σ(a_r + q_r),
+ * ĥ = tanh(a_h + r·q_h); h = z·hPrev + (1 − z)·ĥ (rows × U).
+ */
+export function gruCellForward(a: usize, q: usize, hPrev: usize, h: usize, rows: i32, U: i32): void {
+  for (let b = 0; b < rows; b++) {
+    const g = off(b * 3 * U);
+    const s = off(b * U);
+    for (let u = 0; u < U; u += 4) gruForward4(a + g + off(u), q + g + off(u), hPrev + s + off(u), h + s + off(u), U, U - u);
+  }
+}
+
+/** One GRU step backward over 4 units of one row: see gruCellBackward. */
+function gruBackward4(a: usize, q: usize, hp: usize, dh: usize, dy: usize, da: usize, dq: usize, U: i32, r: i32): void {
+  const one = f32x4.splat(1);
+  const gz = ld(a, r);
+  const gr = ld(a + off(U), r);
+  const gh = ld(a + off(2 * U), r);
+  let gradH = ld(dh, r);
+  if (dy != 0) gradH = f32x4.add(gradH, ld(dy, r));
+  const dPreH = f32x4.mul(f32x4.mul(gradH, f32x4.sub(one, gz)), f32x4.sub(one, f32x4.mul(gh, gh)));
+  const dPreZ = f32x4.mul(f32x4.mul(gradH, f32x4.sub(ld(hp, r), gh)), f32x4.mul(gz, f32x4.sub(one, gz)));
+  const dPreR = f32x4.mul(f32x4.mul(dPreH, ld(q + off(2 * U), r)), f32x4.mul(gr, f32x4.sub(one, gr)));
+  st(da, dPreZ, r);
+  st(da + off(U), dPreR, r);
+  st(da + off(2 * U), dPreH, r);
+  st(dq, dPreZ, r);
+  st(dq + off(U), dPreR, r);
+  st(dq + off(2 * U), f32x4.mul(dPreH, gr), r);
+  st(dh, f32x4.mul(gradH, gz), r);
+}
+
+/**
+ * Its gradient, from the forward's (z, r, ĥ) in a, q and hPrev: gradH = dh + dy (dy = 0: none);
+ * dPreH = gradH·(1 − z)·(1 − ĥ²), dPreZ = gradH·(hPrev − ĥ)·z(1−z), dPreR = dPreH·q_h·r(1−r);
+ * da = (dPreZ, dPreR, dPreH), dq = (dPreZ, dPreR, dPreH·r) (rows × 3U); dh ← gradH·z in place (the direct
+ * path h_{t−1} → h_t; the caller adds dq·Uᵀ).
+ */
+export function gruCellBackward(
+  a: usize, q: usize, hPrev: usize, dh: usize, dy: usize, da: usize, dq: usize, rows: i32, U: i32,
+): void {
+  for (let b = 0; b < rows; b++) {
+    const g = off(b * 3 * U);
+    const s = off(b * U);
+    for (let u = 0; u < U; u += 4) {
+      const at = s + off(u);
+      gruBackward4(a + g + off(u), q + g + off(u), hPrev + at, dh + at, dy != 0 ? dy + at : 0, da + g + off(u), dq + g + off(u), U, U - u);
+    }
+  }
+}

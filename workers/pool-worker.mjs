@@ -33,42 +33,51 @@ const sleep = (ms) => {
 
 // Spinning for the next task is only free when a core would otherwise idle. On a busy host a spinning worker
 // takes CPU from the thread that has the work (the caller, or the other process), and uses up this thread's
-// fair share, so the OS deschedules it later in the middle of a chunk. Two signs of a busy host stop the spin
-// and keep the worker from spinning for CONTENDED_MS: a gap in the spin loop (this thread was descheduled),
-// or a new involuntary context switch in the process (one of our threads was; process.resourceUsage costs
-// ~7 µs, so it is read at most every CHECK_MS).
+// fair share, so the OS deschedules it later in the middle of a chunk. Signs of a busy host: a gap in the
+// spin loop (this thread was descheduled), or involuntary context switches in the process (one of our
+// threads was; process.resourceUsage costs ~7 µs, so it is read at most every CHECK_MS). One such event
+// alone can be a V8 helper thread (GC, compiler) taking a core for a moment; two within EVENT_WINDOW_MS
+// mean the host is oversubscribed, and the worker then does not spin for CONTENDED_MS.
 const DESCHEDULED_MS = 0.25;
 const CONTENDED_MS = 50;
 const CHECK_MS = 0.5;
+const EVENT_WINDOW_MS = 20;
 let contendedUntil = 0;
 let switches = process.resourceUsage().involuntaryContextSwitches;
 let checkedAt = 0;
+let lastEvent = -Infinity;
 
-/** True if one of the process's threads was preempted since the last look (read at most every CHECK_MS). */
-function preempted(now) {
-  if (now - checkedAt < CHECK_MS) return false;
+/** Involuntary context switches of the process since the last look (0 if looked less than CHECK_MS ago). */
+function preemptions(now) {
+  if (now - checkedAt < CHECK_MS) return 0;
   checkedAt = now;
   const seen = process.resourceUsage().involuntaryContextSwitches;
-  const more = seen !== switches;
+  const more = seen - switches;
   switches = seen;
   return more;
+}
+
+/** Records `count` busy-host events at `now`; true (and no spinning for CONTENDED_MS) once they come close together. */
+function busyHost(now, count) {
+  if (count === 0) return false;
+  const busy = count > 1 || now - lastEvent < EVENT_WINDOW_MS;
+  lastEvent = now;
+  if (busy) contendedUntil = now + CONTENDED_MS;
+  return busy;
 }
 
 /** Waits until SEQ differs from `seen`: spins (STATE = 1, "hot") up to spinMs on a quiet host, then sleeps (STATE = 0). */
 function waitForTask(seen) {
   Atomics.store(i32, F.STATE, 1);
   const t0 = performance.now();
-  if (preempted(t0)) contendedUntil = t0 + CONTENDED_MS;
+  busyHost(t0, preemptions(t0));
   const budget = t0 < contendedUntil ? 0 : spinMs;
   let last = t0;
   let now = t0;
   while (now - t0 < budget) {
     for (let j = 0; j < 128; j++) if (Atomics.load(i32, F.SEQ) !== seen) return;
     now = performance.now();
-    if (now - last > DESCHEDULED_MS || preempted(now)) {
-      contendedUntil = now + CONTENDED_MS;
-      break;
-    }
+    if (busyHost(now, (now - last > DESCHEDULED_MS ? 1 : 0) + preemptions(now))) break;
     last = now;
   }
   Atomics.store(i32, F.STATE, 0);

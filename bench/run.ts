@@ -19,7 +19,10 @@ import { cnnBench } from './cnn.ts';
 import { attentionBench } from './attention.ts';
 import { onlineBench } from './online.ts';
 import { threadsBench } from './threads.ts';
+import { dashboardBench } from './dashboard.ts';
+import { serveBench } from './serve.ts';
 import { guardBench } from './guard.ts';
+import { tuningBench } from './tuning.ts';
 import type { SoakResult } from './soak.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -57,7 +60,10 @@ const suiteCases: BenchCase[] = [
   { name: 'attention per sequence length', quick: true, run: (c) => attentionBench({ quick: c.quick }) },
   { name: 'testThenTrain one vs two forwards', quick: true, run: (c) => onlineBench({ quick: c.quick }) },
   { name: 'threads and load: training steps on 1 vs 2 threads, quiet and one core busy; mlp inference b256', quick: true, run: (c) => threadsBench({ quick: c.quick }) },
+  { name: 'dashboard viewers and history', quick: true, run: (c) => dashboardBench({ quick: c.quick }) },
+  { name: 'serve http: batching, reloads under load, memory', quick: true, run: (c) => serveBench({ quick: c.quick }) },
   { name: 'non-finite guard on vs off', quick: true, run: (c) => guardBench({ quick: c.quick }) },
+  { name: 'pruning and transfer speed', quick: true, run: (c) => tuningBench({ quick: c.quick }) },
   { name: 'soak online steps', quick: false, run: async () => soakRows(await soakInFreshProcess(200_000)) },
 ];
 /**

@@ -25,6 +25,7 @@ export { maxPool2d } from './max-pool2d.ts';
 export { multiHeadAttention } from './multi-head-attention.ts';
 export { parallel } from './parallel.ts';
 export { positionalEncoding } from './positional-encoding.ts';
+export { pruneLayer, PruneLowMagnitude } from './prune-low-magnitude.ts';
 export { randomCrop } from './random-crop.ts';
 export { randomFlip } from './random-flip.ts';
 export { randomRotate } from './random-rotate.ts';

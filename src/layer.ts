@@ -16,7 +16,10 @@ export interface Parameter {
   readonly value: Tensor;
   readonly grad: Tensor;
   readonly regularizer: Regularizer | null;
-  /** False freezes the parameter: backward still computes its gradient, the optimizer skips it. */
+  /**
+   * False freezes the parameter: the optimizer skips it and layers may skip computing its gradient (dense and
+   * conv2d do), so its `grad` is then stale; the reverse stream stops at the first layer that still learns.
+   */
   trainable: boolean;
 }
 

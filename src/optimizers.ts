@@ -1,4 +1,5 @@
 import type { Engine } from './engine.ts';
+import { globToRegExp } from './layer-match.ts';
 import type { Parameter } from './layer.ts';
 import type { LearningRateSchedule } from './schedules.ts';
 import { Tensor } from './tensor.ts';
@@ -47,6 +48,29 @@ function runElementwise(engine: Engine, calls: readonly ElementwiseCall[]): void
   for (const c of calls) k[c.name]!(...c.pointers, c.n, ...(c.tail ?? []));
 }
 
+/**
+ * Parameters whose names match `parameters` (a glob over parameter names such as `'conv2d_1/kernel'`, e.g.
+ * `'conv*'`) train at `learningRateScale` times the optimizer's rate (schedule included): discriminative
+ * fine-tuning. The first matching group wins; other parameters use the rate as it is.
+ */
+export interface ParameterGroup {
+  parameters: string;
+  learningRateScale: number;
+}
+
+/** Checks parameter groups (an optimizer's option or a checkpoint's config field), naming the bad field. */
+export function checkGroups(name: string, groups: unknown): ParameterGroup[] {
+  if (groups === undefined) return [];
+  if (!Array.isArray(groups)) throw new RangeError(`${name}: parameterGroups must be an array of { parameters, learningRateScale }, got ${JSON.stringify(groups)}`);
+  return groups.map((g: unknown, i) => {
+    const group = g as Partial<ParameterGroup> | null;
+    if (typeof group?.parameters !== 'string' || group.parameters === '') throw new RangeError(`${name}: parameterGroups[${i}].parameters must be a non-empty name or glob, got ${JSON.stringify(group?.parameters)}`);
+    const scale = group.learningRateScale;
+    if (typeof scale !== 'number' || !(Number.isFinite(scale) && scale >= 0)) throw new RangeError(`${name}: parameterGroups[${i}].learningRateScale must be a finite number ≥ 0, got ${JSON.stringify(scale)}`);
+    return { parameters: group.parameters, learningRateScale: scale };
+  });
+}
+
 function checkRate(name: string, value: number, what: string, max = Infinity): number {
   if (!(Number.isFinite(value) && value >= 0 && value < max)) throw new RangeError(`${name}: ${what} must be in [0, ${max}), got ${value}`);
   return value;
@@ -65,8 +89,14 @@ abstract class StatefulOptimizer implements Optimizer {
   readonly schedule: LearningRateSchedule | null;
   private readonly slots = new Map<Parameter, Record<string, Tensor>>();
   private readonly slotNames: readonly string[];
+  /** The rate of the parameter being updated (the step's rate times its group's scale). */
+  protected rate = 0;
+  private readonly scales = new Map<Parameter, number>();
   abstract readonly name: string;
-  constructor(learningRate: number | LearningRateSchedule, updateSlots: readonly string[], readonly emaMomentum: number) {
+  constructor(
+    learningRate: number | LearningRateSchedule, updateSlots: readonly string[], readonly emaMomentum: number,
+    readonly parameterGroups: readonly ParameterGroup[] = [],
+  ) {
     this.schedule = typeof learningRate === 'number' ? null : learningRate;
     this.learningRate = this.schedule ? this.schedule.rateAt(0) : (learningRate as number);
     this.slotNames = emaMomentum > 0 ? [...updateSlots, 'ema'] : updateSlots;
@@ -74,7 +104,28 @@ abstract class StatefulOptimizer implements Optimizer {
 
   /** The options every optimizer shares, for `config()`: the rate (or the schedule's config), and the EMA momentum when on. */
   protected get sharedConfig(): Record<string, unknown> {
-    return { learningRate: this.schedule ? this.schedule.config() : this.learningRate, ...(this.emaMomentum > 0 ? { emaMomentum: this.emaMomentum } : {}) };
+    return {
+      learningRate: this.schedule ? this.schedule.config() : this.learningRate, ...(this.emaMomentum > 0 ? { emaMomentum: this.emaMomentum } : {}),
+      ...(this.parameterGroups.length > 0 ? { parameterGroups: this.parameterGroups.map((g) => ({ ...g })) } : {}),
+    };
+  }
+
+  /** Each parameter's learning-rate scale from the groups; a group matching no parameter is an error naming it. */
+  private scaleOf(parameters: readonly Parameter[], p: Parameter): number {
+    if (this.parameterGroups.length === 0) return 1;
+    if (!this.scales.has(p)) {
+      const patterns = this.parameterGroups.map((g) => globToRegExp(g.parameters));
+      patterns.forEach((re, i) => {
+        if (!parameters.some((q) => re.test(q.name))) {
+          throw new RangeError(`${this.name}: parameterGroups[${i}].parameters '${this.parameterGroups[i]!.parameters}' matches no parameter (parameters: ${parameters.map((q) => q.name).join(', ')})`);
+        }
+      });
+      for (const q of parameters) {
+        const i = patterns.findIndex((re) => re.test(q.name));
+        this.scales.set(q, i < 0 ? 1 : this.parameterGroups[i]!.learningRateScale);
+      }
+    }
+    return this.scales.get(p)!;
   }
 
   protected slotsFor(p: Parameter, engine: Engine): Record<string, Tensor> {
@@ -138,6 +189,7 @@ abstract class StatefulOptimizer implements Optimizer {
     for (const p of parameters) {
       if (!p.trainable) continue;
       if (averaging) this.slotsFor(p, engine); // a new average starts at the weights before the step
+      this.rate = this.learningRate * this.scaleOf(parameters, p);
       updates.push(this.update(p, engine));
     }
     runElementwise(engine, updates);
@@ -187,20 +239,22 @@ export interface SgdOptions {
   weightDecay?: number;
   /** Keep an exponential moving average of the weights with this momentum (Keras's `ema_momentum`; 0, the default: none). */
   emaMomentum?: number;
+  /** Learning-rate scales for groups of parameters (a lower rate for a pre-trained base). */
+  parameterGroups?: readonly ParameterGroup[];
 }
 
 class Sgd extends StatefulOptimizer {
   readonly name = 'sgd';
   constructor(
     learningRate: number | LearningRateSchedule, private readonly momentum: number, private readonly nesterov: boolean, private readonly weightDecay: number,
-    emaMomentum: number,
+    emaMomentum: number, parameterGroups: readonly ParameterGroup[],
   ) {
-    super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum);
+    super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum, parameterGroups);
   }
   protected update(p: Parameter, engine: Engine): ElementwiseCall {
     const velocity = this.momentum > 0 ? this.slotsFor(p, engine)['velocity']!.ptr : 0;
     // Tail: lr, momentum (f32), nesterov (i32), weightDecay (f32).
-    return { name: 'sgdUpdate', pointers: [p.value.ptr, p.grad.ptr, velocity], n: p.value.size, tail: [this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay], tailFloatMask: 0b1011 };
+    return { name: 'sgdUpdate', pointers: [p.value.ptr, p.grad.ptr, velocity], n: p.value.size, tail: [this.rate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay], tailFloatMask: 0b1011 };
   }
   config() {
     return { ...this.sharedConfig, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
@@ -217,7 +271,7 @@ export function sgd(options: SgdOptions = {}): Optimizer {
   if (options.nesterov && momentum === 0) throw new RangeError('sgd: nesterov needs momentum > 0');
   return new Sgd(
     learningRateOf('sgd', options.learningRate ?? 0.01), momentum, options.nesterov ?? false, checkRate('sgd', options.weightDecay ?? 0, 'weightDecay'),
-    checkRate('sgd', options.emaMomentum ?? 0, 'emaMomentum', 1),
+    checkRate('sgd', options.emaMomentum ?? 0, 'emaMomentum', 1), checkGroups('sgd', options.parameterGroups),
   );
 }
 
@@ -231,14 +285,16 @@ export interface AdamOptions {
   weightDecay?: number;
   /** Keep an exponential moving average of the weights with this momentum (Keras's `ema_momentum`; 0, the default: none). */
   emaMomentum?: number;
+  /** Learning-rate scales for groups of parameters (a lower rate for a pre-trained base). */
+  parameterGroups?: readonly ParameterGroup[];
 }
 
 class Adam extends StatefulOptimizer {
   constructor(
     readonly name: 'adam' | 'adamw', learningRate: number | LearningRateSchedule, private readonly beta1: number, private readonly beta2: number,
-    private readonly epsilon: number, private readonly weightDecay: number, emaMomentum: number,
+    private readonly epsilon: number, private readonly weightDecay: number, emaMomentum: number, parameterGroups: readonly ParameterGroup[],
   ) {
-    super(learningRate, ['m', 'v'], emaMomentum);
+    super(learningRate, ['m', 'v'], emaMomentum, parameterGroups);
   }
   protected update(p: Parameter, engine: Engine): ElementwiseCall {
     const { m, v } = this.slotsFor(p, engine) as { m: Tensor; v: Tensor };
@@ -246,7 +302,7 @@ class Adam extends StatefulOptimizer {
     // Tail: lr, beta1, beta2, eps, weightDecay (f32), decoupled (i32), bc1, bc2 (f32).
     return {
       name: 'adamUpdate', pointers: [p.value.ptr, p.grad.ptr, m.ptr, v.ptr], n: p.value.size,
-      tail: [this.learningRate, this.beta1, this.beta2, this.epsilon, this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t],
+      tail: [this.rate, this.beta1, this.beta2, this.epsilon, this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t],
       tailFloatMask: 0b11011111,
     };
   }
@@ -263,7 +319,7 @@ function makeAdam(name: 'adam' | 'adamw', options: AdamOptions, defaultDecay: nu
     checkRate(name, options.beta2 ?? 0.999, 'beta2', 1),
     checkRate(name, options.epsilon ?? 1e-7, 'epsilon'),
     checkRate(name, options.weightDecay ?? defaultDecay, 'weightDecay'),
-    checkRate(name, options.emaMomentum ?? 0, 'emaMomentum', 1),
+    checkRate(name, options.emaMomentum ?? 0, 'emaMomentum', 1), checkGroups(name, options.parameterGroups),
   );
 }
 

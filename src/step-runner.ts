@@ -83,8 +83,6 @@ export class StepRunner {
   /** Element type of the `features` column (the first layer's `inputDType`). */
   readonly inputDType: DType;
   private readonly sideInputs: readonly string[];
-  /** The layers from the first one with parameters: the reverse stream stops there unless an input gradient is asked for. */
-  private readonly learning: readonly Layer[];
   private readonly freeArenas: Arena[] = [];
   private busy = 0;
   private queue: Promise<void> = Promise.resolve();
@@ -93,8 +91,6 @@ export class StepRunner {
   constructor(readonly layers: readonly Layer[], private readonly options: RunnerOptions) {
     this.inputDType = layers[0]!.inputDType ?? 'float32';
     this.sideInputs = [...new Set(layers.flatMap((l) => l.sideInputs ?? []))];
-    const firstLearning = layers.findIndex((l) => l.parameters().length > 0);
-    this.learning = firstLearning < 0 ? [] : layers.slice(firstLearning);
   }
 
   /** Steps begun and not yet ended (each holds an arena). */
@@ -156,13 +152,16 @@ export class StepRunner {
 
   /**
    * The layers' backward from dLoss/dOutput. Without `needInputGradient` the reverse stream stops at
-   * the first layer with parameters (layers before it have nothing to learn) and returns null; with
+   * the first layer with a trainable parameter (layers before it have nothing to learn: augmentation,
+   * or a frozen base in transfer learning, whose backward is skipped entirely) and returns null; with
    * it, every layer runs and dLoss/dInput is returned (a pipeline stage sends it upstream).
    */
   backward(dy: Tensor, step: StepContext, needInputGradient = false): Tensor | null | Promise<Tensor | null> {
     if (needInputGradient) return backwardThrough(this.layers, dy, step, true);
-    if (this.learning.length === 0) return null;
-    return backwardThrough(this.learning, dy, step, false);
+    // Asked per step: freezing and unfreezing change it between steps.
+    const first = this.layers.findIndex((l) => l.parameters().some((p) => p.trainable));
+    if (first < 0) return null;
+    return backwardThrough(first === 0 ? this.layers : this.layers.slice(first), dy, step, false);
   }
 
   /** Ends a step: its arena goes back to the pool, reset. */

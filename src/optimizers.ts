@@ -3,6 +3,7 @@ import { globToRegExp } from './layer-match.ts';
 import type { Parameter } from './layer.ts';
 import type { LearningRateSchedule } from './schedules.ts';
 import { Tensor } from './tensor.ts';
+import type { ElementwiseCall } from '../workers/compute-api.ts';
 
 /**
  * Updates parameters from their gradients; its per-parameter state (moments, velocity) lives in
@@ -37,6 +38,14 @@ export interface Optimizer {
    * optimizers without state still satisfy the interface.
    */
   restoreState?(parameters: readonly Parameter[], engine: Engine, iterations: number, slots: ReadonlyMap<string, Readonly<Record<string, Float32Array>>>): void;
+}
+
+/** Runs fused update calls: split across the engine's pool when its backend can, else one by one. */
+function runElementwise(engine: Engine, calls: readonly ElementwiseCall[]): void {
+  if (calls.length === 0) return;
+  if (engine.compute.elementwiseMany) return engine.compute.elementwiseMany(calls);
+  const k = engine.kernels as unknown as Record<string, (...args: number[]) => void>;
+  for (const c of calls) k[c.name]!(...c.pointers, c.n, ...(c.tail ?? []));
 }
 
 /**
@@ -188,23 +197,28 @@ abstract class StatefulOptimizer implements Optimizer {
     if (this.schedule) this.learningRate = this.schedule.rateAt(this.iterations);
     this.iterations++;
     const averaging = this.emaMomentum > 0;
+    // Every parameter's update as one split across the pool (when large enough), then every average.
+    const updates: ElementwiseCall[] = [];
     for (const p of parameters) {
       if (!p.trainable) continue;
       if (averaging) this.slotsFor(p, engine); // a new average starts at the weights before the step
       this.rate = this.learningRate * this.scaleOf(parameters, p);
-      this.update(p, engine);
+      updates.push(...this.update(p, engine));
     }
+    runElementwise(engine, updates);
     if (averaging) {
       // TensorFlow's ExponentialMovingAverage with num_updates: a smaller momentum early on, so the
       // average does not dwell on the initial weights.
       const t = this.iterations;
       const momentum = Math.min(this.emaMomentum, (1 + t) / (10 + t));
+      const averages: ElementwiseCall[] = [];
       for (const p of parameters) {
         if (!p.trainable) continue;
         const ema = this.slotsFor(p, engine)['ema']!;
-        engine.kernels.scale(ema.ptr, ema.size, momentum);
-        engine.kernels.axpy(ema.size, 1 - momentum, p.value.ptr, ema.ptr);
+        // One pass (scale + axpy fused, the same bits): the EMA reads each slot once.
+        averages.push({ name: 'emaUpdate', pointers: [ema.ptr, p.value.ptr], n: ema.size, tail: [momentum, 1 - momentum] });
       }
+      runElementwise(engine, averages);
     }
   }
 
@@ -223,7 +237,8 @@ abstract class StatefulOptimizer implements Optimizer {
     }
   }
 
-  protected abstract update(p: Parameter, engine: Engine): void;
+  /** The fused update kernel calls of one parameter: one, or one per row in use with `lazy` (run with the others' by apply). */
+  protected abstract update(p: Parameter, engine: Engine): ElementwiseCall[];
   abstract config(): Record<string, unknown>;
 }
 
@@ -257,13 +272,16 @@ class Sgd extends StatefulOptimizer {
   ) {
     super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum, parameterGroups, lazy);
   }
-  protected update(p: Parameter, engine: Engine): void {
+  protected update(p: Parameter, engine: Engine): ElementwiseCall[] {
     const velocity = this.momentum > 0 ? this.slotsFor(p, engine)['velocity']!.ptr : 0;
-    const step = (offset: number, n: number) =>
-      engine.kernels.sgdUpdate(p.value.ptr + offset, p.grad.ptr + offset, velocity ? velocity + offset : 0, n, this.rate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
+    // Tail: lr, momentum (f32), nesterov (i32), weightDecay (f32).
+    const call = (offset: number, n: number): ElementwiseCall => ({
+      name: 'sgdUpdate', pointers: [p.value.ptr + offset, p.grad.ptr + offset, velocity ? velocity + offset : 0], n,
+      tail: [this.rate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay], tailFloatMask: 0b1011,
+    });
     const sparse = this.lazyRows(p);
-    if (!sparse) return step(0, p.value.size);
-    for (const r of sparse.rows) step(r * sparse.width * 4, sparse.width);
+    if (!sparse) return [call(0, p.value.size)];
+    return Array.from(sparse.rows, (r) => call(r * sparse.width * 4, sparse.width));
   }
   config() {
     return { ...this.sharedConfig, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
@@ -313,16 +331,18 @@ class Adam extends StatefulOptimizer {
   ) {
     super(learningRate, ['m', 'v'], emaMomentum, parameterGroups, lazy);
   }
-  protected update(p: Parameter, engine: Engine): void {
+  protected update(p: Parameter, engine: Engine): ElementwiseCall[] {
     const { m, v } = this.slotsFor(p, engine) as { m: Tensor; v: Tensor };
     const t = this.iterations;
-    const step = (offset: number, n: number) => engine.kernels.adamUpdate(
-      p.value.ptr + offset, p.grad.ptr + offset, m.ptr + offset, v.ptr + offset, n, this.rate, this.beta1, this.beta2, this.epsilon,
-      this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t,
-    );
+    // Tail: lr, beta1, beta2, eps, weightDecay (f32), decoupled (i32), bc1, bc2 (f32).
+    const call = (offset: number, n: number): ElementwiseCall => ({
+      name: 'adamUpdate', pointers: [p.value.ptr + offset, p.grad.ptr + offset, m.ptr + offset, v.ptr + offset], n,
+      tail: [this.rate, this.beta1, this.beta2, this.epsilon, this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t],
+      tailFloatMask: 0b11011111,
+    });
     const sparse = this.lazyRows(p);
-    if (!sparse) return step(0, p.value.size);
-    for (const r of sparse.rows) step(r * sparse.width * 4, sparse.width);
+    if (!sparse) return [call(0, p.value.size)];
+    return Array.from(sparse.rows, (r) => call(r * sparse.width * 4, sparse.width));
   }
   config() {
     return { ...this.sharedConfig, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, weightDecay: this.weightDecay };

@@ -10,7 +10,7 @@
  *   3. memory over 100,000 requests (64 clients, batching): the server's RSS (/proc) and JS heap
  *      (/metrics) after a 10,000-request warm-up and then every 10,000 requests.
  *
- * Usage: `npx tsx bench/serve.ts [--quick]` or `npm run bench -- --only serve`.
+ * Usage: `npx tsx bench/serve.ts [--quick] [--max-wait-ms 2] [--throughput-only]` or `npm run bench -- --only serve`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -42,8 +42,12 @@ interface ServerProcess {
 }
 
 /** Starts `rxgrad serve` on `dir` in a child process and resolves its URL. */
+/** The server's --max-wait-ms in this run (`npx tsx bench/serve.ts --max-wait-ms 0`: coalesce only while busy). */
+const maxWaitArg = process.argv.indexOf('--max-wait-ms');
+const MAX_WAIT_MS = maxWaitArg > 0 ? Number(process.argv[maxWaitArg + 1]) : 2;
+
 async function startServer(dir: string, batching: boolean, pollMs = 50): Promise<ServerProcess> {
-  const args = ['--import', 'tsx', join(repo, 'src/cli/main.ts'), 'serve', dir, '--port', '0', '--max-batch', '64', '--max-wait-ms', '2', '--max-queue', '1024', '--poll-ms', String(pollMs)];
+  const args = ['--import', 'tsx', join(repo, 'src/cli/main.ts'), 'serve', dir, '--port', '0', '--max-batch', '64', '--max-wait-ms', String(MAX_WAIT_MS), '--max-queue', '1024', '--poll-ms', String(pollMs)];
   if (!batching) args.push('--no-batching');
   const child = spawn(process.execPath, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
@@ -134,7 +138,7 @@ async function throughputRows(dir: string, name: ModelName, quick: boolean): Pro
         const total = (quick ? 400 : 2000) * (clients === 1 ? 1 : 2);
         const r = await load(server.url, body, clients, total);
         const sorted = Float64Array.from(r.latenciesMs).sort();
-        const tag = `${clients} client${clients > 1 ? 's' : ''} ${batching ? 'batching' : 'no batching'}`;
+        const tag = `${clients} client${clients > 1 ? 's' : ''} ${batching ? `batching (wait ${MAX_WAIT_MS} ms)` : 'no batching'}`;
         log(`  ${name} ${tag}: ${(r.requests / r.seconds).toFixed(0)} req/s, p50 ${percentile(sorted, 0.5).toFixed(2)} ms, p99 ${percentile(sorted, 0.99).toFixed(2)} ms, ${r.failed} failed`);
         if (r.failed) throw new Error(`${name} ${tag}: ${r.failed} failed requests (${r.firstFailure})`);
         rows.push(row(`${tag}: throughput`, 'req/s', r.requests / r.seconds), row(`${tag}: p50`, 'ms', percentile(sorted, 0.5)), row(`${tag}: p99`, 'ms', percentile(sorted, 0.99)));
@@ -150,7 +154,7 @@ async function throughputRows(dir: string, name: ModelName, quick: boolean): Pro
   const value = (benchmark: string) => rows.find((r) => r.benchmark === `serve ${name} ${benchmark}`)!.rxgrad!;
   for (const clients of [1, 16, 64]) {
     const tag = `${clients} client${clients > 1 ? 's' : ''}`;
-    rows.push(row(`${tag}: throughput batching / no batching`, 'x', value(`${tag} batching: throughput`) / value(`${tag} no batching: throughput`)));
+    rows.push(row(`${tag}: throughput batching / no batching`, 'x', value(`${tag} batching (wait ${MAX_WAIT_MS} ms): throughput`) / value(`${tag} no batching: throughput`)));
   }
   return rows;
 }
@@ -240,7 +244,7 @@ export async function serveBench(options: { quick: boolean }): Promise<Row[]> {
     try {
       await saveModel(model, dir);
       rows.push(...(await throughputRows(dir, name, options.quick)));
-      if (name === 'mlp') {
+      if (name === 'mlp' && !process.argv.includes('--throughput-only')) {
         rows.push(...(await reloadRows(dir, model, options.quick)));
         rows.push(...(await memoryRows(dir, options.quick ? 20_000 : 100_000)));
       }

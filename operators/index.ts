@@ -7,6 +7,10 @@
 export { ConfigReader, LayerConfigError, constructLayer, layerFromConfig, layerKinds, registerLayer } from '../src/registry.ts';
 export type { LayerFactory } from '../src/registry.ts';
 export { avgPool2d } from './avg-pool2d.ts';
+export { bias } from './bias.ts';
+export { dot } from './dot.ts';
+export { idEmbedding } from './id-embedding.ts';
+export { input } from './input.ts';
 export { batchNorm } from './batch-norm.ts';
 export { chain } from './chain.ts';
 export { conv2d } from './conv2d.ts';

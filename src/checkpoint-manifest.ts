@@ -64,9 +64,9 @@ const withSchedule = (c: Record<string, unknown>) =>
   typeof c['learningRate'] === 'object' ? { ...c, learningRate: scheduleFromConfig(c['learningRate']) } : c;
 /** The optimizers a checkpoint can restore, with the type of each config field. */
 export const OPTIMIZERS: Record<string, { fields: Record<string, OptimizerField>; make: OptimizerFactory }> = {
-  sgd: { fields: { learningRate: 'rate', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', emaMomentum: 'number', parameterGroups: 'groups' }, make: (c) => sgd(withSchedule(c)) },
-  adam: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number', parameterGroups: 'groups' }, make: (c) => adam(withSchedule(c)) },
-  adamw: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number', parameterGroups: 'groups' }, make: (c) => adamw(withSchedule(c)) },
+  sgd: { fields: { learningRate: 'rate', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', emaMomentum: 'number', parameterGroups: 'groups', lazy: 'boolean' }, make: (c) => sgd(withSchedule(c)) },
+  adam: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number', parameterGroups: 'groups', lazy: 'boolean' }, make: (c) => adam(withSchedule(c)) },
+  adamw: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number', parameterGroups: 'groups', lazy: 'boolean' }, make: (c) => adamw(withSchedule(c)) },
 };
 
 

@@ -27,8 +27,8 @@ export type { TrainOptions, TrainProgress } from './train-epochs.ts';
 
 /** Options of {@link sequential}. */
 export interface SequentialOptions {
-  /** Per-example input shape, e.g. `[784]`. */
-  inputShape: Shape;
+  /** Per-example input shape of the `features` column, e.g. `[784]`; default `[]` (a model that reads named columns through `input`). */
+  inputShape?: Shape;
   /** Seed of every random choice of this model (init, dropout, shuffling). Default 0. */
   seed?: number;
   /** The engine whose heap holds the model; default {@link defaultEngine}. */
@@ -417,7 +417,7 @@ export class Model {
  */
 export function sequential(layers: readonly Layer[], options: SequentialOptions): Model {
   return new Model(
-    layers, options.inputShape, options.seed ?? 0, options.engine ?? options.shareWeightsFrom?.engine ?? defaultEngine(), options.name ?? 'sequential',
+    layers, options.inputShape ?? [], options.seed ?? 0, options.engine ?? options.shareWeightsFrom?.engine ?? defaultEngine(), options.name ?? 'sequential',
     options.timeSliceMs, options.shareWeightsFrom ?? null,
   );
 }

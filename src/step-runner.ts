@@ -1,4 +1,4 @@
-import { floatColumn, labelColumn, tensorColumn, type Batch } from './batch.ts';
+import { floatColumn, labelColumn, placeholderColumn, tensorColumn, type Batch } from './batch.ts';
 import type { Engine } from './engine.ts';
 import type { Arena } from './heap.ts';
 import { ShapeError, StepContext, type Layer } from './layer.ts';
@@ -40,9 +40,18 @@ export function forwardThrough(layers: readonly Layer[], x: Tensor, step: StepCo
 export function backwardThrough(layers: readonly Layer[], dy: Tensor, step: StepContext, needInputGradient: boolean, from = layers.length - 1): Tensor | null | Promise<Tensor | null> {
   let grad: Tensor | null = dy;
   for (let i = from; i >= 0; i--) {
-    if (!grad) throw new Error(`${layers[i]!.name}: no gradient arrived on the reverse stream`);
+    if (!grad) {
+      // A layer that ends the gradient path (an embedding of ids) may follow only layers with nothing
+      // to learn; an `input` column first ignores what it is given, so its input gradient is zero.
+      const rest = layers.slice(0, i + 1);
+      if (rest.every((l) => l.parameters().length === 0)) {
+        if (!needInputGradient) return null;
+        if (rest[0]!.readsFeatures === false) return rest[0]!.backward(null as unknown as Tensor, step, true);
+      }
+      throw new Error(`${layers[i]!.name}: no gradient arrived on the reverse stream`);
+    }
     const out: Tensor | null | Promise<Tensor | null> = layers[i]!.backward(grad, step, i > 0 || needInputGradient);
-    if (isPromise(out)) return out.then((g) => (i === 0 ? g : backwardThrough(layers, g!, step, needInputGradient, i - 1)));
+    if (isPromise(out)) return out.then((g) => (i === 0 ? g : backwardThrough(layers, g as Tensor, step, needInputGradient, i - 1)));
     grad = out;
   }
   return grad;
@@ -83,6 +92,8 @@ export class StepRunner {
   /** Element type of the `features` column (the first layer's `inputDType`). */
   readonly inputDType: DType;
   private readonly sideInputs: readonly string[];
+  /** False when the first layer reads named columns only (`input`): batches need no `features` column. */
+  private readonly readsFeatures: boolean;
   private readonly freeArenas: Arena[] = [];
   private busy = 0;
   private queue: Promise<void> = Promise.resolve();
@@ -91,6 +102,7 @@ export class StepRunner {
   constructor(readonly layers: readonly Layer[], private readonly options: RunnerOptions) {
     this.inputDType = layers[0]!.inputDType ?? 'float32';
     this.sideInputs = [...new Set(layers.flatMap((l) => l.sideInputs ?? []))];
+    this.readsFeatures = layers[0]!.readsFeatures !== false;
   }
 
   /** Steps begun and not yet ended (each holds an arena). */
@@ -107,7 +119,7 @@ export class StepRunner {
     const { engine, inputShape, name } = this.options;
     if (this.disposed) throw new Error(`${name}: the model was disposed`);
     const first = this.layers[0]!;
-    const features = tensorColumn(batch, 'features');
+    const features = this.readsFeatures ? tensorColumn(batch, 'features') : placeholderColumn(batch.numRows, inputShape, this.inputDType);
     if (features.shape.length !== inputShape.length || features.shape.some((d, i) => d !== inputShape[i])) {
       throw new ShapeError(`${first.name} (${first.kind})`, `batch features have shape ${formatShape(features.shape)} per example, but the model was built for input shape ${formatShape(inputShape)}`);
     }

@@ -5,11 +5,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tableFromIPC } from 'apache-arrow';
+import { lastValueFrom, of } from 'rxjs';
+import { batchFromArrays, floatColumn, importOnnx, loadModel } from '../src/index.ts';
 import { runCli } from '../src/cli/main.ts';
 import { makeCliFixtures } from './fixtures/make-cli-fixtures.ts';
 
@@ -89,8 +91,27 @@ describe('rxgrad train / evaluate / predict / inspect', () => {
     assert.match(text, /sha256 [0-9a-f]{16}…, verified/);
   });
 
+  it('exports a checkpoint to ONNX; the ONNX model predicts what the checkpoint does', async () => {
+    const out = join(dir, 'runs', 'export');
+    await ok('train', '--model', f['mlp.json']!, '--data', f['train.csv']!, '--label', 'species', '--epochs', '2', '--out', out);
+    const onnx = join(dir, 'model.onnx');
+    const exported = await ok('export', out, '--onnx', onnx, '--opset', '13');
+    assert.match(exported.out[0]!, /iris-mlp at step 10 exported to .*model\.onnx \(ONNX opset 13\)/);
+    const { model } = await loadModel(out);
+    const imported = await importOnnx(onnx);
+    try {
+      const batch = batchFromArrays({ features: Float32Array.from([2, 0, 0, 1, -1, -1, 2, 2]), shape: [4] });
+      const [a, b] = await Promise.all([model, imported].map(async (m) => Array.from(floatColumn(await lastValueFrom(of(batch).pipe(m.predict())), 'output').values)));
+      assert.equal(a!.length, 6);
+      a!.forEach((v, i) => assert.ok(Math.abs(v - b![i]!) < 1e-5, `output ${i}: ${v} vs ${b![i]}`));
+    } finally {
+      model.dispose();
+      imported.dispose();
+    }
+  });
+
   it('--help works on every command', async () => {
-    for (const command of [[], ['train'], ['evaluate'], ['predict'], ['inspect'], ['serve']]) {
+    for (const command of [[], ['train'], ['evaluate'], ['predict'], ['inspect'], ['export'], ['serve']]) {
       const r = await cli(...command, '--help');
       assert.equal(r.code, 0);
       assert.match(r.out.join('\n'), /^Usage: rxgrad/);
@@ -123,6 +144,9 @@ describe('rxgrad bad arguments and bad files: one line, status 2, nothing writte
     ['bad choice', () => ['train', '--model', f['mlp.json']!, '--data', f['train.csv']!, '--format', 'xls'], /argument 'xls' is invalid\. Allowed choices are idx, csv, arrow, parquet/],
     ['missing required option', () => ['predict', join(dir, 'runs', 'iris'), '--data', f['test.csv']!], /required option '--out <file>' not specified/],
     ['unknown command', () => ['frobnicate'], /unknown command 'frobnicate'/],
+    ['export without --onnx', () => ['export', join(dir, 'runs', 'iris')], /required option '--onnx <file>' not specified/],
+    ['export opset out of range', () => ['export', join(dir, 'runs', 'iris'), '--onnx', join(dir, 'x.onnx'), '--opset', '9'], /--opset must be 13–21, got 9/],
+    ['bad dashboard port', () => ['train', '--model', f['mlp.json']!, '--data', f['train.csv']!, '--label', 'species', '--dashboard', 'http'], /--dashboard port must be an integer/],
     ['bad port', () => ['serve', join(dir, 'runs', 'iris'), '--port', '99999'], /--port must be an integer in 0…65535/],
   ];
   for (const [name, args, message] of cases) {
@@ -138,6 +162,19 @@ describe('rxgrad bad arguments and bad files: one line, status 2, nothing writte
   });
 });
 
+/** The first group of `pattern` once the child's stdout so far matches it; rejects if the child exits first. */
+function stdoutMatch(child: ChildProcessWithoutNullStreams | ReturnType<typeof spawn>, pattern: RegExp): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let text = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const match = text.match(pattern);
+      if (match) resolve(match[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code} before printing ${pattern}: ${text}`)));
+  });
+}
+
 describe('the rxgrad bin', () => {
   const bin = [process.execPath, '--import', 'tsx', 'src/cli/main.ts'];
   it('exits 0 on --help and 2 with one stderr line on a bad argument', () => {
@@ -150,21 +187,30 @@ describe('the rxgrad bin', () => {
     assert.match(bad.stderr, /--batch-size must be a positive integer/);
   });
 
+  it('train --dashboard: the page is served while training (and, with --dashboard-wait, after), SIGTERM ends it with status 0', { timeout: 60_000 }, async () => {
+    const checkpoint = join(dir, 'runs', 'dashboard');
+    const child = spawn(bin[0]!, [...bin.slice(1), 'train', '--model', f['mlp.json']!, '--data', f['train.csv']!, '--label', 'species', '--validation', f['test.csv']!, '--epochs', '2', '--out', checkpoint, '--dashboard', '0', '--dashboard-wait'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const url = await stdoutMatch(child, /dashboard: (http:\/\/[\d.]+:\d+\/)[\s\S]*training done/);
+      const page = await fetch(url);
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /<html/i);
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+      assert.ok(existsSync(`${checkpoint}.json`), 'the checkpoint is saved after the dashboard closes');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('serve: answers /health and /predict, stops on SIGTERM with status 0', { timeout: 60_000 }, async () => {
     const checkpoint = join(dir, 'runs', 'serve');
     await ok('train', '--model', f['mlp.json']!, '--data', f['train.csv']!, '--label', 'species', '--epochs', '2', '--out', checkpoint);
     const child = spawn(bin[0]!, [...bin.slice(1), 'serve', checkpoint, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let text = '';
-        child.stdout.on('data', (chunk: Buffer) => {
-          text += chunk.toString();
-          const match = text.match(/on (http:\/\/[\d.]+:\d+)/);
-          if (match) resolve(match[1]!);
-        });
-        child.on('exit', (code) => reject(new Error(`serve exited ${code} before listening`)));
-      });
+      const url = await stdoutMatch(child, /on (http:\/\/[\d.]+:\d+)/);
       const health = (await (await fetch(`${url}/health`)).json()) as { step: number; model: string };
       assert.deepEqual([health.model, health.step], ['iris-mlp', 10]);
       const answer = (await (await fetch(`${url}/predict`, { method: 'POST', body: JSON.stringify({ instances: [[2, 0, 0, 1], [-1, -1, 2, 2]] }) })).json()) as { predictions: number[] };

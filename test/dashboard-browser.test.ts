@@ -192,9 +192,10 @@ describe('dashboard page in headless Chromium', { skip: missing ?? false, timeou
     counters.dropped = 3;
     const online = await dashboard(
       from(batchesFromArrays(firstExamples(train, 320), 32)).pipe(testThenTrain(model, { loss: softmaxCrossEntropy(), optimizer: adam(), window: 64, counters })),
-      { port: 0, model },
+      // A tiny history, so the page gets downsampled buckets (min..max shaded around the mean).
+      { port: 0, model, recent: 4, buckets: 2 },
     );
-    const trials = new Subject<TrialEvent>();
+    const trials = new Subject<TrialEvent | { kind: 'done'; table: object }>();
     const search = await dashboard(trials, { port: 0, title: 'search' });
     try {
       await online.done;
@@ -204,7 +205,11 @@ describe('dashboard page in headless Chromium', { skip: missing ?? false, timeou
       await page.goto(online.url);
       await page.waitForSelector('#panel-rolling .uplot canvas', WAIT);
       await page.waitForSelector('#panel-counts .uplot canvas', WAIT);
-      assert.equal((await pageSeries(page, 'rollingAccuracy'))?.points, 10);
+      const rolling = await pageSeries(page, 'rollingAccuracy');
+      assert.equal(rolling?.last, 10);
+      assert.ok(rolling!.points < 10 && rolling!.first > 1, `10 steps should arrive as buckets + 4 recent points, got ${JSON.stringify(rolling)}`);
+      assert.ok(await page.evaluate(() => (window as unknown as { __dashboard: { series: Map<string, { banded: boolean }> } }).__dashboard.series.get('rollingAccuracy')!.banded));
+      await page.screenshot({ path: new URL('dashboard-online-1280x800.png', OUTPUT).pathname });
       assert.equal((await pageSeries(page, 'count:dropped'))?.lastY, 3);
 
       await page.goto(search.url);
@@ -215,6 +220,10 @@ describe('dashboard page in headless Chromium', { skip: missing ?? false, timeou
       trials.next({ kind: 'trial', trial: 1, config: { learningRate: 1e-3, units: 32 }, status: 'failed', budget: 1, error: 'loss became NaN' });
       await page.waitForFunction(() => document.querySelectorAll('#trials tr').length === 7, null, WAIT);
       await page.waitForFunction(() => document.querySelector('#trials')!.textContent!.includes('loss became NaN'), null, WAIT);
+      // issue 15's search ends with { kind: 'done', table }: its best trial is named and highlighted.
+      trials.next({ kind: 'done', table: { direction: 'maximize', unitsUsed: 9, rows: [], best: { trial: 5, config: {}, status: 'completed', budget: 3, metric: 0.8 } } });
+      await page.waitForFunction(() => document.getElementById('trials-caption')!.textContent!.includes('best: trial 5 (0.8, higher is better)'), null, WAIT);
+      assert.equal(await page.$eval('#trials tr.best td', (td) => td.textContent), '5');
       assert.ok((await paintedCanvases(page, '#trials-chart')) === 1, 'the trial chart painted nothing');
       await page.screenshot({ path: new URL('dashboard-search-1280x800.png', OUTPUT).pathname, fullPage: true });
       assert.deepEqual(errors, []);

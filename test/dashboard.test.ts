@@ -11,6 +11,7 @@ import { batchesFromArrays } from '../src/batch.ts';
 import { loadEmbeddedMnist } from '../src/data/index.ts';
 import { confusionMatrix, createDashboard, dashboard } from '../src/dashboard/index.ts';
 import { SeriesHistory } from '../src/dashboard/history.ts';
+import { DashboardState, type SeriesMeta } from '../src/dashboard/state.ts';
 import { adam, closeDefaultEngine, dense, relu, sequential, softmaxCrossEntropy } from '../src/index.ts';
 import { firstExamples } from '../examples/common.ts';
 
@@ -51,6 +52,27 @@ describe('SeriesHistory', () => {
   it('rejects bad limits', () => {
     assert.throws(() => new SeriesHistory({ buckets: 3 }), /buckets must be an even integer/);
     assert.throws(() => new SeriesHistory({ recent: 0 }), /recent must be a positive integer/);
+  });
+});
+
+describe('DashboardState deltas', () => {
+  const meta: SeriesMeta = { key: 'loss', panel: 'loss', label: 'loss', axis: 'step' };
+  it('collects nothing without viewers; deltas carry the index of their first point; a flood becomes one whole-series replace', () => {
+    const state = new DashboardState({ recent: 50, buckets: 10 });
+    for (let s = 1; s <= 20; s++) state.point(meta, s, 1 / s);
+    assert.equal(state.takeDelta(), null, 'no viewer, no delta');
+    state.tracking = true;
+    for (let s = 21; s <= 30; s++) state.point(meta, s, 1 / s);
+    const delta = state.takeDelta() as { series: { key: string; from: number; x: number[] }[] };
+    assert.deepEqual(delta.series.map((d) => [d.key, d.from, d.x.length]), [['loss', 20, 10]]);
+    for (let s = 31; s <= 200; s++) state.point(meta, s, 1 / s);
+    assert.ok(state.pendingPoints <= 50, 'pending points stay bounded by the recent window');
+    const flood = state.takeDelta() as { series: { replace?: { total: number; x: number[] } }[] };
+    assert.equal(flood.series[0]!.replace?.total, 200);
+    assert.equal(flood.series[0]!.replace?.x.at(-1), 200);
+    state.tracking = false;
+    state.clearDelta();
+    assert.equal(state.pendingPoints, 0);
   });
 });
 
@@ -186,6 +208,22 @@ describe('dashboard server', () => {
     assert.ok((await uplot.text()).length > 10_000, 'uPlot is served from the package');
     assert.equal((await fetch(`${board.url}nothing`)).status, 404);
     await board.close();
+  });
+
+  it('close() unsubscribes from the source it watches and settles done; a failing source rejects done and shows failed', async () => {
+    const events = new Subject<unknown>();
+    const board = await dashboard(events, { port: 0 });
+    assert.equal(events.observed, true);
+    await board.close();
+    assert.equal(events.observed, false);
+    await board.done;
+    const failing = new Subject<unknown>();
+    const failed = await dashboard(failing, { port: 0 });
+    failing.error(new Error('source broke'));
+    await assert.rejects(failed.done, /source broke/);
+    const state = (await (await fetch(`${failed.url}state`)).json()) as { status: { state: string; error: string } };
+    assert.deepEqual([state.status.state, state.status.error], ['failed', 'source broke']);
+    await failed.close();
   });
 
   it('binds to loopback by default, warns when asked to listen elsewhere, refuses foreign Host headers on loopback', async () => {

@@ -39,14 +39,16 @@ describe('ONNX import, node by node', () => {
     ['globalAvgPool2d, dense, tanh, sigmoid', () => [op.conv2d(3, 1), op.globalAvgPool2d(), op.dense(4), op.tanh(), op.sigmoid()], [4, 4, 2]],
     ['lstm (sequences), gru (sequences), simpleRnn (last), dense', () => [op.lstm({ units: 4, returnSequences: true }), op.gru({ units: 3, returnSequences: true }), op.simpleRnn({ units: 5 }), op.dense(2)], [6, 3]],
     ['dense over sequences, batchNorm on sequences', () => [op.dense(4), op.batchNorm(), op.gelu()], [3, 5]],
+    ['layerNorm and gelu (composed of elementwise ops: read by what they compute)', () => [op.dense(6), op.layerNorm(), op.gelu(), op.dense(5), op.layerNorm({ epsilon: 1e-3 }), op.dense(3)], [4]],
   ];
-  for (const [what, layers, inputShape] of chains) {
-    it(`reads back rxgrad's export of ${what}: same layer kinds, bitwise weights and outputs`, async () => {
+  for (const [what, layers, inputShape] of chains) for (const opset of [13, 21]) {
+    it(`reads back rxgrad's export of ${what} at opset ${opset}: same layers, bitwise weights and outputs`, async () => {
       const model = sequential(layers(), { inputShape, seed: 2 });
       model.setWeights(new Map([...model.getWeights()].map(([name, v]) => [name, name.endsWith('movingVariance') ? v.map(() => 0.5 + rng.uniform()) : noise(v.length)])));
-      const imported = fromOnnx(toOnnx(model, { opset: 21 }), 'export', { ignoreMetadata: true });
+      const imported = fromOnnx(toOnnx(model, { opset }), 'export', { ignoreMetadata: true });
       try {
         assert.deepEqual(imported.layers.map((l) => l.kind), model.layers.map((l) => l.kind));
+        for (const [i, l] of imported.layers.entries()) if (['layerNorm', 'batchNorm', 'leakyRelu'].includes(l.kind)) assert.deepEqual(l.config(), model.layers[i]!.config(), `${l.name} config`);
         const a = model.getWeights();
         const b = imported.getWeights();
         for (const [name, values] of a) assert.deepEqual(b.get(name), values, `weight ${name}`);

@@ -126,8 +126,20 @@ test('malformed bodies answer 400 with the reason, oversized ones 413, and the s
       const ok = await postJson(server.url, { instances: rowsOf(2, 1) });
       assert.equal(ok.status, 200, 'still serving after a bad request');
     }
+    // A client that hangs up in the middle of its body does not keep a queue slot.
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(`${server.url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '1000' } });
+      req.on('error', () => resolve());
+      req.write('{"instances": [[1, 2', () => setImmediate(() => req.destroy()));
+      req.on('close', () => resolve());
+    });
+    for (let i = 0; (await getJson(`${server.url}/health`)).queue !== 0; i++) {
+      assert.ok(i < 1000, 'the aborted request left the queue');
+      await sleep(5);
+    }
+    assert.equal((await postJson(server.url, { instances: rowsOf(1, 1) })).status, 200);
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
-    assert.equal(metricValue(metrics, 'rxgrad_requests_total{status="400"}'), 8);
+    assert.equal(metricValue(metrics, 'rxgrad_requests_total{status="400"}'), 9);
   } finally {
     await server.close();
     model.dispose();

@@ -179,7 +179,11 @@ describe('TF.js layers format', () => {
     const branched = tf.model({ inputs: input, outputs: tf.layers.add().apply([tf.layers.dense({ units: 2, name: 'left' }).apply(input), tf.layers.dense({ units: 2, name: 'right' }).apply(input)] as tf.SymbolicTensor[]) as tf.SymbolicTensor });
     await assert.rejects(loadTfjsLayers(await saveFromTfjs(branched, 'branched')), /layer 'right' \(Dense\) takes \[input\d+\]; rxgrad reads functional models that are one chain/);
     const json = JSON.parse(await readFile(path, 'utf8')) as TfjsModelJson;
-    (json.modelTopology.config as { layers: { class_name: string }[] }).layers[0]!.class_name = 'Conv3D';
+    const layer = (json.modelTopology.config as { layers: { class_name: string; config: Record<string, unknown> }[] }).layers[0]!;
+    layer.config['units'] = 0;
+    await writeFile(path, JSON.stringify(json));
+    await assert.rejects(loadTfjsLayers(path), /layer 'dense_Dense\d+' \(Dense\): dense: units must be a positive integer, got 0/);
+    layer.class_name = 'Conv3D';
     await writeFile(path, JSON.stringify(json));
     await assert.rejects(loadTfjsLayers(path), /layer 'dense_Dense\d+' \(Conv3D\): this layer class has no rxgrad counterpart/);
   });

@@ -162,3 +162,16 @@ export async function modelFromSpecFile(path: string, dataShape: number[]): Prom
     throw new CliError(`${path}: ${(error as Error).message}`);
   }
 }
+
+/** Resolves on the first SIGINT or SIGTERM (the long-running commands' way to stop cleanly). */
+export function untilSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

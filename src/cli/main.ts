@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `rxgrad` command line (commander): train, evaluate, predict, inspect, serve. Bad arguments
+ * The `rxgrad` command line (commander): train, evaluate, predict, inspect, export, serve. Bad arguments
  * and bad files print one line and exit with status 2; `--help` works on every command.
  *
  * Usage: `rxgrad train --model mlp.json --data train.csv --out runs/mlp` (see `rxgrad --help`)
@@ -10,13 +10,14 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { closeDefaultEngine } from '../index.ts';
 import type { CliIO } from './common.ts';
+import { exportCommand } from './export.ts';
 import { evaluateCommand, predictCommand } from './inference.ts';
 import { inspectCommand } from './inspect.ts';
 import { serveCommand } from './serve.ts';
 import { trainCommand } from './train.ts';
 
-/** The commands, in help order. `rxgrad export --onnx` (model interchange) registers here the same way. */
-const COMMANDS = [trainCommand, evaluateCommand, predictCommand, inspectCommand, serveCommand];
+/** The commands, in help order; a new one is a `(program, io) => void` that registers itself. */
+const COMMANDS = [trainCommand, evaluateCommand, predictCommand, inspectCommand, exportCommand, serveCommand];
 
 const defaultIO: CliIO = {
   out: (line) => process.stdout.write(`${line}\n`),

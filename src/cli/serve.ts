@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { serve } from '../index.ts';
 import { InvalidArgumentError } from 'commander';
-import { nonNegativeNumber, positiveInt, positiveNumber, type CliIO } from './common.ts';
+import { nonNegativeNumber, untilSignal, positiveInt, positiveNumber, type CliIO } from './common.ts';
 
 const portNumber = (value: string): number => {
   const n = Number(value);
@@ -44,15 +44,7 @@ export function serveCommand(program: Command, io: CliIO): void {
         maxBodyBytes: options.maxBodyBytes, batching: options.batching, watch: options.watch, pollMs: options.pollMs, log: io.err,
       });
       io.out(`serving ${checkpoint} (${server.model.name}, step ${server.model.stepCount}) on ${server.url}`);
-      await new Promise<void>((resolve) => {
-        const stop = () => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          resolve();
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      await untilSignal();
       await server.close();
       io.out('server closed');
     });

@@ -1,8 +1,8 @@
 /** `rxgrad train`: a model from a JSON spec or a checkpoint, data from a file, a progress bar, checkpoints. */
 import { Command } from 'commander';
-import { lastValueFrom, tap } from 'rxjs';
-import { loadModel, logProgress, saveModel, softmaxCrossEntropy, type Model, type Optimizer, type SavedCheckpoint, type TabularDataset } from '../index.ts';
-import { addDataOptions, checkFits, CliError, loadData, modelFromSpecFile, optimizerFromSpec, positiveInt, positiveNumber, type CliIO, type DataOptions } from './common.ts';
+import { identity, lastValueFrom, tap } from 'rxjs';
+import { createDashboard, loadModel, logProgress, saveModel, softmaxCrossEntropy, type Dashboard, type Model, type Optimizer, type SavedCheckpoint, type TabularDataset, type TrainProgress } from '../index.ts';
+import { addDataOptions, untilSignal, checkFits, CliError, loadData, modelFromSpecFile, optimizerFromSpec, positiveInt, positiveNumber, type CliIO, type DataOptions } from './common.ts';
 
 interface TrainCliOptions extends DataOptions {
   model?: string;
@@ -17,7 +17,18 @@ interface TrainCliOptions extends DataOptions {
   validationLabels?: string;
   shuffle: boolean;
   progress: boolean;
+  dashboard?: string | true;
+  dashboardWait?: boolean;
 }
+
+/** `--dashboard` alone: port 6006; `--dashboard 0`: any free port. */
+function dashboardPort(value: string | true): number {
+  if (value === true) return 6006;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`--dashboard port must be an integer in 0…65535, got '${value}'`);
+  return port;
+}
+
 
 const asBatchArrays = (data: TabularDataset) => ({ features: data.features, shape: data.shape, labels: data.labels! });
 
@@ -39,6 +50,8 @@ export function trainCommand(program: Command, io: CliIO): void {
     .option('--checkpoint-every <steps>', 'also save every n steps (always at the end)', positiveInt('--checkpoint-every'))
     .option('--no-shuffle', 'keep the row order')
     .option('--no-progress', 'no progress bar, one line per epoch')
+    .option('--dashboard [port]', 'live dashboard page while training (default port 6006; 0: any free port)')
+    .option('--dashboard-wait', 'keep the dashboard up after training until Ctrl-C')
     .addHelpText('after', '\nThe loss is softmax cross-entropy on integer class labels.\nExample:\n  rxgrad train --model mlp.json --data iris.csv --label species --epochs 20 --out runs/iris')
     .action(async (options: TrainCliOptions) => {
       if ((options.model === undefined) === (options.from === undefined)) throw new CliError('train: give exactly one of --model <spec.json> or --from <checkpoint>');
@@ -64,20 +77,38 @@ export function trainCommand(program: Command, io: CliIO): void {
         const out = options.out ?? options.from ?? 'checkpoints';
         io.out(`${model.name}: ${data.length} examples from ${data.name}${validation ? `, validation ${validation.length} from ${validation.name}` : ''}; saving to ${out}`);
         const saves: Promise<SavedCheckpoint>[] = [];
-        await lastValueFrom(
-          model
-            .train(asBatchArrays(data), {
-              epochs: options.epochs, batchSize: options.batchSize, loss: softmaxCrossEntropy(), optimizer, metrics: ['accuracy'], shuffle: options.shuffle,
-              ...(validation ? { validation: asBatchArrays(validation) } : {}),
-            })
-            .pipe(
-              // saveModel copies the state synchronously at this step boundary, then writes in the background.
-              tap((event) => {
-                if (event.kind === 'step' && options.checkpointEvery && event.step % options.checkpointEvery === 0) saves.push(saveModel(model, out));
-              }),
-              logProgress({ bar: options.progress && io.interactive ? true : false, log: io.out }),
-            ),
-        );
+        let board: Dashboard | null = null;
+        if (options.dashboard !== undefined) {
+          board = await createDashboard({
+            port: dashboardPort(options.dashboard), model, title: `rxgrad train ${model.name}`, warn: io.err,
+            ...(validation ? { validation: asBatchArrays(validation) } : {}),
+          });
+          io.out(`dashboard: ${board.url}`);
+        }
+        try {
+          await lastValueFrom(
+            model
+              .train(asBatchArrays(data), {
+                epochs: options.epochs, batchSize: options.batchSize, loss: softmaxCrossEntropy(), optimizer, metrics: ['accuracy'], shuffle: options.shuffle,
+                ...(validation ? { validation: asBatchArrays(validation) } : {}),
+              })
+              .pipe(
+                // saveModel copies the state synchronously at this step boundary, then writes in the background.
+                tap((event) => {
+                  if (event.kind === 'step' && options.checkpointEvery && event.step % options.checkpointEvery === 0) saves.push(saveModel(model, out));
+                }),
+                board ? board.watch<TrainProgress>() : identity,
+                logProgress({ bar: options.progress && io.interactive ? true : false, log: io.out }),
+              ),
+          );
+          if (board && options.dashboardWait) {
+            io.out(`training done; the dashboard stays at ${board.url} until Ctrl-C`);
+            await untilSignal();
+          }
+        } finally {
+          await board?.idle();
+          await board?.close();
+        }
         saves.push(saveModel(model, out));
         const last = (await Promise.all(saves)).at(-1)!;
         io.out(`saved step ${last.stepCount} to ${last.json}`);

@@ -66,7 +66,7 @@ export interface Dashboard {
 
 /** A dashboard that watches `source` itself (see {@link dashboard}). */
 export interface WatchingDashboard extends Dashboard {
-  /** Resolves when the source completes (and the last evaluation is recorded); rejects with its error. */
+  /** Resolves when the source completes (and the last evaluation is recorded) or the dashboard is closed; rejects with the source's error. */
   readonly done: Promise<void>;
 }
 
@@ -168,7 +168,9 @@ export async function createDashboard(options: DashboardOptions = {}): Promise<D
 export async function dashboard(source: Observable<unknown>, options: DashboardOptions = {}): Promise<WatchingDashboard> {
   const board = await createDashboard(options);
   let subscription: Subscription | null = null;
+  let settle: () => void = () => {};
   const done = new Promise<void>((resolve, reject) => {
+    settle = resolve;
     subscription = source.pipe(board.watch()).subscribe({
       error: (error: unknown) => reject(error),
       complete: () => void board.idle().then(resolve, reject),
@@ -190,6 +192,7 @@ export async function dashboard(source: Observable<unknown>, options: DashboardO
     async close() {
       (subscription as Subscription | null)?.unsubscribe();
       await board.close();
+      settle();
     },
   };
 }

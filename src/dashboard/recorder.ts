@@ -69,6 +69,7 @@ export class Recorder {
     if (typeof event !== 'object' || event === null) return this.unknown(event);
     const e = event as Fields;
     if (e['kind'] === 'trial') return this.trial(e as unknown as TrialEvent);
+    if (e['kind'] === 'done' && typeof e['table'] === 'object' && e['table'] !== null) return this.searchDone(e['table'] as Fields);
     if (e['kind'] === 'epoch') return this.epoch(e);
     if (e['kind'] === 'prediction') {
       this.source('test-then-train');
@@ -153,6 +154,19 @@ export class Recorder {
   }
 
   /** A counter becomes a series once it is non-zero (a fit that never skips shows no panel of zeros). */
+  /** A search's final `{ kind: 'done', table }`: its direction and best trial. */
+  private searchDone(table: Fields): Recorded {
+    const direction = table['direction'];
+    if (direction !== 'maximize' && direction !== 'minimize') return this.unknown({ kind: 'done', table });
+    const best = table['best'] as { trial?: unknown; metric?: unknown } | null | undefined;
+    this.state.status.search = {
+      direction,
+      best: best && typeof best.trial === 'number' ? { trial: best.trial, ...(typeof best.metric === 'number' ? { metric: best.metric } : {}) } : null,
+    };
+    this.state.touchStatus();
+    return { kind: 'trial' };
+  }
+
   private count(field: string, value: unknown): void {
     const m = countMeta.get(field);
     if (m && typeof value === 'number' && (value !== 0 || this.state.series.has(m.key))) this.add(m, this.lastStep, value);

@@ -54,7 +54,7 @@ function assets(): Map<string, Asset> {
   const uplot = (name: string) => readFileSync(require.resolve(`uplot/dist/${name}`));
   assetCache = new Map([
     ['/', { type: 'text/html; charset=utf-8', body: page('index.html') }],
-    ['/dashboard.js', { type: 'text/javascript; charset=utf-8', body: page('dashboard.js') }],
+    ...['dashboard.js', 'store.js', 'charts.js', 'tables.js', 'format.js'].map((name): [string, Asset] => [`/${name}`, { type: 'text/javascript; charset=utf-8', body: page(name) }]),
     ['/dashboard.css', { type: 'text/css; charset=utf-8', body: page('dashboard.css') }],
     ['/uPlot.iife.min.js', { type: 'text/javascript; charset=utf-8', body: uplot('uPlot.iife.min.js') }],
     ['/uPlot.min.css', { type: 'text/css; charset=utf-8', body: uplot('uPlot.min.css') }],
@@ -207,6 +207,8 @@ export class DashboardServer {
 
   private write(viewer: Viewer, payload: string): void {
     const response = viewer.response;
+    // Destroyed but its 'close' not yet emitted: nothing to write to.
+    if (response.destroyed || response.writableEnded) return this.remove(viewer);
     if (response.writableLength + payload.length > this.options.maxViewerBufferBytes) {
       // Not keeping up (or not reading): cut it off rather than buffer without bound.
       this.droppedViewers++;

@@ -76,6 +76,8 @@ export interface RunStatus {
   startedAt: number;
   /** When the source completed or failed (ms since the epoch). */
   endedAt?: number;
+  /** A finished search: which way its metric is better and its best trial. */
+  search?: { direction: 'maximize' | 'minimize'; best: { trial: number; metric?: number } | null };
   /** Events of a shape the dashboard does not know (ignored), and the keys of the first one. */
   unknownEvents: number;
   unknownExample?: string;

@@ -8,7 +8,7 @@ import { parse } from 'csv-parse/sync';
 import { asyncBufferFromFile, parquetReadObjects, parquetSchema, parquetMetadataAsync } from 'hyparquet';
 import { DataType } from 'apache-arrow';
 import { floatColumn, labelColumn, type Batch } from '../batch.ts';
-import { batchesFromIpc } from '../streams/ipc.ts';
+import { batchesFromIpc } from '../streams/ipc-decode.ts';
 import { formatShape, sizeOf } from '../tensor.ts';
 
 /** A labelled (or unlabelled, for prediction) table of examples. */

@@ -1,7 +1,8 @@
 /**
- * The last step of every importer: build the model for its input shape, then set the weights read from
- * the file; a shape that does not chain or a weight that does not fit becomes the importer's error
- * (naming the file), and a half-built model is freed.
+ * What every importer shares: the last step (build the model for its input shape, then set the weights
+ * read from the file; a shape that does not chain or a weight that does not fit becomes the importer's
+ * error naming the file, and a half-built model is freed), and turning a layer constructor's refusal into
+ * the importer's error naming the node or layer.
  */
 import type { Engine } from '../engine.ts';
 import type { Layer } from '../layer.ts';
@@ -39,4 +40,15 @@ export function modelWithWeights(
     model.dispose();
     throw error instanceof RangeError ? wrap(error.message, error) : error;
   }
+}
+
+/**
+ * Rethrows `error` as the importer's own error class with `where` (file and node or layer) in front, unless
+ * it already is one.
+ *
+ * Usage: `try { … } catch (error) { rethrowNamed(error, OnnxError, `${path}: node 'conv1' (Conv)`); }`
+ */
+export function rethrowNamed(error: unknown, kind: new (message: string) => Error, where: string): never {
+  if (error instanceof kind) throw error;
+  throw new kind(`${where}: ${(error as Error).message}`);
 }

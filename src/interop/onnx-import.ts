@@ -26,7 +26,7 @@ export interface OnnxImportOptions extends ImportModelOptions {
 }
 
 /** Every initializer and Constant of the graph by name, values checked finite. */
-export function constantsOf(model: ModelProto, source: string): Map<string, TensorValue> {
+function constantsOf(model: ModelProto, source: string): Map<string, TensorValue> {
   const constants = new Map<string, TensorValue>();
   const add = (value: TensorValue, name: string, where: string) => {
     if (value.floats) {

@@ -18,13 +18,9 @@ export const MIN_OPSET = 13;
 export const MAX_OPSET = 21;
 export const DEFAULT_OPSET = 17;
 
-/** A file that is not an ONNX model rxgrad can read; names the node, tensor or field at fault. */
-export class OnnxError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'OnnxError';
-  }
-}
+import { OnnxError } from './onnx-error.ts';
+
+export { OnnxError };
 
 const DataType = onnxProto.onnx.TensorProto.DataType;
 
@@ -109,10 +105,11 @@ export class Attributes {
     return toNumber(a.i ?? 0);
   }
 
+  /** A FLOAT attribute as the shortest decimal with the same float32 value (0.2, not 0.20000000298…). */
   float(name: string, fallback?: number): number {
     const a = this.byName.get(name);
     if (!a) return fallback ?? this.fail(name, 'is required');
-    return a.f ?? 0;
+    return shortestFloat32(a.f ?? 0);
   }
 
   ints(name: string, fallback?: number[]): number[] {
@@ -134,6 +131,20 @@ export class Attributes {
   names(): string[] {
     return [...this.byName.keys()];
   }
+}
+
+/**
+ * The shortest decimal that rounds to the same float32 as `v`: ONNX stores float attributes and constants
+ * in float32, so an epsilon written as 1e-5 reads back as 9.99999974e-6; this gives 1e-5 again.
+ *
+ * Usage: `shortestFloat32(Math.fround(0.1)) === 0.1`
+ */
+export function shortestFloat32(v: number): number {
+  for (let digits = 1; digits <= 9; digits++) {
+    const candidate = Number(v.toPrecision(digits));
+    if (Math.fround(candidate) === Math.fround(v)) return candidate;
+  }
+  return v;
 }
 
 /** An attribute of a node under construction. */

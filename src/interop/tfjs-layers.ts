@@ -15,7 +15,7 @@ import { formatShape, sizeOf, type Shape } from '../tensor.ts';
 import { readPadding, type Padding2d } from '../../operators/conv2d.ts';
 import { ConfigReader } from '../registry.ts';
 import * as op from '../../operators/index.ts';
-import { modelWithWeights, type ImportModelOptions } from './build.ts';
+import { modelWithWeights, rethrowNamed, type ImportModelOptions } from './build.ts';
 import { avgPool2d } from '../../operators/avg-pool2d.ts';
 import { spatialDropout2d } from '../../operators/spatial-dropout2d.ts';
 
@@ -152,102 +152,107 @@ export function fromTfjsLayers(json: TfjsModelJson, weightData: Uint8Array, sour
     };
     const useBias = c['use_bias'] !== false;
     if (pendingPadding && k.class_name !== 'Conv2D') fail('follows a ZeroPadding2D: rxgrad folds zero padding into the next Conv2D only');
-    switch (k.class_name) {
-      case 'Dense':
-        push(op.dense(Number(c['units']), { useBias, name }), { kernel: weight('kernel'), ...(useBias ? { bias: weight('bias') } : {}) });
-        activation();
-        break;
-      case 'Conv2D': {
-        if ((c['data_format'] ?? 'channels_last') !== 'channels_last') fail(`data_format '${String(c['data_format'])}': rxgrad convolves NHWC (channels_last)`);
-        if (Number(c['groups'] ?? 1) !== 1) fail('grouped convolutions are not supported');
-        const padding: Padding2d = pendingPadding ?? (c['padding'] === 'same' ? 'same' : 'valid');
-        if (pendingPadding && c['padding'] !== 'valid') fail("a ZeroPadding2D before a 'same' convolution is not supported");
-        pendingPadding = null;
-        const relu = c['activation'] === 'relu';
-        push(op.conv2d(Number(c['filters']), pairOf(c['kernel_size'], 1), { strides: pairOf(c['strides'], 1), dilation: pairOf(c['dilation_rate'], 1), padding, useBias, activation: relu ? 'relu' : 'linear', name }),
-          { kernel: weight('kernel'), ...(useBias ? { bias: weight('bias') } : {}) });
-        if (!relu) activation();
-        break;
+    try {
+      switch (k.class_name) {
+        case 'Dense':
+          push(op.dense(Number(c['units']), { useBias, name }), { kernel: weight('kernel'), ...(useBias ? { bias: weight('bias') } : {}) });
+          activation();
+          break;
+        case 'Conv2D': {
+          if ((c['data_format'] ?? 'channels_last') !== 'channels_last') fail(`data_format '${String(c['data_format'])}': rxgrad convolves NHWC (channels_last)`);
+          if (Number(c['groups'] ?? 1) !== 1) fail('grouped convolutions are not supported');
+          const padding: Padding2d = pendingPadding ?? (c['padding'] === 'same' ? 'same' : 'valid');
+          if (pendingPadding && c['padding'] !== 'valid') fail("a ZeroPadding2D before a 'same' convolution is not supported");
+          pendingPadding = null;
+          const relu = c['activation'] === 'relu';
+          push(op.conv2d(Number(c['filters']), pairOf(c['kernel_size'], 1), { strides: pairOf(c['strides'], 1), dilation: pairOf(c['dilation_rate'], 1), padding, useBias, activation: relu ? 'relu' : 'linear', name }),
+            { kernel: weight('kernel'), ...(useBias ? { bias: weight('bias') } : {}) });
+          if (!relu) activation();
+          break;
+        }
+        case 'ZeroPadding2D': {
+          // Keras: n (all sides), [h, w] (symmetric per axis) or [[top, bottom], [left, right]].
+          const p = c['padding'];
+          const axis = (v: unknown): [number, number] => (Array.isArray(v) ? [Number(v[0]), Number(v[1])] : [Number(v), Number(v)]);
+          const [[top, bottom], [left, right]] = Array.isArray(p) ? [axis(p[0]), axis(p[1])] : [axis(p ?? 1), axis(p ?? 1)];
+          pendingPadding = { top, bottom, left, right };
+          break;
+        }
+        case 'MaxPooling2D':
+        case 'AveragePooling2D': {
+          const pool = pairOf(c['pool_size'], 2);
+          const options = { strides: c['strides'] ? pairOf(c['strides'], 1) : pool, padding: (c['padding'] === 'same' ? 'same' : 'valid') as Padding2d, name };
+          push(k.class_name === 'MaxPooling2D' ? op.maxPool2d(pool, options) : avgPool2d(pool, options));
+          break;
+        }
+        case 'GlobalAveragePooling2D':
+          if (c['keepdims'] === true) fail('keepdims = true is not supported');
+          push(op.globalAvgPool2d({ name }));
+          break;
+        case 'Flatten':
+          push(op.flatten({ name }));
+          break;
+        case 'Dropout':
+          push(op.dropout(Number(c['rate']), { name }));
+          break;
+        case 'SpatialDropout2D':
+          push(spatialDropout2d(Number(c['rate']), { name }));
+          break;
+        case 'Activation':
+          activation();
+          break;
+        case 'ReLU':
+          if (c['max_value'] != null || Number(c['threshold'] ?? 0) !== 0 || Number(c['negative_slope'] ?? 0) !== 0) fail('only the plain ReLU (no max_value, threshold or slope) is supported');
+          push(op.relu({ name }));
+          break;
+        case 'LeakyReLU':
+          push(op.leakyRelu({ slope: Number(c['alpha'] ?? c['negative_slope'] ?? 0.3), name }));
+          break;
+        case 'Softmax':
+          if (c['axis'] !== undefined && c['axis'] !== -1 && c['axis'] !== layersRank(layers, inputShape!)) fail(`axis ${JSON.stringify(c['axis'])}: rxgrad's softmax normalises the last axis`);
+          push(op.softmax({ name }));
+          break;
+        case 'BatchNormalization': {
+          const axis = Array.isArray(c['axis']) ? c['axis'][0] : c['axis'];
+          const rank = layersRank(layers, inputShape!);
+          if (axis !== -1 && axis !== rank) fail(`axis ${JSON.stringify(c['axis'])}: rxgrad normalises the last (channel) axis`);
+          const center = c['center'] !== false;
+          const scale = c['scale'] !== false;
+          push(op.batchNorm({ momentum: Number(c['momentum'] ?? 0.99), epsilon: Number(c['epsilon'] ?? 1e-3), center, scale, name }), {
+            ...(scale ? { gamma: weight('gamma') } : {}), ...(center ? { beta: weight('beta') } : {}), movingMean: weight('moving_mean'), movingVariance: weight('moving_variance'),
+          });
+          break;
+        }
+        case 'LayerNormalization': {
+          const axis = Array.isArray(c['axis']) ? (c['axis'].length === 1 ? c['axis'][0] : NaN) : c['axis'];
+          if (axis !== -1 && axis !== layersRank(layers, inputShape!)) fail(`axis ${JSON.stringify(c['axis'])}: rxgrad normalises the last axis`);
+          if (c['center'] === false || c['scale'] === false) fail('center = false / scale = false are not supported');
+          push(op.layerNorm({ epsilon: Number(c['epsilon'] ?? 1e-3), name }), { gain: weight('gamma'), bias: weight('beta') });
+          break;
+        }
+        case 'Embedding':
+          if (c['mask_zero'] === true) fail('mask_zero = true is not supported');
+          push(op.embedding(Number(c['input_dim']), Number(c['output_dim']), { name }), { embeddings: weight('embeddings') });
+          break;
+        case 'LSTM':
+        case 'GRU':
+        case 'SimpleRNN': {
+          if (c['activation'] !== undefined && c['activation'] !== 'tanh') fail(`activation '${String(c['activation'])}' is not supported (tanh)`);
+          if (k.class_name !== 'SimpleRNN' && c['recurrent_activation'] !== 'sigmoid') fail(`recurrent_activation '${String(c['recurrent_activation'])}' is not supported (sigmoid; TF.js defaults to hardSigmoid: set recurrentActivation: 'sigmoid')`);
+          if (!useBias) fail('use_bias = false is not supported');
+          for (const f of ['go_backwards', 'stateful', 'return_state']) if (c[f] === true) fail(`${f} = true is not supported`);
+          if (k.class_name === 'GRU' && c['reset_after'] !== true) fail('reset_after = false is not supported (rxgrad implements the reset-after GRU, Keras 2+ default)');
+          const options = { units: Number(c['units']), returnSequences: c['return_sequences'] === true, name };
+          const params = { kernel: weight('kernel'), recurrentKernel: weight('recurrent_kernel'), bias: weight('bias') };
+          push(k.class_name === 'LSTM' ? op.lstm({ ...options, unitForgetBias: c['unit_forget_bias'] !== false }) : k.class_name === 'GRU' ? op.gru(options) : op.simpleRnn(options), params);
+          break;
+        }
+        default:
+          fail('this layer class has no rxgrad counterpart');
       }
-      case 'ZeroPadding2D': {
-        // Keras: n (all sides), [h, w] (symmetric per axis) or [[top, bottom], [left, right]].
-        const p = c['padding'];
-        const axis = (v: unknown): [number, number] => (Array.isArray(v) ? [Number(v[0]), Number(v[1])] : [Number(v), Number(v)]);
-        const [[top, bottom], [left, right]] = Array.isArray(p) ? [axis(p[0]), axis(p[1])] : [axis(p ?? 1), axis(p ?? 1)];
-        pendingPadding = { top, bottom, left, right };
-        break;
-      }
-      case 'MaxPooling2D':
-      case 'AveragePooling2D': {
-        const pool = pairOf(c['pool_size'], 2);
-        const options = { strides: c['strides'] ? pairOf(c['strides'], 1) : pool, padding: (c['padding'] === 'same' ? 'same' : 'valid') as Padding2d, name };
-        push(k.class_name === 'MaxPooling2D' ? op.maxPool2d(pool, options) : avgPool2d(pool, options));
-        break;
-      }
-      case 'GlobalAveragePooling2D':
-        if (c['keepdims'] === true) fail('keepdims = true is not supported');
-        push(op.globalAvgPool2d({ name }));
-        break;
-      case 'Flatten':
-        push(op.flatten({ name }));
-        break;
-      case 'Dropout':
-        push(op.dropout(Number(c['rate']), { name }));
-        break;
-      case 'SpatialDropout2D':
-        push(spatialDropout2d(Number(c['rate']), { name }));
-        break;
-      case 'Activation':
-        activation();
-        break;
-      case 'ReLU':
-        if (c['max_value'] != null || Number(c['threshold'] ?? 0) !== 0 || Number(c['negative_slope'] ?? 0) !== 0) fail('only the plain ReLU (no max_value, threshold or slope) is supported');
-        push(op.relu({ name }));
-        break;
-      case 'LeakyReLU':
-        push(op.leakyRelu({ slope: Number(c['alpha'] ?? c['negative_slope'] ?? 0.3), name }));
-        break;
-      case 'Softmax':
-        if (c['axis'] !== undefined && c['axis'] !== -1 && c['axis'] !== layersRank(layers, inputShape!)) fail(`axis ${JSON.stringify(c['axis'])}: rxgrad's softmax normalises the last axis`);
-        push(op.softmax({ name }));
-        break;
-      case 'BatchNormalization': {
-        const axis = Array.isArray(c['axis']) ? c['axis'][0] : c['axis'];
-        const rank = layersRank(layers, inputShape!);
-        if (axis !== -1 && axis !== rank) fail(`axis ${JSON.stringify(c['axis'])}: rxgrad normalises the last (channel) axis`);
-        const center = c['center'] !== false;
-        const scale = c['scale'] !== false;
-        push(op.batchNorm({ momentum: Number(c['momentum'] ?? 0.99), epsilon: Number(c['epsilon'] ?? 1e-3), center, scale, name }), {
-          ...(scale ? { gamma: weight('gamma') } : {}), ...(center ? { beta: weight('beta') } : {}), movingMean: weight('moving_mean'), movingVariance: weight('moving_variance'),
-        });
-        break;
-      }
-      case 'LayerNormalization': {
-        const axis = Array.isArray(c['axis']) ? (c['axis'].length === 1 ? c['axis'][0] : NaN) : c['axis'];
-        if (axis !== -1 && axis !== layersRank(layers, inputShape!)) fail(`axis ${JSON.stringify(c['axis'])}: rxgrad normalises the last axis`);
-        if (c['center'] === false || c['scale'] === false) fail('center = false / scale = false are not supported');
-        push(op.layerNorm({ epsilon: Number(c['epsilon'] ?? 1e-3), name }), { gain: weight('gamma'), bias: weight('beta') });
-        break;
-      }
-      case 'Embedding':
-        if (c['mask_zero'] === true) fail('mask_zero = true is not supported');
-        push(op.embedding(Number(c['input_dim']), Number(c['output_dim']), { name }), { embeddings: weight('embeddings') });
-        break;
-      case 'LSTM':
-      case 'GRU':
-      case 'SimpleRNN': {
-        if (c['activation'] !== undefined && c['activation'] !== 'tanh') fail(`activation '${String(c['activation'])}' is not supported (tanh)`);
-        if (k.class_name !== 'SimpleRNN' && c['recurrent_activation'] !== 'sigmoid') fail(`recurrent_activation '${String(c['recurrent_activation'])}' is not supported (sigmoid; TF.js defaults to hardSigmoid: set recurrentActivation: 'sigmoid')`);
-        if (!useBias) fail('use_bias = false is not supported');
-        for (const f of ['go_backwards', 'stateful', 'return_state']) if (c[f] === true) fail(`${f} = true is not supported`);
-        if (k.class_name === 'GRU' && c['reset_after'] !== true) fail('reset_after = false is not supported (rxgrad implements the reset-after GRU, Keras 2+ default)');
-        const options = { units: Number(c['units']), returnSequences: c['return_sequences'] === true, name };
-        const params = { kernel: weight('kernel'), recurrentKernel: weight('recurrent_kernel'), bias: weight('bias') };
-        push(k.class_name === 'LSTM' ? op.lstm({ ...options, unitForgetBias: c['unit_forget_bias'] !== false }) : k.class_name === 'GRU' ? op.gru(options) : op.simpleRnn(options), params);
-        break;
-      }
-      default:
-        fail('this layer class has no rxgrad counterpart');
+    } catch (error) {
+      // A layer constructor refusing a value (units 0, a NaN rate…) is named with the layer too.
+      rethrowNamed(error, TfjsFormatError, where);
     }
   }
   if (pendingPadding) throw new TfjsFormatError(`${source}: the model ends with a ZeroPadding2D`);

@@ -5,7 +5,7 @@
  */
 import { RecordBatch, tableToIPC, Table } from 'apache-arrow';
 import { outputBatch, tensorColumn, type Batch } from '../batch.ts';
-import { batchesFromIpc } from '../streams/ipc.ts';
+import { batchesFromIpc } from '../streams/ipc-decode.ts';
 import { formatShape, sizeOf, type DType, type Shape } from '../tensor.ts';
 
 /** Media type of Arrow IPC stream bodies. */

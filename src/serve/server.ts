@@ -81,6 +81,10 @@ function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
+    // A client that hangs up mid-body must not hold its queue slot (settling twice is a no-op).
+    req.on('close', () => {
+      if (!req.complete) reject(new BadRequestError('the client closed the connection before the body ended'));
+    });
   });
 }
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import {
-  adam, batchFromArrays, batchesFromArrays, closeDefaultEngine, connectRedis, dense, loadEmbeddedMnist, loadModel, relu, sequential, softmaxCrossEntropy,
+  adam, batchFromArrays, batchesFromArrays, closeDefaultEngine, connectRedis, createDashboard, dense, loadEmbeddedMnist, loadModel, relu, saveModel, sequential, softmaxCrossEntropy,
 } from 'rxgrad';
 
 // Two Gaussian blobs: class = sign of x0 + x1.
@@ -22,7 +22,7 @@ for (let r = 0; r < rows; r++) {
 const model = sequential([dense(16), relu(), dense(2)], { inputShape: [2], seed: 1 });
 await lastValueFrom(model.train({ features, shape: [2], labels }, { epochs: 8, batchSize: 32, loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: 0.01 }) }));
 const dir = mkdtempSync(join(tmpdir(), 'rxgrad-consumer-'));
-await model.save(join(dir, 'model'));
+await saveModel(model, join(dir, 'model'));
 const { model: loaded } = await loadModel(join(dir, 'model'));
 const outputs = await lastValueFrom(from(batchesFromArrays({ features, shape: [2], labels }, 128)).pipe(loaded.predict(), toArray()));
 let correct = 0;
@@ -44,8 +44,16 @@ try {
 } catch (error) {
   redisError = error.message;
 }
+// The dashboard page and its assets are served from the installed package.
+const board = await createDashboard({ port: 0, model: loaded });
+const dashboardStatus = {};
+for (const path of ['', 'dashboard.js', 'dashboard.css', 'uPlot.iife.min.js']) {
+  const res = await fetch(new URL(path, board.url));
+  dashboardStatus[path || '/'] = `${res.status} ${(await res.text()).length > 100}`;
+}
+await board.close();
 rmSync(dir, { recursive: true, force: true });
-console.log(JSON.stringify({ step: loaded.stepCount, accuracy: correct / rows, positive: single.getChild('prediction').get(0), mnistError, redisError }));
+console.log(JSON.stringify({ step: loaded.stepCount, accuracy: correct / rows, positive: single.getChild('prediction').get(0), mnistError, redisError, dashboardStatus }));
 model.dispose();
 loaded.dispose();
 await closeDefaultEngine();

@@ -1,7 +1,8 @@
 // Builds the npm package's contents into dist/ (run by `npm run build` and `prepack`):
 // 1. tsc -p tsconfig.build.json: JavaScript and .d.ts, relative `.ts` imports rewritten to `.js`;
 // 2. copies what tsc does not emit beside the code that loads it by URL: the compiled kernels
-//    (workers/generated/*.wasm, built by `npm run build:wasm`) and the plain-JS pool worker.
+//    (workers/generated/*.wasm, built by `npm run build:wasm`), the plain-JS pool worker and the
+//    dashboard page (src/dashboard/page/*).
 // dist/ is never committed (.gitignore).
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,7 +27,11 @@ for (const entry of readdirSync(dist, { recursive: true, withFileTypes: true }))
   if (fixed !== text) writeFileSync(file, fixed);
 }
 
-const assets = ['workers/generated/kernels-simd.wasm', 'workers/generated/kernels-relaxed.wasm', 'workers/pool-worker.mjs'];
+const page = 'src/dashboard/page';
+const assets = [
+  'workers/generated/kernels-simd.wasm', 'workers/generated/kernels-relaxed.wasm', 'workers/pool-worker.mjs',
+  ...readdirSync(join(root, page)).map((name) => `${page}/${name}`),
+];
 for (const file of assets) {
   const from = join(root, file);
   if (!existsSync(from)) {

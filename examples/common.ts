@@ -16,10 +16,21 @@ export const positiveInt = (name: string) => (value: string): number => {
 
 /** The first `n` examples of a dataset (views, no copy), seen with another per-example shape if given. */
 export function firstExamples(dataset: Dataset, n: number | undefined, shape: number[] = dataset.shape): Dataset {
-  const length = n === undefined ? dataset.length : Math.min(n, dataset.length);
-  const width = dataset.features.length / dataset.length;
-  return { ...dataset, features: dataset.features.subarray(0, length * width), labels: dataset.labels.subarray(0, length), length, shape };
+  return { ...exampleRange(dataset, 0, n === undefined ? dataset.length : Math.min(n, dataset.length)), shape };
 }
+
+/** Examples start .. start + count of a dataset (views, no copy). Usage: `exampleRange(d, d.length - 5000, 5000)` */
+export function exampleRange(dataset: Dataset, start: number, count: number): Dataset {
+  const width = dataset.features.length / dataset.length;
+  return {
+    ...dataset, features: dataset.features.subarray(start * width, (start + count) * width), labels: dataset.labels.subarray(start, start + count), length: count,
+  };
+}
+
+/** `--data <name>` of the Fashion-MNIST examples (loadImages checks the name). Usage: `.option(...dataOption)` */
+export const dataOption = [
+  '--data <name>', "'fashion-mnist' (the Debian IDX files) or 'mnist' (the embedded digits, for machines without the dataset)", 'fashion-mnist',
+] as const;
 
 /**
  * 'mnist' (the embedded digits) or 'fashion-mnist' (the Debian IDX files; with `fallback`, the

@@ -22,7 +22,7 @@ import {
   logProgress, maxPool2d, randomFlip, randomTranslate, relu, saveModel, sequential, softmaxCrossEntropy, zeros, type Initializer, type Layer,
 } from '../src/index.ts';
 import type { Dataset } from '../src/data/index.ts';
-import { dashboardOption, firstExamples, keepServing, loadImages, positiveInt, startDashboard, watchWith } from './common.ts';
+import { dashboardOption, dataOption, firstExamples, keepServing, loadImages, positiveInt, startDashboard, watchWith } from './common.ts';
 
 const program = new Command()
   .name('fashion-mnist-cnn')
@@ -43,7 +43,7 @@ const program = new Command()
   .option('--train <n>', 'use only the first n training examples', positiveInt('--train'))
   .option('--test <n>', 'use only the first n test examples', positiveInt('--test'))
   .option('--quick', 'a short run: 1 epoch on 4,000 training and 1,000 test examples', false)
-  .option('--data <name>', "'fashion-mnist' (Debian IDX files) or 'mnist' (embedded digits, for machines without the dataset)", 'fashion-mnist')
+  .option(...dataOption)
   .option('--save <dir>', 'checkpoint directory for the trained model', 'runs/fashion-mnist-cnn')
   .option('--no-save', 'do not save the trained model')
   .option('--no-progress', 'print one line per epoch instead of a progress bar')

@@ -23,7 +23,7 @@ import {
   type GradientOperator, type Layer, type Model,
 } from '../src/index.ts';
 import type { Dataset } from '../src/data/index.ts';
-import { firstExamples, loadImages, positiveInt } from './common.ts';
+import { dataOption, firstExamples, loadImages, positiveInt } from './common.ts';
 
 const program = new Command()
   .name('pruning')
@@ -33,7 +33,7 @@ const program = new Command()
   .option('--fine-tune <n>', 'epochs of fine-tuning with pruning (default mlp 2, cnn 1)', positiveInt('--fine-tune'))
   .option('--seed <n>', 'seed', Number, 1)
   .option('--quick', 'a short run: MLP, 3,000 / 1,000 examples, 2 + 1 epochs', false)
-  .option('--data <name>', "'fashion-mnist' or 'mnist'", 'fashion-mnist');
+  .option(...dataOption);
 program.parse();
 const o = program.opts<{ model: string; epochs?: number; fineTune?: number; seed: number; quick: boolean; data: string }>();
 if (o.model !== 'mlp' && o.model !== 'cnn') program.error(`--model must be 'mlp' or 'cnn', got '${o.model}'`);

@@ -16,8 +16,7 @@ import {
   adam, choice, closeDefaultEngine, defaultEngine, dense, dropout, integer, logUniform, relu, search, sequential, softmaxCrossEntropy, uniform,
   type Config, type SearchDone, type SearchTable, type StrategyName, type TrialContext,
 } from '../src/index.ts';
-import type { Dataset } from '../src/data/index.ts';
-import { loadImages, positiveInt } from './common.ts';
+import { dataOption, exampleRange, loadImages, positiveInt } from './common.ts';
 
 const program = new Command()
   .name('search-fashion-mlp')
@@ -29,7 +28,7 @@ const program = new Command()
   .option('--concurrency <n>', 'trials at once', positiveInt('--concurrency'), 2)
   .option('--seeds <list>', 'search seeds, comma-separated', '1,2,3')
   .option('--quick', 'a short run: 2,000 / 1,000 examples, budget 18, max 3, seed 1', false)
-  .option('--data <name>', "'fashion-mnist' or 'mnist'", 'fashion-mnist');
+  .option(...dataOption);
 program.parse();
 const o = program.opts<{ train: number; validation: number; budget: number; max: number; concurrency: number; seeds: string; quick: boolean; data: string }>();
 if (o.quick) Object.assign(o, { train: 2000, validation: 1000, budget: 18, max: 3, seeds: '1' });
@@ -38,11 +37,8 @@ if (seeds.some((s) => !Number.isSafeInteger(s))) program.error(`--seeds must be 
 
 const data = loadImages(o.data, { fail: (m) => program.error(m) });
 if (o.train + o.validation > data.train.length) program.error(`--train + --validation exceed the ${data.train.length} training examples`);
-const rows = (d: Dataset, start: number, n: number): Dataset => ({
-  ...d, features: d.features.subarray(start * 784, (start + n) * 784), labels: d.labels.subarray(start, start + n), length: n,
-});
-const train = rows(data.train, 0, o.train);
-const validation = rows(data.train, data.train.length - o.validation, o.validation);
+const train = exampleRange(data.train, 0, o.train);
+const validation = exampleRange(data.train, data.train.length - o.validation, o.validation);
 
 const space = {
   learningRate: logUniform(1e-4, 3e-2),

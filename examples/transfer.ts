@@ -21,7 +21,7 @@ import {
   softmaxCrossEntropy, transferModel, type Layer, type Model, type Optimizer,
 } from '../src/index.ts';
 import type { Dataset } from '../src/data/index.ts';
-import { loadImages, positiveInt } from './common.ts';
+import { dataOption, loadImages, positiveInt } from './common.ts';
 
 const program = new Command()
   .name('transfer')
@@ -31,7 +31,7 @@ const program = new Command()
   .option('--epochs <n>', 'epochs on the few-shot set', positiveInt('--epochs'), 40)
   .option('--seed <n>', 'seed of init and shuffling', Number, 1)
   .option('--quick', 'a short run: pre-train 1 epoch on 3,000 images, test on 1,000', false)
-  .option('--data <name>', "'fashion-mnist' (Debian IDX files) or 'mnist' (embedded digits)", 'fashion-mnist')
+  .option(...dataOption)
   .option('--no-progress', 'no progress bar while pre-training');
 program.parse();
 const options = program.opts<{ pretrainEpochs: number; shots: number; epochs: number; seed: number; quick: boolean; data: string; progress: boolean }>();

@@ -1,4 +1,4 @@
-import { buildChildren, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
+import { buildChildren, childContext, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import type { DType, Shape, Tensor } from '../src/tensor.ts';
 import { registerLayer } from '../src/registry.ts';
 import { backwardThrough, forwardThrough } from '../src/step-runner.ts';
@@ -48,6 +48,69 @@ export class Chain implements Layer {
 
   config(): Record<string, unknown> {
     return { layers: this.children.map((c) => ({ kind: c.kind, name: c.name, config: c.config() })) };
+  }
+}
+
+/**
+ * Base of the combinators whose branches each see the same input (parallel, dot): what the branches
+ * decide (input dtype, training behaviour, side inputs, parameters), building them, running them forward
+ * in order, and backward with their input gradients summed (the reverse stream fans in where the forward
+ * fanned out). Subclasses add the merge and its gradient.
+ *
+ * Usage: `class Dot extends Branches<[Chain, Chain]> implements Layer { ... }`
+ */
+export abstract class Branches<B extends readonly Chain[] = readonly Chain[]> {
+  constructor(protected readonly branches: B) {}
+
+  get inputDType(): DType | undefined {
+    return this.branches[0]!.inputDType;
+  }
+
+  get trainingDiffers(): boolean {
+    return this.branches.some((b) => b.trainingDiffers);
+  }
+
+  get readsFeatures(): boolean {
+    return this.branches.some((b) => b.readsFeatures);
+  }
+
+  get sideInputs(): readonly string[] {
+    return [...new Set(this.branches.flatMap((b) => b.sideInputs))];
+  }
+
+  parameters(): Parameter[] {
+    return this.branches.flatMap((b) => b.parameters());
+  }
+
+  /** Builds every branch on the same input shape; their output shapes, in branch order. */
+  protected buildBranches(inputShape: Shape, ctx: BuildContext): Shape[] {
+    return this.branches.map((b) => b.build(inputShape, childContext(b, ctx)));
+  }
+
+  /** Every branch's output for the same input, in branch order. */
+  protected async forwardBranches(x: Tensor, step: StepContext): Promise<Tensor[]> {
+    const outputs: Tensor[] = [];
+    for (const b of this.branches) outputs.push(await b.forward(x, step));
+    return outputs;
+  }
+
+  /**
+   * Runs branch i's backward on gradientOf(i), in branch order (gradientOf is called just before, so a
+   * slice can be made per branch), and returns the sum of the branches' input gradients in a fresh tensor
+   * (null when not needed).
+   */
+  protected async backwardBranches(step: StepContext, needInputGradient: boolean, gradientOf: (branch: number) => Tensor): Promise<Tensor | null> {
+    const k = step.engine.kernels;
+    let dx: Tensor | null = null;
+    for (let i = 0; i < this.branches.length; i++) {
+      const g = await this.branches[i]!.backward(gradientOf(i), step, needInputGradient);
+      if (!needInputGradient) continue;
+      if (!dx) {
+        dx = step.alloc(g!.shape);
+        k.copy(g!.ptr, dx.ptr, g!.size);
+      } else k.axpy(dx.size, 1, g!.ptr, dx.ptr);
+    }
+    return dx;
   }
 }
 

@@ -124,7 +124,7 @@ const COL_CHUNK_FLOATS = 32768;
  * W stored [kh, kw, cin, cout] (Keras layout), zero padding.
  * Shape rule: [H, W, cin] → [outH, outW, filters] (see {@link resolveWindow}); a window larger than the
  * padded input is a ShapeError at build time.
- * Kernels (workers/assembly/conv.ts): forward and dx are direct SIMD convolutions, dW is im2col + GEMM,
+ * Kernels (workers/assembly/conv-*.ts): forward and dx are direct SIMD convolutions, dW is im2col + GEMM,
  * all three split over the batch images across the worker pool; db = Σ_pixels dy (sumRows).
  * `activation: 'relu'` is applied inside the forward kernel (y = max(y, 0) per output row while in cache);
  * backward then starts from dy·[y > 0].

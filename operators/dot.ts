@@ -1,6 +1,6 @@
-import { childContext, ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
-import { formatShape, type DType, type Shape, type Tensor } from '../src/tensor.ts';
-import { Chain } from './chain.ts';
+import { ShapeError, type BuildContext, type Layer, type StepContext } from '../src/layer.ts';
+import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
+import { Branches, Chain } from './chain.ts';
 import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /**
@@ -9,33 +9,16 @@ import { constructLayer, registerLayer } from '../src/registry.ts';
  * Backward: da = dy · b and db = dy · a go down each branch's own backward (the reverse stream fans
  * out where the forward fanned in), and the branches' input gradients are summed.
  */
-class Dot implements Layer {
+class Dot extends Branches<[Chain, Chain]> implements Layer {
   readonly kind = 'dot';
-  private readonly branches: [Chain, Chain];
   private width = 0;
 
   constructor(left: readonly Layer[], right: readonly Layer[], public name: string) {
-    this.branches = [new Chain(left, 'left'), new Chain(right, 'right')];
-  }
-
-  get inputDType(): DType | undefined {
-    return this.branches[0].inputDType;
-  }
-
-  get trainingDiffers(): boolean {
-    return this.branches.some((b) => b.trainingDiffers);
-  }
-
-  get readsFeatures(): boolean {
-    return this.branches.some((b) => b.readsFeatures);
-  }
-
-  get sideInputs(): readonly string[] {
-    return [...new Set(this.branches.flatMap((b) => b.sideInputs))];
+    super([new Chain(left, 'left'), new Chain(right, 'right')]);
   }
 
   build(inputShape: Shape, ctx: BuildContext): Shape {
-    const [a, b] = this.branches.map((branch) => branch.build(inputShape, childContext(branch, ctx))) as [Shape, Shape];
+    const [a, b] = this.buildBranches(inputShape, ctx) as [Shape, Shape];
     if (a.length === 0 || formatShape(a) !== formatShape(b)) {
       throw new ShapeError(`${this.name} (dot)`, `needs two equal branch shapes with a last axis, got ${formatShape(a)} and ${formatShape(b)}`);
     }
@@ -43,13 +26,8 @@ class Dot implements Layer {
     return [...a.slice(0, -1), 1];
   }
 
-  parameters(): Parameter[] {
-    return this.branches.flatMap((b) => b.parameters());
-  }
-
   async forward(x: Tensor, step: StepContext): Promise<Tensor> {
-    const a = await this.branches[0].forward(x, step);
-    const b = await this.branches[1].forward(x, step);
+    const [a, b] = (await this.forwardBranches(x, step)) as [Tensor, Tensor];
     const rows = a.size / this.width;
     const y = step.alloc([...a.shape.slice(0, -1), 1]);
     const h = step.engine.heap.f32;
@@ -81,11 +59,7 @@ class Dot implements Layer {
         h[(db.ptr >> 2) + i] = d * h[(a.ptr >> 2) + i]!;
       }
     }
-    const ga = await this.branches[0].backward(da, step, needInputGradient);
-    const gb = await this.branches[1].backward(db, step, needInputGradient);
-    if (!needInputGradient) return null;
-    step.engine.kernels.axpy(ga!.size, 1, gb!.ptr, ga!.ptr);
-    return ga;
+    return this.backwardBranches(step, needInputGradient, (i) => (i === 0 ? da : db));
   }
 
   config(): Record<string, unknown> {

@@ -1,7 +1,6 @@
-import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
-import { formatShape, sizeOf, type DType, type Shape, type Tensor } from '../src/tensor.ts';
-import { childContext } from '../src/layer.ts';
-import { Chain } from './chain.ts';
+import { ShapeError, type BuildContext, type Layer, type StepContext } from '../src/layer.ts';
+import { formatShape, sizeOf, type Shape, type Tensor } from '../src/tensor.ts';
+import { Branches, Chain } from './chain.ts';
 import { constructLayer, registerLayer } from '../src/registry.ts';
 
 /** How {@link parallel} merges its branches. */
@@ -14,34 +13,17 @@ export type Merge = 'concat' | 'add';
  * each branch's backward runs on its part, and the branches' input gradients are summed — the
  * reverse stream fans out where the forward fanned in, and fans in where it fanned out.
  */
-class Parallel implements Layer {
+class Parallel extends Branches implements Layer {
   readonly kind = 'parallel';
-  private readonly branches: Chain[];
   private widths: number[] = [];
   constructor(branches: readonly (readonly Layer[])[], private readonly merge: Merge, public name: string) {
     if (branches.length < 2) throw new RangeError(`parallel: needs at least two branches, got ${branches.length}`);
     if (merge !== 'concat' && merge !== 'add') throw new RangeError(`parallel: merge must be 'concat' or 'add', got '${String(merge)}'`);
-    this.branches = branches.map((b, i) => new Chain(b, `branch_${i + 1}`));
-  }
-
-  get inputDType(): DType | undefined {
-    return this.branches[0]!.inputDType;
-  }
-
-  get trainingDiffers(): boolean {
-    return this.branches.some((b) => b.trainingDiffers);
-  }
-
-  get readsFeatures(): boolean {
-    return this.branches.some((b) => b.readsFeatures);
-  }
-
-  get sideInputs(): readonly string[] {
-    return [...new Set(this.branches.flatMap((b) => b.sideInputs))];
+    super(branches.map((b, i) => new Chain(b, `branch_${i + 1}`)));
   }
 
   build(inputShape: Shape, ctx: BuildContext): Shape {
-    const shapes = this.branches.map((b) => b.build(inputShape, childContext(b, ctx)));
+    const shapes = this.buildBranches(inputShape, ctx);
     const [first, ...rest] = shapes as [Shape, ...Shape[]];
     const operator = `${this.name} (parallel)`;
     if (this.merge === 'add') {
@@ -59,13 +41,8 @@ class Parallel implements Layer {
     return [...first.slice(0, -1), this.widths.reduce((a, b) => a + b, 0)];
   }
 
-  parameters(): Parameter[] {
-    return this.branches.flatMap((b) => b.parameters());
-  }
-
   async forward(x: Tensor, step: StepContext): Promise<Tensor> {
-    const outputs: Tensor[] = [];
-    for (const b of this.branches) outputs.push(await b.forward(x, step));
+    const outputs = await this.forwardBranches(x, step);
     const k = step.engine.kernels;
     if (this.merge === 'add') {
       const y = step.alloc(outputs[0]!.shape);
@@ -88,25 +65,16 @@ class Parallel implements Layer {
   async backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Promise<Tensor | null> {
     const k = step.engine.kernels;
     const total = this.widths.reduce((a, b) => a + b, 0);
-    const rows = this.merge === 'concat' ? dy.size / total : 0;
-    let dx: Tensor | null = null;
+    if (this.merge === 'add') return this.backwardBranches(step, needInputGradient, () => dy);
+    const rows = dy.size / total;
     let offset = 0;
-    for (let i = 0; i < this.branches.length; i++) {
-      let part = dy;
-      if (this.merge === 'concat') {
-        const w = this.widths[i]!;
-        part = step.alloc([...dy.shape.slice(0, -1), w]);
-        for (let r = 0; r < rows; r++) k.copy(dy.ptr + (r * total + offset) * 4, part.ptr + r * w * 4, w);
-        offset += w;
-      }
-      const g = await this.branches[i]!.backward(part, step, needInputGradient);
-      if (!needInputGradient) continue;
-      if (!dx) {
-        dx = step.alloc(g!.shape);
-        k.copy(g!.ptr, dx.ptr, g!.size);
-      } else k.axpy(dx.size, 1, g!.ptr, dx.ptr);
-    }
-    return dx;
+    return this.backwardBranches(step, needInputGradient, (i) => {
+      const w = this.widths[i]!;
+      const part = step.alloc([...dy.shape.slice(0, -1), w]);
+      for (let r = 0; r < rows; r++) k.copy(dy.ptr + (r * total + offset) * 4, part.ptr + r * w * 4, w);
+      offset += w;
+      return part;
+    });
   }
 
   config(): Record<string, unknown> {

@@ -111,7 +111,7 @@ export interface Kernels {
     a: number, q: number, hPrev: number, dh: number, dy: number, da: number, dq: number, rows: number, units: number,
   ): void;
 
-  // ---- 2-D convolution, NHWC (workers/assembly/conv.ts). Geometry, in this order everywhere:
+  // ---- 2-D convolution, NHWC (workers/assembly/conv-*.ts). Geometry, in this order everywhere:
   // batch, inH, inW, inC, outH, outW, outC, kH, kW, strideH, strideW, padTop, padLeft, dilationH, dilationW.
   // Input position of output (oy, ox), tap (ky, kx): (oy·strideH − padTop + ky·dilationH,
   // ox·strideW − padLeft + kx·dilationW); taps outside the input read 0 (zero padding; bottom/right

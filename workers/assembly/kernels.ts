@@ -7,9 +7,9 @@ export {
   sigmoidForward, sigmoidBackward, tanhForward, tanhBackward, geluForward, geluBackward,
   softmaxForward, softmaxBackward, softmaxCrossEntropy, adamUpdate, sgdUpdate, fill, copy, scale, axpy, emaUpdate,
 } from './elementwise';
-export {
-  conv2dForward, conv2dForwardIm2col, conv2dTransposeFilter, conv2dBackwardInput, conv2dBackwardFilter,
-} from './conv';
+export { conv2dForward, conv2dForwardIm2col } from './conv-forward';
+export { conv2dTransposeFilter, conv2dBackwardInput } from './conv-backward-input';
+export { conv2dBackwardFilter } from './conv-backward-filter';
 export {
   maxPool2dForward, maxPool2dForwardPart, maxPool2dBackward, maxPool2dBackwardPart, avgPool2dForward, avgPool2dBackward, globalAvgPool2dForward,
   globalAvgPool2dBackward, batchNormStats, batchNormForward, batchNormBackward,

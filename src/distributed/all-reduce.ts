@@ -1,0 +1,37 @@
+import { concatMap } from 'rxjs';
+import type { GradientOperator, ParameterGradients } from '../protocol.ts';
+import type { ReplicaGroup } from './group.ts';
+
+/** Every parameter's gradient in one vector, in the model's parameter order. */
+function flatten(g: ParameterGradients): Float32Array {
+  const total = g.parameters.reduce((n, p) => n + p.grad.size, 0);
+  const out = new Float32Array(total);
+  let at = 0;
+  for (const p of g.parameters) {
+    out.set(p.grad.data(), at);
+    at += p.grad.size;
+  }
+  return out;
+}
+
+/**
+ * A reverse-stream operator that replaces each step's gradients with the rows-weighted mean of the
+ * group's replicas' gradients for that step (a round through Redis; the step waits for it), so N
+ * replicas on batches of b rows take the same step as one process on the N·b rows. The mean is
+ * written only after every message of the round has been verified: a corrupt one fails the step
+ * before the weights change. A replica missing the round timeout is left out (the round's result,
+ * with `missing`, is on `group.lastRound`).
+ *
+ * Usage: `model.fit({ loss, optimizer, gradientOperators: [allReduceGradients(group)] })`
+ */
+export function allReduceGradients(group: ReplicaGroup): GradientOperator {
+  return concatMap(async (g: ParameterGradients) => {
+    const result = await group.exchange('gradients', flatten(g), g.step.rows);
+    let at = 0;
+    for (const p of g.parameters) {
+      p.grad.data().set(result.mean.subarray(at, at + p.grad.size));
+      at += p.grad.size;
+    }
+    return g;
+  });
+}

@@ -1,0 +1,16 @@
+export { joinGroup, ReplicaGroup } from './group.ts';
+export type { ReplicaGroupOptions, RoundResult } from './group.ts';
+export { allReduceGradients } from './all-reduce.ts';
+export { averageWeights } from './average-weights.ts';
+export type { AverageWeightsOptions, WeightAveraging } from './average-weights.ts';
+export { fitReplica } from './replica.ts';
+export type { ReplicaOptions, ReplicaStepReport } from './replica.ts';
+export { addBatchEntries } from './produce.ts';
+export { modelFingerprint, fingerprintDifference, fingerprintDigest, FingerprintMismatchError } from './fingerprint.ts';
+export type { ModelFingerprint } from './fingerprint.ts';
+export { encodeMessage, decodeMessage, payloadFloats, WireError, WIRE_HEADER_BYTES } from './wire.ts';
+export type { WireHeader, WireKind, WireMessage, WireExpectation } from './wire.ts';
+export { captureState, applyState, encodeState, decodeState, stateFromCheckpoint } from './model-state.ts';
+export type { TrainingState } from './model-state.ts';
+export { retrying, isTransient } from './redis-retry.ts';
+export type { BinaryRedis, RetryStats } from './redis-retry.ts';

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { from, lastValueFrom, toArray } from 'rxjs';
-import { adam, batchFromArrays, createEngine, dense, Random, relu, sequential, sgd, softmaxCrossEntropy, type Batch } from '../src/index.ts';
-import { addBatchEntries } from '../src/distributed/index.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { from, lastValueFrom, tap, toArray } from 'rxjs';
+import { adam, batchFromArrays, createEngine, dense, Random, relu, sequential, sgd, softmaxCrossEntropy, type Batch, type ParameterGradients } from '../src/index.ts';
+import { addBatchEntries, allReduceGradients, encodeMessage, fitReplica, FingerprintMismatchError, joinGroup, type ReplicaGroupOptions } from '../src/distributed/index.ts';
 import { hasRedis, TestRedis } from './redis-server.ts';
 
 const skip = hasRedis ? false : 'redis-server is not on PATH (apt-get install redis-server)';
@@ -114,34 +116,167 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     return weights;
   }
 
+  /** n replicas of the test model in this process, each with its own Redis connection, joined as one group. */
+  async function inProcessReplicas(n: number, groupName: string, optimizer: 'sgd' | 'adam', extra: Partial<ReplicaGroupOptions> = {}) {
+    return Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const client = new Redis({ port: server.port, host: '127.0.0.1' });
+        client.on('error', () => {}); // reconnects are counted, not printed
+        client.on('reconnecting', () => reconnects++);
+        clients.push(client);
+        const model = sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 7, engine });
+        const opt = optimizer === 'adam' ? adam({ learningRate: 0.01 }) : sgd({ learningRate: 0.1 });
+        const group = await joinGroup({ redis: client, group: groupName, replica: `r${i}`, model, optimizer: opt, minReplicas: n, roundTimeoutMs: 5000, memberTtlMs: 1000, ...extra });
+        return { client, model, optimizer: opt, group };
+      }),
+    );
+  }
+  const clients: Redis[] = [];
+  let reconnects = 0;
+  after(() => clients.forEach((c) => c.disconnect()));
+
   for (const optimizer of ['sgd', 'adam'] as const) {
     it(`3 replicas on batches of 16 equal one process on the 48 rows of each round (${optimizer}, 1e-5 relative)`, async () => {
       const stream = `exact-${optimizer}`;
       const raw = makeBatches(30, 16, optimizer === 'sgd' ? 11 : 12);
       const ids = await addBatchEntries(redis, stream, raw.map((b) => batchFromArrays({ ...b, shape: [IN] })));
       const data = new Map(ids.map((id, i) => [id, raw[i]!]));
-      const runs = ['a', 'b', 'c'].map((replica) => startReplica({ port: server.port, group: stream, stream, replica, optimizer, seed: 7, minReplicas: 3 }));
-      const results = await Promise.all(runs.map((r) => r.done));
-      results.forEach((r, i) => assert.ok(r, `replica ${i} failed:\n${runs[i]!.output()}`));
+      const replicas = await inProcessReplicas(3, stream, optimizer);
+      const reports = await Promise.all(
+        replicas.map(({ client, model, optimizer: opt, group }) =>
+          lastValueFrom(fitReplica(model, group, client, { stream, shape: [IN], classes: 3, blockMs: 20, fit: { loss: softmaxCrossEntropy(), optimizer: opt, gradientOperators: [allReduceGradients(group)] } }).pipe(toArray())),
+        ),
+      );
       // Which entries each round averaged: the union over replicas.
       const rounds = new Map<number, string[]>();
-      for (const run of runs) {
-        for (const report of run.reports) {
-          assert.equal(report.included, true);
-          rounds.set(report.round!, [...(rounds.get(report.round!) ?? []), ...report.entries]);
-        }
+      for (const report of reports.flat()) {
+        assert.equal(report.included, true);
+        rounds.set(report.round!, [...(rounds.get(report.round!) ?? []), ...report.entries]);
       }
-      const trained = [...rounds.values()].flat().sort();
-      assert.deepEqual(trained, [...ids].sort(), 'every entry trained exactly once');
-      assert.equal((await redis.xpending(stream, stream) as unknown[])[0], 0, 'nothing pending');
-      for (const r of results.slice(1)) assert.deepEqual(r!.weights, results[0]!.weights, 'replicas hold bitwise-equal weights');
+      assert.deepEqual([...rounds.values()].flat().sort(), [...ids].sort(), 'every entry trained exactly once');
+      assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0, 'nothing pending');
+      const weights = replicas.map(({ model }) => Object.fromEntries([...model.getWeights()].map(([n, v]) => [n, [...v]])));
+      for (const w of weights.slice(1)) assert.deepEqual(w, weights[0], 'replicas hold bitwise-equal weights');
       const expected = await reference(optimizer, rounds, data);
       for (const [name, values] of Object.entries(expected)) {
-        const error = relativeError(results[0]!.weights[name]!, values);
+        const error = relativeError(weights[0]![name]!, values);
         assert.ok(error < 1e-5, `${name}: relative error ${error}`);
       }
-      const sync = runs.flatMap((r) => r.reports.map((x) => x.syncMs));
-      console.log(`${optimizer}: ${rounds.size} rounds, sync ${(sync.reduce((a, b) => a + b, 0) / sync.length).toFixed(1)} ms/step, ${runs[0]!.reports[0]!.bytesSent} bytes sent per step`);
+      const sync = reports.flat().map((x) => x.syncMs);
+      console.log(`${optimizer}: ${rounds.size} rounds of 3, sync ${(sync.reduce((a, b) => a + b, 0) / sync.length).toFixed(1)} ms/step (3 replicas in one process), ${reports[0]![0]!.bytesSent} bytes sent per step`);
+      replicas.forEach(({ model }) => model.dispose());
     });
   }
+
+  it('a replica whose model or optimizer differs is refused on joining, naming the first difference', async () => {
+    const client = new Redis({ port: server.port, host: '127.0.0.1' });
+    clients.push(client);
+    const base = sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 1, engine });
+    const group = await joinGroup({ redis: client, group: 'fp', replica: 'first', model: base, optimizer: adam(), memberTtlMs: 1000 });
+    const wider = sequential([dense(9), relu(), dense(3)], { inputShape: [IN], seed: 1, engine });
+    await assert.rejects(joinGroup({ redis: client, group: 'fp', replica: 'wider', model: wider, optimizer: adam() }), (e: Error) => e instanceof FingerprintMismatchError && /parameter 'dense_1\/kernel': shape \[4,9\] differs from the group's \[4,8\]/.test(e.message));
+    await assert.rejects(joinGroup({ redis: client, group: 'fp', replica: 'sgd', model: base, optimizer: sgd() }), /optimizer 'sgd' differs from the group's 'adam'/);
+    await assert.rejects(joinGroup({ redis: client, group: 'fp', replica: 'lr', model: base, optimizer: adam({ learningRate: 0.5 }) }), /optimizer 'adam' option learningRate: 0.5 differs from the group's 0.001/);
+    await group.leave();
+    base.dispose();
+    wider.dispose();
+  });
+
+  for (const damage of ['corrupt', 'truncated'] as const) {
+    it(`a ${damage} gradient message fails the round with a clear error and never reaches the weights`, async () => {
+      const [a, b] = await inProcessReplicas(2, `bad-${damage}`, 'adam');
+      // b's round-0 message, damaged in the store.
+      const message = encodeMessage({ kind: 'gradients', round: 0, rows: 16, fingerprint: b!.group.digest, replica: 'r1' }, new Float32Array(67).fill(0.5));
+      if (damage === 'corrupt') message[100] ^= 0x10;
+      const stored = damage === 'corrupt' ? message : message.subarray(0, message.length - 8);
+      const prefix = `rxgrad:bad-${damage}:e:${a!.group.epoch}:r:0`;
+      await redis.set(`${prefix}:r1`, Buffer.from(stored));
+      await redis.sadd(`${prefix}:in`, 'r1');
+      const before = a!.model.getWeights();
+      const [batch] = makeBatches(1, 16, 5);
+      await assert.rejects(
+        lastValueFrom(from([batchFromArrays({ ...batch!, shape: [IN] })]).pipe(a!.model.fit({ loss: softmaxCrossEntropy(), optimizer: a!.optimizer, gradientOperators: [allReduceGradients(a!.group)] }))),
+        damage === 'corrupt' ? /round 0, replica 'r1': payload checksum mismatch/ : /round 0, replica 'r1': message truncated or padded: header says 268 payload bytes, 260 arrived/,
+      );
+      assert.equal(a!.model.stepCount, 0);
+      for (const [name, values] of a!.model.getWeights()) assert.deepEqual(values, before.get(name), `${name} unchanged`);
+      await Promise.all([a!.group.leave(), b!.group.leave()]);
+      a!.model.dispose();
+      b!.model.dispose();
+    });
+  }
+
+  /** Waits until `run` has printed n step reports (or exited). */
+  async function reportsFrom(run: ReplicaRun, n: number): Promise<void> {
+    while (run.reports.length < n && run.child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const includedEntries = (runs: ReplicaRun[]) => new Set(runs.flatMap((r) => r.reports.filter((x) => x.included).flatMap((x) => x.entries)));
+
+  it('a replica SIGKILLed while the others wait for it in a round: training completes, every entry trained and acknowledged, survivors equal', async () => {
+    const stream = 'kill';
+    const ids = await addBatchEntries(redis, stream, makeBatches(36, 16, 21).map((b) => batchFromArrays({ ...b, shape: [IN] })));
+    const config = { port: server.port, group: stream, stream, optimizer: 'adam', seed: 7, minReplicas: 3, roundTimeoutMs: 3000, memberTtlMs: 1000, claimIdleMs: 2500, stepDelayMs: 15 };
+    const runs = ['a', 'b', 'c'].map((replica) => startReplica({ ...config, replica, ...(replica === 'c' ? { stepDelayMs: 60 } : {}) }));
+    await reportsFrom(runs[2]!, 3);
+    runs[2]!.child.kill('SIGKILL');
+    const [a, b, c] = await Promise.all(runs.map((r) => r.done));
+    assert.equal(c, null, 'c was killed');
+    assert.ok(a && b, runs[0]!.output() + runs[1]!.output());
+    assert.deepEqual(a.weights, b.weights, "the survivors' weights are bitwise equal");
+    const trained = includedEntries(runs);
+    assert.deepEqual(ids.filter((id) => !trained.has(id)), [], 'every entry was in some applied round');
+    assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0, 'every entry acknowledged');
+    const survivors = [...runs[0]!.reports, ...runs[1]!.reports];
+    assert.ok(survivors.some((r) => r.missing.includes('c')), 'a step report names c as missing');
+    assert.ok(survivors.at(-1)!.contributors.every((m) => m !== 'c'));
+    console.log(`SIGKILL: c trained ${runs[2]!.reports.length} steps before dying; survivors ${a.steps} steps each; rounds missing c: ${runs[0]!.reports.filter((r) => r.missing.includes('c')).length}`);
+  });
+
+  it('every replica dies: a new group resumes from the leader\'s last checkpoint and the pending entries', async () => {
+    const stream = 'resume';
+    const path = join(server.dir, 'ckpt');
+    const ids = await addBatchEntries(redis, stream, makeBatches(24, 16, 31).map((b) => batchFromArrays({ ...b, shape: [IN] })));
+    const config = { port: server.port, group: stream, stream, optimizer: 'adam', seed: 7, minReplicas: 2, roundTimeoutMs: 3000, memberTtlMs: 800, claimIdleMs: 1000, stepDelayMs: 40, checkpoint: { path, every: 2 } };
+    const first = ['a', 'b'].map((replica) => startReplica({ ...config, replica }));
+    await reportsFrom(first[0]!, 5);
+    first.forEach((r) => r.child.kill('SIGKILL'));
+    await Promise.all(first.map((r) => r.done));
+    const saved = JSON.parse(readFileSync(`${path}.json`, 'utf8')) as { stepCount: number; streamOffsets: { round: number } };
+    assert.ok(saved.stepCount >= 2, `a checkpoint was written (step ${saved.stepCount})`);
+    await new Promise((resolve) => setTimeout(resolve, 900)); // heartbeats expire
+    const second = ['c', 'd'].map((replica) => startReplica({ ...config, replica, stepDelayMs: 0 }));
+    const results = await Promise.all(second.map((r) => r.done));
+    results.forEach((r, i) => assert.ok(r, second[i]!.output()));
+    assert.equal(second[0]!.reports[0]!.step, saved.stepCount + 1, 'the new group starts at the checkpoint');
+    assert.equal(second[0]!.reports[0]!.round, saved.streamOffsets.round, 'and at its round');
+    assert.deepEqual(results[0]!.weights, results[1]!.weights);
+    const trained = includedEntries([...first, ...second]);
+    assert.deepEqual(ids.filter((id) => !trained.has(id)), [], 'every entry trained at least once');
+    assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0);
+  });
+
+  it('Redis restarting mid-run: the replicas retry and finish equal, nothing lost', async () => {
+    const stream = 'restart';
+    const ids = await addBatchEntries(redis, stream, makeBatches(40, 16, 41).map((b) => batchFromArrays({ ...b, shape: [IN] })));
+    const replicas = await inProcessReplicas(2, stream, 'adam', { roundTimeoutMs: 8000, memberTtlMs: 4000 });
+    let restarted: Promise<void> | null = null;
+    reconnects = 0;
+    const slow = tap<ParameterGradients>(() => {
+      if (replicas[0]!.model.stepCount === 8) restarted ??= server.restart(300);
+    });
+    const reports = await Promise.all(
+      replicas.map(({ client, model, optimizer, group }) =>
+        lastValueFrom(fitReplica(model, group, client, { stream, shape: [IN], classes: 3, blockMs: 20, claimIdleMs: 20_000, fit: { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [slow, allReduceGradients(group)] } }).pipe(toArray())),
+      ),
+    );
+    await restarted;
+    assert.ok(reconnects >= 2, `both replicas reconnected (${reconnects} reconnects)`);
+    console.log(`Redis restart: ${reconnects} reconnects, ${reports.flat().at(-1)!.redisRetries} command retries by the group, ${reports[0]!.length} + ${reports[1]!.length} steps`);
+    const [w0, w1] = replicas.map(({ model }) => model.getWeights());
+    for (const [name, v] of w0!) assert.deepEqual(v, w1!.get(name));
+    const trained = new Set(reports.flat().filter((r) => r.included).flatMap((r) => r.entries));
+    assert.deepEqual(ids.filter((id) => !trained.has(id)), []);
+    assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0);
+    replicas.forEach(({ model }) => model.dispose());
+  });
 });

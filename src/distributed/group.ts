@@ -335,7 +335,7 @@ export class ReplicaGroup {
     await this.call('SADD', [this.roundKey(round, 'in'), this.id]);
     await this.call('PEXPIRE', [this.roundKey(round, 'in'), ttl]);
     const waitStarted = performance.now();
-    let expected: string[] = [];
+    let expected: string[] | null = null;
     let closed: string[] | null = null;
     let poll = 0.5;
     while (closed === null) {
@@ -345,8 +345,10 @@ export class ReplicaGroup {
         break;
       }
       const contributors = ((await this.call('SMEMBERS', [this.roundKey(round, 'in')])) as string[]).sort();
-      expected = await this.liveMembers();
-      const everyone = expected.every((m) => contributors.includes(m));
+      const live = await this.liveMembers();
+      // Who the round was waiting for when it began: a replica that dies during it is reported missing.
+      expected ??= live;
+      const everyone = live.every((m) => contributors.includes(m));
       if (everyone || performance.now() - waitStarted > this.roundTimeoutMs) {
         await this.call('SET', [this.roundKey(round, 'closed'), JSON.stringify(contributors), 'NX', 'PX', ttl]);
         continue;
@@ -381,7 +383,7 @@ export class ReplicaGroup {
     await this.call('SET', [this.key('round'), round + 1]);
     this.round = round + 1;
     const result: RoundResult = {
-      round, kind, contributors: closed, missing: expected.filter((m) => !closed.includes(m)), included, rows: total, mean,
+      round, kind, contributors: closed, missing: (expected ?? []).filter((m) => !closed.includes(m)), included, rows: total, mean,
       syncMs: performance.now() - started, bytesSent: message.length, bytesReceived,
     };
     this.lastRound = result;

@@ -3,6 +3,7 @@ import type { Batch } from '../batch.ts';
 import type { FitOptions, Model, StepReport } from '../model.ts';
 import { streamCounters } from '../streams/backpressure.ts';
 import { ackEntries, redisStreamSource, type RedisBatch, type RedisStreamOptions } from '../streams/redis.ts';
+import type { GradientAllReduce } from './all-reduce.ts';
 import type { WeightAveraging } from './average-weights.ts';
 import type { ReplicaGroup, RoundResult } from './group.ts';
 
@@ -58,10 +59,14 @@ export function fitReplica(model: Model, group: ReplicaGroup, client: Parameters
     const counters = options.counters ?? streamCounters();
     const claimIdleMs = options.claimIdleMs ?? 30_000;
     // One entry per read by default (an Arrow entry is a whole batch): a replica holds only the entries it trains now.
-    const source = redisStreamSource(client, {
-      stopWhenIdle: 'drained', claimEveryMs: Math.max(100, claimIdleMs / 2), count: 1, ...options, claimIdleMs, counters, group: consumerGroup, consumer: group.id,
-    });
     const averaging = (options.fit.gradientOperators ?? []).filter((op): op is WeightAveraging => typeof (op as Partial<WeightAveraging>).afterStep === 'function');
+    const allReduce = (options.fit.gradientOperators ?? []).find((op): op is GradientAllReduce => typeof (op as Partial<GradientAllReduce>).idleRound === 'function');
+    // While this replica has nothing to read but others still train, it joins their rounds with zero
+    // rows: the rounds do not wait for it and it applies the same updates, so replicas stay equal to the end.
+    const onIdle = allReduce ? () => allReduce.idleRound(model, options.fit.optimizer) : undefined;
+    const source = redisStreamSource(client, {
+      stopWhenIdle: 'drained', claimEveryMs: Math.max(100, claimIdleMs / 2), count: 1, ...(onIdle ? { onIdle } : {}), ...options, claimIdleMs, counters, group: consumerGroup, consumer: group.id,
+    });
     const ack = (ids: readonly string[]) => ackEntries(client, options.stream, consumerGroup, ids);
     const inFlight: RedisBatch[] = [];
     // Entries trained locally but not yet agreed by a round (model averaging between syncs).

@@ -58,6 +58,8 @@ export interface RedisStreamOptions extends RecordOptions {
    * only once the group has no pending entry either (every entry acknowledged by someone).
    */
   stopWhenIdle?: boolean | 'drained';
+  /** Called after a read that found no new entry (and did not end the iteration); the next read waits for it. */
+  onIdle?: () => Promise<void>;
 }
 
 /** One read: the batch (null if every entry was bad and skipped) and the ids to acknowledge after its step. */
@@ -179,6 +181,7 @@ export function redisStreamSource(client: RedisCaller, options: RedisStreamOptio
           }
           if (options.stopWhenIdle === true) return;
           if (options.stopWhenIdle === 'drained' && (await pendingInGroup()) === 0) return;
+          await options.onIdle?.();
           continue;
         }
         redelivering = pendingFrom !== null;

@@ -14,3 +14,7 @@ export { captureState, applyState, encodeState, decodeState, stateFromCheckpoint
 export type { TrainingState } from './model-state.ts';
 export { retrying, isTransient } from './redis-retry.ts';
 export type { BinaryRedis, RetryStats } from './redis-retry.ts';
+export { startPipelineStage, PipelineStage } from './pipeline.ts';
+export type { PipelineStageOptions, PipelineStepReport, StageAddress } from './pipeline.ts';
+export { StageLink, acceptLink, connectLink } from './pipeline-link.ts';
+export type { Frame } from './pipeline-link.ts';

@@ -120,3 +120,22 @@ export function fillRandom(out: Float32Array, seed: number): Float32Array {
   }
   return out;
 }
+
+/**
+ * Runs each variant once to warm up, then `rounds` alternating rounds, and returns each variant's
+ * median seconds per run: drift (GC, JIT, other load) hits every variant alike.
+ *
+ * Usage: `const [on, off] = await alternatingMedians([() => runOn(), () => runOff()], 7);`
+ */
+export async function alternatingMedians(variants: readonly (() => Promise<unknown>)[], rounds: number): Promise<number[]> {
+  for (const run of variants) await run();
+  const seconds = variants.map(() => [] as number[]);
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, run] of variants.entries()) {
+      const t0 = performance.now();
+      await run();
+      seconds[i]!.push((performance.now() - t0) / 1000);
+    }
+  }
+  return seconds.map(median);
+}

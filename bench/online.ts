@@ -11,8 +11,8 @@
  * Usage: `const rows = await onlineBench({ quick: true });`
  */
 import { from, lastValueFrom, toArray } from 'rxjs';
-import { median, type Row } from './harness.ts';
-import { loadRxgrad, makeEngine } from './rxgrad.ts';
+import { alternatingMedians, type Row } from './harness.ts';
+import { loadRxgrad, makeEngine, randomClassBatches } from './rxgrad.ts';
 
 const WIDTH = 784;
 const CLASSES = 10;
@@ -22,12 +22,8 @@ export async function onlineBench(options: { quick: boolean }): Promise<Row[]> {
   const rx = await loadRxgrad();
   const engine = await makeEngine(Number(process.env['RXGRAD_THREADS'] ?? 2));
   try {
-    const rng = new rx.Random(7);
     const count = options.quick ? 100 : 400;
-    const batches = Array.from({ length: count }, () => {
-      const features = new Float32Array(BATCH * WIDTH).map(() => rng.uniform());
-      return rx.batchFromArrays({ features, shape: [WIDTH], labels: new Int32Array(BATCH).map(() => rng.int(CLASSES)) });
-    });
+    const batches = randomClassBatches(rx, count, BATCH, WIDTH, CLASSES, 7);
     const marker: import('../src/index.ts').Layer = {
       kind: 'trainingDiffersMarker', name: '', trainingDiffers: true,
       build: (shape) => shape, parameters: () => [], config: () => ({}), forward: (x) => x, backward: (dy) => dy,
@@ -35,18 +31,10 @@ export async function onlineBench(options: { quick: boolean }): Promise<Row[]> {
     const variants = (['one', 'two'] as const).map((variant) => {
       const model = rx.sequential([...(variant === 'two' ? [marker] : []), rx.dense(128), rx.relu(), rx.dense(CLASSES)], { inputShape: [WIDTH], seed: 1, engine });
       const fit = { loss: rx.softmaxCrossEntropy(), optimizer: rx.adam({ learningRate: 1e-3 }), window: 1000 };
-      return { variant, model, run: () => lastValueFrom(from(batches).pipe(rx.testThenTrain(model, fit), toArray())), seconds: [] as number[] };
+      return { variant, model, run: () => lastValueFrom(from(batches).pipe(rx.testThenTrain(model, fit), toArray())) };
     });
-    // Alternating rounds, median per variant: drift (GC, JIT, other load) hits both alike.
-    for (const v of variants) await v.run(); // warm-up: optimizer slots, arenas, JIT
-    for (let round = 0; round < (options.quick ? 3 : 7); round++) {
-      for (const v of variants) {
-        const t0 = performance.now();
-        await v.run();
-        v.seconds.push((performance.now() - t0) / 1000);
-      }
-    }
-    const rates = Object.fromEntries(variants.map((v) => [v.variant, (count * BATCH) / median(v.seconds)])) as Record<'one' | 'two', number>;
+    const seconds = await alternatingMedians(variants.map((v) => v.run), options.quick ? 3 : 7);
+    const rates = Object.fromEntries(variants.map((v, i) => [v.variant, (count * BATCH) / seconds[i]!])) as Record<'one' | 'two', number>;
     for (const v of variants) v.model.dispose();
     process.stderr.write(`  testThenTrain: one forward ${Math.round(rates.one)} ex/s, two forwards ${Math.round(rates.two)} ex/s\n`);
     const row = (benchmark: string, unit: string, rxgrad: number): Row => ({ benchmark, unit, rxgrad, tfjsWasm: null, tfjsCpu: null });

@@ -18,6 +18,7 @@ import { lstmBench } from './lstm.ts';
 import { cnnBench } from './cnn.ts';
 import { attentionBench } from './attention.ts';
 import { onlineBench } from './online.ts';
+import { guardBench } from './guard.ts';
 import type { SoakResult } from './soak.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -54,6 +55,7 @@ const suiteCases: BenchCase[] = [
   { name: 'lstm fashion-mnist rows', quick: true, run: (c) => lstmBench({ quick: c.quick }) },
   { name: 'attention per sequence length', quick: true, run: (c) => attentionBench({ quick: c.quick }) },
   { name: 'testThenTrain one vs two forwards', quick: true, run: (c) => onlineBench({ quick: c.quick }) },
+  { name: 'non-finite guard on vs off', quick: true, run: (c) => guardBench({ quick: c.quick }) },
   { name: 'soak online steps', quick: false, run: async () => soakRows(await soakInFreshProcess(200_000)) },
 ];
 /**

@@ -69,3 +69,17 @@ export async function closeRxgradEngines(): Promise<void> {
   const { closeDefaultEngine } = await import('../src/engine.ts');
   await closeDefaultEngine();
 }
+
+/**
+ * `count` batches of `rows` uniform random features of `width` with random class labels below
+ * `classes` (seeded): the inputs of the MLP step benchmarks that need no real data.
+ *
+ * Usage: `const batches = randomClassBatches(rx, 100, 64, 784, 10, 7);`
+ */
+export function randomClassBatches(rx: Rxgrad, count: number, rows: number, width: number, classes: number, seed: number): import('../src/batch.ts').Batch[] {
+  const rng = new rx.Random(seed);
+  return Array.from({ length: count }, () => {
+    const features = new Float32Array(rows * width).map(() => rng.uniform());
+    return rx.batchFromArrays({ features, shape: [width], labels: new Int32Array(rows).map(() => rng.int(classes)) });
+  });
+}

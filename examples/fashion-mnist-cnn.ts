@@ -19,7 +19,7 @@ import { Command } from 'commander';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import {
   adam, batchesFromArrays, closeDefaultEngine, constant, conv2d, defaultEngine, dense, flatten, glorotUniform, heNormal, heUniform,
-  logProgress, maxPool2d, randomFlip, randomTranslate, relu, sequential, softmaxCrossEntropy, zeros, type Initializer, type Layer,
+  logProgress, maxPool2d, randomFlip, randomTranslate, relu, saveModel, sequential, softmaxCrossEntropy, zeros, type Initializer, type Layer,
 } from '../src/index.ts';
 import type { Dataset } from '../src/data/index.ts';
 import { firstExamples, loadImages, positiveInt } from './common.ts';
@@ -145,7 +145,7 @@ confusion.forEach((counts, i) => {
 if (options.save !== false) {
   // As Keras does at the end of fit with use_ema: the saved model is the one whose accuracy was reported.
   if (options.ema) await model.applyAverageWeights();
-  const saved = await model.save(options.save);
+  const saved = await saveModel(model, options.save);
   console.log(`saved model to ${saved.json} + ${saved.weights} (${saved.bytes} bytes, step ${saved.stepCount})`);
 }
 await closeDefaultEngine();

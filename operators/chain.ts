@@ -1,12 +1,13 @@
 import { buildChildren, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import type { DType, Shape, Tensor } from '../src/tensor.ts';
 import { registerLayer } from '../src/registry.ts';
+import { backwardThrough, forwardThrough } from '../src/step-runner.ts';
 
 /**
  * Layers applied in order, as one layer: the building block of the combinators (residual blocks,
- * branches). Forward runs each child's forward; backward runs each child's backward in reverse,
- * feeding each the gradient of the next — the same reverse-stream protocol one level down, not a
- * second autograd. Children are named inside the chain (`block_1/dense_1/kernel`).
+ * branches). Its children run through the model's own step runner (src/step-runner.ts): forward in
+ * order, backward in reverse feeding each the gradient of the next — the same reverse stream one
+ * level down, not a second autograd or a second sequencing loop. Children are named inside the chain (`block_1/dense_1/kernel`).
  */
 export class Chain implements Layer {
   readonly kind: string = 'chain';
@@ -33,18 +34,12 @@ export class Chain implements Layer {
     return this.children.flatMap((c) => c.parameters());
   }
 
-  async forward(x: Tensor, step: StepContext): Promise<Tensor> {
-    let y = x;
-    for (const child of this.children) y = await child.forward(y, step);
-    return y;
+  forward(x: Tensor, step: StepContext): Tensor | Promise<Tensor> {
+    return forwardThrough(this.children, x, step);
   }
 
-  async backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Promise<Tensor | null> {
-    let grad: Tensor | null = dy;
-    for (let i = this.children.length - 1; i >= 0; i--) {
-      grad = await this.children[i]!.backward(grad!, step, i > 0 || needInputGradient);
-    }
-    return grad;
+  backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Tensor | null | Promise<Tensor | null> {
+    return backwardThrough(this.children, dy, step, needInputGradient);
   }
 
   config(): Record<string, unknown> {

@@ -23,14 +23,9 @@ class Dropout implements Layer {
   }
   forward(x: Tensor, step: StepContext): Tensor {
     if (!step.training || this.rate === 0) return x;
-    const mask = step.alloc(x.shape);
+    const mask = dropoutMask(step, x.shape, this.rate);
     const y = step.alloc(x.shape);
-    const heap = step.engine.heap.f32;
-    const m = mask.ptr >> 2;
-    const keep = 1 - this.rate;
-    const scale = 1 / keep;
-    for (let i = 0; i < x.size; i++) heap[m + i] = step.rng.uniform() < keep ? scale : 0;
-    multiply(heap, x.ptr >> 2, m, y.ptr >> 2, x.size);
+    multiply(step.engine.heap.f32, x.ptr >> 2, mask.ptr >> 2, y.ptr >> 2, x.size);
     step.save(this, mask);
     return y;
   }
@@ -45,6 +40,23 @@ class Dropout implements Layer {
   config(): Record<string, unknown> {
     return { rate: this.rate };
   }
+}
+
+/**
+ * An inverted-dropout mask of the given shape in the step's arena: each entry is 1/(1 − rate) with
+ * probability 1 − rate, else 0, drawn in order from the step's seeded generator. The one mask
+ * helper of dropout, spatialDropout2d (a [batch, channels] mask) and attention dropout.
+ *
+ * Usage: `const mask = dropoutMask(step, x.shape, 0.1);`
+ */
+export function dropoutMask(step: StepContext, shape: Shape, rate: number): Tensor {
+  const mask = step.alloc(shape);
+  const heap = step.engine.heap.f32;
+  const m = mask.ptr >> 2;
+  const keep = 1 - rate;
+  const scale = 1 / keep;
+  for (let i = 0; i < mask.size; i++) heap[m + i] = step.rng.uniform() < keep ? scale : 0;
+  return mask;
 }
 
 function multiply(heap: Float32Array, a: number, b: number, out: number, n: number): void {

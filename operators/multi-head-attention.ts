@@ -2,6 +2,7 @@ import { glorotUniform, zeros } from '../src/initializers.ts';
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
 import { constructLayer, registerLayer, type ConfigReader } from '../src/registry.ts';
+import { dropoutMask } from './dropout.ts';
 
 /**
  * The score given to a masked (query, key) pair before the softmax. Replacing the score (not adding
@@ -10,42 +11,6 @@ import { constructLayer, registerLayer, type ConfigReader } from '../src/registr
  * staying finite (no −∞ − (−∞) = NaN when a whole row is masked).
  */
 export const MASKED_SCORE = -1e30;
-
-// ---------------------------------------------------------------- gradients of side columns
-
-/**
- * Gradients of tensors that reach layers through `step.columns` rather than the main stream
- * (cross-attention's memory). A producer inside the model (see `encoderDecoder` in
- * operators/transformer.ts) opens a zeroed accumulator in its forward; every consumer adds its
- * contribution in its backward; the producer reads the sum in its own backward, which runs after
- * all consumers because it came before them in the forward. Columns read straight from the batch
- * have no accumulator, and consumers then skip that work. Kept beside the step (a WeakMap) rather
- * than in StepContext so the core needs no change; the map entry dies with the step.
- */
-const columnGradients = new WeakMap<StepContext, Map<string, Tensor>>();
-
-/**
- * Opens a zeroed gradient accumulator for side column `name` of this step (same shape as the column).
- *
- * Usage (a layer producing a column): `step.columns.set('memory', m); openColumnGradient(step, 'memory', m.shape);`
- */
-export function openColumnGradient(step: StepContext, name: string, shape: Shape): Tensor {
-  const grad = step.alloc(shape);
-  grad.data().fill(0);
-  let map = columnGradients.get(step);
-  if (!map) columnGradients.set(step, (map = new Map()));
-  map.set(name, grad);
-  return grad;
-}
-
-/**
- * The gradient accumulator of side column `name`, or null when nobody opened one (a batch column).
- *
- * Usage (a layer consuming a column, in backward): `const g = columnGradient(step, 'memory'); if (g) …accumulate…`
- */
-export function columnGradient(step: StepContext, name: string): Tensor | null {
-  return columnGradients.get(step)?.get(name) ?? null;
-}
 
 // ---------------------------------------------------------------- the operator
 
@@ -258,18 +223,15 @@ export class MultiHeadAttention implements Layer {
     let used = weights;
     let dropMask: Tensor | null = null;
     if (step.training && this.dropout > 0) {
-      dropMask = step.alloc(weights.shape);
+      dropMask = dropoutMask(step, weights.shape, this.dropout);
       used = step.alloc(weights.shape);
       const f = step.engine.heap.f32;
-      const keep = 1 - this.dropout;
       const m0 = dropMask.ptr >> 2;
       const w0 = weights.ptr >> 2;
       const u0 = used.ptr >> 2;
-      for (let i = 0; i < weights.size; i++) {
-        const m = step.rng.uniform() < keep ? 1 / keep : 0;
-        f[m0 + i] = m;
-        f[u0 + i] = f[w0 + i]! * m;
-      }
+      // The kept weights are scaled by 1/keep in double precision (not by the mask's float32 value), as they always were.
+      const scale = 1 / (1 - this.dropout);
+      for (let i = 0; i < weights.size; i++) f[u0 + i] = f[w0 + i]! * (f[m0 + i] !== 0 ? scale : 0);
     }
     // Heads' outputs side by side: head h writes the column block [h·dv, (h+1)·dv) of [B·T, H·dv].
     const o = step.alloc([B, T, hv]);
@@ -383,7 +345,7 @@ export class MultiHeadAttention implements Layer {
       kernels.sumRows(dV.ptr, this.biases.bv.grad.ptr, B * S, hv, 0);
     }
     // The memory's gradient: into x's for self-attention, into the column's accumulator for cross.
-    const memoryGrad = this.cross ? columnGradient(step, this.cross.column) : null;
+    const memoryGrad = this.cross ? step.columnGradient(this.cross.column) : null;
     if (memoryGrad) {
       await compute.gemm(0, 1, B * S, this.memDim, hk, 1, dK.ptr, hk, wk.value.ptr, hk, 1, memoryGrad.ptr, this.memDim);
       await compute.gemm(0, 1, B * S, this.memDim, hv, 1, dV.ptr, hv, wv.value.ptr, hv, 1, memoryGrad.ptr, this.memDim);

@@ -1,6 +1,7 @@
 import { ShapeError, type BuildContext, type Layer, type Parameter, type StepContext } from '../src/layer.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
 import { constructLayer, registerLayer } from '../src/registry.ts';
+import { dropoutMask } from './dropout.ts';
 
 /**
  * Spatial (channel) dropout for NHWC feature maps: while training, each whole channel of each example
@@ -34,12 +35,9 @@ class SpatialDropout2d implements Layer {
     if (!step.training || this.rate === 0) return x;
     const batch = x.shape[0]!;
     const c = this.channels;
-    const mask = step.alloc([batch, c]);
+    const mask = dropoutMask(step, [batch, c], this.rate);
     const y = step.alloc(x.shape);
-    const h = step.engine.heap.f32;
-    const keep = 1 - this.rate;
-    for (let i = 0; i < batch * c; i++) h[(mask.ptr >> 2) + i] = step.rng.uniform() < keep ? 1 / keep : 0;
-    scaleChannels(h, x.ptr >> 2, mask.ptr >> 2, y.ptr >> 2, batch, x.size / batch / c, c);
+    scaleChannels(step.engine.heap.f32, x.ptr >> 2, mask.ptr >> 2, y.ptr >> 2, batch, x.size / batch / c, c);
     step.save(this, mask);
     return y;
   }

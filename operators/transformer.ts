@@ -6,7 +6,7 @@ import { dense } from './dense.ts';
 import { dropout } from './dropout.ts';
 import { gelu } from './gelu.ts';
 import { layerNorm } from './layer-norm.ts';
-import { columnGradient, MultiHeadAttention, multiHeadAttention, openColumnGradient, type CrossAttentionSource, readCrossSource } from './multi-head-attention.ts';
+import { MultiHeadAttention, multiHeadAttention, type CrossAttentionSource, readCrossSource } from './multi-head-attention.ts';
 import { relu } from './relu.ts';
 import { residual } from './residual.ts';
 import { constructLayer, registerLayer, type ConfigReader } from '../src/registry.ts';
@@ -156,7 +156,7 @@ function attentionLayers(layer: Layer): MultiHeadAttention[] {
  * (a precomputed memory: no gradient flows into it) or is produced inside the model by this
  * combinator, which runs an encoder on another batch column, publishes its output as the column,
  * runs the decoder on the main stream, and then backpropagates the memory gradient that the
- * decoder's cross-attentions accumulated (operators/multi-head-attention.ts: `openColumnGradient`)
+ * decoder's cross-attentions accumulated (`StepContext.openColumnGradient` in src/layer.ts)
  * through the encoder. The combinator declares the encoder's source column as a side input and hides
  * the memory column it produces, so a model built around it asks the batch only for real columns.
  * Order: forward encoder → decoder; backward decoder → encoder (the encoder's input gets no gradient).
@@ -211,13 +211,13 @@ class EncoderDecoder implements Layer {
     if (!source) throw new TypeError(`${this.name} (encoderDecoder): needs the side column '${this.options.source}', which this step does not have`);
     const memory = await this.encoder.forward(source, step);
     step.columns.set(this.memory, memory);
-    openColumnGradient(step, this.memory, memory.shape);
+    step.openColumnGradient(this.memory, memory.shape);
     return this.decoder.forward(x, step);
   }
 
   async backward(dy: Tensor, step: StepContext, needInputGradient: boolean): Promise<Tensor | null> {
     const dx = await this.decoder.backward(dy, step, needInputGradient);
-    const dMemory = columnGradient(step, this.memory);
+    const dMemory = step.columnGradient(this.memory);
     if (dMemory) {
       await this.encoder.backward(dMemory, step, false);
       // Consumed: zero it so that a repeated backward of the same step (gradient checks) starts afresh.

@@ -28,7 +28,7 @@ import fc, { type Arbitrary } from 'fast-check';
 import { lastValueFrom, from, toArray } from 'rxjs';
 import { batchFromArrays } from '../src/batch.ts';
 import type { Engine } from '../src/engine.ts';
-import type { Layer } from '../src/layer.ts';
+import type { Layer, StepContext } from '../src/layer.ts';
 import { sequential } from '../src/model.ts';
 import { adam } from '../src/optimizers.ts';
 import { meanSquaredError } from '../src/losses.ts';
@@ -38,7 +38,7 @@ import { dense } from '../operators/dense.ts';
 import { embedding } from '../operators/embedding.ts';
 import { tanh } from '../operators/tanh.ts';
 import { layerNorm } from '../operators/layer-norm.ts';
-import { columnGradient, MASKED_SCORE, multiHeadAttention, openColumnGradient } from '../operators/multi-head-attention.ts';
+import { MASKED_SCORE, multiHeadAttention } from '../operators/multi-head-attention.ts';
 import { positionalEncoding, sinusoidalTable } from '../operators/positional-encoding.ts';
 import { encoderDecoder, transformerDecoderBlock, transformerEncoderBlock } from '../operators/transformer.ts';
 import {
@@ -85,8 +85,8 @@ async function run(
 ): Promise<Run> {
   const columns = Object.entries(options.columns ?? {});
   const differentiable = columns.filter(([, c]) => c.differentiable).map(([n]) => n);
-  const openGradients = (step: Parameters<typeof openColumnGradient>[0]) => {
-    for (const [name, c] of columns) if (c.differentiable) openColumnGradient(step, name, [batch, ...c.shape]);
+  const openGradients = (step: StepContext) => {
+    for (const [name, c] of columns) if (c.differentiable) step.openColumnGradient(name, [batch, ...c.shape]);
   };
   /** Column gradients after backward(…, false), then after backward(…, true). */
   const columnGrads: Map<string, Float32Array>[] = [];
@@ -103,7 +103,7 @@ async function run(
       openGradients(step);
     },
     afterBackward(step, needInputGradient) {
-      columnGrads.push(new Map(differentiable.map((n) => [n, columnGradient(step, n)!.toFloat32Array()])));
+      columnGrads.push(new Map(differentiable.map((n) => [n, step.columnGradient(n)!.toFloat32Array()])));
       // Backward accumulates into the column gradients: fresh accumulators for the second backward.
       if (!needInputGradient) openGradients(step);
     },

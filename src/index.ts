@@ -6,7 +6,13 @@
 export { sequential, Model } from './model.ts';
 export { logProgress } from './progress.ts';
 export type { LogProgressOptions } from './progress.ts';
-export type { SequentialOptions, FitOptions, StepReport, EvaluationResult, InferenceOptions, TrainOptions, TrainProgress, ParameterInfo, GradientReport, UpdateReport } from './model.ts';
+export type { SequentialOptions, ParameterInfo } from './model.ts';
+export { TrainingSession } from './training.ts';
+export type { FitOptions, StepReport, GradientReport, UpdateReport, ForwardPass, BackwardResult } from './training.ts';
+export type { ComputeGradientsOptions, ComputedGradients } from './compute-gradients.ts';
+export type { EvaluationResult, InferenceOptions } from './inference.ts';
+export type { TrainOptions, TrainProgress } from './train-epochs.ts';
+export { StepRunner, forwardThrough, backwardThrough } from './step-runner.ts';
 export {
   batchFromArrays, batchesFromArrays, batchesFromTable, floatColumn, gatherBatch, labelColumn, outputBatch,
   SHAPE_METADATA_KEY,
@@ -30,9 +36,11 @@ export { glorotUniform, glorotNormal, heUniform, heNormal, zeros, constant, rand
 export type { Initializer } from './initializers.ts';
 export { l1, l2, l1l2 } from './regularizers.ts';
 export type { Regularizer } from './regularizers.ts';
-export { clipGradientNorm, gradientNorm, tapGradients } from './gradients.ts';
+export { clipGradientNorm, gradientNorm, tapGradients, accumulateGradients } from './gradients.ts';
+export { ParameterGradients, asyncGradients } from './reverse-stream.ts';
+export type { GradientOperator, UpdateOutcome, NonFinitePolicy } from './reverse-stream.ts';
 export { forwardOperator, backwardOperator, lossOperator, mapInOrder } from './protocol.ts';
-export type { ForwardFlow, ReverseFlow, ParameterGradients, GradientOperator } from './protocol.ts';
+export type { ForwardFlow, ReverseFlow } from './protocol.ts';
 export { dense } from '../operators/dense.ts';
 export type { DenseOptions } from '../operators/dense.ts';
 export { relu } from '../operators/relu.ts';
@@ -48,8 +56,10 @@ export { parallel } from '../operators/parallel.ts';
 export type { Merge } from '../operators/parallel.ts';
 export { encodeSafetensors, decodeSafetensors, SafetensorsError, MAX_HEADER_BYTES } from './safetensors.ts';
 export type { SafetensorsDType, SafetensorsTensor, DecodedSafetensors } from './safetensors.ts';
-export { saveModel, loadModel, checkpointEvery, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint.ts';
-export type { CheckpointManifest, SaveExtra, SavedCheckpoint, LoadedCheckpoint, LoadOptions, CheckpointEveryOptions } from './checkpoint.ts';
+export { saveModel, loadModel, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint.ts';
+export type { CheckpointManifest, SaveExtra, SavedCheckpoint, LoadedCheckpoint, LoadOptions } from './checkpoint.ts';
+export { checkpointEvery } from './checkpoint-every.ts';
+export type { CheckpointEveryOptions } from './checkpoint-every.ts';
 export { layerFromConfig, registerLayer, layerKinds, LayerConfigError, ConfigReader, constructLayer } from '../operators/index.ts';
 export type { LayerFactory } from '../operators/index.ts';
 export { embedding } from '../operators/embedding.ts';
@@ -61,7 +71,7 @@ export type { LstmOptions } from '../operators/lstm.ts';
 export { gru } from '../operators/gru.ts';
 export { layerNorm } from '../operators/layer-norm.ts';
 export type { LayerNormOptions } from '../operators/layer-norm.ts';
-export { multiHeadAttention, MultiHeadAttention, MASKED_SCORE, openColumnGradient, columnGradient } from '../operators/multi-head-attention.ts';
+export { multiHeadAttention, MultiHeadAttention, MASKED_SCORE } from '../operators/multi-head-attention.ts';
 export type { MultiHeadAttentionOptions, CrossAttentionSource } from '../operators/multi-head-attention.ts';
 export { positionalEncoding, sinusoidalTable } from '../operators/positional-encoding.ts';
 export type { PositionalEncodingOptions } from '../operators/positional-encoding.ts';

@@ -53,6 +53,10 @@ export class StepContext {
   /** Set by the loss: mean loss of this batch (regularisation included) and its accuracy, if defined. */
   loss = Number.NaN;
   accuracy: number | null = null;
+  /** Set by the loss: how many terms its mean is over (rows, or counted positions); gradient accumulation weights by it. */
+  lossCount = 0;
+  /** Gradient accumulators of side columns produced inside the model (see {@link openColumnGradient}). */
+  private readonly columnGradients = new Map<string, Tensor>();
 
   constructor(
     readonly engine: Engine,
@@ -77,6 +81,32 @@ export class StepContext {
   /** Keeps tensors from a layer's forward for its backward of the same batch. */
   save(layer: Layer, ...tensors: Tensor[]): void {
     this.saved.set(layer, tensors);
+  }
+
+  /**
+   * Opens a zeroed gradient accumulator for side column `name` of this step (shape: the column's,
+   * batch dimension included). Side columns reach layers through `columns` rather than the main
+   * stream (cross-attention's memory): the layer producing one opens its accumulator in its forward,
+   * every consumer adds its contribution in its backward ({@link columnGradient}), and the producer
+   * reads the sum in its own backward, which runs after all consumers because it came before them in
+   * the forward. Columns read straight from the batch have none, and consumers skip that work.
+   *
+   * Usage (a layer producing a column): `step.columns.set('memory', m); step.openColumnGradient('memory', m.shape);`
+   */
+  openColumnGradient(name: string, shape: Shape): Tensor {
+    const grad = this.alloc(shape);
+    grad.data().fill(0);
+    this.columnGradients.set(name, grad);
+    return grad;
+  }
+
+  /**
+   * The gradient accumulator of side column `name`, or null when nobody opened one (a batch column).
+   *
+   * Usage (a layer consuming a column, in backward): `const g = step.columnGradient('memory'); if (g) …accumulate…`
+   */
+  columnGradient(name: string): Tensor | null {
+    return this.columnGradients.get(name) ?? null;
   }
 
   /** What `layer` saved in this batch's forward. */

@@ -1,18 +1,27 @@
-import { concat, concatMap, defer, finalize, from, lastValueFrom, map, Observable, of, range, Subject, tap, type ObservableInput, type OperatorFunction, type Subscription } from 'rxjs';
-import { floatColumn, gatherBatch, labelColumn, outputBatch, tensorColumn, type Batch, type BatchArrays } from './batch.ts';
+import { Observable, Subject, type ObservableInput, type OperatorFunction } from 'rxjs';
+import type { Batch, BatchArrays } from './batch.ts';
 import { defaultEngine, type Engine } from './engine.ts';
-import type { Arena } from './heap.ts';
+import { evaluateBatches, averagingOptimizer, predictOperator, type EvaluationResult, type InferenceHost, type InferenceOptions } from './inference.ts';
 import type { Initializer } from './initializers.ts';
-import { buildChildren, ShapeError, StepContext, type BuildContext, type Layer, type Parameter } from './layer.ts';
-import { softmaxCrossEntropy, meanSquaredError, type Loss } from './losses.ts';
+import { buildChildren, type BuildContext, type Layer, type Parameter } from './layer.ts';
+import { meanSquaredError, softmaxCrossEntropy, type Loss } from './losses.ts';
 import type { Optimizer } from './optimizers.ts';
-import {
-  backwardOperator, composeOperators, forwardOperator, lossOperator, type ForwardFlow, type GradientOperator,
-  type ParameterGradients, type ReverseFlow,
-} from './protocol.ts';
 import { Random } from './random.ts';
 import type { Regularizer } from './regularizers.ts';
+import { StepRunner } from './step-runner.ts';
+import { trainEpochs, type TrainOptions, type TrainProgress } from './train-epochs.ts';
+import { computeGradients, type ComputedGradients, type ComputeGradientsOptions } from './compute-gradients.ts';
+import {
+  fitFromSource, fitOperator, TrainingSession,
+  type FitOptions, type GradientReport, type StepReport, type TrainingHost, type UpdateReport,
+} from './training.ts';
 import { formatShape, sizeOf, Tensor, type DType, type Shape } from './tensor.ts';
+
+// The training and inference types, also importable from here (where they lived before the split).
+export type { FitOptions, StepReport, GradientReport, UpdateReport } from './training.ts';
+export type { ComputeGradientsOptions, ComputedGradients } from './compute-gradients.ts';
+export type { EvaluationResult, InferenceOptions } from './inference.ts';
+export type { TrainOptions, TrainProgress } from './train-epochs.ts';
 
 /** Options of {@link sequential}. */
 export interface SequentialOptions {
@@ -30,93 +39,6 @@ export interface SequentialOptions {
   timeSliceMs?: number;
 }
 
-/** Options of {@link Model.fit}. */
-export interface FitOptions {
-  loss: Loss;
-  optimizer: Optimizer;
-  /** 'accuracy' adds accuracy to the step reports (for losses that define it). */
-  metrics?: readonly 'accuracy'[];
-  /** Reverse-stream operators applied to each batch's parameter gradients before the optimizer. */
-  gradientOperators?: readonly GradientOperator[];
-  /** Check every input batch for NaN/Infinity and fail with the row and column if found. */
-  checkNumerics?: boolean;
-  /**
-   * Attach to each step report a copy of the model's output for the batch, from this step's forward
-   * (before the update). It equals the inference output when `model.trainingDiffers` is false.
-   */
-  outputs?: boolean;
-}
-
-/** What {@link Model.fit} emits after each optimizer step. */
-export interface StepReport {
-  /** The model's step count after this step (1 after the first batch ever). */
-  step: number;
-  /** Mean loss of this batch (regularisation penalties included). */
-  loss: number;
-  /** Fraction of this batch classified correctly, when asked for and defined by the loss. */
-  accuracy?: number;
-  /** Examples trained on by this `fit` subscription so far, this batch included. */
-  examples: number;
-  /** Rows in this batch. */
-  batchSize: number;
-  /** With `outputs: true`: the forward's output before the update, rows × the output shape's size (`model.outputShape`). */
-  output?: Float32Array;
-}
-
-/** Options of {@link Model.predict} and {@link Model.evaluate}. */
-export interface InferenceOptions {
-  /** Check every input batch for NaN/Infinity and fail with the row and column if found. */
-  checkNumerics?: boolean;
-  /**
-   * 'average': use the moving averages of the weights kept by the optimizer (created with
-   * `emaMomentum`) instead of the weights as they are. Default 'current'.
-   */
-  weights?: 'current' | 'average';
-}
-
-/** What {@link Model.evaluate} resolves. */
-export interface EvaluationResult {
-  loss: number;
-  accuracy?: number;
-  examples: number;
-}
-
-/** Options of {@link Model.train}. */
-export interface TrainOptions extends FitOptions {
-  epochs: number;
-  batchSize: number;
-  /** Shuffle the rows each epoch with the model's seeded generator (default true). */
-  shuffle?: boolean;
-  /** Evaluated after each epoch. */
-  validation?: BatchArrays;
-  /** Which weights the validation uses ('average': the optimizer's moving averages, see `emaMomentum`). Default 'current'. */
-  validationWeights?: 'current' | 'average';
-}
-
-/** Progress events of {@link Model.train}. */
-export type TrainProgress =
-  | ({ kind: 'step'; epoch: number; epochs: number; batch: number; batches: number; meanLoss: number; meanAccuracy?: number } & StepReport)
-  | { kind: 'epoch'; epoch: number; epochs: number; loss: number; accuracy?: number; validation?: EvaluationResult; seconds: number; examplesPerSecond: number };
-
-/** What {@link Model.gradients$} emits for each training step. */
-export interface GradientReport {
-  /** The model's step count after this step. */
-  step: number;
-  /** L2 norm of all parameter gradients together (after gradient operators such as clipping). */
-  globalNorm: number;
-  /** L2 norm of each parameter's gradient, by parameter name. */
-  norms: Record<string, number>;
-}
-
-/** What {@link Model.updates$} emits for each training step. */
-export interface UpdateReport {
-  step: number;
-  /** L2 norm of each parameter's change in this step, by name. */
-  norms: Record<string, number>;
-  /** L2 norm of each parameter after the step, by name (update/weight ratios are a health check). */
-  weightNorms: Record<string, number>;
-}
-
 /** A parameter as users see it: name, shape and a copy of its values. */
 export interface ParameterInfo {
   name: string;
@@ -127,14 +49,19 @@ export interface ParameterInfo {
   values(): Float32Array;
 }
 
-let lastYield = performance.now();
-/** Gives the event loop a turn when steps have run for `sliceMs`, so training never starves a host app. */
-async function yieldIfBusy(sliceMs: number): Promise<void> {
-  const now = performance.now();
-  if (now - lastYield >= sliceMs) {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    lastYield = performance.now();
-  }
+/** The model's internals as its training, inference and checkpoint code see them (not part of the package's API). */
+export type ModelHost = TrainingHost & InferenceHost & { readonly seed: number; optimizer: Optimizer | null; loss: Loss | null };
+
+let hostOf: (model: Model) => ModelHost;
+
+/**
+ * The internals of `model` for the library's own modules (checkpoints, the tests' fixtures): its
+ * parameter tensors, its step counter, its current optimizer. Not exported by the package.
+ *
+ * Usage: `modelHost(model).steps = manifest.stepCount;`
+ */
+export function modelHost(model: Model): ModelHost {
+  return hostOf(model);
 }
 
 /**
@@ -143,35 +70,36 @@ async function yieldIfBusy(sliceMs: number): Promise<void> {
  * steps of concurrent subscriptions are serialised, so every step sees consistent weights.
  */
 export class Model {
+  static {
+    hostOf = (model) => model.host;
+  }
   readonly outputShape: Shape;
   readonly rng: Random;
   /** Element type of the `features` column the model takes (the first layer's `inputDType`). */
   readonly inputDType: DType;
-  private readonly sideInputs: readonly string[];
+  /**
+   * The step runner (src/step-runner.ts): the lower-level API behind fit and predict (batch → step
+   * context, forward, backward, arena pool, the model's exclusive section), for pipeline stages.
+   */
+  readonly runner: StepRunner;
   private readonly params: Parameter[] = [];
   private readonly layerShapes: Shape[];
-  private readonly freeArenas: Arena[] = [];
-  private readonly forwardPipe: OperatorFunction<ForwardFlow, ForwardFlow>;
-  private readonly backwardPipe: OperatorFunction<ReverseFlow, ReverseFlow>;
-  private queue: Promise<void> = Promise.resolve();
+  private readonly host: ModelHost;
   private readonly gradientReports = new Subject<GradientReport>();
   private readonly updateReports = new Subject<UpdateReport>();
   /**
-   * Per-step gradient norms, for dashboards and alerts (a hot Observable: subscribe any time; the
+   * Per-update gradient norms, for dashboards and alerts (a hot Observable: subscribe any time; the
    * norms are computed only while someone listens).
    *
    * Usage: `model.gradients$.subscribe(({ step, globalNorm }) => metrics.gauge('grad_norm', globalNorm))`
    */
   readonly gradients$: Observable<GradientReport> = this.gradientReports.asObservable();
   /**
-   * Per-step weight-update norms (hot; computed only while someone listens: it copies the weights before each update).
+   * Per-update weight-change norms (hot; computed only while someone listens: it copies the weights before each update).
    *
    * Usage: `model.updates$.subscribe(({ norms }) => console.log(norms))`
    */
   readonly updates$: Observable<UpdateReport> = this.updateReports.asObservable();
-  private steps = 0;
-  private lastLoss: Loss | null = null;
-  private currentOptimizer: Optimizer | null = null;
   /** Every optimizer that trained this model: their state is freed with the model. */
   private readonly optimizers = new Set<Optimizer>();
   private disposed = false;
@@ -187,14 +115,19 @@ export class Model {
     this.rng = new Random(seed);
     this.layerShapes = buildChildren(layers, inputShape, this.buildContext());
     this.outputShape = this.layerShapes.at(-1)!;
-    this.inputDType = layers[0]!.inputDType ?? 'float32';
-    this.sideInputs = [...new Set(layers.flatMap((l) => l.sideInputs ?? []))];
-    this.forwardPipe = composeOperators(layers.map((layer) => forwardOperator(layer)));
-    // The reverse stream stops at the first layer with parameters: layers before it (augmentation,
-    // input reshaping) have nothing to learn and nothing upstream to pass a gradient to.
-    const firstLearning = layers.findIndex((l) => l.parameters().length > 0);
-    const learning = firstLearning < 0 ? [] : layers.slice(firstLearning);
-    this.backwardPipe = composeOperators([...learning].reverse().map((layer, i) => backwardOperator(layer, i < learning.length - 1)));
+    this.runner = new StepRunner(layers, { engine, rng: this.rng, name, inputShape, timeSliceMs });
+    this.inputDType = this.runner.inputDType;
+    const optimizers = this.optimizers;
+    this.host = {
+      name, engine, seed, runner: this.runner, parameters: this.params, outputShape: this.outputShape,
+      gradientReports: this.gradientReports, updateReports: this.updateReports,
+      steps: 0, optimizer: null, loss: null,
+      adopt(optimizer: Optimizer, loss: Loss | null) {
+        this.optimizer = optimizer;
+        if (loss) this.loss = loss;
+        optimizers.add(optimizer);
+      },
+    };
   }
 
   /** The root BuildContext: parameters arrive fully named (`dense_1/kernel`) and live in the persistent region. */
@@ -216,9 +149,9 @@ export class Model {
     };
   }
 
-  /** Optimizer steps taken so far. */
+  /** Training steps taken so far (batches whose gradients went into the reverse stream, whatever their outcome). */
   get stepCount(): number {
-    return this.steps;
+    return this.host.steps;
   }
 
   /**
@@ -291,184 +224,6 @@ export class Model {
     return text;
   }
 
-  /** Runs `work` after every earlier step of this model has finished (steps never interleave). */
-  private exclusive<T>(work: () => Observable<T>): Observable<T> {
-    return new Observable<T>((subscriber) => {
-      let release!: () => void;
-      const previous = this.queue;
-      this.queue = new Promise<void>((resolve) => (release = resolve));
-      let inner: Subscription | null = null;
-      let cancelled = false;
-      previous
-        .then(() => yieldIfBusy(this.timeSliceMs))
-        .then(() => {
-          if (cancelled) return release();
-          inner = defer(work).pipe(finalize(release)).subscribe(subscriber);
-        })
-        .catch((error: unknown) => {
-          release();
-          subscriber.error(error);
-        });
-      return () => {
-        cancelled = true;
-        inner?.unsubscribe();
-      };
-    });
-  }
-
-  private beginStep(batch: Batch, training: boolean, checkNumerics: boolean): { step: StepContext; x: Tensor } {
-    if (this.disposed) throw new Error(`${this.name}: the model was disposed`);
-    const first = this.layers[0]!;
-    const features = tensorColumn(batch, 'features');
-    if (features.shape.length !== this.inputShape.length || features.shape.some((d, i) => d !== this.inputShape[i])) {
-      throw new ShapeError(`${first.name} (${first.kind})`, `batch features have shape ${formatShape(features.shape)} per example, but the model was built for input shape ${formatShape(this.inputShape)}`);
-    }
-    if (features.dtype !== this.inputDType) {
-      throw new TypeError(`${first.name} (${first.kind}): batch features are ${features.dtype}, the model takes ${this.inputDType}`);
-    }
-    if (features.rows === 0) throw new RangeError(`${this.name}: empty batch (0 rows)`);
-    if (checkNumerics && features.values instanceof Float32Array) assertFinite(features.values, sizeOf(this.inputShape), "batch column 'features'");
-    const arena = this.freeArenas.pop() ?? this.engine.heap.arena();
-    const step = new StepContext(this.engine, arena, features.rows, training, this.rng, this.steps);
-    const copyIn = (values: Float32Array | Int32Array, shape: Shape): Tensor => {
-      const t = step.alloc([features.rows, ...shape], values instanceof Int32Array ? 'int32' : 'float32');
-      if (values instanceof Int32Array) this.engine.heap.i32.set(values, t.ptr >> 2);
-      else this.engine.heap.f32.set(values, t.ptr >> 2);
-      return t;
-    };
-    try {
-      const x = copyIn(features.values, this.inputShape);
-      const labels = labelColumn(batch);
-      if (labels) step.labels = copyIn(labels.values, labels.shape);
-      if (batch.schema.fields.some((f) => f.name === 'targets')) {
-        const targets = floatColumn(batch, 'targets');
-        if (checkNumerics) assertFinite(targets.values, sizeOf(targets.shape), "batch column 'targets'");
-        step.targets = copyIn(targets.values, targets.shape);
-      }
-      for (const name of this.sideInputs) {
-        const column = tensorColumn(batch, name);
-        step.columns.set(name, copyIn(column.values, column.shape));
-      }
-      return { step, x };
-    } catch (error) {
-      this.endStep(step);
-      throw error;
-    }
-  }
-
-  private endStep(step: StepContext): void {
-    step.arena.reset();
-    this.freeArenas.push(step.arena);
-  }
-
-  /** Regularisation: adds each penalty to the batch loss and its gradient to the parameter's. */
-  private regularize(step: StepContext): void {
-    for (const p of this.params) {
-      if (!p.regularizer) continue;
-      const values = p.value.data();
-      step.loss += p.regularizer.penalty(values);
-      p.regularizer.addGradient(values, p.grad.data());
-    }
-  }
-
-  private trainStep(batch: Batch, fit: Required<Pick<FitOptions, 'loss' | 'optimizer'>> & FitOptions, afterStep: (step: StepContext) => StepReport): Observable<StepReport> {
-    const { step, x } = this.beginStep(batch, true, fit.checkNumerics ?? false);
-    const gradients: OperatorFunction<ParameterGradients, ParameterGradients> = composeOperators(fit.gradientOperators ?? []);
-    let output: Float32Array | null = null;
-    return of<ForwardFlow>({ step, x }).pipe(
-      this.forwardPipe,
-      tap((flow) => {
-        if (fit.outputs) output = flow.x.toFloat32Array();
-      }),
-      lossOperator(fit.loss),
-      this.backwardPipe,
-      map((): ParameterGradients => {
-        this.regularize(step);
-        return { step, parameters: this.params };
-      }),
-      gradients,
-      map((g) => {
-        const watchGradients = this.gradientReports.observed;
-        const previous = this.updateReports.observed ? this.params.map((p) => p.value.toFloat32Array()) : null;
-        const gradientNorms = watchGradients ? this.params.map((p) => l2(p.grad.data())) : null;
-        fit.optimizer.apply(g.parameters, this.engine);
-        this.steps++;
-        if (gradientNorms) {
-          this.gradientReports.next({
-            step: this.steps, globalNorm: Math.hypot(...gradientNorms),
-            norms: Object.fromEntries(this.params.map((p, i) => [p.name, gradientNorms[i]!])),
-          });
-        }
-        if (previous) {
-          this.updateReports.next({
-            step: this.steps,
-            norms: Object.fromEntries(this.params.map((p, i) => [p.name, l2(p.value.data(), previous[i]!)])),
-            weightNorms: Object.fromEntries(this.params.map((p) => [p.name, l2(p.value.data())])),
-          });
-        }
-        const report = afterStep(step);
-        if (output) report.output = output;
-        return report;
-      }),
-      finalize(() => this.endStep(step)),
-    );
-  }
-
-  /**
-   * Online training as an operator: one optimizer step per incoming batch, one {@link StepReport}
-   * out per step. Batches are processed strictly one after another, so the weights after N
-   * batches equal those of a plain loop over the same batches. A push source that outruns the
-   * model is buffered by `concatMap`; give it a backpressure policy (src/streams) or use
-   * {@link fitFrom} for pull sources.
-   *
-   * Usage: `batches$.pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: adam(), metrics: ['accuracy'] })).subscribe(console.log)`
-   */
-  fit(options: FitOptions): OperatorFunction<Batch, StepReport> {
-    return (source) =>
-      defer(() => {
-        const report = this.startFit(options);
-        return source.pipe(concatMap((batch) => this.exclusive(() => this.trainStep(batch, options, report))));
-      });
-  }
-
-  /**
-   * Online training from a pull source (async iterable: an Arrow IPC reader, a Node readable
-   * stream in object mode, a generator): the next batch is pulled only after the previous step is
-   * applied, so the source is read at the engine's pace and nothing queues up. Unsubscribing stops
-   * pulling and calls the iterator's `return()`.
-   *
-   * Usage: `model.fitFrom(RecordBatchReader.from(stream), { loss, optimizer }).subscribe(console.log)`
-   */
-  fitFrom(source: AsyncIterable<Batch> | Iterable<Batch>, options: FitOptions): Observable<StepReport> {
-    return new Observable<StepReport>((subscriber) => {
-      const report = this.startFit(options);
-      const iterator = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
-      let current: Subscription | null = null;
-      let stopped = false;
-      const pull = async (): Promise<void> => {
-        let next: IteratorResult<Batch>;
-        try {
-          next = await iterator.next();
-        } catch (error) {
-          return subscriber.error(error);
-        }
-        if (stopped) return;
-        if (next.done) return subscriber.complete();
-        current = this.exclusive(() => this.trainStep(next.value, options, report)).subscribe({
-          next: (r) => subscriber.next(r),
-          error: (e: unknown) => subscriber.error(e),
-          complete: () => void pull(),
-        });
-      };
-      void pull();
-      return () => {
-        stopped = true;
-        current?.unsubscribe();
-        void Promise.resolve(iterator.return?.()).catch(() => {});
-      };
-    });
-  }
-
   /**
    * True when some layer's forward differs between training and inference (dropout, augmentation,
    * batch statistics): then a training step's output is not a prediction.
@@ -479,50 +234,62 @@ export class Model {
 
   /** The optimizer given to the latest `fit`/`fitFrom`/`train` (null before any): its state is part of a checkpoint. */
   get optimizer(): Optimizer | null {
-    return this.currentOptimizer;
+    return this.host.optimizer;
   }
 
   /** The loss given to the latest `fit`/`fitFrom`/`train`, or null. */
   get loss(): Loss | null {
-    return this.lastLoss;
-  }
-
-  /** Restores the step counter (checkpoint loading). */
-  restoreStepCount(steps: number): void {
-    if (!Number.isInteger(steps) || steps < 0) throw new RangeError(`restoreStepCount: steps must be a non-negative integer, got ${steps}`);
-    this.steps = steps;
+    return this.host.loss;
   }
 
   /**
-   * Makes a restored optimizer this model's current one (checkpoint loading): a save before any fit
-   * keeps its slots, and `dispose` frees them even if it never trains.
+   * Online training as an operator: one training step per incoming batch, one {@link StepReport}
+   * out per step. The gradient operators are composed once per subscription over the long-lived
+   * reverse stream (src/reverse-stream.ts), so `skip`, `filter`, `scan` and `accumulateGradients`
+   * work across steps. Batches are processed strictly one after another, so the weights after N
+   * applied updates equal those of a plain loop. A push source that outruns the model is buffered
+   * by `concatMap`; give it a backpressure policy (src/streams) or use {@link fitFrom} for pull sources.
+   *
+   * Usage: `batches$.pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: adam(), metrics: ['accuracy'] })).subscribe(console.log)`
    */
-  adoptOptimizer(optimizer: Optimizer): void {
-    this.currentOptimizer = optimizer;
-    this.optimizers.add(optimizer);
+  fit(options: FitOptions): OperatorFunction<Batch, StepReport> {
+    return fitOperator(this.host, options);
   }
 
-  private startFit(options: FitOptions): (step: StepContext) => StepReport {
-    this.lastLoss = options.loss;
-    this.currentOptimizer = options.optimizer;
-    this.optimizers.add(options.optimizer);
-    const wantAccuracy = options.metrics?.includes('accuracy') ?? false;
-    let examples = 0;
-    return (step: StepContext): StepReport => {
-      examples += step.rows;
-      const r: StepReport = { step: this.steps, loss: step.loss, examples, batchSize: step.rows };
-      if (wantAccuracy && step.accuracy !== null) r.accuracy = step.accuracy;
-      return r;
-    };
+  /**
+   * Online training from a pull source (async iterable: an Arrow IPC reader, a Node readable
+   * stream in object mode, a generator): the next batch is pulled only after the previous step's
+   * report, so the source is read at the engine's pace and nothing queues up. Unsubscribing stops
+   * pulling and calls the iterator's `return()`.
+   *
+   * Usage: `model.fitFrom(RecordBatchReader.from(stream), { loss, optimizer }).subscribe(console.log)`
+   */
+  fitFrom(source: AsyncIterable<Batch> | Iterable<Batch>, options: FitOptions): Observable<StepReport> {
+    return fitFromSource(this.host, source, options);
   }
 
-  private inferenceStep<T>(batch: Batch, checkNumerics: boolean, finish: (output: Tensor, step: StepContext) => T): Observable<T> {
-    const { step, x } = this.beginStep(batch, false, checkNumerics);
-    return of<ForwardFlow>({ step, x }).pipe(
-      this.forwardPipe,
-      map((flow) => finish(flow.x, step)),
-      finalize(() => this.endStep(step)),
-    );
+  /**
+   * A training session: the long-lived reverse stream of `fit` for callers that drive the steps
+   * themselves (custom loops, pipeline stages: `session.forward(batch)` keeps the step open for a
+   * later `pass.backward(...)`). Close it to tear the gradient operators down.
+   *
+   * Usage: `const s = model.trainingSession({ loss, optimizer }); await s.step(batch); s.close();`
+   */
+  trainingSession(options: FitOptions): TrainingSession {
+    return new TrainingSession(this.host, options);
+  }
+
+  /**
+   * Each parameter's gradient for one batch (copies, by name) and the loss, without touching the
+   * weights, the optimizer or the step count. The forward runs as in inference (no dropout, batch
+   * norm on its moving statistics) unless `training: true`. Regularisation penalties are included,
+   * as a training step would see them.
+   *
+   * Usage: `const { loss, gradients } = await model.computeGradients(batch, { loss: softmaxCrossEntropy() });`
+   */
+  computeGradients(batch: Batch, options: ComputeGradientsOptions = {}): Promise<ComputedGradients> {
+    const loss = options.loss ?? this.host.loss ?? (batch.schema.fields.some((f) => f.name === 'targets') ? meanSquaredError() : softmaxCrossEntropy());
+    return computeGradients(this.host, batch, loss, options.training ?? false);
   }
 
   /**
@@ -533,64 +300,7 @@ export class Model {
    * Usage: `batches$.pipe(model.predict()).subscribe((out) => out.getChild('prediction'))`
    */
   predict(options: InferenceOptions = {}): OperatorFunction<Batch, Batch> {
-    const argmax = this.outputShape.length === 1 && this.outputShape[0]! > 1;
-    const onWeights = this.onWeights<Batch>(options.weights, 'predict');
-    return concatMap((batch) =>
-      this.exclusive(
-        onWeights(() =>
-          this.inferenceStep(batch, options.checkNumerics ?? false, (output) => {
-            const passThrough = batch.schema.fields.filter((f) => f.name !== 'features').map((f) => ({ field: f, data: batch.getChild(f.name)!.data[0]! }));
-            return outputBatch(output.toFloat32Array(), this.outputShape, { argmax, passThrough });
-          }),
-        ),
-      ),
-    );
-  }
-
-  /**
-   * Runs `work` on the weights asked for: as they are, or with the optimizer's moving averages
-   * swapped in for its duration (inside the model's exclusive section, so a training step never
-   * sees them, and swapped back even if the work fails).
-   */
-  private onWeights<T>(weights: 'current' | 'average' | undefined, caller: string): (work: () => Observable<T>) => () => Observable<T> {
-    if (weights === undefined || weights === 'current') return (work) => work;
-    if (weights !== 'average') throw new RangeError(`${this.name}.${caller}: weights must be 'current' or 'average', got ${JSON.stringify(weights)}`);
-    const optimizer = this.averagingOptimizer(caller);
-    return (work) => () =>
-      defer(() => {
-        optimizer.swapAverages!(this.params);
-        return work().pipe(finalize(() => optimizer.swapAverages!(this.params)));
-      });
-  }
-
-  private averagingOptimizer(caller: string): Optimizer {
-    const optimizer = this.currentOptimizer;
-    if (!optimizer || !((optimizer.emaMomentum ?? 0) > 0) || !optimizer.swapAverages) {
-      const why = optimizer ? `its optimizer '${optimizer.name}' keeps none` : 'it has not trained yet';
-      throw new Error(`${this.name}.${caller}: the averaged weights need an optimizer created with emaMomentum (e.g. adam({ emaMomentum: 0.99 })); ${why}`);
-    }
-    return optimizer;
-  }
-
-  /**
-   * Replaces the weights with the optimizer's moving averages (Keras's finalisation of `use_ema`),
-   * e.g. before saving a model for serving. Waits for any step in flight.
-   *
-   * Usage: `await model.applyAverageWeights(); await model.save('runs/serving');`
-   */
-  async applyAverageWeights(): Promise<void> {
-    const optimizer = this.averagingOptimizer('applyAverageWeights');
-    await lastValueFrom(
-      this.exclusive(() =>
-        defer(() => {
-          optimizer.swapAverages!(this.params);
-          // The average stays the average: copy the (now current) averaged values back into it.
-          const state = optimizer.state();
-          for (const p of this.params) state.get(p.name)?.['ema']?.data().set(p.value.data());
-          return of(undefined);
-        }),
-      ),
-    );
+    return predictOperator(this.host, options);
   }
 
   /**
@@ -600,100 +310,34 @@ export class Model {
    * Usage: `const { loss, accuracy } = await model.evaluate(from(testBatches));`
    */
   evaluate(batches: ObservableInput<Batch>, options: InferenceOptions & { loss?: Loss } = {}): Promise<EvaluationResult> {
-    return new Promise<EvaluationResult>((resolve, reject) => {
-      const onWeights = this.onWeights<void>(options.weights, 'evaluate');
-      // Means over batches are weighted by each loss's own count (rows, or positions of a sequence).
-      let lossSum = 0;
-      let correctSum = 0;
-      let count = 0;
-      let examples = 0;
-      let hasAccuracy = true;
-      from(batches)
-        .pipe(
-          concatMap((batch) =>
-            this.exclusive(
-              onWeights(() =>
-                this.inferenceStep(batch, options.checkNumerics ?? false, (output, step) => {
-                  const loss = options.loss ?? this.lastLoss ?? (step.targets ? meanSquaredError() : softmaxCrossEntropy());
-                  const result = loss.compute(output, step, false);
-                  lossSum += result.loss * result.count;
-                  count += result.count;
-                  examples += step.rows;
-                  if (result.accuracy === null) hasAccuracy = false;
-                  else correctSum += result.accuracy * result.count;
-                }),
-              ),
-            ),
-          ),
-        )
-        .subscribe({
-          error: reject,
-          complete: () => {
-            if (examples === 0) return reject(new RangeError(`${this.name}.evaluate: no batches`));
-            resolve({ loss: count > 0 ? lossSum / count : 0, ...(hasAccuracy ? { accuracy: count > 0 ? correctSum / count : 0 } : {}), examples });
-          },
-        });
+    return evaluateBatches(this.host, batches, options);
+  }
+
+  /**
+   * Replaces the weights with the optimizer's moving averages (Keras's finalisation of `use_ema`),
+   * e.g. before saving a model for serving. Waits for any step in flight.
+   *
+   * Usage: `await model.applyAverageWeights(); await saveModel(model, 'runs/serving');`
+   */
+  async applyAverageWeights(): Promise<void> {
+    const optimizer = averagingOptimizer(this.host, 'applyAverageWeights');
+    await this.runner.exclusive(() => {
+      optimizer.swapAverages!(this.params);
+      // The average stays the average: copy the (now current) averaged values back into it.
+      const state = optimizer.state();
+      for (const p of this.params) state.get(p.name)?.['ema']?.data().set(p.value.data());
     });
   }
 
   /**
    * Keras-style epochs over a finite dataset held in typed arrays: shuffles (seeded), streams it
-   * as Arrow batches through {@link fit}, and evaluates the validation set after each epoch.
-   * Emits a progress event per step and one per epoch.
+   * as Arrow batches through one training session, and evaluates the validation set after each
+   * epoch. Emits a progress event per step and one per epoch.
    *
    * Usage: `model.train(data, { epochs: 5, batchSize: 64, loss: softmaxCrossEntropy(), optimizer: adam(), validation: test }).subscribe(log)`
    */
   train(data: BatchArrays, options: TrainOptions): Observable<TrainProgress> {
-    const { epochs, batchSize } = options;
-    if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`train: epochs must be a positive integer, got ${epochs}`);
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`train: batchSize must be a positive integer, got ${batchSize}`);
-    const width = sizeOf(data.shape);
-    const rows = data.features.length / width;
-    if (!Number.isInteger(rows) || rows === 0) throw new RangeError(`train: ${data.features.length} feature values do not make whole rows of shape ${formatShape(data.shape)}`);
-    const batches = Math.ceil(rows / batchSize);
-    const wantAccuracy = options.metrics?.includes('accuracy') ?? false;
-    return defer(() => {
-      // Seeded by the model's seed and the steps it has trained: a second call shuffles anew (as Keras's
-      // fit does) while the same seed still repeats the whole sequence; the first call is unchanged (steps 0).
-      const shuffler = new Random((this.seed ^ 0x5eed ^ Math.imul(this.steps, 0x9e3779b9)) >>> 0);
-      const order = new Int32Array(rows).map((_, i) => i);
-      return range(0, epochs).pipe(
-        concatMap((epoch) => {
-          if (options.shuffle ?? true) shuffler.shuffle(order);
-          const started = performance.now();
-          let lossSum = 0;
-          let correct = 0;
-          let seen = 0;
-          let stepsInEpoch = 0;
-          // Indices go into the stream, batches are made lazily: one epoch is never copied whole.
-          const steps = range(0, batches).pipe(
-            concatMap((b) => defer(() => of(gatherBatch(data, order, b * batchSize, Math.min(batchSize, rows - b * batchSize)))).pipe(this.fit(options))),
-            map((report): TrainProgress => {
-              lossSum += report.loss * report.batchSize;
-              seen += report.batchSize;
-              stepsInEpoch++;
-              if (report.accuracy !== undefined) correct += report.accuracy * report.batchSize;
-              return {
-                kind: 'step', ...report, examples: seen, epoch: epoch + 1, epochs, batch: stepsInEpoch, batches,
-                meanLoss: lossSum / seen, ...(wantAccuracy && report.accuracy !== undefined ? { meanAccuracy: correct / seen } : {}),
-              };
-            }),
-          );
-          const summary = defer(async (): Promise<TrainProgress> => {
-            const seconds = (performance.now() - started) / 1000;
-            const validation = options.validation
-              ? await this.evaluate(batchesFromArraysLazy(options.validation, 256), { loss: options.loss, ...(options.validationWeights ? { weights: options.validationWeights } : {}) })
-              : undefined;
-            return {
-              kind: 'epoch', epoch: epoch + 1, epochs, loss: lossSum / seen, seconds, examplesPerSecond: seen / seconds,
-              ...(wantAccuracy && seen > 0 ? { accuracy: correct / seen } : {}),
-              ...(validation ? { validation } : {}),
-            };
-          });
-          return concat(steps, summary);
-        }),
-      );
-    });
+    return trainEpochs(this.host, (batches, o) => this.evaluate(batches, o), data, options);
   }
 
   /**
@@ -708,50 +352,11 @@ export class Model {
       this.engine.heap.free(p.value.ptr);
       this.engine.heap.free(p.grad.ptr);
     }
-    for (const a of this.freeArenas) a.dispose();
-    this.freeArenas.length = 0;
+    this.runner.dispose();
     for (const optimizer of this.optimizers) optimizer.release(this.params, this.engine);
     this.optimizers.clear();
     this.gradientReports.complete();
     this.updateReports.complete();
-  }
-
-  /**
-   * Saves a checkpoint (weights, optimizer state, step count, RNG, stream offsets); see `saveModel` in src/checkpoint.ts.
-   *
-   * Usage: `await model.save('runs/mnist', { streamOffsets: { partition0: 1234 } });`
-   */
-  async save(path: string, extra?: import('./checkpoint.ts').SaveExtra): Promise<import('./checkpoint.ts').SavedCheckpoint> {
-    // Imported on use: checkpoint.ts imports this module, and a lazy import keeps the cycle out of module initialisation.
-    return (await import('./checkpoint.ts')).saveModel(this, path, extra);
-  }
-
-  /** Trainable parameters (internal: for optimizers and checkpoints). */
-  get parameterTensors(): readonly Parameter[] {
-    return this.params;
-  }
-}
-
-function* batchesFromArraysLazy(data: BatchArrays, batchSize: number): Generator<Batch> {
-  const rows = data.features.length / sizeOf(data.shape);
-  for (let start = 0; start < rows; start += batchSize) yield gatherBatch(data, null, start, Math.min(batchSize, rows - start));
-}
-
-/** ‖a − b‖₂ (‖a‖₂ without b), summed in float64. */
-function l2(a: Float32Array, b?: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = b ? a[i]! - b[i]! : a[i]!;
-    sum += d * d;
-  }
-  return Math.sqrt(sum);
-}
-
-function assertFinite(values: Float32Array, width: number, where: string): void {
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i]!)) {
-      throw new RangeError(`checkNumerics: ${where} has ${values[i]} at row ${Math.floor(i / width)}, element ${i % width}`);
-    }
   }
 }
 
@@ -764,4 +369,3 @@ function assertFinite(values: Float32Array, width: number, where: string): void 
 export function sequential(layers: readonly Layer[], options: SequentialOptions): Model {
   return new Model(layers, options.inputShape, options.seed ?? 0, options.engine ?? defaultEngine(), options.name ?? 'sequential', options.timeSliceMs);
 }
-

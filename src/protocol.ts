@@ -1,15 +1,16 @@
 import { concatMap, from, of, type ObservableInput, type OperatorFunction } from 'rxjs';
-import type { Layer, Parameter, StepContext } from './layer.ts';
+import type { Layer, StepContext } from './layer.ts';
 import type { Loss } from './losses.ts';
 import type { Tensor } from './tensor.ts';
 
 /**
  * The stream protocol. Forward, a batch travels as a {@link ForwardFlow} through each layer's
  * forward operator; the loss turns it into a {@link ReverseFlow} carrying dLoss/dOutput, which
- * travels through each layer's backward operator in reverse order; at the end, the batch's
- * {@link ParameterGradients} go through any gradient operators (clipping, logging) to the optimizer.
- * Every item carries its {@link StepContext}, so a layer's backward for batch k finds what its
- * forward saved for batch k.
+ * travels through each layer's backward operator in reverse order; the parameter gradients then
+ * join the long-lived reverse stream (src/reverse-stream.ts). Every item carries its
+ * {@link StepContext}, so a layer's backward for batch k finds what its forward saved for batch k.
+ * These per-layer operators let users compose layers as Rx operators; models and combinators
+ * sequence layers with the step runner (src/step-runner.ts), which runs the same forward/backward.
  */
 export interface ForwardFlow {
   readonly step: StepContext;
@@ -21,15 +22,6 @@ export interface ReverseFlow {
   readonly step: StepContext;
   readonly grad: Tensor | null;
 }
-
-/** The parameter gradients of one batch, on their way to the optimizer. */
-export interface ParameterGradients {
-  readonly step: StepContext;
-  readonly parameters: readonly Parameter[];
-}
-
-/** A gradient operator on the reverse side: `clipGradientNorm(1)`, `tapGradients(fn)`, … */
-export type GradientOperator = OperatorFunction<ParameterGradients, ParameterGradients>;
 
 const isPromise = <T>(v: T | Promise<T>): v is Promise<T> => typeof (v as { then?: unknown })?.then === 'function';
 
@@ -82,11 +74,7 @@ export function lossOperator(loss: Loss, withGradient = true): OperatorFunction<
     const result = loss.compute(flow.x, flow.step, withGradient);
     flow.step.loss = result.loss;
     flow.step.accuracy = result.accuracy;
+    flow.step.lossCount = result.count;
     return { step: flow.step, grad: result.grad };
   });
-}
-
-/** Composes operators left to right (RxJS `pipe` over an array). */
-export function composeOperators<T>(operators: readonly OperatorFunction<T, T>[]): OperatorFunction<T, T> {
-  return (source) => operators.reduce((stream, op) => op(stream), source);
 }

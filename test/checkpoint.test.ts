@@ -5,10 +5,12 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { asyncScheduler, from, lastValueFrom, observeOn, tap, toArray } from 'rxjs';
 import {
-  adam, adamw, batchFromArrays, checkpointEvery, CheckpointError, cosineDecay, createEngine, exponentialDecay, decodeSafetensors, dense, dropout, encodeSafetensors,
+  accumulateGradients, adam, adamw, batchFromArrays, checkpointEvery, CheckpointError, cosineDecay, createEngine, exponentialDecay, decodeSafetensors, dense, dropout, encodeSafetensors,
   chain, gelu, l1l2, l2, parallel, residual, layerFromConfig, LayerConfigError, leakyRelu, loadModel, Random, relu, saveModel, sequential, sgd, sigmoid,
   softmax, softmaxCrossEntropy, tanh, type Batch, type Model, type Optimizer,
 } from '../src/index.ts';
+import { modelHost } from '../src/model.ts';
+import { fitBatches, legacyBatches, weightsHash } from './fixtures/legacy-checkpoint.ts';
 
 // Bitwise resume equivalence needs one fixed reduction order: a single thread.
 const engine = createEngine({ threads: 1 });
@@ -74,7 +76,7 @@ describe('checkpoint round trip', () => {
       const model = mlp(7);
       const optimizer = make();
       await train(model, batches(1, 20), optimizer);
-      model.parameterTensors.find((p) => p.name === 'dense_2/bias')!.trainable = false;
+      modelHost(model).parameters.find((p) => p.name === 'dense_2/bias')!.trainable = false;
       const path = join(root, `round-${optimizer.name}-${label.length}`);
       const saved = await saveModel(model, path, { streamOffsets: { 'events:0': 1234, cursor: 'abc' } });
       assert.equal(saved.stepCount, 20);
@@ -89,7 +91,7 @@ describe('checkpoint round trip', () => {
         assert.deepEqual(loaded.model.inputShape, model.inputShape);
         assert.equal(loaded.model.name, 'mlp');
         assert.equal(loaded.model.seed, 7);
-        assert.equal(loaded.model.parameterTensors.find((p) => p.name === 'dense_2/bias')!.trainable, false);
+        assert.equal(modelHost(loaded.model).parameters.find((p) => p.name === 'dense_2/bias')!.trainable, false);
         const restored = loaded.optimizer!;
         assert.equal(restored.name, optimizer.name);
         assert.equal(restored.iterations, 20);
@@ -120,10 +122,10 @@ describe('checkpoint round trip', () => {
     model.dispose();
   });
 
-  it('saves an untrained model without optimizer, via model.save() and into a directory', async () => {
+  it('saves an untrained model without optimizer into a directory', async () => {
     const model = mlp(3);
     const dir = join(root, 'as-directory') + '/';
-    const saved = await model.save(dir);
+    const saved = await saveModel(model, dir);
     assert.match(saved.json, /as-directory[\\/]checkpoint\.json$/);
     const loaded = await loadModel(dir, { engine });
     assert.equal(loaded.optimizer, null);
@@ -200,6 +202,25 @@ describe('resume equivalence', () => {
   }
 });
 
+describe('checkpoints written by earlier code', () => {
+  it('test/fixtures/legacy-checkpoint (written before the step-runner refactor) loads, and resuming ends bitwise where the old code did', async () => {
+    const plain = createEngine({ threads: 1, relaxedSimd: false });
+    try {
+      const dir = new URL('./fixtures/legacy-checkpoint/', import.meta.url).pathname;
+      const expected = JSON.parse(await readFile(join(dir, 'expected.json'), 'utf8')) as { stepCount: number; weightsSha256AfterResume: string };
+      const { model, optimizer, streamOffsets } = await loadModel(dir, { engine: plain });
+      assert.equal(model.stepCount, 12);
+      assert.deepEqual(streamOffsets, { batches: 12 });
+      await fitBatches(model, legacyBatches(2, 8), optimizer!);
+      assert.equal(model.stepCount, expected.stepCount);
+      assert.equal(weightsHash(model.getWeights()), expected.weightsSha256AfterResume);
+      model.dispose();
+    } finally {
+      await plain.close();
+    }
+  });
+});
+
 describe('checkpointEvery', () => {
   it('saves every N steps at step boundaries, holds reports until the save is durable, and the last save loads', async () => {
     const model = mlp(5);
@@ -236,6 +257,29 @@ describe('checkpointEvery', () => {
     assert.ok(!bytesOf(model.getWeights().get('dense_1/kernel')!).equals(bytesOf(snapshotAt40.get('dense_1/kernel')!)), 'the model trained on after the copy');
     loaded.model.dispose();
     model.dispose();
+  });
+
+  it('never saves on a held step (gradient accumulation): a due save waits for the step that applies the sum, and resuming is exact', async () => {
+    const data = batches(10, 12);
+    const optimizerOf = () => adam({ learningRate: 3e-3 });
+    const model = mlp(6);
+    const path = join(root, 'every-held', 'live');
+    const saves: number[] = [];
+    await lastValueFrom(
+      from(data.slice(0, 6)).pipe(
+        model.fit({ loss: softmaxCrossEntropy(), optimizer: optimizerOf(), gradientOperators: [accumulateGradients(3)] }),
+        checkpointEvery({ model, path, steps: 2, onSave: (s) => saves.push(s.stepCount) }),
+        toArray(),
+      ),
+    );
+    // Due at 2 (held: waits for 3) and at 4 (held) → 6.
+    assert.deepEqual(saves, [3, 6]);
+    const straight = mlp(6);
+    await lastValueFrom(from(data).pipe(straight.fit({ loss: softmaxCrossEntropy(), optimizer: optimizerOf(), gradientOperators: [accumulateGradients(3)] }), toArray()));
+    const { model: resumed, optimizer } = await loadModel(path, { engine });
+    await lastValueFrom(from(data.slice(6)).pipe(resumed.fit({ loss: softmaxCrossEntropy(), optimizer: optimizer!, gradientOperators: [accumulateGradients(3)] }), toArray()));
+    assertBitwiseEqual(resumed.getWeights(), straight.getWeights(), 'resumed after a save at an applied step');
+    for (const m of [model, straight, resumed]) m.dispose();
   });
 
   it('saves by elapsed time', async () => {

@@ -15,7 +15,7 @@
  * arrive before their record are held in bounded buffers with an explicit overflow policy; what
  * a policy evicts is counted as `expired`.
  */
-import { concatMap, defer, map, Observable, of, Subject, type OperatorFunction, type Subscription } from 'rxjs';
+import { concatMap, defer, finalize, from, map, Observable, of, Subject, type OperatorFunction, type Subscription } from 'rxjs';
 import { batchFromArrays, floatColumn, labelColumn, type Batch } from '../batch.ts';
 import type { FitOptions, Model, StepReport } from '../model.ts';
 import { sizeOf } from '../tensor.ts';
@@ -104,21 +104,24 @@ export function testThenTrain(model: Model, options: TestThenTrainOptions): Oper
           means,
         );
       };
-      const learn = (batch: Batch) => of(batch).pipe(model.fit(options));
+      // One training session for the subscription: gradient operators see every step in order.
       if (!model.trainingDiffers) {
-        const fitWithOutputs = model.fit({ ...options, outputs: true });
+        const session = model.trainingSession({ ...options, outputs: true });
         return source.pipe(
-          concatMap((batch) => of(batch).pipe(fitWithOutputs, map((step) => report(step, score(batch, step.output!))))),
+          concatMap((batch) => from(session.step(batch)).pipe(map((step) => report(step, score(batch, step.output!))))),
+          finalize(() => session.close()),
         );
       }
+      const session = model.trainingSession(options);
       return source.pipe(
         concatMap((batch) =>
           of(batch).pipe(
             model.predict(),
             map((predictions) => score(batch, floatColumn(predictions, 'output').values)),
-            concatMap((means) => learn(batch).pipe(map((step) => report(step, means)))),
+            concatMap((means) => from(session.step(batch)).pipe(map((step) => report(step, means)))),
           ),
         ),
+        finalize(() => session.close()),
       );
     });
 }
@@ -263,7 +266,9 @@ export function testThenTrainDelayed(model: Model, labels$: Observable<DelayedLa
         learn.complete();
       };
 
-      // Learning: one optimizer step per ready batch, at most a few waiting (labels are a push source too).
+      // Learning: one training step per ready batch, at most a few waiting (labels are a push source too),
+      // all in one training session (gradient operators see every step in order).
+      const session = model.trainingSession(options);
       const learnSubscription = learn
         .pipe(
           backpressure(
@@ -279,8 +284,7 @@ export function testThenTrainDelayed(model: Model, labels$: Observable<DelayedLa
               });
               const sums = new ScoreSums();
               for (const r of rows) sums.add(r.score);
-              return of(batch).pipe(
-                model.fit(options),
+              return from(session.step(batch)).pipe(
                 map((report): DelayedEvent => {
                   examples += report.batchSize;
                   return withMeans(
@@ -361,6 +365,7 @@ export function testThenTrainDelayed(model: Model, labels$: Observable<DelayedLa
         predictSubscription.unsubscribe();
         labelSubscription?.unsubscribe();
         learnSubscription.unsubscribe();
+        session.close();
       };
     });
 }

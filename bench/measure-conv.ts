@@ -3,14 +3,14 @@
  * at batch 64 (not a test). Timed on process CPU time (robust to foreign load on a shared box), samples of
  * the variants interleaved; median and best of the rounds.
  *
- * Usage: `npx tsx workers/measure-conv.ts [--old=/path/to/kernels-relaxed.wasm] [--rounds=9] [--batch=64]`
+ * Usage: `npx tsx bench/measure-conv.ts [--old=/path/to/kernels-relaxed.wasm] [--rounds=9] [--batch=64]`
  * `--old`: a second build (e.g. the previous commit's) instantiated over the same memory, measured alongside.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { SharedHeap } from '../src/heap.ts';
-import { createWasmCompute } from './wasm-compute.ts';
-import type { Kernels } from './kernel-api.ts';
+import { createWasmCompute } from '../workers/wasm-compute.ts';
+import type { Kernels } from '../workers/kernel-api.ts';
 
 const arg = (name: string, dflt: string): string => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;
 const rounds = Number(arg('rounds', '9'));

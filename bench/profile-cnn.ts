@@ -2,7 +2,7 @@
  * Profile of the example CNN's training step and inference (a measurement, not a test):
  * per-layer forward/backward times (wall and process CPU), per-step overhead, ex/s.
  *
- * Usage: `npx tsx workers/profile-cnn.ts [--threads 2] [--padding same|valid] [--augment] [--fuse-relu] [--steps 200] [--no-layers] [--no-infer]`
+ * Usage: `npx tsx bench/profile-cnn.ts [--threads 2] [--padding same|valid] [--augment] [--fuse-relu] [--steps 200] [--no-layers] [--no-infer]`
  * `--fuse-relu`: `conv2d(…, { activation: 'relu' })` instead of separate relu() layers.
  */
 import os from 'node:os';

@@ -1,7 +1,7 @@
 /**
  * Quick throughput and latency measurement of the wasm compute layer (not a test).
  *
- * Usage: `npx tsx workers/measure.ts [--relaxed=auto|true|false] [--threads=2] [--quick] [--ab] [--only=1024³,…]`
+ * Usage: `npx tsx bench/measure.ts [--relaxed=auto|true|false] [--threads=2] [--quick] [--ab] [--only=1024³,…]`
  *
  * `--ab`: single-thread A/B of the GEMM paths in one process, samples interleaved (unpacked = direct /
  * panel, packed, auto), so foreign load hits every variant alike; timed on process CPU time (not counting
@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { SharedHeap } from '../src/heap.ts';
-import { createWasmCompute } from './wasm-compute.ts';
+import { createWasmCompute } from '../workers/wasm-compute.ts';
 
 const arg = (name: string, dflt: string): string =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;

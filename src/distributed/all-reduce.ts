@@ -1,6 +1,5 @@
-import { concatMap } from 'rxjs';
-import type { GradientOperator, ParameterGradients } from '../protocol.ts';
-import type { Model } from '../model.ts';
+import { modelHost, type Model } from '../model.ts';
+import { asyncGradients, type GradientOperator, type ParameterGradients } from '../reverse-stream.ts';
 import type { Optimizer } from '../optimizers.ts';
 import type { ReplicaGroup } from './group.ts';
 
@@ -27,17 +26,18 @@ function flatten(g: ParameterGradients): Float32Array {
  * Usage: `model.fit({ loss, optimizer, gradientOperators: [allReduceGradients(group)] })`
  */
 export function allReduceGradients(group: ReplicaGroup): GradientAllReduce {
-  const operator = concatMap(async (g: ParameterGradients) => {
-    const result = await group.exchange('gradients', flatten(g), g.step.rows);
+  const operator = asyncGradients(async (g: ParameterGradients) => {
+    const result = await group.exchange('gradients', flatten(g), g.rows);
     let at = 0;
     for (const p of g.parameters) {
       p.grad.data().set(result.mean.subarray(at, at + p.grad.size));
       at += p.grad.size;
     }
     return g;
-  }) as GradientAllReduce;
-  operator.idleRound = async (model, optimizer) => {
-    const params = model.parameterTensors;
+  });
+  const idleRound = async (model: Model, optimizer: Optimizer): Promise<void> => {
+    const host = modelHost(model);
+    const params = host.parameters;
     const result = await group.exchange('gradients', new Float32Array(params.reduce((n, p) => n + p.grad.size, 0)), 0);
     // Nobody had rows: every replica skips the update alike (Adam would move on a zero gradient).
     if (result.rows === 0) return void (await new Promise((resolve) => setTimeout(resolve, 20)));
@@ -47,12 +47,10 @@ export function allReduceGradients(group: ReplicaGroup): GradientAllReduce {
       at += p.grad.size;
     }
     optimizer.apply(params, model.engine);
-    model.restoreStepCount(model.stepCount + 1);
+    host.steps++;
   };
-  return operator;
+  return Object.assign(operator, { idleRound });
 }
 
 /** {@link allReduceGradients}'s operator; `idleRound` lets a replica with no batch take part in the group's round (zero rows), so it applies the same update as the others. */
-export interface GradientAllReduce extends GradientOperator {
-  idleRound(model: Model, optimizer: Optimizer): Promise<void>;
-}
+export type GradientAllReduce = GradientOperator & { idleRound(model: Model, optimizer: Optimizer): Promise<void> };

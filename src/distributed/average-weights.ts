@@ -1,7 +1,7 @@
 import { tap } from 'rxjs';
-import type { Model } from '../model.ts';
+import { modelHost, type Model } from '../model.ts';
 import type { Optimizer } from '../optimizers.ts';
-import type { GradientOperator } from '../protocol.ts';
+import type { GradientOperator, ParameterGradients } from '../reverse-stream.ts';
 import type { ReplicaGroup, RoundResult } from './group.ts';
 
 /** Options of {@link averageWeights}. */
@@ -17,11 +17,11 @@ export interface AverageWeightsOptions {
 }
 
 /** A reverse-stream operator for periodic model averaging; the averaging itself runs after the update, in `afterStep`. */
-export interface WeightAveraging extends GradientOperator {
+export type WeightAveraging = GradientOperator & {
   /** Runs the round due after the latest update (null when none is due). The replica driver calls it between steps. */
   afterStep(model: Model, optimizer: Optimizer): Promise<RoundResult | null>;
   readonly every: number;
-}
+};
 
 /**
  * Periodic model averaging (local SGD): each replica takes H optimizer steps on its own batches,
@@ -39,15 +39,15 @@ export function averageWeights(group: ReplicaGroup, options: AverageWeightsOptio
   if (mode !== 'average' && mode !== 'local') throw new RangeError(`averageWeights: optimizerState must be 'average' or 'local', got '${String(mode)}'`);
   let localSteps = 0;
   let due = false;
-  const operator = tap(() => {
+  const operator = tap<ParameterGradients>(() => {
     if (due) throw new Error(`averageWeights: the average due after ${every} steps did not run; train through fitReplica, which runs it between steps`);
     localSteps++;
     if (localSteps % every === 0) due = true;
-  }) as WeightAveraging;
-  operator.afterStep = async (model, optimizer) => {
+  });
+  const afterStep = async (model: Model, optimizer: Optimizer): Promise<RoundResult | null> => {
     if (!due) return null;
     due = false;
-    const params = model.parameterTensors;
+    const params = modelHost(model).parameters;
     const slots = mode === 'average' ? optimizer.state() : new Map();
     const slotNames = (name: string) => Object.keys(slots.get(name) ?? {}).sort();
     const parts: Float32Array[] = [];
@@ -74,6 +74,5 @@ export function averageWeights(group: ReplicaGroup, options: AverageWeightsOptio
     }
     return result;
   };
-  Object.defineProperty(operator, 'every', { value: every });
-  return operator;
+  return Object.assign(operator, { afterStep, every });
 }

@@ -3,7 +3,7 @@
  * handing the group's current state to a joining replica, and for starting a group from a checkpoint.
  */
 import { loadModel } from '../checkpoint.ts';
-import type { Model } from '../model.ts';
+import { modelHost, type Model } from '../model.ts';
 import type { Optimizer } from '../optimizers.ts';
 import { decodeSafetensors, encodeSafetensors, type SafetensorsTensor } from '../safetensors.ts';
 
@@ -38,9 +38,10 @@ export function captureState(model: Model, optimizer: Optimizer, round: number):
 export function applyState(model: Model, optimizer: Optimizer, state: TrainingState): void {
   model.setWeights(state.weights);
   if (!optimizer.restoreState) throw new Error(`optimizer '${optimizer.name}' cannot restore state (no restoreState)`);
-  optimizer.restoreState(model.parameterTensors, model.engine, state.iterations, state.slots);
-  model.restoreStepCount(state.stepCount);
-  model.adoptOptimizer(optimizer);
+  const host = modelHost(model);
+  optimizer.restoreState(host.parameters, model.engine, state.iterations, state.slots);
+  host.steps = state.stepCount;
+  host.adopt(optimizer, host.loss);
 }
 
 /** Encodes a state as safetensors (`w/<name>`, `o/<name>/<slot>`; counters in the metadata). Usage: `encodeState(state)` */
@@ -93,7 +94,7 @@ export async function stateFromCheckpoint(path: string, model: Model): Promise<T
     for (const [name, record] of loaded.optimizer?.state() ?? []) slots.set(name, Object.fromEntries(Object.entries(record).map(([slot, t]) => [slot, t.toFloat32Array()])));
     return { round, stepCount: loaded.model.stepCount, iterations: loaded.optimizer?.iterations ?? 0, weights: loaded.model.getWeights(), slots };
   } finally {
-    if (loaded.optimizer) loaded.optimizer.release(loaded.model.parameterTensors, model.engine);
+    if (loaded.optimizer) loaded.optimizer.release(modelHost(loaded.model).parameters, model.engine);
     loaded.model.dispose();
   }
 }

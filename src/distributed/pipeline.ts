@@ -14,7 +14,8 @@ import { batchFromArrays, labelColumn, tensorColumn, type Batch } from '../batch
 import type { Arena } from '../heap.ts';
 import { StepContext, type Layer, type Parameter } from '../layer.ts';
 import type { Loss } from '../losses.ts';
-import type { Model } from '../model.ts';
+import { saveModel } from '../checkpoint.ts';
+import { modelHost, type Model } from '../model.ts';
 import type { Optimizer } from '../optimizers.ts';
 import { Tensor, type Shape } from '../tensor.ts';
 import { applyState, stateFromCheckpoint } from './model-state.ts';
@@ -180,14 +181,15 @@ export class PipelineStage {
       if (p.regularizer) p.regularizer.addGradient(p.value.data(), p.grad.data());
     });
     optimizer.apply(this.params, model.engine);
-    model.restoreStepCount(model.stepCount + 1);
-    model.adoptOptimizer(optimizer);
+    const host = modelHost(model);
+    host.steps++;
+    host.adopt(optimizer, this.options.loss);
     this.backwardsDone = 0;
   }
 
   private async saveIfDue(step: number): Promise<void> {
     const c = this.options.checkpoint;
-    if (c && step % c.every === 0) await this.options.model.save(`${c.path}.stage${this.stage}`, { streamOffsets: { step } });
+    if (c && step % c.every === 0) await saveModel(this.options.model, `${c.path}.stage${this.stage}`, { streamOffsets: { step } });
   }
 
   /** Fails this stage and tells the neighbours, naming the stage where it started. */

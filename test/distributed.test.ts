@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import { adam, batchFromArrays, createEngine, dense, Random, relu, sequential, sgd, softmaxCrossEntropy, type Batch, type ParameterGradients } from '../src/index.ts';
-import { addBatchEntries, allReduceGradients, encodeMessage, fitReplica, FingerprintMismatchError, joinGroup, type ReplicaGroupOptions } from '../src/distributed/index.ts';
+import { addBatchEntries, allReduceGradients, averageWeights, encodeMessage, fitReplica, FingerprintMismatchError, joinGroup, type ReplicaGroupOptions } from '../src/distributed/index.ts';
 import { hasRedis, TestRedis } from './redis-server.ts';
 
 const skip = hasRedis ? false : 'redis-server is not on PATH (apt-get install redis-server)';
@@ -167,6 +167,28 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
       replicas.forEach(({ model }) => model.dispose());
     });
   }
+
+  it('averageWeights (every 1 and 4, Adam state averaged): replicas end equal, idle replicas join the averages, nothing pending', async () => {
+    for (const every of [1, 4]) {
+      const stream = `avg-${every}`;
+      const raw = makeBatches(16, 16, 50 + every);
+      const ids = await addBatchEntries(redis, stream, raw.map((b) => batchFromArrays({ ...b, shape: [IN] })));
+      const replicas = await inProcessReplicas(2, stream, 'adam');
+      const averaging = replicas.map(({ group }) => averageWeights(group, { every }));
+      const reports = await Promise.all(
+        replicas.map(({ client, model, optimizer, group }, i) =>
+          lastValueFrom(fitReplica(model, group, client, { stream, shape: [IN], classes: 3, blockMs: 20, fit: { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [averaging[i]!] } }).pipe(toArray())),
+        ),
+      );
+      const [w0, w1] = replicas.map(({ model }) => Object.fromEntries([...model.getWeights()].map(([n, v]) => [n, [...v]])));
+      assert.deepEqual(w0, w1, `every ${every}: replicas equal after the last average`);
+      assert.ok(reports.flat().some((r) => r.bytesSent > 0), 'weights went over the wire');
+      assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0);
+      const trained = new Set(reports.flat().flatMap((r) => r.entries));
+      assert.deepEqual(ids.filter((id) => !trained.has(id)), []);
+      replicas.forEach(({ model }) => model.dispose());
+    }
+  });
 
   it('a replica whose model or optimizer differs is refused on joining, naming the first difference', async () => {
     const client = new Redis({ port: server.port, host: '127.0.0.1' });

@@ -18,8 +18,10 @@ export interface AverageWeightsOptions {
 
 /** A reverse-stream operator for periodic model averaging; the averaging itself runs after the update, in `afterStep`. */
 export type WeightAveraging = GradientOperator & {
-  /** Runs the round due after the latest update (null when none is due). The replica driver calls it between steps. */
-  afterStep(model: Model, optimizer: Optimizer): Promise<RoundResult | null>;
+  /** Runs the round due after the latest update (null when none is due; `force`: also when steps were taken since the last average). The replica driver calls it between steps. */
+  afterStep(model: Model, optimizer: Optimizer, force?: boolean): Promise<RoundResult | null>;
+  /** An idle replica's part in the group's next average (its weights count as a model). */
+  idleRound(model: Model, optimizer: Optimizer): Promise<RoundResult>;
   readonly every: number;
 };
 
@@ -37,16 +39,16 @@ export function averageWeights(group: ReplicaGroup, options: AverageWeightsOptio
   if (!(Number.isInteger(every) && every >= 1)) throw new RangeError(`averageWeights: every must be a positive integer, got ${every}`);
   const mode = options.optimizerState ?? 'average';
   if (mode !== 'average' && mode !== 'local') throw new RangeError(`averageWeights: optimizerState must be 'average' or 'local', got '${String(mode)}'`);
-  let localSteps = 0;
   let due = false;
+  let sinceAverage = 0;
   const operator = tap<ParameterGradients>(() => {
     if (due) throw new Error(`averageWeights: the average due after ${every} steps did not run; train through fitReplica, which runs it between steps`);
-    localSteps++;
-    if (localSteps % every === 0) due = true;
+    if (++sinceAverage % every === 0) due = true;
   });
-  const afterStep = async (model: Model, optimizer: Optimizer): Promise<RoundResult | null> => {
-    if (!due) return null;
+  /** One round: this replica's weights (and slots) in, the group's mean out. */
+  const average = async (model: Model, optimizer: Optimizer): Promise<RoundResult> => {
     due = false;
+    sinceAverage = 0;
     const params = modelHost(model).parameters;
     const slots = mode === 'average' ? optimizer.state() : new Map();
     const slotNames = (name: string) => Object.keys(slots.get(name) ?? {}).sort();
@@ -74,5 +76,7 @@ export function averageWeights(group: ReplicaGroup, options: AverageWeightsOptio
     }
     return result;
   };
-  return Object.assign(operator, { afterStep, every });
+  const afterStep = async (model: Model, optimizer: Optimizer, force = false) => (due || (force && sinceAverage > 0) ? average(model, optimizer) : null);
+  const idleRound = (model: Model, optimizer: Optimizer) => average(model, optimizer);
+  return Object.assign(operator, { afterStep, every, idleRound });
 }

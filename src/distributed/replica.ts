@@ -60,10 +60,20 @@ export function fitReplica(model: Model, group: ReplicaGroup, client: Parameters
     const claimIdleMs = options.claimIdleMs ?? 30_000;
     // One entry per read by default (an Arrow entry is a whole batch): a replica holds only the entries it trains now.
     const averaging = (options.fit.gradientOperators ?? []).filter((op): op is WeightAveraging => typeof (op as Partial<WeightAveraging>).afterStep === 'function');
-    const allReduce = (options.fit.gradientOperators ?? []).find((op): op is GradientAllReduce => typeof (op as Partial<GradientAllReduce>).idleRound === 'function');
-    // While this replica has nothing to read but others still train, it joins their rounds with zero
-    // rows: the rounds do not wait for it and it applies the same updates, so replicas stay equal to the end.
-    const onIdle = allReduce ? () => allReduce.idleRound(model, options.fit.optimizer) : undefined;
+    const allReduce = (options.fit.gradientOperators ?? []).find((op): op is GradientAllReduce => typeof (op as Partial<GradientAllReduce>).idleRound === 'function' && !averaging.includes(op as WeightAveraging));
+    // While this replica has nothing to read but others still train, it takes part in their rounds
+    // (zero rows of gradient; or its weights, a model like the others'), so the rounds do not wait for
+    // it and every replica applies the same updates to the end.
+    const idleAverage = averaging[0];
+    const onIdle = allReduce
+      ? () => allReduce.idleRound(model, options.fit.optimizer)
+      : idleAverage
+        ? async () => {
+            // Entries trained since the last average are settled by this one.
+            ackedBetweenSteps += await settle(await idleAverage.idleRound(model, options.fit.optimizer));
+            await new Promise((resolve) => setTimeout(resolve, 20)); // no busy loop while everyone idles
+          }
+        : undefined;
     const source = redisStreamSource(client, {
       stopWhenIdle: 'drained', claimEveryMs: Math.max(100, claimIdleMs / 2), count: 1, ...(onIdle ? { onIdle } : {}), ...options, claimIdleMs, counters, group: consumerGroup, consumer: group.id,
     });
@@ -99,8 +109,12 @@ export function fitReplica(model: Model, group: ReplicaGroup, client: Parameters
         // Resumed: that step is applied; with model averaging its entries wait for the next round.
         if (averaging.length > 0) unsynced.push(...read.ids);
       }
-      ackedBetweenSteps += await runAveraging();
-      // Trained into this replica's model after the last average: acknowledged as it leaves.
+      // A last average over the steps since the previous one (idle replicas join it), then leave.
+      for (const op of averaging) {
+        const result = await op.afterStep(model, options.fit.optimizer, true);
+        if (result) ackedBetweenSteps += await settle(result);
+      }
+      // Left out of that round (it closed without us): still trained into this model; acknowledged as it leaves.
       ackedBetweenSteps += await ack(unsynced.splice(0));
     }
     const acknowledge: OperatorFunction<StepReport, ReplicaStepReport> = concatMap((report) => {

@@ -98,3 +98,4 @@ export type { RandomCropOptions } from '../operators/random-crop.ts';
 export { randomTranslate } from '../operators/random-translate.ts';
 export type { RandomTranslateOptions } from '../operators/random-translate.ts';
 export * from './streams/index.ts';
+export * from './distributed/index.ts';

@@ -190,6 +190,33 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     }
   });
 
+  it('a replica joining a running group starts from its current weights and optimizer state; all end equal', async () => {
+    const stream = 'join';
+    const ids = await addBatchEntries(redis, stream, makeBatches(40, 16, 61).map((b) => batchFromArrays({ ...b, shape: [IN] })));
+    const replicas = await inProcessReplicas(2, stream, 'adam');
+    const slow = tap<ParameterGradients>(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10));
+    const fit = (r: (typeof replicas)[number]) =>
+      lastValueFrom(fitReplica(r.model, r.group, r.client, { stream, shape: [IN], classes: 3, blockMs: 20, fit: { loss: softmaxCrossEntropy(), optimizer: r.optimizer, gradientOperators: [slow, allReduceGradients(r.group)] } }).pipe(toArray()));
+    const running = replicas.map(fit);
+    while (replicas[0]!.model.stepCount < 4) await new Promise((resolve) => setTimeout(resolve, 10));
+    const client = new Redis({ port: server.port, host: '127.0.0.1' });
+    clients.push(client);
+    // A different seed: only the group's snapshot can make it equal.
+    const model = sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 99, engine });
+    const optimizer = adam({ learningRate: 0.01 });
+    const group = await joinGroup({ redis: client, group: stream, replica: 'late', model, optimizer, roundTimeoutMs: 5000, memberTtlMs: 1000 });
+    assert.ok(model.stepCount >= 4 && optimizer.iterations === model.stepCount, `joined at step ${model.stepCount}, iterations ${optimizer.iterations}, round ${group.round}`);
+    const reports = await Promise.all([...running, fit({ client, model, optimizer, group })]);
+    assert.ok(reports[2]!.length > 0, 'the joiner trained');
+    const weights = [...replicas.map((r) => r.model), model].map((m) => Object.fromEntries([...m.getWeights()].map(([n, v]) => [n, [...v]])));
+    assert.deepEqual(weights[2], weights[0]);
+    assert.deepEqual(weights[1], weights[0]);
+    const trained = new Set(reports.flat().filter((r) => r.included).flatMap((r) => r.entries));
+    assert.deepEqual(ids.filter((id) => !trained.has(id)), []);
+    assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0);
+    [...replicas.map((r) => r.model), model].forEach((m) => m.dispose());
+  });
+
   it('a replica whose model or optimizer differs is refused on joining, naming the first difference', async () => {
     const client = new Redis({ port: server.port, host: '127.0.0.1' });
     clients.push(client);

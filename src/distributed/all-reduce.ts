@@ -33,6 +33,7 @@ export function allReduceGradients(group: ReplicaGroup): GradientAllReduce {
       p.grad.data().set(result.mean.subarray(at, at + p.grad.size));
       at += p.grad.size;
     }
+    g.afterApply(() => group.afterUpdate());
     return g;
   });
   const idleRound = async (model: Model, optimizer: Optimizer): Promise<void> => {
@@ -48,6 +49,7 @@ export function allReduceGradients(group: ReplicaGroup): GradientAllReduce {
     }
     optimizer.apply(params, model.engine);
     host.steps++;
+    group.afterUpdate();
   };
   return Object.assign(operator, { idleRound });
 }

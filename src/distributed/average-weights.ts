@@ -74,6 +74,7 @@ export function averageWeights(group: ReplicaGroup, options: AverageWeightsOptio
       }
       optimizer.restoreState!(params, model.engine, optimizer.iterations, restored);
     }
+    group.afterUpdate();
     return result;
   };
   const afterStep = async (model: Model, optimizer: Optimizer, force = false) => (due || (force && sinceAverage > 0) ? average(model, optimizer) : null);

@@ -122,6 +122,8 @@ export class ReplicaGroup {
   private left = false;
   private heartbeat: NodeJS.Timeout | null = null;
   private checkpointWrite: Promise<unknown> = Promise.resolve();
+  private joinersWaiting = false;
+  private pendingSnapshot: TrainingState | null = null;
   private lastCheckpointRound = -1;
   private readonly prefix: string;
   private readonly redis: BinaryRedis;
@@ -305,15 +307,28 @@ export class ReplicaGroup {
       throw new Error(`group '${this.name}': its state in Redis is gone or replaced (epoch ${epoch ?? 'missing'}, ours ${this.epoch}): was Redis restarted without persistence (appendonly yes)?`);
     }
     await this.renewLeadership();
+    await this.checkpointWrite; // surfaces a failed write; at most one in flight
+    if (!this.leader) return;
+    if (this.pendingSnapshot) await this.publishSnapshot(this.pendingSnapshot);
+    this.pendingSnapshot = null;
+    this.joinersWaiting = Number(await this.call('SCARD', [this.key('joining')])) > 0;
+  }
+
+  /**
+   * Called right after the update of a round was applied (the operators register it with
+   * `afterApply`): the leader copies the state for waiting joiners and saves a checkpoint when due —
+   * synchronously, so the copy is exactly the state after this round (published and written later).
+   */
+  afterUpdate(): void {
     if (!this.leader) return;
     const { model, optimizer } = this.options;
-    if (Number(await this.call('SCARD', [this.key('joining')])) > 0) await this.publishSnapshot(captureState(model, optimizer, this.round));
+    if (this.joinersWaiting) this.pendingSnapshot = captureState(model, optimizer, this.round);
+    this.joinersWaiting = false;
     const every = this.options.checkpoint?.every;
     if (every && this.round - this.lastCheckpointRound >= every) {
       this.lastCheckpointRound = this.round;
-      const previous = this.checkpointWrite;
-      await previous; // surfaces a failed write; at most one write in flight
-      this.checkpointWrite = saveModel(model, this.options.checkpoint!.path, { streamOffsets: { group: this.name, round: this.round } });
+      const write = saveModel(model, this.options.checkpoint!.path, { streamOffsets: { group: this.name, round: this.round } });
+      this.checkpointWrite = Promise.all([this.checkpointWrite, write]);
     }
   }
 

@@ -104,8 +104,9 @@ if (!o.only || o.only === 'netem') {
         else execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', `${delay}ms`]);
         r = await dataParallel('mlp', 256, 'allreduce', 4, ['ip', 'netns', 'exec', ns]);
       } else {
-        const redisPort = 30_000 + (process.pid % 20_000);
+        const redisPort = 30_000 + ((process.pid + delay) % 20_000);
         const server = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+        const exited = new Promise((resolve) => server.on('exit', resolve));
         await new Promise((resolve) => setTimeout(resolve, 500));
         const proxy = await delayProxy(redisPort, delay);
         try {
@@ -113,6 +114,7 @@ if (!o.only || o.only === 'netem') {
         } finally {
           proxy.close();
           server.kill('SIGTERM');
+          await exited;
         }
       }
       console.log(`| ${delay} ms | 4 | ${r.syncMs.toFixed(1)} | ${r.stepMs.toFixed(1)} | ${Math.round(r.bytesSent)} | ${r.load} |`);

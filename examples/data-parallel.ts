@@ -15,7 +15,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -26,7 +25,7 @@ import {
 } from '../src/index.ts';
 import { addBatchEntries, allReduceGradients, averageWeights, fitReplica, joinGroup, type ReplicaStepReport } from '../src/distributed/index.ts';
 import type { Dataset } from '../src/data/index.ts';
-import { firstExamples, loadImages, positiveInt } from './common.ts';
+import { firstExamples, freePort, loadImages, positiveInt } from './common.ts';
 
 const program = new Command()
   .name('data-parallel')
@@ -121,14 +120,6 @@ async function worker(url: string, run: string): Promise<void> {
   })}`);
   redis.disconnect();
   await closeDefaultEngine();
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** A local redis-server on a free loopback port, in a temporary directory. */

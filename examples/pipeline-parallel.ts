@@ -13,7 +13,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -22,7 +21,7 @@ import {
   adam, batchesFromArrays, closeDefaultEngine, conv2d, dense, flatten, heNormal, loadModel, maxPool2d, relu, saveModel, sequential, softmaxCrossEntropy,
 } from '../src/index.ts';
 import { startPipelineStage, type PipelineStepReport } from '../src/distributed/index.ts';
-import { firstExamples, loadImages, positiveInt } from './common.ts';
+import { firstExamples, freePort, loadImages, positiveInt } from './common.ts';
 
 const program = new Command()
   .name('pipeline-parallel')
@@ -48,14 +47,6 @@ const model = sequential(
 );
 const optimizer = adam({ learningRate: 1e-3 });
 const loss = softmaxCrossEntropy();
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 if (o.stage !== undefined) {
   // A served stage: train its layers until stage 0 ends the run, then save them for the evaluation.

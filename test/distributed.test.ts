@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import { adam, batchFromArrays, createEngine, dense, Random, relu, sequential, sgd, softmaxCrossEntropy, type Batch, type ParameterGradients } from '../src/index.ts';
 import { addBatchEntries, allReduceGradients, averageWeights, encodeMessage, fitReplica, FingerprintMismatchError, joinGroup, type ReplicaGroupOptions } from '../src/distributed/index.ts';
-import { hasRedis, TestRedis } from './redis-server.ts';
+import { hasRedis, relativeError, TestRedis } from './redis-server.ts';
 
 const skip = hasRedis ? false : 'redis-server is not on PATH (apt-get install redis-server)';
 const engine = createEngine({ threads: 1 });
@@ -70,16 +70,6 @@ function startReplica(config: Record<string, unknown>, timeoutMs = 60_000): Repl
   });
   return run;
 }
-
-const relativeError = (a: readonly number[], b: readonly number[]) => {
-  let d = 0;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i]! - b[i]!) ** 2;
-    n += b[i]! ** 2;
-  }
-  return Math.sqrt(d / n);
-};
 
 describe('data parallel through Redis (allReduceGradients, averageWeights)', { skip, timeout: 240_000 }, () => {
   let server: TestRedis;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { from, lastValueFrom, toArray } from 'rxjs';
 import { adam, batchFromArrays, createEngine, dense, Random, relu, sequential, softmaxCrossEntropy } from '../src/index.ts';
-import { freePort } from './redis-server.ts';
+import { freePort, relativeError } from './redis-server.ts';
 
 const engine = createEngine({ threads: 1 });
 const dir = mkdtempSync(join(tmpdir(), 'rxgrad-pipeline-'));
@@ -71,16 +71,6 @@ async function singleProcess(steps: number, batchSize: number): Promise<Record<s
   model.dispose();
   return weights;
 }
-
-const relativeError = (a: readonly number[], b: readonly number[]) => {
-  let d = 0;
-  let n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i]! - b[i]!) ** 2;
-    n += b[i]! ** 2;
-  }
-  return Math.sqrt(d / n);
-};
 
 /** Each stage's own layers' weights, merged: stage 0 holds dense_1, the last stage dense_2 and dense_3 (cut at layer 2). */
 function merged(stage0: Record<string, number[]>, stage1: Record<string, number[]>): Record<string, number[]> {

@@ -4,18 +4,23 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { freePort } from '../examples/common.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+export { freePort };
+
+/** ‖a − b‖ / ‖b‖: the relative error of whole weight tensors. */
+export function relativeError(a: readonly number[], b: readonly number[]): number {
+  let d = 0;
+  let n = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += (a[i]! - b[i]!) ** 2;
+    n += b[i]! ** 2;
+  }
+  return Math.sqrt(d / n);
 }
 
 /** A redis-server child process; `restart()` stops it and starts it again on the same port and data. */

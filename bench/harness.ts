@@ -10,6 +10,8 @@ export interface Row {
   rxgrad: number | null;
   tfjsWasm: number | null;
   tfjsCpu: number | null;
+  /** PyTorch CPU (Debian python3-torch) where a suite measures it (bench/torch.ts); absent: not measured. */
+  pytorch?: number | null;
 }
 
 /** What a case gets from the runner. */

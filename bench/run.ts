@@ -18,7 +18,12 @@ import { lstmBench } from './lstm.ts';
 import { cnnBench } from './cnn.ts';
 import { attentionBench } from './attention.ts';
 import { onlineBench } from './online.ts';
+import { recommenderBench } from './recommender.ts';
+import { threadsBench } from './threads.ts';
+import { dashboardBench } from './dashboard.ts';
+import { serveBench } from './serve.ts';
 import { guardBench } from './guard.ts';
+import { tuningBench } from './tuning.ts';
 import type { SoakResult } from './soak.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -55,7 +60,12 @@ const suiteCases: BenchCase[] = [
   { name: 'lstm fashion-mnist rows', quick: true, run: (c) => lstmBench({ quick: c.quick }) },
   { name: 'attention per sequence length', quick: true, run: (c) => attentionBench({ quick: c.quick }) },
   { name: 'testThenTrain one vs two forwards', quick: true, run: (c) => onlineBench({ quick: c.quick }) },
+  { name: 'recommender online MF and top-k', quick: true, run: (c) => recommenderBench({ quick: c.quick }) },
+  { name: 'threads and load: training steps on 1 vs 2 threads, quiet and one core busy; mlp inference b256', quick: true, run: (c) => threadsBench({ quick: c.quick }) },
+  { name: 'dashboard viewers and history', quick: true, run: (c) => dashboardBench({ quick: c.quick }) },
+  { name: 'serve http: batching, reloads under load, memory', quick: true, run: (c) => serveBench({ quick: c.quick }) },
   { name: 'non-finite guard on vs off', quick: true, run: (c) => guardBench({ quick: c.quick }) },
+  { name: 'pruning and transfer speed', quick: true, run: (c) => tuningBench({ quick: c.quick }) },
   { name: 'soak online steps', quick: false, run: async () => soakRows(await soakInFreshProcess(200_000)) },
 ];
 /**
@@ -148,10 +158,10 @@ function fmt(v: number | null): string {
   return v.toPrecision(3);
 }
 const ratio = (a: number | null, b: number | null) => (a === null || b === null || b === 0 ? null : a / b);
-const header = ['benchmark', 'unit', 'rxgrad', 'tfjs-wasm', 'tfjs-cpu', 'rxgrad/wasm', 'rxgrad/cpu'];
+const header = ['benchmark', 'unit', 'rxgrad', 'tfjs-wasm', 'tfjs-cpu', 'rxgrad/wasm', 'rxgrad/cpu', 'pytorch', 'rxgrad/pytorch'];
 const table = rows.map((r) => [
   r.benchmark, r.unit, fmt(r.rxgrad), fmt(r.tfjsWasm), fmt(r.tfjsCpu),
-  fmt(ratio(r.rxgrad, r.tfjsWasm)), fmt(ratio(r.rxgrad, r.tfjsCpu)),
+  fmt(ratio(r.rxgrad, r.tfjsWasm)), fmt(ratio(r.rxgrad, r.tfjsCpu)), fmt(r.pytorch ?? null), fmt(ratio(r.rxgrad, r.pytorch ?? null)),
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...table.map((cells) => cells[i]!.length)));
 const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');

@@ -17,6 +17,7 @@ import {
   adam, batchFromArrays, clipGradientNorm, closeDefaultEngine, cosineDecay, defaultEngine, dense, embedding, floatColumn, layerNorm, nextTokenData,
   positionalEncoding, Random, sequential, softmaxCrossEntropy, splitText, transformerDecoderBlock, Vocabulary, type Batch, type Initializer, type Model,
 } from '../src/index.ts';
+import { dashboardOption, keepServing, startDashboard, watchWith } from './common.ts';
 
 const FORTUNES_DIR = '/usr/share/games/fortunes';
 const FIXTURE = new URL('../test/fixtures/english-text.txt', import.meta.url);
@@ -54,11 +55,12 @@ const program = new Command()
   .option('--seed <n>', 'seed of initialisation, batches and sampling', Number, 1)
   .option('--sample-length <n>', 'characters sampled per temperature', positiveInt('--sample-length'))
   .option('--prompt <text>', 'text the samples continue', 'The ')
-  .option('--save <dir>', 'write the weights (JSON of arrays) and the vocabulary to this directory');
+  .option('--save <dir>', 'write the weights (JSON of arrays) and the vocabulary to this directory')
+  .option(...dashboardOption);
 program.parse();
 const o = program.opts<{
   quick: boolean; data?: string; steps?: number; length?: number; dim?: number; layers?: number; heads?: number; batchSize?: number;
-  learningRate?: number; dropout?: number; seed: number; sampleLength?: number; prompt: string; save?: string;
+  learningRate?: number; dropout?: number; seed: number; sampleLength?: number; prompt: string; save?: string; dashboard?: true | number;
 }>();
 
 const config = {
@@ -208,12 +210,14 @@ const optimizer = adam({
     decaySteps: Math.max(1, config.steps - warmupSteps), alpha: 0.1,
   }),
 });
+const board = await startDashboard(o.dashboard, { model, title: 'char-transformer' });
 const started = performance.now();
 let running = 0;
 const every = Math.max(1, Math.floor(config.steps / 10));
 await lastValueFrom(
   // Clipping the global gradient norm at 1 guards the high peak learning rate against rare spikes.
   model.fitFrom(trainingBatches(), { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [clipGradientNorm(1)] }).pipe(
+    watchWith(board),
     tap((r) => {
       running = r.step === 1 ? r.loss : 0.95 * running + 0.05 * r.loss;
       if (r.step % every === 0 || r.step === config.steps) {
@@ -271,5 +275,6 @@ if (o.save) {
   writeFileSync(join(o.save, 'weights.json'), JSON.stringify(Object.fromEntries([...model.getWeights()].map(([k, v]) => [k, Array.from(v)]))));
   console.log(`\nsaved vocabulary.json and weights.json to ${o.save}`);
 }
+await keepServing(board);
 model.dispose();
 await closeDefaultEngine();

@@ -4,7 +4,9 @@
  */
 import { createServer, type AddressInfo } from 'node:net';
 import { InvalidArgumentError } from 'commander';
+import { identity, type MonoTypeOperatorFunction } from 'rxjs';
 import { FASHION_MNIST_DIR, loadEmbeddedMnist, loadFashionMnist, type Dataset } from '../src/data/index.ts';
+import { createDashboard, type Dashboard, type DashboardOptions } from '../src/dashboard/index.ts';
 
 /** A commander option parser for positive integers. Usage: `.option('--epochs <n>', 'epochs', positiveInt('--epochs'))` */
 export const positiveInt = (name: string) => (value: string): number => {
@@ -43,4 +45,40 @@ export function loadImages(name: string, options: { fashionDir?: string; fallbac
     console.log(`Fashion-MNIST unavailable (${(error as Error).message}); using the embedded MNIST digits instead.`);
     return loadEmbeddedMnist();
   }
+}
+
+/** The dashboard's port when `--dashboard` is given without one. */
+export const DEFAULT_DASHBOARD_PORT = 6006;
+
+/** Help text and parser of `--dashboard [port]`. Usage: `.option(...dashboardOption)` */
+export const dashboardOption = [
+  '--dashboard [port]',
+  `serve a live training page on http://127.0.0.1:<port> (default ${DEFAULT_DASHBOARD_PORT}) while training`,
+  (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('--dashboard port must be an integer in [0, 65535]');
+    return n;
+  },
+] as const;
+
+/** Starts the dashboard when `--dashboard` was given (`true`: the default port) and prints its address. */
+export async function startDashboard(option: true | number | undefined, options: DashboardOptions): Promise<Dashboard | null> {
+  if (option === undefined) return null;
+  const board = await createDashboard({ ...options, port: option === true ? DEFAULT_DASHBOARD_PORT : option });
+  console.log(`dashboard: ${board.url}`);
+  return board;
+}
+
+/** `board.watch()`, or nothing without a dashboard. */
+export function watchWith<T>(board: Dashboard | null): MonoTypeOperatorFunction<T> {
+  return board ? board.watch<T>() : identity;
+}
+
+/** At the end of a run with a dashboard: the page stays up (history and all) until Ctrl-C. */
+export async function keepServing(board: Dashboard | null): Promise<void> {
+  if (!board) return;
+  await board.idle();
+  console.log(`dashboard: the run is over; ${board.url} stays up until Ctrl-C`);
+  await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+  await board.close();
 }

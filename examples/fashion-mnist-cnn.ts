@@ -22,7 +22,7 @@ import {
   logProgress, maxPool2d, randomFlip, randomTranslate, relu, saveModel, sequential, softmaxCrossEntropy, zeros, type Initializer, type Layer,
 } from '../src/index.ts';
 import type { Dataset } from '../src/data/index.ts';
-import { firstExamples, loadImages, positiveInt } from './common.ts';
+import { dashboardOption, firstExamples, keepServing, loadImages, positiveInt, startDashboard, watchWith } from './common.ts';
 
 const program = new Command()
   .name('fashion-mnist-cnn')
@@ -46,11 +46,12 @@ const program = new Command()
   .option('--data <name>', "'fashion-mnist' (Debian IDX files) or 'mnist' (embedded digits, for machines without the dataset)", 'fashion-mnist')
   .option('--save <dir>', 'checkpoint directory for the trained model', 'runs/fashion-mnist-cnn')
   .option('--no-save', 'do not save the trained model')
-  .option('--no-progress', 'print one line per epoch instead of a progress bar');
+  .option('--no-progress', 'print one line per epoch instead of a progress bar')
+  .option(...dashboardOption);
 program.parse();
 const options = program.opts<{
   epochs: number; batchSize: number; learningRate: number; seed: number; padding: string; shift: number; flip: boolean; init: string; hidden?: number; ema?: number;
-  convBias: number; augment: boolean; normalize: boolean; train?: number; test?: number; quick: boolean; data: string; save: string | false; progress: boolean;
+  convBias: number; augment: boolean; normalize: boolean; train?: number; test?: number; quick: boolean; data: string; save: string | false; progress: boolean; dashboard?: true | number;
 }>();
 if (options.padding !== 'same' && options.padding !== 'valid') program.error(`--padding must be 'same' or 'valid', got '${options.padding}'`);
 if (!(options.shift >= 0 && options.shift < 14)) program.error(`--shift must be in [0, 14), got ${options.shift}`);
@@ -110,6 +111,9 @@ const augmentationText = augmentation.map((l) => (l.kind === 'randomTranslate' ?
 console.log(`data: ${train.name} ${train.length} examples, ${test.name} ${test.length}; compute: ${engine.compute.name}, ${engine.compute.threads} thread(s)`);
 console.log(`augmentation: ${augmentationText}; conv init: ${options.init}; padding: ${padding}; normalisation: ${normalization}`);
 
+const board = await startDashboard(options.dashboard, {
+  model, validation: test, classNames: CLASS_NAMES, title: 'Fashion-MNIST CNN', ...(options.ema ? { validationWeights: 'average' as const } : {}),
+});
 await lastValueFrom(
   model
     .train(train, {
@@ -117,7 +121,7 @@ await lastValueFrom(
       optimizer: adam({ learningRate: options.learningRate, ...(options.ema ? { emaMomentum: options.ema } : {}) }),
       ...(options.ema ? { validationWeights: 'average' as const } : {}),
     })
-    .pipe(logProgress({ bar: options.progress ? 'auto' : false, validationName: options.ema ? 'test (averaged weights)' : 'test' })),
+    .pipe(watchWith(board), logProgress({ bar: options.progress ? 'auto' : false, validationName: options.ema ? 'test (averaged weights)' : 'test' })),
 );
 
 // Final accuracy and the confusion matrix from one pass of predictions (inference: no augmentation).
@@ -148,4 +152,5 @@ if (options.save !== false) {
   const saved = await saveModel(model, options.save);
   console.log(`saved model to ${saved.json} + ${saved.weights} (${saved.bytes} bytes, step ${saved.stepCount})`);
 }
+await keepServing(board);
 await closeDefaultEngine();

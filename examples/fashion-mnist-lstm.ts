@@ -13,7 +13,7 @@ import { Command } from 'commander';
 import { lastValueFrom } from 'rxjs';
 import { adam, batchesFromArrays, closeDefaultEngine, defaultEngine, dense, logProgress, lstm, sequential, softmaxCrossEntropy } from '../src/index.ts';
 import { FASHION_MNIST_DIR } from '../src/data/index.ts';
-import { firstExamples, loadImages, positiveInt } from './common.ts';
+import { dashboardOption, firstExamples, keepServing, loadImages, positiveInt, startDashboard, watchWith } from './common.ts';
 
 const program = new Command()
   .name('fashion-mnist-lstm')
@@ -28,11 +28,12 @@ const program = new Command()
   .option('--test <n>', 'use only the first n test examples', positiveInt('--test'))
   .option('--fashion-dir <dir>', 'directory of the Fashion-MNIST IDX files', FASHION_MNIST_DIR)
   .option('--quick', 'a short run: 2,000 training and 500 test examples, 1 epoch', false)
-  .option('--no-progress', 'print one line per epoch instead of a progress bar');
+  .option('--no-progress', 'print one line per epoch instead of a progress bar')
+  .option(...dashboardOption);
 program.parse();
 const options = program.opts<{
   data: string; epochs?: number; batchSize: number; units: number; learningRate: number; seed: number;
-  train?: number; test?: number; fashionDir: string; quick: boolean; progress: boolean;
+  train?: number; test?: number; fashionDir: string; quick: boolean; progress: boolean; dashboard?: true | number;
 }>();
 
 const data = loadImages(options.data, { fashionDir: options.fashionDir, fallback: true, fail: (m) => program.error(m) });
@@ -46,6 +47,7 @@ model.summary();
 const engine = defaultEngine();
 console.log(`data: ${train.name} ${train.length} examples, ${test.name} ${test.length}; compute: ${engine.compute.name}, ${engine.compute.threads} thread(s)`);
 
+const board = await startDashboard(options.dashboard, { model, validation: test, title: 'rows-LSTM' });
 const started = performance.now();
 
 await lastValueFrom(
@@ -54,9 +56,10 @@ await lastValueFrom(
       epochs, batchSize: options.batchSize, loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }),
       metrics: ['accuracy'], validation: test,
     })
-    .pipe(logProgress({ bar: options.progress ? 'auto' : false, validationName: 'test' })),
+    .pipe(watchWith(board), logProgress({ bar: options.progress ? 'auto' : false, validationName: 'test' })),
 );
 const final = await model.evaluate(batchesFromArrays(test, 256), { loss: softmaxCrossEntropy() });
 console.log(`final test accuracy: ${(final.accuracy! * 100).toFixed(2)}% (${final.examples} examples, loss ${final.loss.toFixed(4)})`);
 console.log(`total time: ${((performance.now() - started) / 1000).toFixed(1)} s`);
+await keepServing(board);
 await closeDefaultEngine();

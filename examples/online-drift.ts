@@ -19,6 +19,7 @@ import { adam, batchFromArrays, closeDefaultEngine, dense, relu, sequential, sof
 import { loadEmbeddedMnist } from '../src/data/index.ts';
 import { pullThrough } from '../src/streams/sources.ts';
 import { testThenTrain } from '../src/streams/test-then-train.ts';
+import { dashboardOption, keepServing, startDashboard, watchWith } from './common.ts';
 
 const positiveInt = (name: string) => (value: string) => {
   const n = Number(value);
@@ -35,8 +36,9 @@ const options = new Command()
   .option('--window <n>', 'rolling window, in examples', positiveInt('--window'), 640)
   .option('--learning-rate <lr>', 'Adam learning rate', Number, 2e-3)
   .option('--seed <n>', 'model seed', Number, 1)
+  .option(...dashboardOption)
   .parse()
-  .opts<{ quick?: boolean; steps?: number; switch?: number; batchSize: number; window: number; learningRate: number; seed: number }>();
+  .opts<{ quick?: boolean; steps?: number; switch?: number; batchSize: number; window: number; learningRate: number; seed: number; dashboard?: true | number }>();
 
 const steps = options.steps ?? (options.quick ? 500 : 1500);
 const switchAt = options.switch ?? (options.quick ? 250 : 600);
@@ -68,10 +70,12 @@ const windowSteps = Math.ceil(options.window / options.batchSize);
 console.log(`# online-drift: ${steps} steps of ${options.batchSize}, class mapping permuted after step ${switchAt}, rolling window ${options.window} examples`);
 console.log('step,rolling_accuracy,batch_accuracy');
 const rolling: number[] = [];
+const board = await startDashboard(options.dashboard, { model, title: 'online drift (test-then-train)' });
 const started = performance.now();
 await lastValueFrom(
   // Pulled at the model's pace: the generator makes the next batch only when the last step is done.
   pullThrough(stream(), testThenTrain(model, { loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }), window: options.window })).pipe(
+    watchWith(board),
     tap((r) => {
       rolling.push(r.rolling.accuracy!);
       console.log(`${r.step},${r.rolling.accuracy!.toFixed(4)},${r.accuracy!.toFixed(4)}`);
@@ -84,5 +88,6 @@ const end = rolling[steps - 1]!;
 const seconds = (performance.now() - started) / 1000;
 console.log(`# ${(steps / seconds).toFixed(0)} steps/s`);
 console.log(`# summary before=${before.toFixed(4)} after=${after.toFixed(4)} end=${end.toFixed(4)} switch=${switchAt} window_steps=${windowSteps}`);
+await keepServing(board);
 model.dispose();
 await closeDefaultEngine();

@@ -22,6 +22,10 @@ export class Chain implements Layer {
     return this.children[0]!.inputDType;
   }
 
+  get readsFeatures(): boolean {
+    return this.children[0]!.readsFeatures !== false;
+  }
+
   get sideInputs(): readonly string[] {
     return [...new Set(this.children.flatMap((c) => c.sideInputs ?? []))];
   }

@@ -3,6 +3,7 @@ import { ShapeError, type BuildContext, type Layer, type Parameter, type StepCon
 import type { Regularizer } from '../src/regularizers.ts';
 import { formatShape, type Shape, type Tensor } from '../src/tensor.ts';
 import { constructLayer, registerLayer } from '../src/registry.ts';
+import { FILTER_GRADIENT_CHUNKS } from '../workers/compute-api.ts';
 
 /** Explicit zero padding, in pixels, of each side of the image. */
 export interface ExplicitPadding {
@@ -209,15 +210,19 @@ class Conv2d implements Layer {
     const taps = kh * kw * this.win.channels;
     const filter = taps * this.filters;
     const pixels = batch * this.win.outH * this.win.outW;
-    if (this.bias) kernels.sumRows(dy.ptr, this.bias.grad.ptr, pixels, this.filters, 0);
-    // Filter gradient: per thread a partial dW (threads ≥ 1) and an im2col chunk of ~128 KiB.
-    const threads = compute.threads;
-    const chunk = Math.max(1, Math.min(Math.ceil(pixels / threads), Math.floor(COL_CHUNK_FLOATS / taps)));
-    const region = Math.ceil((filter + chunk * taps) / 16) * 16 + 16;
-    const workFloats = threads * region;
-    const work = step.alloc([workFloats]);
-    if (compute.conv2dBackwardFilter) await compute.conv2dBackwardFilter(x.ptr, dy.ptr, this.kernel.grad.ptr, work.ptr, workFloats, ...g);
-    else kernels.conv2dBackwardFilter(x.ptr, dy.ptr, this.kernel.grad.ptr, work.ptr, workFloats, ...g);
+    // A frozen parameter's gradient is never read (the optimizer skips it): its work is skipped too.
+    if (this.bias?.trainable) (compute.sumRows ?? kernels.sumRows)(dy.ptr, this.bias.grad.ptr, pixels, this.filters, 0);
+    if (this.kernel.trainable) {
+      // Filter gradient: per image chunk (a fixed count: the same bits on any number of threads) a partial
+      // dW and an im2col chunk of ~128 KiB.
+      const shares = FILTER_GRADIENT_CHUNKS;
+      const chunk = Math.max(1, Math.min(Math.ceil(pixels / shares), Math.floor(COL_CHUNK_FLOATS / taps)));
+      const region = Math.ceil((filter + chunk * taps) / 16) * 16 + 16;
+      const workFloats = shares * region;
+      const work = step.alloc([workFloats]);
+      if (compute.conv2dBackwardFilter) await compute.conv2dBackwardFilter(x.ptr, dy.ptr, this.kernel.grad.ptr, work.ptr, workFloats, ...g);
+      else kernels.conv2dBackwardFilter(x.ptr, dy.ptr, this.kernel.grad.ptr, work.ptr, workFloats, ...g);
+    }
     if (!needInputGradient) return null;
     const wt = step.alloc([filter]);
     kernels.conv2dTransposeFilter(this.kernel.value.ptr, wt.ptr, kh * kw, this.win.channels, this.filters);

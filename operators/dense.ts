@@ -20,7 +20,8 @@ export interface DenseOptions {
 /**
  * Fully connected layer: y = x·W + b over the last axis. W is [in, units] (Keras layout).
  * Shape rule: [..., in] → [..., units].
- * Backward: dW = xᵀ·dy, db = Σ_rows dy, dx = dy·Wᵀ — three GEMMs with the transposes done by the kernel.
+ * Backward: dW = xᵀ·dy, db = Σ_rows dy, dx = dy·Wᵀ — three GEMMs with the transposes done by the kernel;
+ * dW and db are not computed for a frozen (non-trainable) parameter.
  */
 class Dense implements Layer {
   readonly kind = 'dense';
@@ -62,8 +63,9 @@ class Dense implements Layer {
     const [x] = step.restore(this) as [Tensor];
     const rows = x.size / this.inputs;
     const { compute, kernels } = step.engine;
-    await compute.gemm(1, 0, this.inputs, this.units, rows, 1, x.ptr, this.inputs, dy.ptr, this.units, 0, this.kernel.grad.ptr, this.units);
-    if (this.bias) kernels.sumRows(dy.ptr, this.bias.grad.ptr, rows, this.units, 0);
+    // A frozen parameter's gradient is never read (the optimizer skips it): its work is skipped too.
+    if (this.kernel.trainable) await compute.gemm(1, 0, this.inputs, this.units, rows, 1, x.ptr, this.inputs, dy.ptr, this.units, 0, this.kernel.grad.ptr, this.units);
+    if (this.bias?.trainable) kernels.sumRows(dy.ptr, this.bias.grad.ptr, rows, this.units, 0);
     if (!needInputGradient) return null;
     const dx = step.alloc(x.shape);
     await compute.gemm(0, 1, rows, this.inputs, this.units, 1, dy.ptr, this.units, this.kernel.value.ptr, this.units, 0, dx.ptr, this.inputs);

@@ -18,6 +18,7 @@ import { constructLayer, registerLayer } from '../src/registry.ts';
  * and dQ (recurrent side, for dU, db_rec, dh_{t−1}); they differ only in the h block (dQ_h = dA_h·r).
  *   dĥ = dh·(1−z);  dA_h = dĥ·(1−ĥ²);  dA_z = dQ_z = dh·(h_{t−1} − ĥ)·z(1−z)
  *   dA_r = dQ_r = dA_h·q_h·r(1−r);  dQ_h = dA_h·r;  dh_{t−1} = dh·z + dQ·Uᵀ (GEMM, beta = 1)
+ * The gates and their derivatives are one fused kernel per step each (gruCellForward / gruCellBackward).
  */
 class Gru extends Recurrent {
   readonly kind = 'gru';
@@ -40,7 +41,7 @@ class Gru extends Recurrent {
     const h = step.alloc([T + 1, B, U]);
     await this.projectInputs(step, xt, a, fr, this.bias.value.ptr);
     this.writeInitialState(step, fr, [h.ptr]);
-    const { compute, kernels, heap } = step.engine;
+    const { compute, kernels } = step.engine;
     const rk = this.recurrentKernel.value.ptr;
     const recurrentBias = this.bias.value.ptr + 4 * W;
     const n = B * U;
@@ -51,33 +52,8 @@ class Gru extends Recurrent {
       if (t === 0 && this.initialState === 'zeros') kernels.fill(qt, B * W, 0);
       else await compute.gemm(0, 0, B, W, U, 1, h.ptr + 4 * t * n, U, rk, W, 0, qt, W);
       kernels.addBias(qt, recurrentBias, B, W);
-      let f = heap.f32;
-      const af = at >> 2;
-      const qf = qt >> 2;
-      // a_z += q_z, a_r += q_r: one contiguous 2U run per row.
-      for (let b = 0; b < B; b++) {
-        const ra = af + b * W;
-        const rq = qf + b * W;
-        for (let j = 0; j < 2 * U; j++) f[ra + j] = f[ra + j]! + f[rq + j]!;
-      }
-      for (let b = 0; b < B; b++) kernels.sigmoidForward(at + 4 * b * W, at + 4 * b * W, 2 * U);
-      f = heap.f32;
-      for (let b = 0; b < B; b++) {
-        const ra = af + b * W;
-        const rq = qf + b * W + 2 * U;
-        for (let u = 0; u < U; u++) f[ra + 2 * U + u] = f[ra + 2 * U + u]! + f[ra + U + u]! * f[rq + u]!;
-      }
-      for (let b = 0; b < B; b++) kernels.tanhForward(at + 4 * (b * W + 2 * U), at + 4 * (b * W + 2 * U), U);
-      const hp = (h.ptr >> 2) + t * n;
-      const hn = hp + n;
-      for (let b = 0; b < B; b++) {
-        const ra = af + b * W;
-        const s = b * U;
-        for (let u = 0; u < U; u++) {
-          const gz = f[ra + u]!;
-          f[hn + s + u] = gz * f[hp + s + u]! + (1 - gz) * f[ra + 2 * U + u]!;
-        }
-      }
+      // Gates and the state update in one pass (a keeps z, r, ĥ for the backward).
+      await (compute.gruCellForward ?? kernels.gruCellForward)(at, qt, h.ptr + 4 * t * n, h.ptr + 4 * (t + 1) * n, B, U);
     }
     step.save(this, x, xt, h, a, q);
     return this.output(step, h, fr);
@@ -94,50 +70,24 @@ class Gru extends Recurrent {
     const dq = step.alloc([T - t0, B, W]);
     const dh = step.alloc([B, U]);
     const grads = needInputGradient ? this.allocInputGradient(step, fr) : null;
-    const { compute, kernels, heap } = step.engine;
+    const { compute, kernels } = step.engine;
     const n = B * U;
     kernels.fill(dh.ptr, n, 0);
     const rk = this.recurrentKernel.value.ptr;
     const carry = this.wantsInitialGradient(t0);
-    const dhf = dh.ptr >> 2;
     for (let t = T - 1; t >= t0; t--) {
-      const f = heap.f32;
       const dyAt = this.dyIndex(dyt, fr, t);
-      const at = (a.ptr >> 2) + t * B * W;
-      const qt = (q.ptr >> 2) + t * B * W;
-      const dat = (da.ptr >> 2) + (t - t0) * B * W;
-      const dqt = (dq.ptr >> 2) + (t - t0) * B * W;
-      const hp = (h.ptr >> 2) + t * n;
-      for (let b = 0; b < B; b++) {
-        const ra = at + b * W;
-        const rq = qt + b * W;
-        const rda = dat + b * W;
-        const rdq = dqt + b * W;
-        const s = b * U;
-        for (let u = 0; u < U; u++) {
-          const k = s + u;
-          const gz = f[ra + u]!;
-          const gr = f[ra + U + u]!;
-          const gh = f[ra + 2 * U + u]!;
-          const gradH = f[dhf + k]! + (dyAt >= 0 ? f[dyAt + k]! : 0);
-          const dPreH = gradH * (1 - gz) * (1 - gh * gh);
-          const dPreZ = gradH * (f[hp + k]! - gh) * gz * (1 - gz);
-          const dPreR = dPreH * f[rq + 2 * U + u]! * gr * (1 - gr);
-          f[rda + u] = dPreZ;
-          f[rda + U + u] = dPreR;
-          f[rda + 2 * U + u] = dPreH;
-          f[rdq + u] = dPreZ;
-          f[rdq + U + u] = dPreR;
-          f[rdq + 2 * U + u] = dPreH * gr;
-          // The direct path h_{t−1} → h_t; the GEMM below adds the path through the gates.
-          f[dhf + k] = gradH * gz;
-        }
-      }
-      if (t > t0 || carry) await compute.gemm(0, 1, B, U, W, 1, dqt * 4, W, rk, W, 1, dh.ptr, U);
+      const dqt = dq.ptr + 4 * (t - t0) * B * W;
+      // Every gate derivative in one pass; dh becomes the direct path h_{t−1} → h_t, the GEMM adds the rest.
+      await (compute.gruCellBackward ?? kernels.gruCellBackward)(
+        a.ptr + 4 * t * B * W, q.ptr + 4 * t * B * W, h.ptr + 4 * t * n, dh.ptr, dyAt >= 0 ? 4 * dyAt : 0, da.ptr + 4 * (t - t0) * B * W, dqt, B, U,
+      );
+      if (t > t0 || carry) await compute.gemm(0, 1, B, U, W, 1, dqt, W, rk, W, 1, dh.ptr, U);
     }
     const rows = (T - t0) * B;
-    kernels.sumRows(da.ptr, this.bias.grad.ptr, rows, W, 0);
-    kernels.sumRows(dq.ptr, this.bias.grad.ptr + 4 * W, rows, W, 0);
+    const sumRows = compute.sumRows ?? kernels.sumRows;
+    sumRows(da.ptr, this.bias.grad.ptr, rows, W, 0);
+    sumRows(dq.ptr, this.bias.grad.ptr + 4 * W, rows, W, 0);
     await this.weightGradients(step, saved, t0, da, dq, grads?.dx ?? null, grads?.dxt ?? null);
     this.initialGradient(step, fr, t0, [dh.ptr]);
     return grads?.dx ?? null;

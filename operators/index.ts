@@ -7,6 +7,10 @@
 export { ConfigReader, LayerConfigError, constructLayer, layerFromConfig, layerKinds, registerLayer } from '../src/registry.ts';
 export type { LayerFactory } from '../src/registry.ts';
 export { avgPool2d } from './avg-pool2d.ts';
+export { bias } from './bias.ts';
+export { dot } from './dot.ts';
+export { idEmbedding } from './id-embedding.ts';
+export { input } from './input.ts';
 export { batchNorm } from './batch-norm.ts';
 export { chain } from './chain.ts';
 export { conv2d } from './conv2d.ts';
@@ -25,6 +29,7 @@ export { maxPool2d } from './max-pool2d.ts';
 export { multiHeadAttention } from './multi-head-attention.ts';
 export { parallel } from './parallel.ts';
 export { positionalEncoding } from './positional-encoding.ts';
+export { pruneLayer, PruneLowMagnitude } from './prune-low-magnitude.ts';
 export { randomCrop } from './random-crop.ts';
 export { randomFlip } from './random-flip.ts';
 export { randomRotate } from './random-rotate.ts';

@@ -28,12 +28,13 @@ function lstmBias(units: number, unitForgetBias: boolean): Initializer {
  * Parameters: kernel `[F, 4U]` (Glorot uniform), recurrentKernel `[U, 4U]` (orthogonal, Keras style),
  * bias `[4U]` (zeros, forget block 1). Initial state `[2, U]` = (h_0, c_0) when learned or a column.
  *
- * Forward per step: one GEMM accumulates h_{t−1}·U into the precomputed input projection; the gate
- * non-linearities run in place on it (SIMD kernels), so the saved `z` holds the gate activations.
+ * Forward per step: one GEMM accumulates h_{t−1}·U into the precomputed input projection; one fused kernel
+ * (lstmCellForward) applies the gate non-linearities in place (so the saved `z` holds the activations) and
+ * updates c, tanh(c) and h.
  * Backward per step (no transcendental: every derivative comes from saved activations):
  *   dh = dh_rec + dy_t;  dc = dc_rec + dh·o·(1 − tanh²c_t)
  *   dz_i = dc·g·i(1−i), dz_f = dc·c_{t−1}·f(1−f), dz_c = dc·i·(1−g²), dz_o = dh·tanh(c_t)·o(1−o)
- *   dc_rec ← dc·f;  dh_rec ← dz·Uᵀ (GEMM)
+ *   dc_rec ← dc·f (one fused kernel, lstmCellBackward);  dh_rec ← dz·Uᵀ (GEMM)
  * then dW, dU, db, dX over the whole window at once (see simple-rnn.ts).
  */
 class Lstm extends Recurrent {
@@ -61,7 +62,7 @@ class Lstm extends Recurrent {
     const tc = step.alloc([T, B, U]);
     await this.projectInputs(step, xt, z, fr, this.bias.value.ptr);
     this.writeInitialState(step, fr, [h.ptr, c.ptr]);
-    const { compute, kernels, heap } = step.engine;
+    const { compute, kernels } = step.engine;
     const rk = this.recurrentKernel.value.ptr;
     const n = B * U;
     const skipFirst = this.initialState === 'zeros';
@@ -69,30 +70,8 @@ class Lstm extends Recurrent {
       const zt = z.ptr + 4 * t * B * W;
       // With a zero initial state the first recurrent product is zero: skip it.
       if (t > 0 || !skipFirst) await compute.gemm(0, 0, B, W, U, 1, h.ptr + 4 * t * n, U, rk, W, 1, zt, W);
-      for (let b = 0; b < B; b++) {
-        const row = zt + 4 * b * W;
-        kernels.sigmoidForward(row, row, 2 * U); // i, f
-        kernels.tanhForward(row + 8 * U, row + 8 * U, U); // g
-        kernels.sigmoidForward(row + 12 * U, row + 12 * U, U); // o
-      }
-      // The heap view is taken after the awaits: it is replaced only when the memory grows (an alloc).
-      const f = heap.f32;
-      const zf = zt >> 2;
-      const cp = (c.ptr >> 2) + t * n;
-      const cn = cp + n;
-      for (let b = 0; b < B; b++) {
-        const r = zf + b * W;
-        const s = b * U;
-        for (let u = 0; u < U; u++) f[cn + s + u] = f[r + U + u]! * f[cp + s + u]! + f[r + u]! * f[r + 2 * U + u]!;
-      }
-      const tct = (tc.ptr >> 2) + t * n;
-      kernels.tanhForward(cn * 4, tct * 4, n);
-      const hn = (h.ptr >> 2) + (t + 1) * n;
-      for (let b = 0; b < B; b++) {
-        const r = zf + b * W + 3 * U;
-        const s = b * U;
-        for (let u = 0; u < U; u++) f[hn + s + u] = f[r + u]! * f[tct + s + u]!;
-      }
+      // Gate non-linearities and the cell update in one pass over the step's gates (z keeps the activations).
+      await (compute.lstmCellForward ?? kernels.lstmCellForward)(zt, c.ptr + 4 * t * n, c.ptr + 4 * (t + 1) * n, tc.ptr + 4 * t * n, h.ptr + 4 * (t + 1) * n, B, U);
     }
     step.save(this, x, xt, h, c, tc, z);
     return this.output(step, h, fr);
@@ -109,44 +88,20 @@ class Lstm extends Recurrent {
     const dh = step.alloc([B, U]);
     const dc = step.alloc([B, U]);
     const grads = needInputGradient ? this.allocInputGradient(step, fr) : null;
-    const { compute, kernels, heap } = step.engine;
+    const { compute, kernels } = step.engine;
     const n = B * U;
     kernels.fill(dh.ptr, n, 0);
     kernels.fill(dc.ptr, n, 0);
     const rk = this.recurrentKernel.value.ptr;
     const carry = this.wantsInitialGradient(t0);
-    const dhf = dh.ptr >> 2;
-    const dcf = dc.ptr >> 2;
     for (let t = T - 1; t >= t0; t--) {
-      const f = heap.f32;
       const dyAt = this.dyIndex(dyt, fr, t);
-      const zt = (z.ptr >> 2) + t * B * W;
-      const dzt = (dz.ptr >> 2) + (t - t0) * B * W;
-      const cp = (c.ptr >> 2) + t * n;
-      const tct = (tc.ptr >> 2) + t * n;
-      for (let b = 0; b < B; b++) {
-        const r = zt + b * W;
-        const d = dzt + b * W;
-        const s = b * U;
-        for (let u = 0; u < U; u++) {
-          const k = s + u;
-          const gi = f[r + u]!;
-          const gf = f[r + U + u]!;
-          const gg = f[r + 2 * U + u]!;
-          const go = f[r + 3 * U + u]!;
-          const th = f[tct + k]!;
-          const gradH = f[dhf + k]! + (dyAt >= 0 ? f[dyAt + k]! : 0);
-          const gradC = f[dcf + k]! + gradH * go * (1 - th * th);
-          f[d + u] = gradC * gg * gi * (1 - gi);
-          f[d + U + u] = gradC * f[cp + k]! * gf * (1 - gf);
-          f[d + 2 * U + u] = gradC * gi * (1 - gg * gg);
-          f[d + 3 * U + u] = gradH * th * go * (1 - go);
-          f[dcf + k] = gradC * gf;
-        }
-      }
-      if (t > t0 || carry) await compute.gemm(0, 1, B, U, W, 1, dzt * 4, W, rk, W, 0, dh.ptr, U);
+      const dzt = dz.ptr + 4 * (t - t0) * B * W;
+      // Every gate derivative in one pass (no transcendental: from the saved activations).
+      await (compute.lstmCellBackward ?? kernels.lstmCellBackward)(z.ptr + 4 * t * B * W, c.ptr + 4 * t * n, tc.ptr + 4 * t * n, dh.ptr, dyAt >= 0 ? 4 * dyAt : 0, dc.ptr, dzt, B, U);
+      if (t > t0 || carry) await compute.gemm(0, 1, B, U, W, 1, dzt, W, rk, W, 0, dh.ptr, U);
     }
-    kernels.sumRows(dz.ptr, this.bias.grad.ptr, (T - t0) * B, W, 0);
+    (compute.sumRows ?? kernels.sumRows)(dz.ptr, this.bias.grad.ptr, (T - t0) * B, W, 0);
     await this.weightGradients(step, saved, t0, dz, dz, grads?.dx ?? null, grads?.dxt ?? null);
     this.initialGradient(step, fr, t0, [dh.ptr, dc.ptr]);
     return grads?.dx ?? null;

@@ -32,6 +32,10 @@ class Parallel implements Layer {
     return this.branches.some((b) => b.trainingDiffers);
   }
 
+  get readsFeatures(): boolean {
+    return this.branches.some((b) => b.readsFeatures);
+  }
+
   get sideInputs(): readonly string[] {
     return [...new Set(this.branches.flatMap((b) => b.sideInputs))];
   }

@@ -22,7 +22,8 @@ import {
   batchesFromArrays, batchFromArrays, floatColumn, gatherBatch, labelColumn, SHAPE_METADATA_KEY,
   type Batch, type BatchArrays,
 } from '../src/batch.ts';
-import { batchesFromIpc, IpcFormatError } from '../src/streams/ipc.ts';
+import { batchesFromIpc } from '../src/streams/ipc-decode.ts';
+import { IpcFormatError } from '../src/streams/ipc-framing.ts';
 import { sizeOf, type Shape } from '../src/tensor.ts';
 
 /** Runs per property: round trips are cheap, ~100 keeps the file at a few seconds. */
@@ -37,7 +38,7 @@ const FUZZ_RUNS = 400;
 const FUZZ_TIMEOUT_MS = 20_000;
 /**
  * apache-arrow's own IPC reader trusts lengths in corrupted flatbuffer metadata and can loop for
- * minutes (apache/arrow-js#315); batchesFromIpc reads through our verified framing (src/streams/ipc.ts)
+ * minutes (apache/arrow-js#315); batchesFromIpc reads through our verified framing (src/streams/ipc-framing.ts)
  * so corrupted bytes must fail fast, and this fuzz runs on every test run.
  */
 /** Largest garbage input: big enough to hold a schema and a record batch message. */

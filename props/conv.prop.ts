@@ -623,10 +623,11 @@ describe('conv kernels equal the float64 reference, single thread and split acro
     arena.reset();
     const g = [4, 6, 6, 2, 4, 4, 8, 3, 3, 1, 1, 0, 0, 1, 1] as const;
     const x = put(values(4 * 36 * 2, 1)), w = put(values(18 * 8, 2)), y = put(new Float32Array(4 * 16 * 8));
-    const pending = two.conv2dForward(x, w, 0, y, ...g);
-    assert.ok(pending instanceof Promise, 'a forced split returns a Promise');
-    await pending;
+    const before = two.pool?.chunkCounts().reduce((t, c) => t + c, 0) ?? 0;
+    await two.conv2dForward(x, w, 0, y, ...g);
     assert.ok(two.pool && two.pool.size === 1);
+    // A forced split runs as a chunked job (claimed by the caller and the worker, whoever comes first).
+    assert.ok(two.pool.chunkCounts().reduce((t, c) => t + c, 0) > before, 'the forced split ran as chunks');
   });
 
   // Max pooling's 2×2 row kernels (windows wholly inside, channels in blocks of 4) next to the general walk

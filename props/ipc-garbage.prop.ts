@@ -4,7 +4,7 @@
  * batches that pass `validateBatch`, or with an Error through the iterator or the Observable —
  * within a time bound, and never crash the process. Arrow alone fails this (a flipped length
  * byte in a schema makes it loop over billions of fields with the event loop blocked); see
- * src/streams/ipc.ts.
+ * src/streams/ipc-framing.ts.
  */
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
@@ -13,7 +13,9 @@ import fc from 'fast-check';
 import { Table, tableToIPC } from 'apache-arrow';
 import { lastValueFrom, toArray } from 'rxjs';
 import { batchFromArrays, type Batch } from '../src/batch.ts';
-import { ipcSource, ipcSource$, IpcFormatError, validateBatch } from '../src/streams/ipc.ts';
+import { ipcSource, ipcSource$ } from '../src/streams/ipc-sources.ts';
+import { validateBatch } from '../src/streams/ipc-decode.ts';
+import { IpcFormatError } from '../src/streams/ipc-framing.ts';
 
 const RUN_TIMEOUT_MS = 2000;
 const seed = Number(process.env['FC_SEED'] ?? Date.now() % 2 ** 31);

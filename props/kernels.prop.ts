@@ -414,6 +414,74 @@ describe('row-wise kernels equal the reference', () => {
   });
 });
 
+/** A recurrent cell property: rows 1…5, every unit count mod 4 (1…19), with and without dy, both builds. */
+function cellProperty(check: (k: Kernels, rows: number, U: number, withDy: boolean, seed: number) => void): void {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 19 }), fc.boolean(), fc.integer(), (rows, U, withDy, seed) => {
+      for (const k of [simd.kernels, auto.kernels]) {
+        arena.reset();
+        check(k, rows, U, withDy, seed);
+      }
+    }),
+    { numRuns: RUNS },
+  );
+}
+
+describe('fused recurrent cells equal the reference', () => {
+  it('lstmCellForward / lstmCellBackward (every unit count mod 4, with and without dy), both builds', () => {
+    cellProperty((k, rows, U, withDy, seed) => {
+      const zs = rows * 4 * U, n = rows * U;
+      const z = alloc(zs), zr = alloc(zs), cp = alloc(n), c = alloc(n), cr = alloc(n), tc = alloc(n), tcr = alloc(n), h = alloc(n), hr = alloc(n);
+      fillRandom(z, zs, seed, -4, 4);
+      fillRandom(cp, n, seed + 1, -2, 2);
+      copyInto(zr, snapshot(z, zs));
+      k.lstmCellForward(z, cp, c, tc, h, rows, U);
+      ref.lstmCellForward(zr, cp, cr, tcr, hr, rows, U);
+      // Transcendental gates (≤ 2e-6 relative), then products and sums of them: a few ulps of their size.
+      assertClose('gates', snapshot(z, zs), snapshot(zr, zs), () => 4e-6);
+      assertClose('c', snapshot(c, n), snapshot(cr, n), () => 1.2e-5);
+      assertClose('tanh c', snapshot(tc, n), snapshot(tcr, n), () => 1.2e-5);
+      assertClose('h', snapshot(h, n), snapshot(hr, n), () => 1.2e-5);
+      const dh = alloc(n), dy = alloc(n), dc = alloc(n), dcr = alloc(n), dz = alloc(zs), dzr = alloc(zs);
+      fillRandom(dh, n, seed + 2, -1, 1);
+      fillRandom(dy, n, seed + 3, -1, 1);
+      fillRandom(dc, n, seed + 4, -1, 1);
+      copyInto(dcr, snapshot(dc, n));
+      // The reference reads the wasm activations, so only the backward's own arithmetic is compared.
+      k.lstmCellBackward(z, cp, tc, dh, withDy ? dy : 0, dc, dz, rows, U);
+      ref.lstmCellBackward(z, cp, tc, dh, withDy ? dy : 0, dcr, dzr, rows, U);
+      assertClose('dz', snapshot(dz, zs), snapshot(dzr, zs), () => 2e-6);
+      assertClose('dc', snapshot(dc, n), snapshot(dcr, n), () => 2e-6);
+    });
+  });
+
+
+  it('gruCellForward / gruCellBackward (every unit count mod 4, with and without dy), both builds', () => {
+    cellProperty((k, rows, U, withDy, seed) => {
+      const gs = rows * 3 * U, n = rows * U;
+      const a = alloc(gs), ar = alloc(gs), q = alloc(gs), hp = alloc(n), h = alloc(n), hr = alloc(n);
+      fillRandom(a, gs, seed, -4, 4);
+      fillRandom(q, gs, seed + 1, -4, 4);
+      fillRandom(hp, n, seed + 2, -1, 1);
+      copyInto(ar, snapshot(a, gs));
+      k.gruCellForward(a, q, hp, h, rows, U);
+      ref.gruCellForward(ar, q, hp, hr, rows, U);
+      assertClose('gates', snapshot(a, gs), snapshot(ar, gs), () => 4e-6);
+      assertClose('h', snapshot(h, n), snapshot(hr, n), () => 1e-5);
+      const dh = alloc(n), dhr = alloc(n), dy = alloc(n), da = alloc(gs), dar = alloc(gs), dq = alloc(gs), dqr = alloc(gs);
+      fillRandom(dh, n, seed + 3, -1, 1);
+      fillRandom(dy, n, seed + 4, -1, 1);
+      copyInto(dhr, snapshot(dh, n));
+      // The reference reads the wasm activations, so only the backward's own arithmetic is compared.
+      k.gruCellBackward(a, q, hp, dh, withDy ? dy : 0, da, dq, rows, U);
+      ref.gruCellBackward(a, q, hp, dhr, withDy ? dy : 0, dar, dqr, rows, U);
+      assertClose('da', snapshot(da, gs), snapshot(dar, gs), () => 4e-6);
+      assertClose('dq', snapshot(dq, gs), snapshot(dqr, gs), () => 4e-6);
+      assertClose('dh', snapshot(dh, n), snapshot(dhr, n), () => 2e-6);
+    });
+  });
+});
+
 describe('optimizer and BLAS-1 kernels equal the reference', () => {
   const k = simd.kernels;
   const nArb = fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 130 }));
@@ -497,6 +565,16 @@ describe('optimizer and BLAS-1 kernels equal the reference', () => {
         k.axpy(n, s, x, y);
         ref.axpy(n, s, xr, yr);
         assertClose('axpy', snapshot(y, n + 8), snapshot(yr, n + 8), () => 1.2e-7 * (2 + 2 * Math.abs(s)));
+        // The fused moving average equals scale then axpy bitwise (the optimizer relied on those two before).
+        const m = Math.fround(Math.abs(s) / 3);
+        const e = alloc(n + 8);
+        copyInto(e, snapshot(y, n + 8));
+        k.emaUpdate(e, x, n, m, Math.fround(1 - m));
+        k.scale(y, n, m);
+        k.axpy(n, Math.fround(1 - m), x, y);
+        assertClose('emaUpdate', snapshot(e, n + 8), snapshot(y, n + 8), () => 0);
+        ref.emaUpdate(yr, xr, n, m, Math.fround(1 - m));
+        assertClose('emaUpdate (reference)', snapshot(e, n + 8), snapshot(yr, n + 8), () => 1e-5);
         k.scale(x, n, s);
         ref.scale(xr, n, s);
         assertClose('scale', snapshot(x, n + 8), snapshot(xr, n + 8), () => 0);

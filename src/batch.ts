@@ -261,3 +261,63 @@ export function outputBatch(
   }
   return new RecordBatch(new Schema(fields), makeData({ type: new Struct(fields), length: rows, nullCount: 0, children: columns }));
 }
+
+/** What {@link batchFromColumns} takes: named columns (no `features`), and labels or targets. */
+export interface ColumnArrays {
+  /** Each column: rows × prod(shape) values; shape `[]` (one value per row) gives a plain Int32/Float32 column. */
+  columns: Record<string, { values: Float32Array | Int32Array; shape?: Shape }>;
+  /** One class index per row. */
+  labels?: Int32Array;
+  /** rows × prod(targetShape) float targets (default one per row). */
+  targets?: Float32Array;
+  targetShape?: Shape;
+}
+
+/**
+ * A batch of named columns for a model that reads them through `input(column)` (several inputs,
+ * no `features` column). The arrays are wrapped, not copied.
+ *
+ * Usage: `batchFromColumns({ columns: { user: { values: users }, item: { values: items } }, targets: ratings })`
+ */
+export function batchFromColumns(arrays: ColumnArrays): Batch {
+  const entries = Object.entries(arrays.columns);
+  if (entries.length === 0) throw new RangeError('batchFromColumns: give at least one column');
+  const [firstName, first] = entries[0]!;
+  const rows = first.values.length / sizeOf(first.shape ?? []);
+  if (!Number.isInteger(rows)) throw new RangeError(`batchFromColumns: column '${firstName}' has ${first.values.length} values, not whole rows of shape ${formatShape(first.shape ?? [])}`);
+  const fields: Field[] = [];
+  const columns: Data<DataType>[] = [];
+  const add = (name: string, values: Float32Array | Int32Array, shape: Shape) => {
+    if (values.length !== rows * sizeOf(shape)) {
+      throw new RangeError(`batchFromColumns: column '${name}' has ${values.length} values, ${rows} rows of shape ${formatShape(shape)} need ${rows * sizeOf(shape)}`);
+    }
+    if (shape.length === 0) {
+      fields.push(new Field(name, elementType(values), false));
+      columns.push(makeData({ type: elementType(values), length: rows, data: values } as Parameters<typeof makeData>[0]));
+    } else {
+      fields.push(tensorField(name, shape, dtypeOf(values)));
+      columns.push(fixedSizeListData(values, rows, shape));
+    }
+  };
+  for (const [name, column] of entries) {
+    if (name === 'features' || name === 'labels' || name === 'targets') throw new RangeError(`batchFromColumns: '${name}' is not a free column name; pass labels or targets as such`);
+    add(name, column.values, column.shape ?? []);
+  }
+  if (arrays.labels) add('labels', arrays.labels, []);
+  if (arrays.targets) {
+    const shape = arrays.targetShape ?? [1];
+    if (arrays.targets.length !== rows * sizeOf(shape)) throw new RangeError(`batchFromColumns: ${rows} rows but ${arrays.targets.length} target values for target shape ${formatShape(shape)}`);
+    fields.push(tensorField('targets', shape));
+    columns.push(fixedSizeListData(arrays.targets, rows, shape));
+  }
+  return new RecordBatch(new Schema(fields), makeData({ type: new Struct(fields), length: rows, nullCount: 0, children: columns }));
+}
+
+/**
+ * The stand-in `features` of a model that reads only named columns: zeros of the model's input
+ * shape (its layers ignore them).
+ */
+export function placeholderColumn(rows: number, shape: Shape, dtype: 'float32' | 'int32'): TensorColumn {
+  const size = rows * sizeOf(shape);
+  return { values: dtype === 'int32' ? new Int32Array(size) : new Float32Array(size), rows, shape, dtype };
+}

@@ -2,7 +2,7 @@
  * The checkpoint manifest (format version 1, docs/CHECKPOINTS.md): its schema, the optimizers it can
  * name, and a parser that checks every field and names the file and field of the first bad one.
  */
-import { adam, adamw, sgd, type Optimizer } from './optimizers.ts';
+import { adam, adamw, checkGroups, sgd, type Optimizer } from './optimizers.ts';
 import { scheduleFromConfig } from './schedules.ts';
 
 /** `format` field of every checkpoint manifest. */
@@ -57,16 +57,16 @@ export const WEIGHTS_NAME = /^(.*)\.([0-9a-f]{16})\.safetensors$/;
 export const weightsName = (base: string, sha256: string) => `${base}.${sha256.slice(0, 16)}.safetensors`;
 
 type OptimizerFactory = (config: Record<string, unknown>) => Optimizer;
-/** 'rate': a number or a learning-rate schedule's config (rebuilt by scheduleFromConfig). */
-type OptimizerField = 'number' | 'boolean' | 'rate';
+/** 'rate': a number or a learning-rate schedule's config (rebuilt by scheduleFromConfig); 'groups': parameter groups. */
+type OptimizerField = 'number' | 'boolean' | 'rate' | 'groups';
 /** The manifest keeps a schedule as its config; the optimizer gets the schedule. */
 const withSchedule = (c: Record<string, unknown>) =>
   typeof c['learningRate'] === 'object' ? { ...c, learningRate: scheduleFromConfig(c['learningRate']) } : c;
 /** The optimizers a checkpoint can restore, with the type of each config field. */
 export const OPTIMIZERS: Record<string, { fields: Record<string, OptimizerField>; make: OptimizerFactory }> = {
-  sgd: { fields: { learningRate: 'rate', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', emaMomentum: 'number' }, make: (c) => sgd(withSchedule(c)) },
-  adam: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number' }, make: (c) => adam(withSchedule(c)) },
-  adamw: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number' }, make: (c) => adamw(withSchedule(c)) },
+  sgd: { fields: { learningRate: 'rate', momentum: 'number', nesterov: 'boolean', weightDecay: 'number', emaMomentum: 'number', parameterGroups: 'groups', lazy: 'boolean' }, make: (c) => sgd(withSchedule(c)) },
+  adam: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number', parameterGroups: 'groups', lazy: 'boolean' }, make: (c) => adam(withSchedule(c)) },
+  adamw: { fields: { learningRate: 'rate', beta1: 'number', beta2: 'number', epsilon: 'number', weightDecay: 'number', emaMomentum: 'number', parameterGroups: 'groups', lazy: 'boolean' }, make: (c) => adamw(withSchedule(c)) },
 };
 
 
@@ -155,6 +155,14 @@ export function parseManifest(text: string, file: string): CheckpointManifest {
     for (const [key, value] of Object.entries(config)) {
       const type = known!.fields[key];
       if (!type || !Object.hasOwn(known!.fields, key)) r.fail(`optimizer.config.${key}`, `is not a config field of ${name}`);
+      if (type === 'groups') {
+        try {
+          checkGroups(name, value);
+        } catch (error) {
+          r.fail(`optimizer.config.${key}`, (error as Error).message);
+        }
+        continue;
+      }
       if (type === 'rate' && typeof value === 'object') {
         try {
           scheduleFromConfig(value);

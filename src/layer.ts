@@ -16,8 +16,13 @@ export interface Parameter {
   readonly value: Tensor;
   readonly grad: Tensor;
   readonly regularizer: Regularizer | null;
-  /** False freezes the parameter: backward still computes its gradient, the optimizer skips it. */
+  /**
+   * False freezes the parameter: the optimizer skips it and layers may skip computing its gradient (dense and
+   * conv2d do), so its `grad` is then stale; the reverse stream stops at the first layer that still learns.
+   */
   trainable: boolean;
+  /** Rows of `[rows, …]` this step's gradient may touch, set by layers such as `idEmbedding` (null/absent: dense); lazy optimizers update only these. */
+  sparseRows?: Int32Array | null;
 }
 
 /** What a layer gets while it is built: the place to create its parameters. */
@@ -145,6 +150,8 @@ export interface Layer {
   readonly inputDType?: DType;
   /** Names of further batch columns the layer reads from `step.columns` (e.g. `['mask']`). */
   readonly sideInputs?: readonly string[];
+  /** False when the layer ignores its input (`input(column)` reads a named column): a model whose first layer says so needs no `features` column. */
+  readonly readsFeatures?: boolean;
   /**
    * True when the forward's output in training differs from inference (dropout, augmentation, batch
    * statistics); a layer that reads `step.training` to change its output must say so. Combinators

@@ -3,7 +3,9 @@ import type { Batch, BatchArrays } from './batch.ts';
 import { defaultEngine, type Engine } from './engine.ts';
 import { evaluateBatches, averagingOptimizer, predictOperator, type EvaluationResult, type InferenceHost, type InferenceOptions } from './inference.ts';
 import type { Initializer } from './initializers.ts';
+import { setTrainable, trainableState } from './freezing.ts';
 import { buildChildren, type BuildContext, type Layer, type Parameter } from './layer.ts';
+import type { LayerSelector } from './layer-match.ts';
 import { meanSquaredError, softmaxCrossEntropy, type Loss } from './losses.ts';
 import type { Optimizer } from './optimizers.ts';
 import { Random } from './random.ts';
@@ -25,8 +27,8 @@ export type { TrainOptions, TrainProgress } from './train-epochs.ts';
 
 /** Options of {@link sequential}. */
 export interface SequentialOptions {
-  /** Per-example input shape, e.g. `[784]`. */
-  inputShape: Shape;
+  /** Per-example input shape of the `features` column, e.g. `[784]`; default `[]` (a model that reads named columns through `input`). */
+  inputShape?: Shape;
   /** Seed of every random choice of this model (init, dropout, shuffling). Default 0. */
   seed?: number;
   /** The engine whose heap holds the model; default {@link defaultEngine}. */
@@ -37,6 +39,12 @@ export interface SequentialOptions {
    * host that serves requests from the same process may want 0: a turn before every step.
    */
   timeSliceMs?: number;
+  /**
+   * Shares weights with a built model (transfer learning): each parameter whose name and shape match one of
+   * that model's uses its weight memory instead of new, initialised memory (gradients and optimizer state
+   * stay per model). Training either model changes both; dispose this one before that one.
+   */
+  shareWeightsFrom?: Model;
 }
 
 /** A parameter as users see it: name, shape and a copy of its values. */
@@ -103,17 +111,27 @@ export class Model {
   /** Every optimizer that trained this model: their state is freed with the model. */
   private readonly optimizers = new Set<Optimizer>();
   private disposed = false;
+  /** Parameters whose weight memory belongs to the model shared from (not freed by this one). */
+  private readonly borrowed = new Set<Parameter>();
+  /** Live models that share this one's weights: it cannot be disposed before them. */
+  private readonly sharers = new Set<Model>();
 
   constructor(
     readonly layers: readonly Layer[], readonly inputShape: Shape, readonly seed: number, readonly engine: Engine, readonly name: string,
     /** See {@link SequentialOptions.timeSliceMs}. */
     readonly timeSliceMs = 4,
+    /** See {@link SequentialOptions.shareWeightsFrom}. */
+    private readonly sharedFrom: Model | null = null,
   ) {
+    if (sharedFrom && (sharedFrom.disposed || sharedFrom.engine !== engine)) {
+      throw new RangeError(`sequential: shareWeightsFrom '${sharedFrom.name}' must be a live model on the same engine`);
+    }
     if (!(timeSliceMs >= 0)) throw new RangeError(`sequential: timeSliceMs must be ≥ 0, got ${timeSliceMs}`);
     if (layers.length === 0) throw new RangeError('sequential: a model needs at least one layer');
     if (!inputShape.every((d) => Number.isInteger(d) && d > 0)) throw new RangeError(`sequential: inputShape ${formatShape(inputShape)} must be positive integers`);
     this.rng = new Random(seed);
     this.layerShapes = buildChildren(layers, inputShape, this.buildContext());
+    if (this.borrowed.size > 0) sharedFrom!.sharers.add(this);
     this.outputShape = this.layerShapes.at(-1)!;
     this.runner = new StepRunner(layers, { engine, rng: this.rng, name, inputShape, timeSliceMs });
     this.inputDType = this.runner.inputDType;
@@ -138,11 +156,16 @@ export class Model {
       rng: this.rng,
       addParameter: (name: string, shape: Shape, init: Initializer, fans: { fanIn: number; fanOut: number }, regularizer?: Regularizer | null) => {
         const bytes = sizeOf(shape) * 4;
-        const value = new Tensor(engine.heap, engine.heap.alloc(bytes), shape);
+        const shared = this.sharedFrom?.params.find((q) => q.name === name);
+        if (shared && (shared.shape.length !== shape.length || shared.shape.some((d, i) => d !== shape[i]))) {
+          throw new RangeError(`sequential: '${name}' has shape ${formatShape(shape)}, but in shareWeightsFrom '${this.sharedFrom!.name}' ${formatShape(shared.shape)}`);
+        }
+        const value = shared ? shared.value : new Tensor(engine.heap, engine.heap.alloc(bytes), shape);
         const grad = new Tensor(engine.heap, engine.heap.alloc(bytes), shape);
-        init.fill(value.data(), fans, this.rng);
+        if (!shared) init.fill(value.data(), fans, this.rng);
         grad.data().fill(0);
         const p: Parameter = { name, shape, value, grad, regularizer: regularizer ?? null, trainable: true };
+        if (shared) this.borrowed.add(p);
         this.params.push(p);
         return p;
       },
@@ -195,7 +218,28 @@ export class Model {
   }
 
   /**
-   * A Keras-style table of layers, output shapes and parameter counts; returned and, unless
+   * Freezes the layers chosen by name, glob, RegExp or predicate: the optimizer leaves their parameters as
+   * they are, their backward skips the gradient work for them, and the reverse stream stops at the first
+   * layer that still learns. A selector matching no layer is an error naming it. Returns the layers' names.
+   *
+   * Usage: `model.freeze('conv*'); model.freeze((layer, i) => i < 6);`
+   */
+  freeze(selector: LayerSelector): string[] {
+    return setTrainable(this.layers, this.params, selector, false, `${this.name}.freeze`);
+  }
+
+  /**
+   * Makes the chosen layers trainable again (moving statistics and pruning masks stay frozen).
+   *
+   * Usage: `model.unfreeze('conv2d_2');`
+   */
+  unfreeze(selector: LayerSelector): string[] {
+    return setTrainable(this.layers, this.params, selector, true, `${this.name}.unfreeze`);
+  }
+
+  /**
+   * A Keras-style table of layers, output shapes, parameter counts and whether each layer trains
+   * ('yes', 'frozen', 'partly'); returned and, unless
    * `print` is false, printed.
    *
    * Usage: `model.summary();`
@@ -205,8 +249,9 @@ export class Model {
       `${layer.name} (${layer.kind})`,
       formatShape([null as unknown as number, ...this.layerShapes[i]!]).replace('[, ', '[None, ').replace('[]', '[None]'),
       String(layer.parameters().reduce((s, p) => s + p.value.size, 0)),
+      trainableState(this.params, layer),
     ]);
-    const header = ['Layer (type)', 'Output shape', 'Param #'];
+    const header = ['Layer (type)', 'Output shape', 'Param #', 'Trainable'];
     const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)) + 2);
     const line = (cells: string[]) => cells.map((cell, c) => cell.padEnd(widths[c]!)).join('').trimEnd();
     const total = this.params.reduce((s, p) => s + p.value.size, 0);
@@ -347,9 +392,13 @@ export class Model {
    */
   dispose(): void {
     if (this.disposed) return;
+    if (this.sharers.size > 0) {
+      throw new Error(`${this.name}.dispose: ${[...this.sharers].map((m) => `'${m.name}'`).join(', ')} share its weights; dispose them first`);
+    }
     this.disposed = true;
+    this.sharedFrom?.sharers.delete(this);
     for (const p of this.params) {
-      this.engine.heap.free(p.value.ptr);
+      if (!this.borrowed.has(p)) this.engine.heap.free(p.value.ptr);
       this.engine.heap.free(p.grad.ptr);
     }
     this.runner.dispose();
@@ -367,5 +416,8 @@ export class Model {
  * Usage: `const model = sequential([dense(128), relu(), dense(10)], { inputShape: [784], seed: 1 });`
  */
 export function sequential(layers: readonly Layer[], options: SequentialOptions): Model {
-  return new Model(layers, options.inputShape, options.seed ?? 0, options.engine ?? defaultEngine(), options.name ?? 'sequential', options.timeSliceMs);
+  return new Model(
+    layers, options.inputShape ?? [], options.seed ?? 0, options.engine ?? options.shareWeightsFrom?.engine ?? defaultEngine(), options.name ?? 'sequential',
+    options.timeSliceMs, options.shareWeightsFrom ?? null,
+  );
 }

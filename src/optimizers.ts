@@ -1,7 +1,9 @@
 import type { Engine } from './engine.ts';
+import { globToRegExp } from './layer-match.ts';
 import type { Parameter } from './layer.ts';
 import type { LearningRateSchedule } from './schedules.ts';
 import { Tensor } from './tensor.ts';
+import type { ElementwiseCall } from '../workers/compute-api.ts';
 
 /**
  * Updates parameters from their gradients; its per-parameter state (moments, velocity) lives in
@@ -38,6 +40,37 @@ export interface Optimizer {
   restoreState?(parameters: readonly Parameter[], engine: Engine, iterations: number, slots: ReadonlyMap<string, Readonly<Record<string, Float32Array>>>): void;
 }
 
+/** Runs fused update calls: split across the engine's pool when its backend can, else one by one. */
+function runElementwise(engine: Engine, calls: readonly ElementwiseCall[]): void {
+  if (calls.length === 0) return;
+  if (engine.compute.elementwiseMany) return engine.compute.elementwiseMany(calls);
+  const k = engine.kernels as unknown as Record<string, (...args: number[]) => void>;
+  for (const c of calls) k[c.name]!(...c.pointers, c.n, ...(c.tail ?? []));
+}
+
+/**
+ * Parameters whose names match `parameters` (a glob over parameter names such as `'conv2d_1/kernel'`, e.g.
+ * `'conv*'`) train at `learningRateScale` times the optimizer's rate (schedule included): discriminative
+ * fine-tuning. The first matching group wins; other parameters use the rate as it is.
+ */
+export interface ParameterGroup {
+  parameters: string;
+  learningRateScale: number;
+}
+
+/** Checks parameter groups (an optimizer's option or a checkpoint's config field), naming the bad field. */
+export function checkGroups(name: string, groups: unknown): ParameterGroup[] {
+  if (groups === undefined) return [];
+  if (!Array.isArray(groups)) throw new RangeError(`${name}: parameterGroups must be an array of { parameters, learningRateScale }, got ${JSON.stringify(groups)}`);
+  return groups.map((g: unknown, i) => {
+    const group = g as Partial<ParameterGroup> | null;
+    if (typeof group?.parameters !== 'string' || group.parameters === '') throw new RangeError(`${name}: parameterGroups[${i}].parameters must be a non-empty name or glob, got ${JSON.stringify(group?.parameters)}`);
+    const scale = group.learningRateScale;
+    if (typeof scale !== 'number' || !(Number.isFinite(scale) && scale >= 0)) throw new RangeError(`${name}: parameterGroups[${i}].learningRateScale must be a finite number ≥ 0, got ${JSON.stringify(scale)}`);
+    return { parameters: group.parameters, learningRateScale: scale };
+  });
+}
+
 function checkRate(name: string, value: number, what: string, max = Infinity): number {
   if (!(Number.isFinite(value) && value >= 0 && value < max)) throw new RangeError(`${name}: ${what} must be in [0, ${max}), got ${value}`);
   return value;
@@ -56,8 +89,16 @@ abstract class StatefulOptimizer implements Optimizer {
   readonly schedule: LearningRateSchedule | null;
   private readonly slots = new Map<Parameter, Record<string, Tensor>>();
   private readonly slotNames: readonly string[];
+  /** The rate of the parameter being updated (the step's rate times its group's scale). */
+  protected rate = 0;
+  private readonly scales = new Map<Parameter, number>();
   abstract readonly name: string;
-  constructor(learningRate: number | LearningRateSchedule, updateSlots: readonly string[], readonly emaMomentum: number) {
+  constructor(
+    learningRate: number | LearningRateSchedule, updateSlots: readonly string[], readonly emaMomentum: number,
+    readonly parameterGroups: readonly ParameterGroup[] = [],
+    /** Update only the rows a layer reported in `Parameter.sparseRows` (lazy moments); see {@link SgdOptions.lazy}. */
+    protected readonly lazy = false,
+  ) {
     this.schedule = typeof learningRate === 'number' ? null : learningRate;
     this.learningRate = this.schedule ? this.schedule.rateAt(0) : (learningRate as number);
     this.slotNames = emaMomentum > 0 ? [...updateSlots, 'ema'] : updateSlots;
@@ -65,7 +106,39 @@ abstract class StatefulOptimizer implements Optimizer {
 
   /** The options every optimizer shares, for `config()`: the rate (or the schedule's config), and the EMA momentum when on. */
   protected get sharedConfig(): Record<string, unknown> {
-    return { learningRate: this.schedule ? this.schedule.config() : this.learningRate, ...(this.emaMomentum > 0 ? { emaMomentum: this.emaMomentum } : {}) };
+    return {
+      learningRate: this.schedule ? this.schedule.config() : this.learningRate, ...(this.emaMomentum > 0 ? { emaMomentum: this.emaMomentum } : {}),
+      ...(this.parameterGroups.length > 0 ? { parameterGroups: this.parameterGroups.map((g) => ({ ...g })) } : {}),
+      ...(this.lazy ? { lazy: true } : {}),
+    };
+  }
+
+  /**
+   * With `lazy`: the rows to update and the row width when the parameter reports few enough of
+   * them, else null (one dense update).
+   */
+  protected lazyRows(p: Parameter): { rows: Int32Array; width: number } | null {
+    const rows = this.lazy ? p.sparseRows : null;
+    if (!rows || p.shape.length === 0 || rows.length * 4 > p.shape[0]!) return null;
+    return { rows, width: p.value.size / p.shape[0]! };
+  }
+
+  /** Each parameter's learning-rate scale from the groups; a group matching no parameter is an error naming it. */
+  private scaleOf(parameters: readonly Parameter[], p: Parameter): number {
+    if (this.parameterGroups.length === 0) return 1;
+    if (!this.scales.has(p)) {
+      const patterns = this.parameterGroups.map((g) => globToRegExp(g.parameters));
+      patterns.forEach((re, i) => {
+        if (!parameters.some((q) => re.test(q.name))) {
+          throw new RangeError(`${this.name}: parameterGroups[${i}].parameters '${this.parameterGroups[i]!.parameters}' matches no parameter (parameters: ${parameters.map((q) => q.name).join(', ')})`);
+        }
+      });
+      for (const q of parameters) {
+        const i = patterns.findIndex((re) => re.test(q.name));
+        this.scales.set(q, i < 0 ? 1 : this.parameterGroups[i]!.learningRateScale);
+      }
+    }
+    return this.scales.get(p)!;
   }
 
   protected slotsFor(p: Parameter, engine: Engine): Record<string, Tensor> {
@@ -124,22 +197,28 @@ abstract class StatefulOptimizer implements Optimizer {
     if (this.schedule) this.learningRate = this.schedule.rateAt(this.iterations);
     this.iterations++;
     const averaging = this.emaMomentum > 0;
+    // Every parameter's update as one split across the pool (when large enough), then every average.
+    const updates: ElementwiseCall[] = [];
     for (const p of parameters) {
       if (!p.trainable) continue;
       if (averaging) this.slotsFor(p, engine); // a new average starts at the weights before the step
-      this.update(p, engine);
+      this.rate = this.learningRate * this.scaleOf(parameters, p);
+      updates.push(...this.update(p, engine));
     }
+    runElementwise(engine, updates);
     if (averaging) {
       // TensorFlow's ExponentialMovingAverage with num_updates: a smaller momentum early on, so the
       // average does not dwell on the initial weights.
       const t = this.iterations;
       const momentum = Math.min(this.emaMomentum, (1 + t) / (10 + t));
+      const averages: ElementwiseCall[] = [];
       for (const p of parameters) {
         if (!p.trainable) continue;
         const ema = this.slotsFor(p, engine)['ema']!;
-        engine.kernels.scale(ema.ptr, ema.size, momentum);
-        engine.kernels.axpy(ema.size, 1 - momentum, p.value.ptr, ema.ptr);
+        // One pass (scale + axpy fused, the same bits): the EMA reads each slot once.
+        averages.push({ name: 'emaUpdate', pointers: [ema.ptr, p.value.ptr], n: ema.size, tail: [momentum, 1 - momentum] });
       }
+      runElementwise(engine, averages);
     }
   }
 
@@ -158,7 +237,8 @@ abstract class StatefulOptimizer implements Optimizer {
     }
   }
 
-  protected abstract update(p: Parameter, engine: Engine): void;
+  /** The fused update kernel calls of one parameter: one, or one per row in use with `lazy` (run with the others' by apply). */
+  protected abstract update(p: Parameter, engine: Engine): ElementwiseCall[];
   abstract config(): Record<string, unknown>;
 }
 
@@ -172,19 +252,36 @@ export interface SgdOptions {
   weightDecay?: number;
   /** Keep an exponential moving average of the weights with this momentum (Keras's `ema_momentum`; 0, the default: none). */
   emaMomentum?: number;
+  /** Learning-rate scales for groups of parameters (a lower rate for a pre-trained base). */
+  parameterGroups?: readonly ParameterGroup[];
+  /**
+   * Update only the rows of a parameter that its layer reports as touched this step
+   * (`Parameter.sparseRows`, set by `idEmbedding`): per-step cost follows the batch, not the table.
+   * Plain SGD is then exactly the dense update; with momentum or weight decay, rows not in the batch
+   * keep their velocity and are not decayed until they return (TensorFlow's "lazy" semantics).
+   * Default false.
+   */
+  lazy?: boolean;
 }
 
 class Sgd extends StatefulOptimizer {
   readonly name = 'sgd';
   constructor(
     learningRate: number | LearningRateSchedule, private readonly momentum: number, private readonly nesterov: boolean, private readonly weightDecay: number,
-    emaMomentum: number,
+    emaMomentum: number, parameterGroups: readonly ParameterGroup[], lazy: boolean,
   ) {
-    super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum);
+    super(learningRate, momentum > 0 ? ['velocity'] : [], emaMomentum, parameterGroups, lazy);
   }
-  protected update(p: Parameter, engine: Engine): void {
+  protected update(p: Parameter, engine: Engine): ElementwiseCall[] {
     const velocity = this.momentum > 0 ? this.slotsFor(p, engine)['velocity']!.ptr : 0;
-    engine.kernels.sgdUpdate(p.value.ptr, p.grad.ptr, velocity, p.value.size, this.learningRate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay);
+    // Tail: lr, momentum (f32), nesterov (i32), weightDecay (f32).
+    const call = (offset: number, n: number): ElementwiseCall => ({
+      name: 'sgdUpdate', pointers: [p.value.ptr + offset, p.grad.ptr + offset, velocity ? velocity + offset : 0], n,
+      tail: [this.rate, this.momentum, this.nesterov ? 1 : 0, this.weightDecay], tailFloatMask: 0b1011,
+    });
+    const sparse = this.lazyRows(p);
+    if (!sparse) return [call(0, p.value.size)];
+    return Array.from(sparse.rows, (r) => call(r * sparse.width * 4, sparse.width));
   }
   config() {
     return { ...this.sharedConfig, momentum: this.momentum, nesterov: this.nesterov, weightDecay: this.weightDecay };
@@ -201,7 +298,7 @@ export function sgd(options: SgdOptions = {}): Optimizer {
   if (options.nesterov && momentum === 0) throw new RangeError('sgd: nesterov needs momentum > 0');
   return new Sgd(
     learningRateOf('sgd', options.learningRate ?? 0.01), momentum, options.nesterov ?? false, checkRate('sgd', options.weightDecay ?? 0, 'weightDecay'),
-    checkRate('sgd', options.emaMomentum ?? 0, 'emaMomentum', 1),
+    checkRate('sgd', options.emaMomentum ?? 0, 'emaMomentum', 1), checkGroups('sgd', options.parameterGroups), options.lazy ?? false,
   );
 }
 
@@ -215,22 +312,37 @@ export interface AdamOptions {
   weightDecay?: number;
   /** Keep an exponential moving average of the weights with this momentum (Keras's `ema_momentum`; 0, the default: none). */
   emaMomentum?: number;
+  /** Learning-rate scales for groups of parameters (a lower rate for a pre-trained base). */
+  parameterGroups?: readonly ParameterGroup[];
+  /**
+   * Lazy Adam (TensorFlow Addons' LazyAdam): for a parameter whose layer reports the rows touched
+   * this step (`Parameter.sparseRows`, set by `idEmbedding`), only those rows' moments and values
+   * move; the bias correction follows the global step. Dense Adam would keep moving every row on its
+   * stale momentum and costs the whole table per step. Default false.
+   */
+  lazy?: boolean;
 }
 
 class Adam extends StatefulOptimizer {
   constructor(
     readonly name: 'adam' | 'adamw', learningRate: number | LearningRateSchedule, private readonly beta1: number, private readonly beta2: number,
-    private readonly epsilon: number, private readonly weightDecay: number, emaMomentum: number,
+    private readonly epsilon: number, private readonly weightDecay: number, emaMomentum: number, parameterGroups: readonly ParameterGroup[],
+    lazy: boolean,
   ) {
-    super(learningRate, ['m', 'v'], emaMomentum);
+    super(learningRate, ['m', 'v'], emaMomentum, parameterGroups, lazy);
   }
-  protected update(p: Parameter, engine: Engine): void {
+  protected update(p: Parameter, engine: Engine): ElementwiseCall[] {
     const { m, v } = this.slotsFor(p, engine) as { m: Tensor; v: Tensor };
     const t = this.iterations;
-    engine.kernels.adamUpdate(
-      p.value.ptr, p.grad.ptr, m.ptr, v.ptr, p.value.size, this.learningRate, this.beta1, this.beta2, this.epsilon,
-      this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t,
-    );
+    // Tail: lr, beta1, beta2, eps, weightDecay (f32), decoupled (i32), bc1, bc2 (f32).
+    const call = (offset: number, n: number): ElementwiseCall => ({
+      name: 'adamUpdate', pointers: [p.value.ptr + offset, p.grad.ptr + offset, m.ptr + offset, v.ptr + offset], n,
+      tail: [this.rate, this.beta1, this.beta2, this.epsilon, this.weightDecay, this.name === 'adamw' ? 1 : 0, 1 - this.beta1 ** t, 1 - this.beta2 ** t],
+      tailFloatMask: 0b11011111,
+    });
+    const sparse = this.lazyRows(p);
+    if (!sparse) return [call(0, p.value.size)];
+    return Array.from(sparse.rows, (r) => call(r * sparse.width * 4, sparse.width));
   }
   config() {
     return { ...this.sharedConfig, beta1: this.beta1, beta2: this.beta2, epsilon: this.epsilon, weightDecay: this.weightDecay };
@@ -245,7 +357,7 @@ function makeAdam(name: 'adam' | 'adamw', options: AdamOptions, defaultDecay: nu
     checkRate(name, options.beta2 ?? 0.999, 'beta2', 1),
     checkRate(name, options.epsilon ?? 1e-7, 'epsilon'),
     checkRate(name, options.weightDecay ?? defaultDecay, 'weightDecay'),
-    checkRate(name, options.emaMomentum ?? 0, 'emaMomentum', 1),
+    checkRate(name, options.emaMomentum ?? 0, 'emaMomentum', 1), checkGroups(name, options.parameterGroups), options.lazy ?? false,
   );
 }
 

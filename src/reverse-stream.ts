@@ -1,4 +1,4 @@
-import { concatMap, EMPTY, from, Subject, tap, type Observable, type OperatorFunction, type Subscription } from 'rxjs';
+import { concatMap, EMPTY, from, Observable, Subject, tap, type OperatorFunction, type Subscription } from 'rxjs';
 import type { Engine } from './engine.ts';
 import type { Parameter, StepContext } from './layer.ts';
 
@@ -128,6 +128,22 @@ export class ParameterGradients {
     this.decide('applied');
   }
 
+  /**
+   * Internal: this item's gradients went on inside `other`, an item an operator made from them without
+   * listing it among its members: it shares `other`'s outcome (and its callbacks run if applied).
+   */
+  follow(other: ParameterGradients): void {
+    if (this.decided || other === this) return;
+    const settle = (outcome: UpdateOutcome) => {
+      if (this.decided) return;
+      if (outcome === 'applied') for (const callback of this.collectAfterApply()) callback();
+      this.decide(outcome);
+    };
+    const decided = other.decision;
+    if (decided) settle(decided);
+    else other.outcome.then(settle, (error: unknown) => this.markFailed(error));
+  }
+
   /** Internal: the stream failed while this item was pending. */
   markFailed(error: unknown): void {
     this.fail?.(error);
@@ -166,9 +182,16 @@ export function asyncGradients(work: (g: ParameterGradients) => Promise<Paramete
     g.pending();
     return from(work(g)).pipe(
       concatMap((out) => {
-        if (out) return [out];
-        g.drop();
-        return EMPTY;
+        if (!out) {
+          g.drop();
+          return EMPTY;
+        }
+        return new Observable<ParameterGradients>((subscriber) => {
+          subscriber.next(out);
+          // A new item made from g's gradients (not listing g): g ends as it does.
+          g.follow(out);
+          subscriber.complete();
+        });
       }),
     );
   });
@@ -187,6 +210,8 @@ export class ReverseStream {
   private error: { reason: unknown } | null = null;
   private readonly inFlight = new Set<ParameterGradients>();
   private completed = false;
+  /** The item the sink applied during the current push, if any. */
+  private applied: ParameterGradients | null = null;
 
   constructor(operators: readonly GradientOperator[], sink: GradientSink) {
     const stream = operators.reduce<Observable<ParameterGradients>>((s, op) => op(s), this.input);
@@ -198,6 +223,7 @@ export class ReverseStream {
         }
         sink(g);
         g.markApplied();
+        this.applied = g;
       }),
     );
     this.subscription = applied.subscribe({
@@ -221,10 +247,14 @@ export class ReverseStream {
       g.drop();
       return 'dropped';
     }
+    this.applied = null;
     this.input.next(g);
     // An operator or the optimizer may have failed during next().
     const failed = this.error as { reason: unknown } | null;
     if (failed) throw failed.reason;
+    // An operator may have passed on a new item made from g's gradients without listing g: g went with it.
+    const applied = this.applied as ParameterGradients | null;
+    if (!g.decided && !g.isPending && applied) g.follow(applied);
     const decided = g.decision;
     if (decided) return decided;
     if (!g.isPending) {

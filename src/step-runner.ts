@@ -1,4 +1,4 @@
-import { floatColumn, labelColumn, tensorColumn, type Batch } from './batch.ts';
+import { floatColumn, labelColumn, placeholderColumn, tensorColumn, type Batch } from './batch.ts';
 import type { Engine } from './engine.ts';
 import type { Arena } from './heap.ts';
 import { ShapeError, StepContext, type Layer } from './layer.ts';
@@ -40,9 +40,18 @@ export function forwardThrough(layers: readonly Layer[], x: Tensor, step: StepCo
 export function backwardThrough(layers: readonly Layer[], dy: Tensor, step: StepContext, needInputGradient: boolean, from = layers.length - 1): Tensor | null | Promise<Tensor | null> {
   let grad: Tensor | null = dy;
   for (let i = from; i >= 0; i--) {
-    if (!grad) throw new Error(`${layers[i]!.name}: no gradient arrived on the reverse stream`);
+    if (!grad) {
+      // A layer that ends the gradient path (an embedding of ids) may follow only layers with nothing
+      // to learn; an `input` column first ignores what it is given, so its input gradient is zero.
+      const rest = layers.slice(0, i + 1);
+      if (rest.every((l) => l.parameters().length === 0)) {
+        if (!needInputGradient) return null;
+        if (rest[0]!.readsFeatures === false) return rest[0]!.backward(null as unknown as Tensor, step, true);
+      }
+      throw new Error(`${layers[i]!.name}: no gradient arrived on the reverse stream`);
+    }
     const out: Tensor | null | Promise<Tensor | null> = layers[i]!.backward(grad, step, i > 0 || needInputGradient);
-    if (isPromise(out)) return out.then((g) => (i === 0 ? g : backwardThrough(layers, g!, step, needInputGradient, i - 1)));
+    if (isPromise(out)) return out.then((g) => (i === 0 ? g : backwardThrough(layers, g as Tensor, step, needInputGradient, i - 1)));
     grad = out;
   }
   return grad;
@@ -83,8 +92,8 @@ export class StepRunner {
   /** Element type of the `features` column (the first layer's `inputDType`). */
   readonly inputDType: DType;
   private readonly sideInputs: readonly string[];
-  /** The layers from the first one with parameters: the reverse stream stops there unless an input gradient is asked for. */
-  private readonly learning: readonly Layer[];
+  /** False when the first layer reads named columns only (`input`): batches need no `features` column. */
+  private readonly readsFeatures: boolean;
   private readonly freeArenas: Arena[] = [];
   private busy = 0;
   private queue: Promise<void> = Promise.resolve();
@@ -93,8 +102,7 @@ export class StepRunner {
   constructor(readonly layers: readonly Layer[], private readonly options: RunnerOptions) {
     this.inputDType = layers[0]!.inputDType ?? 'float32';
     this.sideInputs = [...new Set(layers.flatMap((l) => l.sideInputs ?? []))];
-    const firstLearning = layers.findIndex((l) => l.parameters().length > 0);
-    this.learning = firstLearning < 0 ? [] : layers.slice(firstLearning);
+    this.readsFeatures = layers[0]!.readsFeatures !== false;
   }
 
   /** Steps begun and not yet ended (each holds an arena). */
@@ -111,7 +119,7 @@ export class StepRunner {
     const { engine, inputShape, name } = this.options;
     if (this.disposed) throw new Error(`${name}: the model was disposed`);
     const first = this.layers[0]!;
-    const features = tensorColumn(batch, 'features');
+    const features = this.readsFeatures ? tensorColumn(batch, 'features') : placeholderColumn(batch.numRows, inputShape, this.inputDType);
     if (features.shape.length !== inputShape.length || features.shape.some((d, i) => d !== inputShape[i])) {
       throw new ShapeError(`${first.name} (${first.kind})`, `batch features have shape ${formatShape(features.shape)} per example, but the model was built for input shape ${formatShape(inputShape)}`);
     }
@@ -156,13 +164,16 @@ export class StepRunner {
 
   /**
    * The layers' backward from dLoss/dOutput. Without `needInputGradient` the reverse stream stops at
-   * the first layer with parameters (layers before it have nothing to learn) and returns null; with
+   * the first layer with a trainable parameter (layers before it have nothing to learn: augmentation,
+   * or a frozen base in transfer learning, whose backward is skipped entirely) and returns null; with
    * it, every layer runs and dLoss/dInput is returned (a pipeline stage sends it upstream).
    */
   backward(dy: Tensor, step: StepContext, needInputGradient = false): Tensor | null | Promise<Tensor | null> {
     if (needInputGradient) return backwardThrough(this.layers, dy, step, true);
-    if (this.learning.length === 0) return null;
-    return backwardThrough(this.learning, dy, step, false);
+    // Asked per step: freezing and unfreezing change it between steps.
+    const first = this.layers.findIndex((l) => l.parameters().some((p) => p.trainable));
+    if (first < 0) return null;
+    return backwardThrough(first === 0 ? this.layers : this.layers.slice(first), dy, step, false);
   }
 
   /** Ends a step: its arena goes back to the pool, reset. */

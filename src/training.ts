@@ -215,12 +215,20 @@ export class TrainingSession {
     else this.idle = () => this.stream.close();
   }
 
+  /**
+   * Runs `work` in the model's exclusive section. Work still queued when the session closes (its
+   * subscriber unsubscribed) never starts; work already running finishes.
+   */
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    if (this.closed) return Promise.reject(new Error(`${this.host.name}: the training session was closed`));
+    const closedError = () => new Error(`${this.host.name}: the training session was closed`);
+    if (this.closed) return Promise.reject(closedError());
     this.running++;
     return this.host.runner
-      .exclusive(work)
-      .then((value) => value as T)
+      .exclusive(async () => ({ value: await work() }), () => this.closed)
+      .then((result) => {
+        if (!result) throw closedError();
+        return result.value;
+      })
       .finally(() => {
         if (--this.running === 0 && this.idle) this.idle();
       });

@@ -8,9 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { SharedHeap } from '../src/heap.ts';
 import { referenceKernels } from '../workers/reference-kernels.ts';
-import { createWasmCompute, partitionGemm, type WasmCompute } from '../workers/wasm-compute.ts';
+import { CALL_NAMES, createWasmCompute, partitionGemm, type WasmCompute } from '../workers/wasm-compute.ts';
 import { createEngine } from '../src/engine.ts';
-import { OP, type GemmArgs } from '../workers/pool.ts';
 
 const heap = new SharedHeap({ initialBytes: 48 << 20 });
 const ref = referenceKernels(() => heap.f32, () => heap.i32);
@@ -35,16 +34,33 @@ describe('worker pool', () => {
     await single.close();
   });
 
-  it('runs small GEMMs inline (undefined) and split GEMMs as a Promise', async () => {
+  it('runs small GEMMs inline and large ones as chunks claimed by the caller and the workers', async () => {
     const lazy = createWasmCompute(heap.memory, { threads: 2 });
-    const a = random(64 * 64, 1);
-    const c = heap.alloc(64 * 64 * 4);
+    const a = random(128 * 128, 1);
+    const c = heap.alloc(128 * 128 * 4);
     assert.equal(lazy.gemm(0, 0, 8, 8, 8, 1, a, 64, a, 64, 0, c, 64), undefined);
     assert.equal(lazy.pool, undefined, 'the pool starts lazily');
-    const p = compute.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, c, 64);
-    assert.ok(p instanceof Promise);
-    await p;
+    // The caller starts on the chunks at once (a Promise only if it had to wait for a worker's chunk).
+    const split = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0, testHooks: { workersFirst: true } });
+    await split.gemm(0, 0, 128, 128, 64, 1, a, 64, a, 128, 0, c, 128);
+    const counts = split.pool!.chunkCounts();
+    assert.equal(counts.length, 2);
+    assert.ok(counts[1]! > 0, `the worker ran no chunk: ${counts.join(', ')}`);
+    assert.ok(counts[0]! + counts[1]! > 2, `a 128×128×64 GEMM is cut into more chunks than threads: ${counts.join(', ')}`);
+    await split.close();
     await lazy.close();
+    heap.free(a);
+    heap.free(c);
+  });
+
+  it('a trap in a chunk fails the job with the message, and the pool stays usable', async () => {
+    const split = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0, testHooks: { workersFirst: true } });
+    const a = random(64 * 64, 5);
+    const c = heap.alloc(64 * 64 * 4);
+    const beyond = heap.memory.buffer.byteLength + (64 << 20);
+    await assert.rejects(async () => split.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, beyond, 64), /out of bounds/);
+    await split.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, c, 64);
+    await split.close();
     heap.free(a);
     heap.free(c);
   });
@@ -77,22 +93,31 @@ describe('worker pool', () => {
     }
   });
 
-  it('a worker dying mid-kernel rejects the pending GEMM, is replaced, and the next GEMM is correct', async () => {
+  it('a worker dying while it holds a chunk fails the job, is replaced, and the next GEMM is correct', async () => {
     const n = 1024;
     const a = random(n * n, 3);
     const b = random(n * n, 4);
     const c = heap.alloc(n * n * 4);
-    await compute.ping(); // pool started, workers ready
-    const pool = compute.pool!;
-    // The whole 1024³ GEMM (~40 ms) on worker 0, nothing on the caller: it is surely mid-kernel below.
-    const task: GemmArgs = [0, 0, n, n, n, 1, a, n, b, n, 0, c, n];
-    const pending = pool.run(OP.GEMM, 'gemm', [task], () => {});
+    // The caller claims nothing before a worker has: the worker surely holds the 1024³ chunk (~40 ms).
+    const split = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0, testHooks: { workersFirst: true } });
+    await split.ping();
+    const pool = split.pool!;
+    const gemmWith = CALL_NAMES.indexOf('gemmWith');
+    const floatMask = (1 << 6) | (1 << 11); // alpha, beta
+    const rows = [
+      { kernel: gemmWith, args: [0, 0, 0, n, n, n, 1, a, n, b, n, 0, c, n], floatMask },
+      { kernel: gemmWith, args: [0, 0, 0, 8, 8, 8, 1, a, n, b, n, 0, c + 4 * n * n - 256, 8], floatMask },
+    ];
+    const run = (row: { args: readonly number[] }) => (split.exports.gemmWith as (...args: readonly number[]) => void)(...row.args);
+    const pending = pool.runChunks('gemm', rows, run, false);
+    assert.ok(pending instanceof Promise, 'the caller waits for the chunk the worker holds');
     await new Promise((r) => setTimeout(r, 5));
     assert.equal(await pool.terminateWorkerForTest(0), 1);
     await assert.rejects(pending, (err: Error) => {
-      assert.match(err.message, /worker 0 exited with code 1 while running gemm/);
+      assert.match(err.message, /worker \d+ exited with code 1 while running gemm/);
       return true;
     });
+    const compute = split;
     // Next split GEMM: a fresh worker takes slot 0.
     const m = 40;
     const k = 50;
@@ -103,11 +128,13 @@ describe('worker pool', () => {
     for (let i = 0; i < m * 64; i++) {
       assert.ok(Math.abs(heap.f32[(c2 >> 2) + i]! - heap.f32[(cRef >> 2) + i]!) < 1e-4, `element ${i}`);
     }
+    assert.ok(split.pool!.chunkCounts()[1]! > 0, 'the replacement worker ran chunks');
+    await split.close();
     for (const p of [a, b, c, c2, cRef]) heap.free(p);
   });
 
   it('an error inside the kernels (out-of-bounds pointer) rejects with the worker message', async () => {
-    const beyond = heap.byteLength + 65536 * 64;
+    const beyond = heap.memory.buffer.byteLength + (64 << 20);
     const a = random(64 * 64, 5);
     await assert.rejects(
       async () => compute.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, beyond, 64),
@@ -139,20 +166,14 @@ describe('worker pool', () => {
 });
 
 describe('pool lifecycle', () => {
-  it('workerSpinMs sets how long a worker stays hot after a task; a bad value is refused', async () => {
-    for (const [spinMs, hot] of [[0, false], [500, true]] as const) {
-      const engine = createEngine({ threads: 2, workerSpinMs: spinMs });
-      const compute = engine.compute as WasmCompute;
-      const n = 256; // 2·256³ flops: split across the pool whether or not the worker is already hot
-      const a = engine.heap.alloc(n * n * 4);
-      const c = engine.heap.alloc(n * n * 4);
-      const split = compute.gemm(0, 0, n, n, n, 1, a, n, a, n, 0, c, n);
-      assert.ok(split instanceof Promise, 'expected a split GEMM');
-      await split;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      assert.equal(compute.pool!.hot, hot, `workerSpinMs ${spinMs}: 50 ms after the task the worker is ${compute.pool!.hot ? 'spinning' : 'asleep'}`);
-      await engine.close();
-    }
+  it('workerSpinMs 0: a worker sleeps right after its task; a bad value is refused', async () => {
+    // (A longer spin is a budget, not a promise: a worker that finds itself descheduled sleeps sooner.)
+    const engine = createEngine({ threads: 2, workerSpinMs: 0 });
+    const compute = engine.compute as WasmCompute;
+    await compute.ping();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(compute.pool!.hot, false, 'workerSpinMs 0: 50 ms after the task the worker is still spinning');
+    await engine.close();
     assert.throws(() => createEngine({ workerSpinMs: -1 }), /createEngine: workerSpinMs must be a finite number ≥ 0, got -1/);
   });
 
@@ -165,9 +186,8 @@ describe('pool lifecycle', () => {
       const compute = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0 });
       const a = heap.alloc(128 * 128 * 4);
       const c = heap.alloc(128 * 128 * 4);
-      const p = compute.gemm(0, 0, 128, 128, 128, 1, a, 128, a, 128, 0, c, 128);
-      if (!(p instanceof Promise)) throw new Error('expected a split');
-      await p;
+      await compute.ping();
+      await compute.gemm(0, 0, 128, 128, 128, 1, a, 128, a, 128, 0, c, 128);
       await compute.close();
       console.log('closed');
     `;

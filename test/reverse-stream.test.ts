@@ -233,6 +233,23 @@ describe('the reverse stream lives as long as the fit subscription', () => {
     b.dispose();
   });
 
+  it('an operator that passes on a new item made from the gradients (not listing the original) still reports applied, sync or async', async () => {
+    const data = batches(23, 3, 8);
+    let callbacks = 0;
+    const remake = (g: ParameterGradients) => {
+      g.afterApply(() => callbacks++);
+      return new ParameterGradients(g.parameters, g.engine, g.firstStep, g.lastStep, g.steps, g.rows, g.lossCount, g.loss);
+    };
+    const a = mlp();
+    assert.equal(outcomes(await fitAll(a, data, sgd(), { gradientOperators: [map(remake)] })), 'aaa');
+    const b = mlp();
+    assert.equal(outcomes(await fitAll(b, data, sgd(), { gradientOperators: [asyncGradients(async (g) => (await sleep(1), remake(g)))] })), 'aaa');
+    assert.equal(callbacks, 6);
+    assertBitwise(a.getWeights(), b.getWeights(), 'sync vs async remake');
+    a.dispose();
+    b.dispose();
+  });
+
   it('an unmarked asynchronous operator fails with a message saying how to mark it, and the optimizer never sees the late gradients', async () => {
     const a = mlp();
     const gate = new Subject<void>();
@@ -265,6 +282,29 @@ describe('the reverse stream lives as long as the fit subscription', () => {
     assert.equal(outcomes(reports), 'hahaha');
     assert.equal(calls, 6, 'the callbacks of the held steps run with the update that includes them');
     assert.ok(a.getWeights().get('dense_1/kernel')!.subarray(0, 8).every((v) => v === 0));
+    a.dispose();
+  });
+
+  it('a step still queued behind other work when its subscriber unsubscribes never starts', async () => {
+    const a = mlp();
+    const before = a.getWeights();
+    let open!: () => void;
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const busy = a.runner.exclusive(() => {
+      started();
+      return new Promise<void>((resolve) => (open = resolve));
+    });
+    await running;
+    const subscription = from(batches(20, 2, 8)).pipe(a.fit({ loss, optimizer: sgd() })).subscribe();
+    subscription.unsubscribe();
+    open();
+    await busy;
+    // A barrier: resolves after everything queued before it has settled.
+    await a.runner.exclusive(() => undefined);
+    assert.equal(a.stepCount, 0);
+    assertBitwise(a.getWeights(), before, 'weights');
+    assert.equal(a.runner.stepsInFlight, 0);
     a.dispose();
   });
 

@@ -7,7 +7,7 @@
 // 3. Verifies each module: no data segments (they would be re-applied over the shared memory by every
 //    instance), imports only env.memory, exports every kernel.
 // Idempotent (always rebuilds, ~2 s); exits non-zero with the compiler output on any failure.
-import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
@@ -145,8 +145,10 @@ const expectedExports = [
 
 let failed = false;
 for (const { file, extra } of builds) {
-  const wasmPath = join(outDir, `${file}.wasm`);
-  const watPath = join(outDir, `${file}.wat`);
+  // Compiled to temporary names and renamed into place once verified: a process loading the kernels
+  // while another rebuilds them (npm pack's prepack during tests) never reads a half-written module.
+  const wasmPath = join(outDir, `${file}.${process.pid}.tmp.wasm`);
+  const watPath = join(outDir, `${file}.${process.pid}.tmp.wat`);
   let stderrText = '';
   const stderr = { write: (s) => { stderrText += String(s); return true; } };
   const { error } = await asc.main([...common, ...extra, '--outFile', wasmPath, '--textFile', watPath], {
@@ -156,6 +158,8 @@ for (const { file, extra } of builds) {
   if (error) {
     console.error(`build:wasm: ${file} failed:\n${stderrText}\n${error.message}`);
     failed = true;
+    rmSync(wasmPath, { force: true });
+    rmSync(watPath, { force: true });
     continue;
   }
   if (stderrText.trim()) process.stderr.write(stderrText);
@@ -177,6 +181,13 @@ for (const { file, extra } of builds) {
     console.error(`build:wasm: ${file} misses exports ${missing.join(', ')}`);
     failed = true;
   }
-  if (!failed) console.log(`build:wasm: ${file}.wasm ${bytes.length} bytes`);
+  if (!failed) {
+    renameSync(watPath, join(outDir, `${file}.wat`));
+    renameSync(wasmPath, join(outDir, `${file}.wasm`));
+    console.log(`build:wasm: ${file}.wasm ${bytes.length} bytes`);
+  } else {
+    rmSync(wasmPath, { force: true });
+    rmSync(watPath, { force: true });
+  }
 }
 if (failed) process.exit(1);

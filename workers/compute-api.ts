@@ -39,8 +39,45 @@ export interface ComputeBackend {
    * yCount cover) is given.
    */
   maxPool2dBackward?(dy: number, argmax: number, dx: number, xCount: number, yCount: number, batch?: number): Promise<void> | void;
+  /**
+   * Several elementwise calls (the optimizer's per-parameter updates) as one split across the pool when
+   * large enough, synchronously: `name(...pointers, n, ...tail)` each, pointers advanced per range (a 0
+   * pointer, an absent operand, stays 0). The calls run in any order and at once, so none may read what
+   * another writes. Results equal the calls made one by one.
+   */
+  elementwiseMany?(calls: readonly ElementwiseCall[]): void;
+  /**
+   * As Kernels.sumRows (the bias gradient), synchronously, split into row chunks fixed by the shape whose
+   * partial sums are added in chunk order: the same bits for any thread count.
+   */
+  sumRows?(x: number, out: number, rows: number, cols: number, beta: number): void;
+  /** The LSTM cell kernels split into row ranges across the pool when large enough (the same results). */
+  lstmCellForward?(...args: Parameters<Kernels['lstmCellForward']>): Promise<void> | void;
+  lstmCellBackward?(...args: Parameters<Kernels['lstmCellBackward']>): Promise<void> | void;
+  /** The GRU cell kernels, split likewise. */
+  gruCellForward?(...args: Parameters<Kernels['gruCellForward']>): Promise<void> | void;
+  gruCellBackward?(...args: Parameters<Kernels['gruCellBackward']>): Promise<void> | void;
   /** Stops the workers; the backend must not be used afterwards. */
   close(): Promise<void>;
+}
+
+/**
+ * Image chunks of a split filter gradient (conv2dBackwardFilter): fixed, never the thread count, so the
+ * chunk-order sum of their partial filters is the same bits on any number of threads. The caller's `work`
+ * holds this many shares (a partial filter plus an im2col area each).
+ */
+export const FILTER_GRADIENT_CHUNKS = 8;
+
+/** One call of {@link ComputeBackend.elementwiseMany}. */
+export interface ElementwiseCall {
+  readonly name: ElementwiseKernel | 'adamUpdate' | 'sgdUpdate' | 'emaUpdate';
+  /** Operands (0: absent, e.g. sgd's velocity without momentum). */
+  readonly pointers: readonly number[];
+  readonly n: number;
+  /** Arguments after n. */
+  readonly tail?: readonly number[];
+  /** Bit i set: tail[i] is an f32 (default: every tail argument). */
+  readonly tailFloatMask?: number;
 }
 
 /** The elementwise kernels a backend may split: `(…pointers, n, …floats)`, one element's output per element. */

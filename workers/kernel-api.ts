@@ -75,6 +75,41 @@ export interface Kernels {
   scale(x: number, n: number, s: number): void;
   /** y[i] += a · x[i] */
   axpy(n: number, a: number, x: number, y: number): void;
+  /**
+   * The moving average of the weights, one pass: ema[i] = ema[i]·momentum + a·x[i] (a = 1 − momentum, given
+   * so that the f32 operands are those of scale then axpy, whose result it equals bitwise).
+   */
+  emaUpdate(ema: number, x: number, n: number, momentum: number, a: number): void;
+
+  // ---- recurrent cells (workers/assembly/recurrent.ts). Gates are rows × 4U, blocks i, f, g, o (Keras).
+
+  /**
+   * One LSTM step after z = x·W + h·U + b: z ← activations in place (i, f, o = σ, g = tanh); then
+   * c = f·cPrev + i·g, tanhC = tanh(c), h = o·tanhC (rows × U each).
+   */
+  lstmCellForward(z: number, cPrev: number, c: number, tanhC: number, h: number, rows: number, units: number): void;
+  /**
+   * Its gradient, from the forward's activations z, cPrev and tanhC: gradH = dh + dy (dy = 0: none),
+   * gradC = dc + gradH·o·(1 − tanhC²); dz = (gradC·g·i(1−i), gradC·cPrev·f(1−f), gradC·i·(1−g²),
+   * gradH·tanhC·o(1−o)) (rows × 4U); dc ← gradC·f in place.
+   */
+  lstmCellBackward(
+    z: number, cPrev: number, tanhC: number, dh: number, dy: number, dc: number, dz: number, rows: number, units: number,
+  ): void;
+
+  /**
+   * One GRU step (reset after, gate blocks z, r, h) after a = x·W + b_x and q = h·U + b_h (rows × 3U each):
+   * a ← (z, r, ĥ) in place, z = σ(a_z + q_z), r = σ(a_r + q_r), ĥ = tanh(a_h + r·q_h); h = z·hPrev + (1 − z)·ĥ.
+   */
+  gruCellForward(a: number, q: number, hPrev: number, h: number, rows: number, units: number): void;
+  /**
+   * Its gradient from the saved (z, r, ĥ), q and hPrev: gradH = dh + dy (dy = 0: none); dPreH = gradH·(1 − z)·(1 − ĥ²),
+   * dPreZ = gradH·(hPrev − ĥ)·z(1−z), dPreR = dPreH·q_h·r(1−r); da = (dPreZ, dPreR, dPreH), dq = (dPreZ, dPreR,
+   * dPreH·r); dh ← gradH·z in place.
+   */
+  gruCellBackward(
+    a: number, q: number, hPrev: number, dh: number, dy: number, da: number, dq: number, rows: number, units: number,
+  ): void;
 
   // ---- 2-D convolution, NHWC (workers/assembly/conv.ts). Geometry, in this order everywhere:
   // batch, inH, inW, inC, outH, outW, outC, kH, kW, strideH, strideW, padTop, padLeft, dilationH, dilationW.
@@ -164,6 +199,15 @@ export interface Kernels {
     x: number, dy: number, dx: number, mean: number, invStd: number, gamma: number, dgamma: number, dbeta: number,
     rows: number, C: number,
   ): void;
+
+  // ---- ranking (workers/assembly/ranking.ts)
+  /** scores[i] = (bias ? bias[i] : 0) + Σ_d table[i·dim + d] · query[d] for i < rows (bias = 0: none). */
+  scoreRows(table: number, rows: number, dim: number, query: number, bias: number, scores: number): void;
+  /**
+   * The k best of scores[0..n) in descending order (ties: lower index first) into outIndex (i32) and
+   * outScore, skipping i with mask[i] ≠ 0 (i32; mask = 0: none) and NaN scores; missing places: −1, −∞.
+   */
+  topK(scores: number, n: number, k: number, mask: number, outIndex: number, outScore: number): void;
 }
 
 /** Names of every kernel, for loaders and tests that iterate the contract. */
@@ -172,8 +216,9 @@ export const KERNEL_NAMES = [
   'reluForward', 'reluBackward', 'leakyReluForward', 'leakyReluBackward',
   'sigmoidForward', 'sigmoidBackward', 'tanhForward', 'tanhBackward', 'geluForward', 'geluBackward',
   'softmaxForward', 'softmaxBackward', 'softmaxCrossEntropy',
-  'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy',
+  'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy', 'emaUpdate', 'lstmCellForward', 'lstmCellBackward', 'gruCellForward', 'gruCellBackward',
   'conv2dForward', 'conv2dForwardIm2col', 'conv2dTransposeFilter', 'conv2dBackwardInput', 'conv2dBackwardFilter',
   'maxPool2dForward', 'maxPool2dBackward', 'avgPool2dForward', 'avgPool2dBackward',
   'globalAvgPool2dForward', 'globalAvgPool2dBackward', 'batchNormStats', 'batchNormForward', 'batchNormBackward',
+  'scoreRows', 'topK',
 ] as const satisfies readonly (keyof Kernels)[];

@@ -2,31 +2,84 @@
 // `node --import tsx`, `npx tsx` and plain node, with no TypeScript loader in the worker.
 //
 // It instantiates the posted WebAssembly.Module over the shared memory, then serves its slot of the
-// control region: wait for SEQ to change (spin up to spinMs, then Atomics.wait), run OP with ARGS,
-// write STATUS (and an error message), publish DONE = SEQ and notify.
+// control region: wait for SEQ to change (spin, then Atomics.wait), run OP with ARGS, write STATUS (and an
+// error message), publish DONE = SEQ and notify. OP.CHUNKS: claim chunks of the pool's job block until
+// none is left (the claim protocol is claimChunk / finishChunk in pool.ts).
 import { workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 
-const { module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP } = workerData;
+const {
+  module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP, JOB, slowMs, jitterMs,
+} = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory } });
 const k = instance.exports;
 k.setScratch(scratch);
 // This thread's own GEMM packing buffers (never shared: no false sharing, no locking).
 k.setWorkspace(workspace);
 k.setGemmPath(gemmPath);
+const kernels = callNames.map((name) => k[name]);
 
 // The control region never moves, so views made now stay valid after the memory grows.
 const i32 = new Int32Array(memory.buffer, slotByte, slotInts);
-const f32 = new Float32Array(memory.buffer, slotByte, slotInts);
 const u8 = new Uint8Array(memory.buffer, slotByte, slotInts * 4);
+const INDEX_MASK = (1 << JOB.INDEX_BITS) - 1;
+let jobBase = -1;
+let job;
+let jobF32;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+const sleep = (ms) => {
+  if (ms > 0) Atomics.wait(pause, 0, 0, ms);
+};
 
-/** Waits until SEQ differs from `seen`: spins (STATE = 1, "hot") up to spinMs, then sleeps (STATE = 0). */
+// Spinning for the next task is only free when a core would otherwise idle. On a busy host a spinning worker
+// takes CPU from the thread that has the work (the caller, or the other process), and uses up this thread's
+// fair share, so the OS deschedules it later in the middle of a chunk. Signs of a busy host: a gap in the
+// spin loop (this thread was descheduled), or involuntary context switches in the process (one of our
+// threads was; process.resourceUsage costs ~7 µs, so it is read at most every CHECK_MS). One such event
+// alone can be a V8 helper thread (GC, compiler) taking a core for a moment; two within EVENT_WINDOW_MS
+// mean the host is oversubscribed, and the worker then does not spin for CONTENDED_MS.
+const DESCHEDULED_MS = 0.25;
+const CONTENDED_MS = 50;
+const CHECK_MS = 0.5;
+const EVENT_WINDOW_MS = 20;
+let contendedUntil = 0;
+let switches = process.resourceUsage().involuntaryContextSwitches;
+let checkedAt = 0;
+let lastEvent = -Infinity;
+
+/** Involuntary context switches of the process since the last look (0 if looked less than CHECK_MS ago). */
+function preemptions(now) {
+  if (now - checkedAt < CHECK_MS) return 0;
+  checkedAt = now;
+  const seen = process.resourceUsage().involuntaryContextSwitches;
+  const more = seen - switches;
+  switches = seen;
+  return more;
+}
+
+/** Records `count` busy-host events at `now`; true (and no spinning for CONTENDED_MS) once they come close together. */
+function busyHost(now, count) {
+  if (count === 0) return false;
+  const busy = count > 1 || now - lastEvent < EVENT_WINDOW_MS;
+  lastEvent = now;
+  if (busy) contendedUntil = now + CONTENDED_MS;
+  return busy;
+}
+
+/** Waits until SEQ differs from `seen`: spins (STATE = 1, "hot") up to spinMs on a quiet host, then sleeps (STATE = 0). */
 function waitForTask(seen) {
   Atomics.store(i32, F.STATE, 1);
   const t0 = performance.now();
-  do {
+  busyHost(t0, preemptions(t0));
+  const budget = t0 < contendedUntil ? 0 : spinMs;
+  let last = t0;
+  let now = t0;
+  while (now - t0 < budget) {
     for (let j = 0; j < 128; j++) if (Atomics.load(i32, F.SEQ) !== seen) return;
-  } while (performance.now() - t0 < spinMs);
+    now = performance.now();
+    if (busyHost(now, (now - last > DESCHEDULED_MS ? 1 : 0) + preemptions(now))) break;
+    last = now;
+  }
   Atomics.store(i32, F.STATE, 0);
   while (Atomics.load(i32, F.SEQ) === seen) Atomics.wait(i32, F.SEQ, seen);
   Atomics.store(i32, F.STATE, 1);
@@ -41,34 +94,70 @@ function writeError(err) {
   i32[F.STATUS] = 1;
 }
 
+/** Calls the chunk row at word `at` of (ints, floats): [export id, argc, float mask, args…]. */
+function callAt(ints, floats, at) {
+  const fn = kernels[ints[at]];
+  if (typeof fn !== 'function') throw new Error(`no kernel #${ints[at]}`);
+  const argc = ints[at + 1];
+  const mask = ints[at + 2];
+  const args = new Array(argc);
+  for (let j = 0; j < argc; j++) args[j] = mask & (1 << j) ? floats[at + 3 + j] : ints[at + 3 + j];
+  fn(...args);
+}
+
+/** Claims and runs chunks of the job of generation `gen` until none is left (pool.ts claimChunk / finishChunk). */
+function runChunks(base, gen) {
+  if (base !== jobBase) {
+    jobBase = base;
+    job = new Int32Array(memory.buffer, base, JOB.ROWS + 256 * JOB.ROW_WORDS);
+    jobF32 = new Float32Array(memory.buffer, base, JOB.ROWS + 256 * JOB.ROW_WORDS);
+  }
+  const tag = gen << JOB.INDEX_BITS;
+  for (;;) {
+    if (jitterMs > 0) sleep(Math.random() * jitterMs);
+    const v = Atomics.load(job, JOB.NEXT);
+    if ((v & ~INDEX_MASK) !== tag) return;
+    const index = v & INDEX_MASK;
+    if (index >= Atomics.load(job, JOB.COUNT)) return;
+    // CLAIMED before the claim: a worker that dies while it is set fails the job instead of hanging it.
+    Atomics.store(i32, F.CLAIMED, index + 1);
+    if (Atomics.compareExchange(job, JOB.NEXT, v, v + 1) !== v) {
+      Atomics.store(i32, F.CLAIMED, 0);
+      continue;
+    }
+    sleep(slowMs);
+    try {
+      callAt(job, jobF32, JOB.ROWS + index * JOB.ROW_WORDS);
+    } catch (err) {
+      writeError(err);
+    }
+    Atomics.store(i32, F.CLAIMED, 0);
+    i32[F.RAN]++;
+    for (;;) {
+      const d = Atomics.load(job, JOB.DONE);
+      if ((d & ~INDEX_MASK) !== tag) break;
+      if (Atomics.compareExchange(job, JOB.DONE, d, d + 1) === d) break;
+    }
+    Atomics.notify(job, JOB.DONE);
+  }
+}
+
 let seen = startSeq;
 for (;;) {
   waitForTask(seen);
   seen = Atomics.load(i32, F.SEQ);
   const op = i32[F.OP];
   if (op === OP.STOP) break;
+  if (op === OP.CHUNKS) {
+    // Errors are per chunk (STATUS, read by the caller once the job is done); DONE is not waited for.
+    runChunks(i32[F.ARGS], i32[F.ARGS + 1]);
+    Atomics.store(i32, F.DONE, seen);
+    continue;
+  }
   i32[F.STATUS] = 0;
   try {
-    if (op === OP.GEMM) {
-      const a = F.ARGS;
-      // ARGS[13]: the path of the whole product (pool.ts GemmArgs), so every part computes alike.
-      k.gemmWith(i32[a + 13], i32[a], i32[a + 1], i32[a + 2], i32[a + 3], i32[a + 4], f32[a + 5], i32[a + 6],
-        i32[a + 7], i32[a + 8], i32[a + 9], f32[a + 10], i32[a + 11], i32[a + 12]);
-    } else if (op === OP.CALL) {
-      // Generic kernel call (pool.ts writeCall): [id, argc, float mask, args…].
-      const a = F.ARGS;
-      const fn = k[callNames[i32[a]]];
-      if (typeof fn !== 'function') throw new Error(`no kernel #${i32[a]}`);
-      const argc = i32[a + 1];
-      const mask = i32[a + 2];
-      const args = new Array(argc);
-      for (let j = 0; j < argc; j++) args[j] = mask & (1 << j) ? f32[a + 3 + j] : i32[a + 3 + j];
-      fn(...args);
-    } else if (op === OP.NOP) {
-      k.nop();
-    } else {
-      throw new Error(`unknown op ${op}`);
-    }
+    if (op === OP.NOP) k.nop();
+    else throw new Error(`unknown op ${op}`);
   } catch (err) {
     writeError(err);
   }

@@ -1,5 +1,5 @@
 /**
- * Shared-memory worker pool for split GEMMs.
+ * Shared-memory worker pool for split kernels.
  *
  * Every worker instantiates the same compiled `WebAssembly.Module` over the same shared memory and
  * serves one slot of the control region `[0, CONTROL_BYTES)` (see src/heap.ts). Dispatch is a store
@@ -9,16 +9,26 @@
  * - `[0, 128)`: reserved.
  * - `[SLOT_BASE + w·SLOT_BYTES, +SLOT_BYTES)`: slot of worker w (w < MAX_WORKERS), i32 fields {@link F}:
  *   SEQ (caller bumps to post a task), DONE (worker copies SEQ when finished), STATE (1 while the worker
- *   spins or runs, 0 while it sleeps in Atomics.wait), OP, STATUS (0 ok, 1 error), MSG_LEN, ARGS[24]
- *   (OP.GEMM: the 13 gemm arguments, alpha and beta as f32 bits, then the path for gemmWith; OP.CALL: kernel id, argc, float mask and
- *   up to 21 arguments of any export named in `callNames`), and an error message (UTF-8) from MSG_BYTE.
+ *   spins or runs, 0 while it sleeps in Atomics.wait), OP, STATUS (0 ok, 1 error), MSG_LEN, CLAIMED (1 + the
+ *   chunk index the worker holds, 0 none), RAN (chunks run so far), ARGS (OP.CHUNKS: job block, generation),
+ *   and an error message (UTF-8) from MSG_BYTE.
  * - `[SCRATCH_BASE + t·scratchBytes, …)`: GEMM scratch of thread t (t = 0 is the calling thread,
  *   t = w + 1 worker w): one packed B panel and a temp tile.
  * The larger GEMM packing workspaces (~1.1 MiB per thread) live outside the control region, at addresses
  * the backend gives through {@link PoolOptions.workspace}.
+ *
+ * Chunked jobs ({@link WorkerPool.runChunks}): a kernel cut into more chunks than threads, written as a
+ * table of calls into the pool's job block ({@link JOB_BYTES}, outside the control region). Every thread,
+ * the caller included, claims the next chunk through one shared counter (compare-and-swap) until none
+ * is left, so a descheduled worker only delays the chunk it holds and the others take the rest. Which
+ * thread ran which chunk never changes a result: chunks write disjoint outputs, and reductions across
+ * chunks are summed in chunk order by the backend afterwards.
  */
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
+import { claimChunk, doneCount, finishChunk, GEN_MASK, INDEX_MASK, JOB, JOB_BYTES, MAX_CHUNKS, sleepMs, writeRow } from './pool-jobs.ts';
+
+export { claimChunk, finishChunk, JOB, JOB_BYTES, MAX_CHUNKS } from './pool-jobs.ts';
 
 export const SLOT_BASE = 128;
 export const SLOT_BYTES = 256;
@@ -28,14 +38,9 @@ export const SCRATCH_BASE = 4096;
 /** Most threads (caller included) that can share a kernel. */
 export const MAX_THREADS = MAX_WORKERS + 1;
 /** i32 field indices inside a slot; MSG_BYTE is a byte offset. */
-export const F = { SEQ: 0, DONE: 1, STATE: 2, OP: 3, STATUS: 4, MSG_LEN: 5, ARGS: 8, MSG_BYTE: 128 } as const;
-export const OP = { NOP: 0, GEMM: 1, STOP: 2, CALL: 3 } as const;
-/**
- * OP.CALL argument layout in ARGS: [kernel id, argc, float mask, arg0, …]: the worker calls export
- * `callNames[id]` (a name list given to the pool) with argc arguments, arg i read as f32 when bit i of
- * the mask is set, else as i32. ARGS has 24 fields, so at most {@link MAX_CALL_ARGS} arguments.
- */
-export const MAX_CALL_ARGS = 21;
+export const F = { SEQ: 0, DONE: 1, STATE: 2, OP: 3, STATUS: 4, MSG_LEN: 5, CLAIMED: 6, RAN: 7, ARGS: 8, MSG_BYTE: 128 } as const;
+/** OP.CHUNKS: ARGS[0] = job block address, ARGS[1] = job generation (see {@link JOB}). */
+export const OP = { NOP: 0, STOP: 2, CHUNKS: 4 } as const;
 
 /**
  * Longest the caller spins (ms) for the workers' shares before awaiting: beyond this a worker was
@@ -50,17 +55,7 @@ export function scratchAddress(thread: number, scratchBytes: number): number {
   return at;
 }
 
-/**
- * The 13 arguments of Kernels.gemm, in order, then optionally the path (the kernels' gemmWith: 0 = chosen
- * by this part's shape, 1 = direct / panel, 2 = packed); a split passes the path of the whole product so
- * every part computes like one thread would.
- */
-export type GemmArgs = [
-  transA: number, transB: number, m: number, n: number, k: number, alpha: number,
-  a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number, path?: number,
-];
-
-/** One OP.CALL task: which export (index into the pool's `callNames`), its arguments, which are f32. */
+/** One chunk of a job: which export (index into the pool's `callNames`), its arguments, which are f32. */
 export interface CallTask {
   readonly kernel: number;
   readonly args: readonly number[];
@@ -93,18 +88,33 @@ export interface PoolOptions {
   spinMs?: number;
   /** How long (ms) a worker spins for its next task before sleeping; default spinMs. */
   workerSpinMs?: number;
-  /** Export names that OP.CALL tasks may call, by index (CallTask.kernel). */
+  /** Export names that chunk rows may call, by index (CallTask.kernel). */
   callNames?: readonly string[];
   /** GEMM packing workspace of thread t (1 … workers), passed to the instance's setWorkspace; 0 = none. */
   workspace?: (thread: number) => number;
   /** Passed to every worker instance's setGemmPath (0 = by shape; tests and measurements force a path). */
   gemmPath?: number;
+  /** Address of this pool's job block ({@link JOB_BYTES}, 64-byte aligned); without it runChunks runs every chunk on the caller. */
+  jobBlock?: number;
+  /** Test hooks: slow a thread down and jitter every claim, to exercise chunk claiming (never timing assertions). */
+  testHooks?: PoolTestHooks;
+}
+
+/** Determinism test hooks of a pool: which thread claims which chunk becomes random and uneven. */
+export interface PoolTestHooks {
+  /** Thread (0 = the caller, w + 1 = worker w) that sleeps {@link slowMs} before each chunk it runs. */
+  slowThread?: number;
+  slowMs?: number;
+  /** Every thread sleeps a random time in [0, jitterMs) before each claim. */
+  jitterMs?: number;
+  /** The caller claims nothing until a worker has claimed a chunk: every job runs on several threads. */
+  workersFirst?: boolean;
 }
 
 /**
  * A fixed set of workers, started on construction, stopped by {@link close}.
  *
- * Usage: `const pool = new WorkerPool(mod, memory, 1, scratchBytes); await pool.run(OP.GEMM, [argsW0]); await pool.close();`
+ * Usage: `const pool = new WorkerPool(mod, memory, 1, scratchBytes, { callNames, jobBlock }); await pool.runChunks('gemm', rows, local, false); await pool.close();`
  */
 export class WorkerPool {
   readonly size: number;
@@ -117,6 +127,12 @@ export class WorkerPool {
   private closed = false;
   private tail: Promise<void> | undefined;
   private refs = 0;
+  private readonly job: Int32Array | undefined;
+  private readonly jobF32: Float32Array | undefined;
+  private readonly jobBlock: number;
+  private gen = 0;
+  private readonly hooks: PoolTestHooks;
+  private callerChunks = 0;
 
   constructor(
     private readonly module: WebAssembly.Module,
@@ -130,6 +146,13 @@ export class WorkerPool {
     this.callNames = options.callNames ?? [];
     this.workspace = options.workspace ?? (() => 0);
     this.gemmPath = options.gemmPath ?? 0;
+    this.hooks = options.testHooks ?? {};
+    this.jobBlock = options.jobBlock ?? 0;
+    if (this.jobBlock) {
+      if (this.jobBlock % 64 !== 0) throw new RangeError(`rxgrad pool: job block ${this.jobBlock} is not 64-byte aligned`);
+      this.job = new Int32Array(memory.buffer, this.jobBlock, JOB_BYTES / 4);
+      this.jobF32 = new Float32Array(memory.buffer, this.jobBlock, JOB_BYTES / 4);
+    }
     let used = slotsInUse.get(memory);
     if (!used) slotsInUse.set(memory, (used = new Set()));
     const buffer = memory.buffer;
@@ -177,6 +200,9 @@ export class WorkerPool {
         callNames: [...this.callNames],
         F,
         OP,
+        JOB,
+        slowMs: this.hooks.slowThread === slot.thread ? this.hooks.slowMs ?? 0 : 0,
+        jitterMs: this.hooks.jitterMs ?? 0,
       },
       // The worker is plain .mjs: no need to load tsx (or any other loader) into it.
       execArgv: [],
@@ -192,8 +218,9 @@ export class WorkerPool {
       slot.dead = true;
       slot.exitCode = code;
       slot.worker = undefined;
-      // Wake a caller waiting on this slot so it sees the death.
+      // Wake a caller waiting on this slot or on a chunked job so it sees the death.
       Atomics.notify(slot.i32, F.DONE);
+      if (this.job) Atomics.notify(this.job, JOB.DONE);
     });
     if (this.refs === 0) worker.unref();
   }
@@ -205,23 +232,181 @@ export class WorkerPool {
   }
 
   /**
-   * Runs `op` on workers 0..tasks.length−1 (task i → worker i) while `local` runs on the calling thread.
-   * Returns a Promise that settles when every worker is done; rejects if one fails or dies.
-   * Calls are serialised: a call made while another is pending starts after it.
+   * An empty task through every worker (booting any that is not running) while `local` runs on the calling
+   * thread: settles when every worker has answered (a latency measurement, and `ready()`). Queued behind a
+   * pending job.
    */
-  run(op: number, kernel: string, tasks: readonly GemmArgs[] | readonly CallTask[] | number, local: () => void): Promise<void> {
+  roundTrip(local: () => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
-    if (this.tail) {
-      const next: Promise<void> = this.tail.then(
-        () => this.start(op, kernel, tasks, local),
-        () => this.start(op, kernel, tasks, local),
-      );
-      this.track(next);
-      return next;
-    }
-    const p = this.start(op, kernel, tasks, local);
+    if (this.tail) return this.afterTail(() => this.start(local));
+    const p = this.start(local);
     this.track(p);
     return p;
+  }
+
+  /** Runs `next` once the pending call settles (whatever its outcome); the result becomes the new tail. */
+  private afterTail(next: () => Promise<void> | void): Promise<void> {
+    const p: Promise<void> = this.tail!.then(next, next);
+    this.track(p);
+    return p;
+  }
+
+  /**
+   * Runs a chunked job: row c is one call of export `callNames[rows[c].kernel]`; the caller and every worker
+   * claim rows through the job's shared counter until none is left (`local(row)` runs a row on the calling
+   * thread). Returns undefined when every chunk finished while the caller took its share or spun briefly,
+   * else (`sync` false) a Promise, or (`sync` true) blocks in Atomics.wait: the caller sleeps as soon as the
+   * chunks it waits for stop progressing, leaving its core to the worker that holds them. A job started
+   * while an asynchronous one is still pending runs after it (`sync`: on the calling thread alone, which
+   * gives the same result: a chunk computes the same whoever runs it).
+   *
+   * Usage: `await pool.runChunks('gemm', rows, (row) => call(row), false);`
+   */
+  runChunks(name: string, rows: readonly CallTask[], local: (row: CallTask) => void, sync: boolean): Promise<void> | void {
+    if (this.closed) {
+      const err = new Error('rxgrad pool: used after close()');
+      if (sync) throw err;
+      return Promise.reject(err);
+    }
+    if (rows.length > MAX_CHUNKS) throw new RangeError(`rxgrad pool: ${name} has ${rows.length} chunks, at most ${MAX_CHUNKS} fit a job`);
+    if (!this.job || this.size === 0) {
+      for (const row of rows) local(row);
+      return;
+    }
+    if (this.tail) {
+      if (sync) {
+        for (const row of rows) local(row);
+        return;
+      }
+      return this.afterTail(() => this.startChunks(name, rows, local, false));
+    }
+    const result = this.startChunks(name, rows, local, sync);
+    if (result) this.track(result);
+    return result;
+  }
+
+  /** Chunks run so far by each thread (index 0 the caller, w + 1 worker w): test and measurement hook. */
+  chunkCounts(): number[] {
+    return [this.callerChunks, ...this.slots.map((s) => Atomics.load(s.i32, F.RAN))];
+  }
+
+  private startChunks(name: string, rows: readonly CallTask[], local: (row: CallTask) => void, sync: boolean): Promise<void> | void {
+    if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
+    const job = this.job!;
+    const count = rows.length;
+    for (let c = 0; c < count; c++) writeRow(job, this.jobF32!, JOB.ROWS + c * JOB.ROW_WORDS, rows[c]!, this.callNames);
+    this.gen = (this.gen + 1) & GEN_MASK;
+    const tag = this.gen << JOB.INDEX_BITS;
+    Atomics.store(job, JOB.COUNT, count);
+    Atomics.store(job, JOB.DONE, tag);
+    Atomics.store(job, JOB.NEXT, tag); // publishes the job: rows and COUNT are visible to whoever reads this
+    for (const slot of this.slots) {
+      if (slot.dead || !slot.worker) this.spawn(slot);
+      slot.i32[F.OP] = OP.CHUNKS;
+      slot.i32[F.ARGS] = this.jobBlock;
+      slot.i32[F.ARGS + 1] = this.gen;
+      slot.running = name;
+      slot.seq = (slot.seq + 1) | 0;
+      Atomics.store(slot.i32, F.SEQ, slot.seq);
+      // A spinning worker sees SEQ by itself; only a sleeping one needs the (syscall) wake-up. Sequentially
+      // consistent atomics: a worker that stores STATE = 0 after this load re-checks SEQ before it sleeps.
+      if (Atomics.load(slot.i32, F.STATE) === 0) Atomics.notify(slot.i32, F.SEQ);
+    }
+    let localError: unknown;
+    const { slowThread, slowMs = 0, jitterMs = 0, workersFirst = false } = this.hooks;
+    if (workersFirst && count > 1) {
+      while (Atomics.load(job, JOB.NEXT) === tag && !this.slots.some((s) => s.dead)) sleepMs(0.05);
+    }
+    const t0 = performance.now();
+    let ran = 0;
+    for (;;) {
+      if (jitterMs > 0) sleepMs(Math.random() * jitterMs);
+      const index = claimChunk(job, tag);
+      if (index < 0) break;
+      if (slowThread === 0) sleepMs(slowMs);
+      try {
+        local(rows[index]!);
+      } catch (err) {
+        localError ??= err;
+      }
+      finishChunk(job, tag);
+      ran++;
+    }
+    this.callerChunks += ran;
+    // Spin while the chunks still out keep finishing at about the pace of ours; a worker that makes no
+    // progress for twice our mean chunk time was descheduled, and spinning would only keep its core busy.
+    const stallMs = Math.min(0.5, Math.max(0.02, ran > 0 ? (2 * (performance.now() - t0)) / ran : 0.05));
+    let done = doneCount(job, tag);
+    let last = done;
+    let since = performance.now();
+    while (done < count && !this.lostChunk()) {
+      const now = performance.now();
+      if (done !== last) {
+        last = done;
+        since = now;
+      } else if (now - since > stallMs) {
+        break;
+      }
+      done = doneCount(job, tag);
+    }
+    if (done >= count || this.lostChunk()) return this.finishJob(localError, sync);
+    if (sync) {
+      for (;;) {
+        const word = Atomics.load(job, JOB.DONE);
+        if ((word & INDEX_MASK) >= count || this.lostChunk()) break;
+        Atomics.wait(job, JOB.DONE, word, 10);
+      }
+      return this.finishJob(localError, true);
+    }
+    return this.waitChunks(count, tag, localError);
+  }
+
+  private async waitChunks(count: number, tag: number, localError: unknown): Promise<void> {
+    const job = this.job!;
+    this.ref();
+    try {
+      for (;;) {
+        const word = Atomics.load(job, JOB.DONE);
+        if ((word & INDEX_MASK) >= count || (word & ~INDEX_MASK) !== tag || this.lostChunk()) break;
+        const r = Atomics.waitAsync(job, JOB.DONE, word, 50);
+        if (r.async) await r.value;
+      }
+    } finally {
+      this.unref();
+    }
+    return this.finishJob(localError, false);
+  }
+
+  /** A worker died holding a chunk of the current job: that chunk will never finish. */
+  private lostChunk(): boolean {
+    for (const slot of this.slots) if (slot.dead && Atomics.load(slot.i32, F.CLAIMED) !== 0) return true;
+    return false;
+  }
+
+  /**
+   * Throws (sync) or rejects the first failure of the finished job: a lost chunk, the caller's own error, a
+   * worker's error. Every worker's error of this job is cleared either way.
+   */
+  private finishJob(localError: unknown, sync: boolean): Promise<void> | void {
+    let failure: unknown;
+    for (const slot of this.slots) {
+      if (slot.dead && Atomics.load(slot.i32, F.CLAIMED) !== 0) {
+        slot.i32[F.CLAIMED] = 0;
+        const why = slot.lastError ? `: ${slot.lastError}` : '';
+        failure ??= new Error(`rxgrad pool: worker ${slot.index} exited with code ${slot.exitCode} while running ${slot.running}${why}; it will be replaced`);
+      }
+    }
+    failure ??= localError;
+    for (const slot of this.slots) {
+      try {
+        this.takeError(slot);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure === undefined) return;
+    if (sync) throw failure;
+    return Promise.reject(failure);
   }
 
   private track(p: Promise<void>): void {
@@ -232,27 +417,13 @@ export class WorkerPool {
     p.then(clear, clear);
   }
 
-  private start(op: number, kernel: string, tasks: readonly GemmArgs[] | readonly CallTask[] | number, local: () => void): Promise<void> {
+  private start(local: () => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
-    const count = typeof tasks === 'number' ? tasks : tasks.length;
-    const used = this.slots.slice(0, count);
-    for (let i = 0; i < count; i++) {
-      const slot = used[i]!;
+    const used = this.slots;
+    for (const slot of used) {
       if (slot.dead || !slot.worker) this.spawn(slot);
-      const task = typeof tasks === 'number' ? undefined : tasks[i]!;
-      if (task && op === OP.CALL) {
-        writeCall(slot, task as CallTask, this.callNames);
-      } else if (task) {
-        const args = task as GemmArgs;
-        const { i32, f32 } = slot;
-        for (let j = 0; j < 13; j++) {
-          if (j === 5 || j === 10) f32[F.ARGS + j] = args[j]!;
-          else i32[F.ARGS + j] = args[j]!;
-        }
-        i32[F.ARGS + 13] = args[13] ?? 0;
-      }
-      slot.i32[F.OP] = op;
-      slot.running = kernel;
+      slot.i32[F.OP] = OP.NOP;
+      slot.running = 'nop';
       slot.seq = (slot.seq + 1) | 0;
       Atomics.store(slot.i32, F.SEQ, slot.seq);
       Atomics.notify(slot.i32, F.SEQ);
@@ -269,7 +440,7 @@ export class WorkerPool {
     // Atomics.waitAsync resumes through the event loop, measured at ~0.1 ms median with multi-ms tails here.
     const t0 = performance.now();
     const budget = Math.max(this.spinMs, Math.min(CALLER_SPIN_MAX_MS, 2 * (t0 - tLocal) + 0.1));
-    let pending = count;
+    let pending = used.length;
     while (pending > 0) {
       pending = 0;
       for (const slot of used) if (Atomics.load(slot.i32, F.DONE) !== slot.seq && !slot.dead) pending++;
@@ -312,14 +483,18 @@ export class WorkerPool {
           `rxgrad pool: worker ${slot.index} exited with code ${slot.exitCode} while running ${slot.running}${why}; it will be replaced`,
         );
       }
-      if (slot.i32[F.STATUS] !== 0) {
-        const len = slot.i32[F.MSG_LEN]!;
-        const bytes = new Uint8Array(slot.i32.buffer, slot.i32.byteOffset + F.MSG_BYTE, len).slice();
-        slot.i32[F.STATUS] = 0;
-        throw new Error(`rxgrad pool: worker ${slot.index} failed in ${slot.running}: ${new TextDecoder().decode(bytes)}`);
-      }
+      this.takeError(slot);
     }
     if (localError !== undefined) throw localError;
+  }
+
+  /** Throws (and clears) the error a worker wrote into its slot, if any. */
+  private takeError(slot: Slot): void {
+    if (slot.i32[F.STATUS] === 0) return;
+    const len = slot.i32[F.MSG_LEN]!;
+    const bytes = new Uint8Array(slot.i32.buffer, slot.i32.byteOffset + F.MSG_BYTE, len).slice();
+    slot.i32[F.STATUS] = 0;
+    throw new Error(`rxgrad pool: worker ${slot.index} failed in ${slot.running}: ${new TextDecoder().decode(bytes)}`);
   }
 
   private ref(): void {
@@ -339,7 +514,7 @@ export class WorkerPool {
 
   /** Resolves once every worker has booted and answered a no-op. */
   ready(): Promise<void> {
-    return this.run(OP.NOP, 'nop', this.size, () => {});
+    return this.roundTrip(() => {});
   }
 
   /** Stops and terminates every worker; the pool must not be used afterwards. */
@@ -361,23 +536,5 @@ export class WorkerPool {
     await Promise.all(exits);
     const used = slotsInUse.get(this.memory);
     for (const slot of this.slots) used?.delete(slot.index);
-  }
-}
-
-/** Writes an OP.CALL task into a slot's ARGS (see {@link MAX_CALL_ARGS}); throws on a bad task. */
-function writeCall(slot: Slot, task: CallTask, callNames: readonly string[]): void {
-  const { kernel, args } = task;
-  if (!Number.isInteger(kernel) || kernel < 0 || kernel >= callNames.length) {
-    throw new RangeError(`rxgrad pool: no callable kernel #${kernel} (the pool knows ${callNames.length})`);
-  }
-  if (args.length > MAX_CALL_ARGS) throw new RangeError(`rxgrad pool: ${callNames[kernel]} takes ${args.length} arguments, at most ${MAX_CALL_ARGS} fit a slot`);
-  const mask = task.floatMask ?? 0;
-  const { i32, f32 } = slot;
-  i32[F.ARGS] = kernel;
-  i32[F.ARGS + 1] = args.length;
-  i32[F.ARGS + 2] = mask;
-  for (let j = 0; j < args.length; j++) {
-    if (mask & (1 << j)) f32[F.ARGS + 3 + j] = args[j]!;
-    else i32[F.ARGS + 3 + j] = args[j]!;
   }
 }

@@ -157,6 +157,84 @@ export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array)
       const h = f32();
       for (let i = 0; i < n; i++) h[(y >> 2) + i] += a * h[(x >> 2) + i]!;
     },
+    lstmCellForward(z, cPrev, c, tanhC, h, rows, U) {
+      const f = f32();
+      const sig = (v: number) => 1 / (1 + Math.exp(-v));
+      for (let b = 0; b < rows; b++) {
+        const r = (z >> 2) + b * 4 * U;
+        for (let u = 0; u < U; u++) {
+          const i = sig(f[r + u]!), g = Math.tanh(f[r + 2 * U + u]!), fg = sig(f[r + U + u]!), o = sig(f[r + 3 * U + u]!);
+          f[r + u] = i;
+          f[r + U + u] = fg;
+          f[r + 2 * U + u] = g;
+          f[r + 3 * U + u] = o;
+          const k = b * U + u;
+          const cn = fg * f[(cPrev >> 2) + k]! + i * g;
+          f[(c >> 2) + k] = cn;
+          f[(tanhC >> 2) + k] = Math.tanh(cn);
+          f[(h >> 2) + k] = o * Math.tanh(cn);
+        }
+      }
+    },
+    lstmCellBackward(z, cPrev, tanhC, dh, dy, dc, dz, rows, U) {
+      const f = f32();
+      for (let b = 0; b < rows; b++) {
+        const r = (z >> 2) + b * 4 * U;
+        const d = (dz >> 2) + b * 4 * U;
+        for (let u = 0; u < U; u++) {
+          const k = b * U + u;
+          const i = f[r + u]!, fg = f[r + U + u]!, g = f[r + 2 * U + u]!, o = f[r + 3 * U + u]!;
+          const th = f[(tanhC >> 2) + k]!;
+          const gradH = f[(dh >> 2) + k]! + (dy ? f[(dy >> 2) + k]! : 0);
+          const gradC = f[(dc >> 2) + k]! + gradH * o * (1 - th * th);
+          f[d + u] = gradC * g * i * (1 - i);
+          f[d + U + u] = gradC * f[(cPrev >> 2) + k]! * fg * (1 - fg);
+          f[d + 2 * U + u] = gradC * i * (1 - g * g);
+          f[d + 3 * U + u] = gradH * th * o * (1 - o);
+          f[(dc >> 2) + k] = gradC * fg;
+        }
+      }
+    },
+    gruCellForward(a, q, hPrev, h, rows, U) {
+      const f = f32();
+      const sig = (v: number) => 1 / (1 + Math.exp(-v));
+      for (let b = 0; b < rows; b++) {
+        const ra = (a >> 2) + b * 3 * U, rq = (q >> 2) + b * 3 * U;
+        for (let u = 0; u < U; u++) {
+          const z = sig(f[ra + u]! + f[rq + u]!), r = sig(f[ra + U + u]! + f[rq + U + u]!);
+          const hh = Math.tanh(f[ra + 2 * U + u]! + r * f[rq + 2 * U + u]!);
+          f[ra + u] = z;
+          f[ra + U + u] = r;
+          f[ra + 2 * U + u] = hh;
+          f[(h >> 2) + b * U + u] = z * f[(hPrev >> 2) + b * U + u]! + (1 - z) * hh;
+        }
+      }
+    },
+    gruCellBackward(a, q, hPrev, dh, dy, da, dq, rows, U) {
+      const f = f32();
+      for (let b = 0; b < rows; b++) {
+        const ra = (a >> 2) + b * 3 * U, rq = (q >> 2) + b * 3 * U, rda = (da >> 2) + b * 3 * U, rdq = (dq >> 2) + b * 3 * U;
+        for (let u = 0; u < U; u++) {
+          const k = b * U + u;
+          const z = f[ra + u]!, r = f[ra + U + u]!, hh = f[ra + 2 * U + u]!;
+          const gradH = f[(dh >> 2) + k]! + (dy ? f[(dy >> 2) + k]! : 0);
+          const dPreH = gradH * (1 - z) * (1 - hh * hh);
+          const dPreZ = gradH * (f[(hPrev >> 2) + k]! - hh) * z * (1 - z);
+          const dPreR = dPreH * f[rq + 2 * U + u]! * r * (1 - r);
+          f[rda + u] = dPreZ;
+          f[rda + U + u] = dPreR;
+          f[rda + 2 * U + u] = dPreH;
+          f[rdq + u] = dPreZ;
+          f[rdq + U + u] = dPreR;
+          f[rdq + 2 * U + u] = dPreH * r;
+          f[(dh >> 2) + k] = gradH * z;
+        }
+      }
+    },
+    emaUpdate(ema, x, n, momentum, a) {
+      const h = f32();
+      for (let i = 0; i < n; i++) h[(ema >> 2) + i] = h[(ema >> 2) + i]! * momentum + a * h[(x >> 2) + i]!;
+    },
     conv2dForward(x, w, bias, y, batch, H, W, C, OH, OW, CO, KH, KW, sh, sw, pt, pl, dh, dw, activation = 0) {
       const h = f32();
       const X = x >> 2, Wt = w >> 2, B = bias >> 2, Y = y >> 2;
@@ -387,6 +465,25 @@ export function referenceKernels(f32: () => Float32Array, i32: () => Int32Array)
           const xh = (h[(x >> 2) + r * C + c]! - m) * is;
           h[(dx >> 2) + r * C + c] = k * (h[(dy >> 2) + r * C + c]! - sg / rows - xh * sgx / rows);
         }
+      }
+    },
+    scoreRows(table, rows, dim, query, bias, scores) {
+      const h = f32();
+      for (let i = 0; i < rows; i++) {
+        let sum = bias ? h[(bias >> 2) + i]! : 0;
+        for (let d = 0; d < dim; d++) sum += h[(table >> 2) + i * dim + d]! * h[(query >> 2) + d]!;
+        h[(scores >> 2) + i] = sum;
+      }
+    },
+    topK(scores, n, k, mask, outIndex, outScore) {
+      const h = f32();
+      const m = i32();
+      const candidates: number[] = [];
+      for (let i = 0; i < n; i++) if (!(mask && m[(mask >> 2) + i]) && !Number.isNaN(h[(scores >> 2) + i]!)) candidates.push(i);
+      candidates.sort((a, b) => h[(scores >> 2) + b]! - h[(scores >> 2) + a]! || a - b);
+      for (let j = 0; j < k; j++) {
+        m[(outIndex >> 2) + j] = j < candidates.length ? candidates[j]! : -1;
+        h[(outScore >> 2) + j] = j < candidates.length ? h[(scores >> 2) + candidates[j]!]! : -Infinity;
       }
     },
   };

@@ -2,14 +2,12 @@
  * The wasm compute backend: the SIMD128 kernels (workers/assembly, built by `npm run build:wasm`) on the
  * calling thread, plus a lazily started worker pool that splits large GEMMs.
  */
-import { readFileSync, existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import os from 'node:os';
-import v8 from 'node:v8';
-import type { ComputeBackend, ElementwiseKernel } from './compute-api.ts';
+import { FILTER_GRADIENT_CHUNKS, type ComputeBackend, type ElementwiseCall, type ElementwiseKernel } from './compute-api.ts';
 import { KERNEL_NAMES, type Kernels } from './kernel-api.ts';
 
-import { WorkerPool, MAX_THREADS, OP, scratchAddress, type CallTask, type GemmArgs } from './pool.ts';
+import { defaultThreads, loadModule, provideWorkspace, relaxedSupported, warmUp } from './wasm-setup.ts';
+import { MR, partitionBatch, partitionElements, partitionGemm } from './partition.ts';
+import { WorkerPool, JOB_BYTES, MAX_CHUNKS, MAX_THREADS, OP, scratchAddress, type CallTask, type PoolTestHooks } from './pool.ts';
 
 /** Options of {@link createWasmCompute}. */
 export interface WasmComputeOptions {
@@ -41,19 +39,28 @@ export interface WasmComputeOptions {
   splitThresholdBytes?: number;
   /** How long (ms) a worker spins for its next task before sleeping in Atomics.wait; default {@link WORKER_SPIN_MS}. */
   workerSpinMs?: number;
+  /** Determinism tests: slow one thread down and jitter every chunk claim (see PoolTestHooks). */
+  testHooks?: PoolTestHooks;
 }
 
 /** Split threshold while workers spin (no wake-up cost): ~10 µs of single-thread work. */
 export const HOT_SPLIT_FLOPS = 0.5e6;
-/** Split threshold once workers sleep: a futex wake costs ~50 µs on this VM, so ~200 µs of work. */
-export const COLD_SPLIT_FLOPS = 10e6;
+/**
+ * Split threshold once workers sleep (~40 µs of work). With chunks claimed dynamically the caller never
+ * waits for a wake-up (~50 µs here): it starts on the chunks at once and a worker that arrives late takes
+ * fewer, so the cost of a cold split is the caller's futex wake call, not the wake-up latency.
+ */
+export const COLD_SPLIT_FLOPS = 2e6;
 /**
  * Memory-bound split threshold (bytes read + written) while workers spin. Measured with reluForward, quiet
  * box, median of 60: 1 MiB 11 µs one thread vs 12 split, 2 MiB 29 vs 24, 4 MiB 52 vs 36 (workers/README.md).
  */
-export const HOT_SPLIT_BYTES = 2 << 20;
-/** Once workers sleep (futex wake ~70 µs): 4 MiB 94 µs vs 140 split, 8 MiB 197 vs 188, 16 MiB 441 vs 298. */
-export const COLD_SPLIT_BYTES = 16 << 20;
+export const HOT_SPLIT_BYTES = 1 << 20;
+/**
+ * Once workers sleep. The old fixed partition measured 4 MiB 94 µs vs 140 split, 8 MiB 197 vs 188, 16 MiB
+ * 441 vs 298, because the caller waited for the woken worker's half; with dynamic claiming it does not.
+ */
+export const COLD_SPLIT_BYTES = 2 << 20;
 /**
  * Worker spin after a task before sleeping. Inference and training alternate pool kernels with short
  * single-threaded stretches (dense, loss, the rx pipeline: 0.1–1 ms); with the old 50 µs the worker was
@@ -62,13 +69,18 @@ export const COLD_SPLIT_BYTES = 16 << 20;
  * exceed cores (defaultThreads), so a spinning worker never starves the caller.
  */
 export const WORKER_SPIN_MS = 2;
-/** Floats per split unit of the elementwise kernels: 64-byte cache lines, no line shared by two threads. */
-const LINE_FLOATS = 16;
-/** Rows per register tile: split boundaries are multiples of it so every tile is computed alike. */
-const MR = 4;
-/** Columns per register tile. */
-const NR = 8;
-
+/** Chunks per thread a split aims for: enough that a thread the OS deschedules holds up only a small share. */
+const CHUNKS_PER_THREAD = 4;
+/** Least work per chunk of a compute-bound split (~5 µs): below it the claim and call overhead shows. */
+const MIN_CHUNK_FLOPS = 0.25e6;
+/** Least bytes per chunk of a memory-bound split (~5 µs at ~15 GB/s). */
+const MIN_CHUNK_BYTES = 64 << 10;
+/** Most chunks of a row reduction (sumRows): partial sums added in chunk order. */
+const REDUCTION_CHUNKS = 8;
+/** Least elements per chunk of a row reduction. */
+const MIN_REDUCTION_FLOATS = 16 << 10;
+/** Floats of partial sums a backend keeps for its row reductions. */
+const REDUCE_FLOATS = 64 << 10;
 /** The wasm backend, with test and measurement hooks beyond {@link ComputeBackend}. */
 export interface WasmCompute extends ComputeBackend {
   /** Every export of the instance on the calling thread (the kernels plus setScratch, nop, …). */
@@ -82,6 +94,12 @@ export interface WasmCompute extends ComputeBackend {
     gemmWith(path: number, ...args: Parameters<Kernels['gemm']>): void;
     gemmChoosePath(transB: number, m: number, n: number, k: number, ldb: number): number;
   };
+  elementwiseMany(calls: readonly ElementwiseCall[]): void;
+  lstmCellForward(...args: Parameters<Kernels['lstmCellForward']>): Promise<void> | void;
+  lstmCellBackward(...args: Parameters<Kernels['lstmCellBackward']>): Promise<void> | void;
+  gruCellForward(...args: Parameters<Kernels['gruCellForward']>): Promise<void> | void;
+  gruCellBackward(...args: Parameters<Kernels['gruCellBackward']>): Promise<void> | void;
+  sumRows(x: number, out: number, rows: number, cols: number, beta: number): void;
   /** Bytes of GEMM packing workspace per thread. */
   readonly workspaceBytes: number;
   /** Round trip of an empty task through every worker (starts the pool); for latency measurements. */
@@ -99,87 +117,21 @@ export interface WasmCompute extends ComputeBackend {
   maxPool2dBackward(dy: number, argmax: number, dx: number, xCount: number, yCount: number, batch?: number): Promise<void> | void;
 }
 
-const modules = new Map<string, WebAssembly.Module>();
-
-function loadModule(file: string): WebAssembly.Module {
-  let mod = modules.get(file);
-  if (mod) return mod;
-  const path = fileURLToPath(new URL(`./generated/${file}`, import.meta.url));
-  if (!existsSync(path)) throw new Error(`rxgrad: ${path} is missing: run npm run build:wasm`);
-  mod = new WebAssembly.Module(readFileSync(path));
-  modules.set(file, mod);
-  return mod;
-}
-
-let relaxedOk: boolean | undefined;
-
-/** True if this V8 compiles relaxed SIMD, turning on Node 20's experimental flag if needed. */
-function relaxedSupported(): boolean {
-  if (relaxedOk !== undefined) return relaxedOk;
-  const path = fileURLToPath(new URL('./generated/kernels-relaxed.wasm', import.meta.url));
-  if (!existsSync(path)) return (relaxedOk = false);
-  const bytes = readFileSync(path);
-  if (!WebAssembly.validate(bytes)) {
-    // Node 20 (V8 11.3) has relaxed SIMD behind a flag; V8 ≥ 11.4 ships it. The flag is process-wide
-    // and also covers workers created afterwards.
-    try {
-      v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-    } catch {
-      // Unknown flag on a future V8: validation below decides.
-    }
-  }
-  return (relaxedOk = WebAssembly.validate(bytes));
-}
-
-function defaultThreads(): number {
-  const env = process.env['RXGRAD_THREADS'];
-  if (env !== undefined && env !== '') {
-    const t = Number(env);
-    if (!Number.isInteger(t) || t < 1) throw new RangeError(`RXGRAD_THREADS must be a positive integer, got ${env}`);
-    return t;
-  }
-  return Math.min(Math.max(1, os.availableParallelism()), 2);
-}
-
-/** Row (or, for short C, column) ranges of a split: multiples of the tile size, fixed by shape and parts. */
-export function partitionGemm(m: number, n: number, parts: number): { rows: boolean; ranges: [number, number][] } {
-  const split = (len: number, tile: number): [number, number][] => {
-    const chunk = Math.ceil(len / parts / tile) * tile;
-    const ranges: [number, number][] = [];
-    for (let s = 0; s < len; s += chunk) ranges.push([s, Math.min(len, s + chunk)]);
-    return ranges;
-  };
-  if (m >= 2 * MR || n < 2 * NR) return { rows: true, ranges: split(m, MR) };
-  return { rows: false, ranges: split(n, NR) };
+/**
+ * Chunks of a filter gradient over `batch` images of `flops` work: fixed by the shape alone, never by the
+ * thread count or the load, so the partial sums and their chunk-order sum are the same bits on 1, 2 or 3
+ * threads.
+ */
+export function reductionChunks(batch: number, flops: number): number {
+  // A small gradient stays one call: splitting it could not pay for the extra calls and partial sums.
+  return flops < COLD_SPLIT_FLOPS ? 1 : Math.min(batch, FILTER_GRADIENT_CHUNKS);
 }
 
 /**
- * Image ranges of a conv split over the batch: `min(parts, batch)` contiguous ranges of ⌈batch / parts⌉
- * images (the caller takes the first), fixed by batch and thread count.
+ * Exports the pool may call (chunk rows index this list): the contract's kernels, then the
+ * entry points of the splits that are not part of the Kernels contract.
  */
-export function partitionBatch(batch: number, parts: number): [number, number][] {
-  const chunk = Math.ceil(batch / Math.max(1, Math.min(parts, batch)));
-  const ranges: [number, number][] = [];
-  for (let s = 0; s < batch; s += chunk) ranges.push([s, Math.min(batch, s + chunk)]);
-  return ranges;
-}
-
-/**
- * Element ranges of an elementwise split: `parts` contiguous ranges in multiples of 16 floats (64-byte lines;
- * the caller takes the first), fixed by n and thread count. Elementwise results do not depend on the split.
- */
-export function partitionElements(n: number, parts: number): [number, number][] {
-  const chunk = Math.max(LINE_FLOATS, Math.ceil(n / parts / LINE_FLOATS) * LINE_FLOATS);
-  const ranges: [number, number][] = [];
-  for (let s = 0; s < n; s += chunk) ranges.push([s, Math.min(n, s + chunk)]);
-  return ranges.length ? ranges : [[0, n]];
-}
-
-/**
- * Exports the pool may call (OP.CALL kernel ids index this list): the contract's kernels, then the batch-slice
- * entry points of max pooling (not part of the Kernels contract).
- */
-export const CALL_NAMES = [...KERNEL_NAMES, 'maxPool2dForwardPart', 'maxPool2dBackwardPart'] as const;
+export const CALL_NAMES = [...KERNEL_NAMES, 'maxPool2dForwardPart', 'maxPool2dBackwardPart', 'gemmWith'] as const;
 type CallName = (typeof CALL_NAMES)[number];
 
 /** The 12 geometry arguments of the pooling kernels (batch … padLeft). */
@@ -231,8 +183,11 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   // One packing workspace per thread, each on its own cache lines (64-byte multiples), taken up front so
   // that wasm never allocates and a worker never waits for memory.
   const workspaceBytes = Math.ceil(exports.workspaceBytes() / 64) * 64;
-  const workspaceBase = provideWorkspace(memory, threads * workspaceBytes, options.alloc);
+  // Then the pool's job block and the partial sums of chunked reductions, on lines of their own.
+  const workspaceBase = provideWorkspace(memory, threads * workspaceBytes + JOB_BYTES + 4 * REDUCE_FLOATS, options.alloc);
   const workspaceOf = (t: number) => workspaceBase + t * workspaceBytes;
+  const jobBlock = workspaceOf(threads);
+  const reduceBase = jobBlock + JOB_BYTES;
   const gemmPath = { auto: 0, unpacked: 1, packed: 2 }[options.gemmPath ?? 'auto'];
   exports.setWorkspace(workspaceOf(0));
   warmUp(exports, scratch, scratchBytes);
@@ -244,45 +199,114 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   const getPool = (): WorkerPool => {
     if (closed) throw new Error('rxgrad: compute backend used after close()');
     return (pool ??= new WorkerPool(module, memory, threads - 1, scratchBytes, {
-      callNames: CALL_NAMES, workspace: workspaceOf, gemmPath, workerSpinMs: options.workerSpinMs ?? WORKER_SPIN_MS,
+      callNames: CALL_NAMES, workspace: workspaceOf, gemmPath, workerSpinMs: options.workerSpinMs ?? WORKER_SPIN_MS, jobBlock,
+      ...(options.testHooks ? { testHooks: options.testHooks } : {}),
     }));
   };
   const threshold = () => options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS);
   const byteThreshold = () => options.splitThresholdBytes ?? (pool?.hot ? HOT_SPLIT_BYTES : COLD_SPLIT_BYTES);
-  const call = (name: CallName, args: readonly number[]) =>
-    (exports[name as keyof typeof exports] as unknown as (...a: readonly number[]) => void)(...args);
+  // Row chunks of a packed GEMM in whole micro-kernel tiles (6×8 with FMA, 5×8 without).
+  const PACKED_ROW_TILE = useRelaxed ? 6 : 5;
+  const exportOf = (name: CallName) => exports[name as keyof typeof exports] as unknown as (...a: readonly number[]) => void;
+  const kernelIds = new Map<CallName, number>(CALL_NAMES.map((name, i) => [name, i]));
+  const runRow = (row: CallTask) => exportOf(CALL_NAMES[row.kernel]!)(...row.args);
+  /** Most chunks wanted for a job with this much work: a few per thread, none below ~5 µs of work. */
+  const chunksFor = (work: number, minWork: number) => Math.max(1, Math.min(CHUNKS_PER_THREAD * threads, Math.floor(work / minWork)));
 
   /**
-   * Runs export `name` once per entry of `parts` (part 0 on the calling thread, part i on worker i − 1),
-   * in parallel when there are several. `floatMask`: which arguments are f32 (see CallTask).
+   * Runs `rows` (calls of export `name`): as one chunked job across the pool when `parallel`, else on the
+   * calling thread in chunk order (the same results: a chunk computes alike wherever it runs).
    */
-  function runParts(name: CallName, parts: readonly (readonly number[])[], floatMask = 0): Promise<void> | void {
-    if (parts.length < 2) {
-      call(name, parts[0]!);
+  function runJob(name: CallName, rows: readonly (readonly number[])[], parallel: boolean, sync = false, floatMask = 0): Promise<void> | void {
+    if (!parallel || rows.length < 2 || threads === 1) {
+      const fn = exportOf(name);
+      for (const args of rows) fn(...args);
       return;
     }
-    const kernel = CALL_NAMES.indexOf(name);
-    const tasks: CallTask[] = parts.slice(1).map((args) => ({ kernel, args, floatMask }));
-    return getPool().run(OP.CALL, name, tasks, () => call(name, parts[0]!));
+    const kernel = kernelIds.get(name)!;
+    return getPool().runChunks(name, rows.map((args) => ({ kernel, args, floatMask })), runRow, sync);
   }
+
+  /** Pointers advanced to element `s` (a 0 pointer, an absent operand, stays 0). */
+  const advance = (pointers: readonly number[], s: number) => pointers.map((p) => (p === 0 ? 0 : p + 4 * s));
 
   function elementwise(name: ElementwiseKernel, pointers: readonly number[], n: number, floats: readonly number[] = []): Promise<void> | void {
     const bytes = 4 * n * pointers.length;
-    const ranges = threads > 1 && bytes >= byteThreshold() ? partitionElements(n, threads) : [[0, n] as [number, number]];
+    const parallel = threads > 1 && bytes >= byteThreshold();
+    if (!parallel) return exportOf(name)(...pointers, n, ...floats);
     // Floats come after the pointers and the count (leakyRelu's slope): mark them f32 for the worker.
     const floatMask = ((1 << floats.length) - 1) << (pointers.length + 1);
-    return runParts(name, ranges.map(([s, e]) => [...pointers.map((p) => p + 4 * s), e - s, ...floats]), floatMask);
+    const parts = partitionElements(n, chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold())));
+    return runJob(name, parts.map(([s, e]) => [...advance(pointers, s), e - s, ...floats]), true, false, floatMask);
+  }
+
+  function elementwiseMany(calls: readonly ElementwiseCall[]): void {
+    let bytes = 0;
+    for (const c of calls) bytes += 4 * c.n * c.pointers.filter((p) => p !== 0).length;
+    if (threads === 1 || bytes < byteThreshold()) {
+      for (const c of calls) exportOf(c.name)(...c.pointers, c.n, ...(c.tail ?? []));
+      return;
+    }
+    // One job for every call: each cut into line-aligned ranges of about the same number of bytes.
+    const per = Math.max(1, bytes / chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold())));
+    const rows: CallTask[] = [];
+    for (const c of calls) {
+      const tail = c.tail ?? [];
+      const floatMask = (c.tailFloatMask ?? (1 << tail.length) - 1) << (c.pointers.length + 1);
+      const callBytes = 4 * c.n * c.pointers.filter((p) => p !== 0).length;
+      const kernel = kernelIds.get(c.name)!;
+      for (const [s, e] of partitionElements(c.n, Math.max(1, Math.round(callBytes / per)))) {
+        rows.push({ kernel, args: [...advance(c.pointers, s), e - s, ...tail], floatMask });
+      }
+    }
+    if (rows.length > MAX_CHUNKS) {
+      for (const c of calls) exportOf(c.name)(...c.pointers, c.n, ...(c.tail ?? []));
+      return;
+    }
+    getPool().runChunks('optimizer update', rows, runRow, true);
+  }
+
+  /**
+   * A recurrent cell kernel split into row ranges when there is enough work (~25 flops per unit: five
+   * transcendentals), counted against the GEMM thresholds. `operands`: each pointer with its row width in
+   * units of U (4 for LSTM gates, 3 for GRU gates, 1 for states; a 0 pointer stays 0); `rows, U` follow them.
+   */
+  function cellJob(name: 'lstmCellForward' | 'lstmCellBackward' | 'gruCellForward' | 'gruCellBackward', operands: readonly [number, number][], rows: number, U: number): Promise<void> | void {
+    const flops = 25 * rows * U;
+    const parallel = threads > 1 && rows > 1 && flops >= threshold();
+    const parts = parallel ? partitionBatch(rows, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, rows] as [number, number]];
+    return runJob(name, parts.map(([r0, r1]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, U]), parallel);
+  }
+
+  const lstmCellForward = (z: number, cPrev: number, c: number, tanhC: number, h: number, rows: number, U: number) =>
+    cellJob('lstmCellForward', [[z, 4], [cPrev, 1], [c, 1], [tanhC, 1], [h, 1]], rows, U);
+  const lstmCellBackward = (z: number, cPrev: number, tanhC: number, dh: number, dy: number, dc: number, dz: number, rows: number, U: number) =>
+    cellJob('lstmCellBackward', [[z, 4], [cPrev, 1], [tanhC, 1], [dh, 1], [dy, 1], [dc, 1], [dz, 4]], rows, U);
+  const gruCellForward = (a: number, q: number, hPrev: number, h: number, rows: number, U: number) =>
+    cellJob('gruCellForward', [[a, 3], [q, 3], [hPrev, 1], [h, 1]], rows, U);
+  const gruCellBackward = (a: number, q: number, hPrev: number, dh: number, dy: number, da: number, dq: number, rows: number, U: number) =>
+    cellJob('gruCellBackward', [[a, 3], [q, 3], [hPrev, 1], [dh, 1], [dy, 1], [da, 3], [dq, 3]], rows, U);
+
+  function sumRows(x: number, out: number, rows: number, cols: number, beta: number): void {
+    // Row chunks fixed by the shape: chunk 0 into out (with beta), chunk c ≥ 1 into partial sums, added
+    // in chunk order, so the bits never depend on the thread count.
+    const chunks = Math.min(REDUCTION_CHUNKS, Math.floor((rows * cols) / MIN_REDUCTION_FLOATS), Math.floor(REDUCE_FLOATS / cols) + 1);
+    if (chunks < 2) return kernels.sumRows(x, out, rows, cols, beta);
+    const parts = partitionBatch(rows, chunks);
+    const partial = (c: number) => reduceBase + 4 * (c - 1) * cols;
+    runJob('sumRows', parts.map(([r0, r1], c) => [x + 4 * r0 * cols, c === 0 ? out : partial(c), r1 - r0, cols, c === 0 ? beta : 0]),
+      threads > 1 && 4 * rows * cols >= byteThreshold(), true, 1 << 4);
+    for (let c = 1; c < parts.length; c++) kernels.axpy(cols, 1, partial(c), out);
   }
 
   function maxPool2dForward(x: number, y: number, argmax: number, ...g: PoolGeometry): Promise<void> | void {
     const [batch, H, W, C, OH, OW] = g;
     const xImg = H * W * C, yImg = OH * OW * C;
     const bytes = 4 * batch * (xImg + (argmax ? 2 : 1) * yImg);
-    const ranges = threads > 1 && bytes >= byteThreshold() ? partitionBatch(batch, threads) : [[0, batch] as [number, number]];
-    if (ranges.length < 2) return kernels.maxPool2dForward(x, y, argmax, ...g);
-    return runParts('maxPool2dForwardPart', ranges.map(([n0, n1]) => [
+    if (!(threads > 1 && bytes >= byteThreshold() && batch > 1)) return kernels.maxPool2dForward(x, y, argmax, ...g);
+    return runJob('maxPool2dForwardPart', partitionBatch(batch, chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold()))).map(([n0, n1]) => [
       x + 4 * n0 * xImg, y + 4 * n0 * yImg, argmax ? argmax + 4 * n0 * yImg : 0, n0 * xImg, n1 - n0, ...g.slice(1),
-    ]));
+    ]), true);
   }
 
   function maxPool2dBackward(dy: number, argmax: number, dx: number, xCount: number, yCount: number, batch = 1): Promise<void> | void {
@@ -291,46 +315,36 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     if (!ok) return kernels.maxPool2dBackward(dy, argmax, dx, xCount, yCount);
     // Per image slice: its dx range zeroed and its outputs scattered (indices never leave their image).
     const xImg = xCount / batch, yImg = yCount / batch;
-    return runParts('maxPool2dBackwardPart', partitionBatch(batch, threads).map(([n0, n1]) => [
+    return runJob('maxPool2dBackwardPart', partitionBatch(batch, chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold()))).map(([n0, n1]) => [
       dy + 4 * n0 * yImg, argmax + 4 * n0 * yImg, dx, n0 * xImg, (n1 - n0) * xImg, (n1 - n0) * yImg,
-    ]));
+    ]), true);
   }
 
-  /**
-   * Runs a conv kernel split over batch images when large enough: `task(n0, n1, t)` gives the arguments of
-   * thread t for images [n0, n1). Returns the ranges used (length 1: ran inline, nothing pending).
-   */
-  function splitConv(
-    name: 'conv2dForward' | 'conv2dBackwardInput' | 'conv2dBackwardFilter', g: ConvGeometry,
-    task: (n0: number, n1: number, t: number) => number[], minWorkPerThread = true,
-  ): { ranges: [number, number][]; pending: Promise<void> | undefined } {
+  const convFlops = (g: ConvGeometry) => {
     const [batch, , , inC, outH, outW, outC, kH, kW] = g;
-    const flops = 2 * batch * outH * outW * outC * kH * kW * inC;
-    const ranges = threads > 1 && minWorkPerThread && flops >= threshold() ? partitionBatch(batch, threads) : [[0, batch] as [number, number]];
-    if (ranges.length < 2) {
-      call(name, task(0, batch, 0));
-      return { ranges: [[0, batch]], pending: undefined };
-    }
-    const kernel = CALL_NAMES.indexOf(name);
-    const tasks: CallTask[] = ranges.slice(1).map(([n0, n1], i) => ({ kernel, args: task(n0, n1, i + 1) }));
-    const mine = task(ranges[0]![0], ranges[0]![1], 0);
-    return { ranges, pending: getPool().run(OP.CALL, name, tasks, () => call(name, mine)) };
-  }
+    return 2 * batch * outH * outW * outC * kH * kW * inC;
+  };
 
   function conv2dForward(x: number, w: number, bias: number, y: number, ...rest: [...ConvGeometry, activation?: number]): Promise<void> | void {
     const g = rest.slice(0, 15) as ConvGeometry;
     const activation = rest[15] ?? 0;
-    const [, H, W, C, OH, OW, CO] = g;
+    const [batch, H, W, C, OH, OW, CO] = g;
+    const flops = convFlops(g);
     const xImg = 4 * H * W * C;
     const yImg = 4 * OH * OW * CO;
-    return splitConv('conv2dForward', g, (n0, n1) => [x + n0 * xImg, w, bias, y + n0 * yImg, n1 - n0, ...g.slice(1), activation]).pending;
+    const parallel = threads > 1 && flops >= threshold();
+    const parts = parallel ? partitionBatch(batch, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, batch] as [number, number]];
+    return runJob('conv2dForward', parts.map(([n0, n1]) => [x + n0 * xImg, w, bias, y + n0 * yImg, n1 - n0, ...g.slice(1), activation]), parallel);
   }
 
   function conv2dBackwardInput(dy: number, wt: number, dx: number, ...g: ConvGeometry): Promise<void> | void {
-    const [, H, W, C, OH, OW, CO] = g;
+    const [batch, H, W, C, OH, OW, CO] = g;
+    const flops = convFlops(g);
     const dxImg = 4 * H * W * C;
     const dyImg = 4 * OH * OW * CO;
-    return splitConv('conv2dBackwardInput', g, (n0, n1) => [dy + n0 * dyImg, wt, dx + n0 * dxImg, n1 - n0, ...g.slice(1)]).pending;
+    const parallel = threads > 1 && flops >= threshold();
+    const parts = parallel ? partitionBatch(batch, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, batch] as [number, number]];
+    return runJob('conv2dBackwardInput', parts.map(([n0, n1]) => [dy + n0 * dyImg, wt, dx + n0 * dxImg, n1 - n0, ...g.slice(1)]), parallel);
   }
 
   function conv2dBackwardFilter(x: number, dy: number, dw: number, work: number, workFloats: number, ...g: ConvGeometry): Promise<void> | void {
@@ -339,22 +353,22 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const dyImg = 4 * OH * OW * CO;
     const filter = KH * KW * C * CO;
     const taps = KH * KW * C;
-    // Each thread's share of work, 64-byte aligned; threads t ≥ 1 keep their partial dw at its start.
-    const parts = Math.min(threads, batch);
-    const region = Math.floor(workFloats / parts / 16) * 16;
-    const fits = region - filter >= taps;
-    const { ranges, pending } = splitConv('conv2dBackwardFilter', g, (n0, n1, t) => {
-      if (t === 0 && n1 - n0 === batch) return [x, dy, dw, work, workFloats, ...g];
-      const base = work + 4 * t * region;
-      return t === 0
-        ? [x, dy, dw, work, region, n1 - n0, ...g.slice(1)]
-        : [x + n0 * xImg, dy + n0 * dyImg, base, base + 4 * filter, region - filter, n1 - n0, ...g.slice(1)];
-    }, fits);
-    if (!pending) return;
-    // Partial sums added in thread order: bitwise reproducible for a given thread count.
-    return pending.then(() => {
-      for (let t = 1; t < ranges.length; t++) kernels.axpy(filter, 1, work + 4 * t * region, dw);
-    });
+    // Image chunks fixed by the batch (reductionChunks), each with a share of work: chunk 0 writes dw,
+    // chunk c ≥ 1 a partial dw at the start of its share; the partials are added in chunk order.
+    const chunks = reductionChunks(batch, convFlops(g));
+    const region = Math.floor(workFloats / chunks / 16) * 16;
+    if (chunks < 2 || region - filter < taps) return kernels.conv2dBackwardFilter(x, dy, dw, work, workFloats, ...g);
+    const parts = partitionBatch(batch, chunks);
+    const partial = (c: number) => work + 4 * c * region;
+    const rows = parts.map(([n0, n1], c) => c === 0
+      ? [x, dy, dw, work, region, n1 - n0, ...g.slice(1)]
+      : [x + n0 * xImg, dy + n0 * dyImg, partial(c), partial(c) + 4 * filter, region - filter, n1 - n0, ...g.slice(1)]);
+    const sum = () => {
+      for (let c = 1; c < parts.length; c++) kernels.axpy(filter, 1, partial(c), dw);
+    };
+    const pending = runJob('conv2dBackwardFilter', rows, threads > 1 && convFlops(g) >= threshold());
+    if (!pending) return sum();
+    return pending.then(sum);
   }
 
   function gemm(
@@ -362,24 +376,23 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number,
   ): Promise<void> | void {
     const flops = 2 * m * n * k;
-    if (threads === 1 || flops < (options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS))) {
+    if (threads === 1 || flops < threshold()) {
       kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     }
-    const { rows, ranges } = partitionGemm(m, n, threads);
-    if (ranges.length < 2) {
-      kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-      return;
-    }
-    // The path of the whole product, for every part: parts compute exactly as one thread would.
+    // The path of the whole product, for every chunk: chunks compute exactly as one thread would.
     const path = exports.gemmChoosePath(transB, m, n, k, ldb);
-    const part = ([s, e]: [number, number]): GemmArgs =>
+    const { rows, ranges: parts } = partitionGemm(m, n, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), path === 2 ? PACKED_ROW_TILE : MR);
+    if (parts.length < 2) {
+      kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
+    const part = ([s, e]: [number, number]): number[] =>
       rows
-        ? [transA, transB, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, b, ldb, beta, c + 4 * s * ldc, ldc, path]
-        : [transA, transB, m, e - s, k, alpha, a, lda, transB ? b + 4 * s * ldb : b + 4 * s, ldb, beta, c + 4 * s, ldc, path];
-    const tasks = ranges.slice(1).map(part);
-    const [tA, tB, mm, nn, kk, al, aa, la, bb, lb, be, cc, lc] = part(ranges[0]!);
-    return getPool().run(OP.GEMM, 'gemm', tasks, () => exports.gemmWith(path, tA, tB, mm, nn, kk, al, aa, la, bb, lb, be, cc, lc));
+        ? [path, transA, transB, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, b, ldb, beta, c + 4 * s * ldc, ldc]
+        : [path, transA, transB, m, e - s, k, alpha, a, lda, transB ? b + 4 * s * ldb : b + 4 * s, ldb, beta, c + 4 * s, ldc];
+    // alpha (argument 6) and beta (11) are f32.
+    return runJob('gemmWith', parts.map(part), true, false, (1 << 6) | (1 << 11));
   }
 
   return {
@@ -393,6 +406,12 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     conv2dBackwardInput,
     conv2dBackwardFilter,
     elementwise,
+    elementwiseMany,
+    sumRows,
+    lstmCellForward,
+    lstmCellBackward,
+    gruCellForward,
+    gruCellBackward,
     maxPool2dForward,
     maxPool2dBackward,
     get pool() {
@@ -401,7 +420,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     ping() {
       if (threads === 1) return exports.nop();
       const p = getPool();
-      return p.run(OP.NOP, 'nop', p.size, () => exports.nop());
+      return p.roundTrip(() => exports.nop());
     },
     terminateWorkerForTest(i: number) {
       return getPool().terminateWorkerForTest(i);
@@ -414,104 +433,4 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   };
 }
 
-/**
- * Base of `bytes` of memory for the packing workspaces: from `alloc` when given, else pages grown at the
- * top of the memory (owned by this backend from then on). Written once: never-written pages run GEMM at
- * about half speed (KERNELS.md §1, first touch).
- */
-function provideWorkspace(memory: WebAssembly.Memory, bytes: number, alloc?: (bytes: number) => number): number {
-  let base: number;
-  if (alloc) {
-    base = alloc(bytes);
-    if (base % 64 !== 0 || base < 65536) throw new RangeError(`rxgrad: alloc returned ${base}: need a 64-byte aligned address above the control region`);
-  } else {
-    const pages = Math.ceil(bytes / 65536);
-    try {
-      base = memory.grow(pages) * 65536;
-    } catch (err) {
-      throw new RangeError(`rxgrad: cannot grow the memory by ${pages} pages for the GEMM workspaces: ${String(err)}`);
-    }
-  }
-  new Uint8Array(memory.buffer, base, bytes).fill(0);
-  return base;
-}
-
-/**
- * Calls every kernel a few times on this thread's scratch so V8 has tiered them up (Liftoff runs GEMM at a
- * fraction of TurboFan speed and wasm has no on-stack replacement). Touches only the scratch area.
- */
-function warmUp(k: Kernels, scratch: number, bytes: number): void {
-  k.fill(scratch, bytes >> 2, 0.5);
-  const f = 4; // bytes per float
-  const x = scratch;
-  const y = scratch + 64 * f;
-  const z = scratch + 128 * f;
-  const w = scratch + 192 * f;
-  // Small GEMMs: all row-edge variants (m = 5, 6, 7, 8), both A layouts, direct and panel paths.
-  const a = scratch + 256 * f; // 8×8
-  const b = scratch + 320 * f; // 8×9
-  const c = scratch + 400 * f; // 8×9
-  const e = k as Kernels & { setGemmPath(mode: number): void };
-  for (let rep = 0; rep < 8; rep++) {
-    // Paths 1 (direct / panel) and 2 (packed, full and edge tiles) so V8 tiers up both.
-    for (const path of [1, 2]) {
-      e.setGemmPath(path);
-      for (let m = 5; m <= 8; m++) {
-        for (let t = 0; t < 4; t++) k.gemm(t & 1, t >> 1, m, 9, 8, 1, a, 8, b, 9, rep & 1, c, 9);
-      }
-    }
-    e.setGemmPath(0);
-    k.addBias(x, y, 4, 16);
-    k.sumRows(x, y, 4, 16, 0);
-    k.reluForward(x, y, 63);
-    k.reluBackward(x, y, z, 63);
-    k.leakyReluForward(x, y, 63, 0.01);
-    k.leakyReluBackward(x, y, z, 63, 0.01);
-    k.sigmoidForward(x, y, 63);
-    k.sigmoidBackward(x, y, z, 63);
-    k.tanhForward(x, y, 63);
-    k.tanhBackward(x, y, z, 63);
-    k.geluForward(x, y, 63);
-    k.geluBackward(x, y, z, 63);
-    k.softmaxForward(x, y, 4, 15);
-    k.softmaxBackward(x, y, z, 4, 15);
-    k.fill(w, 4, 0);
-    k.softmaxCrossEntropy(x, w, 4, 15, y, z, 0.25);
-    k.adamUpdate(x, y, z, w, 63, 0, 0.9, 0.999, 1e-8, 0, rep & 1, 0.1, 0.001);
-    k.sgdUpdate(x, y, z, 63, 0, 0.9, rep & 1, 0);
-    k.copy(x, y, 63);
-    k.scale(y, 63, 1);
-    k.axpy(63, 0, x, y);
-    k.fill(x, 64, 0.5);
-  }
-  // Conv and pooling kernels on tiny shapes (all channel tiles: 20 = 16 + 4; a 3-channel edge). The GEMM
-  // inside the filter gradient packs its panel over this scratch too: values are garbage, bounds are not.
-  const at = (floats: number) => scratch + 4 * floats;
-  for (let rep = 0; rep < 6; rep++) {
-    k.fill(scratch, bytes >> 2, 0.25);
-    const X = at(0), Wf = at(32), Bs = at(392), Y = at(412), Wt = at(492), DX = at(852), WORK = at(884);
-    const g = [1, 4, 4, 2, 2, 2, 20, 3, 3, 1, 1, 0, 0, 1, 1] as const;
-    k.conv2dForward(X, Wf, Bs, Y, ...g);
-    k.conv2dForward(X, Wf, 0, Y, 1, 4, 4, 2, 4, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1);
-    k.conv2dTransposeFilter(Wf, Wt, 9, 2, 20);
-    k.conv2dBackwardInput(Y, Wt, DX, ...g);
-    k.conv2dBackwardFilter(X, Y, Wt, WORK, 162, ...g);
-    k.conv2dForwardIm2col(X, Wf, Bs, Y, WORK, 162, ...g);
-    k.fill(scratch, bytes >> 2, 0.25);
-    k.maxPool2dForward(X, Y, Wt, 1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 0, 0);
-    // C = 4 and 5: the 2×2 row kernels (with and without argmax, with a scalar tail channel).
-    k.maxPool2dForward(X, Y, Wt, 1, 4, 4, 4, 2, 2, 2, 2, 2, 2, 0, 0);
-    k.maxPool2dForward(X, Y, 0, 1, 4, 4, 5, 2, 2, 2, 2, 2, 2, 0, 0);
-    k.maxPool2dForward(X, Y, Wt, 1, 4, 4, 5, 2, 2, 2, 2, 2, 2, 0, 0);
-    k.maxPool2dForward(X, Y, 0, 1, 4, 4, 4, 2, 2, 2, 2, 2, 2, 0, 0);
-    k.maxPool2dBackward(Y, Wt, DX, 32, 8);
-    k.avgPool2dForward(X, Y, 1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 0, 0);
-    k.avgPool2dBackward(Y, DX, 1, 4, 4, 2, 2, 2, 2, 2, 2, 2, 0, 0);
-    k.globalAvgPool2dForward(X, Y, 2, 4, 5);
-    k.globalAvgPool2dBackward(Y, DX, 2, 4, 5);
-    k.batchNormStats(X, Y, Wt, 6, 5);
-    k.batchNormForward(X, DX, Y, Wt, Bs, Bs, 6, 5);
-    k.batchNormBackward(X, X, DX, Y, Wt, Bs, Wf, WORK, 6, 5);
-  }
-  k.fill(scratch, bytes >> 2, 0);
-}
+export { partitionBatch, partitionElements, partitionGemm } from './partition.ts';

@@ -4,3 +4,7 @@ export { loadEmbeddedMnist, EMBEDDED_MNIST_SIZE } from './mnist.ts';
 export type { EmbeddedMnistOptions } from './mnist.ts';
 export { readIdx, readIdxFile, loadFashionMnist, IdxFormatError, FASHION_MNIST_DIR } from './idx.ts';
 export type { IdxDtype, IdxData, IdxTensor, FashionMnistOptions } from './idx.ts';
+export { datasetFromColumns, datasetFromCsv, datasetFromBatches, datasetFromParquet, datasetFromArrowFile, TabularFormatError } from './tabular.ts';
+export type { TabularDataset, TabularOptions, RawColumn } from './tabular.ts';
+export { loadDataFile, dataFormatOf, datasetFromIdx } from './files.ts';
+export type { DataFormat, DataFileOptions } from './files.ts';

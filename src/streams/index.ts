@@ -10,4 +10,6 @@ export type { ExampleScore, RollingSnapshot } from './metrics.ts';
 export { testThenTrain, testThenTrainDelayed } from './test-then-train.ts';
 export type { TestThenTrainOptions, ProgressiveReport, DelayedLabel, DelayedOptions, DelayedEvent } from './test-then-train.ts';
 export { redisStreamSource, fitFromRedis, ackEntries } from './redis.ts';
+export { connectRedis } from './redis-connect.ts';
+export type { RedisConnection } from './redis-connect.ts';
 export type { RedisCaller, RedisStreamOptions, RedisBatch, RedisStepReport } from './redis.ts';

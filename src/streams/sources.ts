@@ -6,7 +6,7 @@
  * step is applied, so nothing queues up and nothing is dropped.
  * - {@link ipcSource}: Arrow IPC stream or file from a path, bytes, or any Node readable;
  *   {@link tcpIpcSource}: an IPC stream over TCP. Corrupt or truncated input fails with an
- *   `IpcFormatError` (see ipc.ts for why we frame and verify before Arrow decodes).
+ *   `IpcFormatError` (see ipc-framing.ts for why we frame and verify before Arrow decodes).
  * - {@link batchRecords}: records from an async iterable or an object-mode readable
  *   ({@link readableSource}) into batches by count and/or time.
  * - {@link observePull}: the Observable form of any pull source; {@link pullThrough} drives any
@@ -30,8 +30,11 @@ import { Observable } from 'rxjs';
 
 export { cancellable, observePull, pullThrough, readableSource } from './pull.ts';
 export type { PullSource, Iteration } from './pull.ts';
-export { batchesFromIpc, ipcSource, ipcSource$, tcpIpcSource, IpcFormatError, validateBatch } from './ipc.ts';
-export type { IpcInput, IpcSourceOptions } from './ipc.ts';
+export { ipcSource, ipcSource$, tcpIpcSource } from './ipc-sources.ts';
+export type { IpcInput } from './ipc-sources.ts';
+export { batchesFromIpc, validateBatch } from './ipc-decode.ts';
+export { IpcFormatError } from './ipc-framing.ts';
+export type { IpcSourceOptions } from './ipc-framing.ts';
 export { batchBy, batchRecords, BadRecordError, RecordAccumulator, withKeys, keyColumn } from './records.ts';
 export type { StreamRecord, RecordOptions, BatchByOptions } from './records.ts';
 export {

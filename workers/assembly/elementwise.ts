@@ -378,6 +378,17 @@ export function copy(x: usize, y: usize, n: i32): void {
   if (n > 0) memory.copy(y, x, off(n));
 }
 
+/** ema = ema·m + a·x in one pass: the operations of scale(ema, m) then axpy(a, x, ema), so the same bits. */
+export function emaUpdate(ema: usize, x: usize, n: i32, m: f32, a: f32): void {
+  const vm = f32x4.splat(m);
+  const va = f32x4.splat(a);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128.store(ema + off(i), f32x4.add(f32x4.mul(v128.load(ema + off(i)), vm), f32x4.mul(va, v128.load(x + off(i)))));
+  }
+  for (; i < n; i++) store<f32>(ema + off(i), load<f32>(ema + off(i)) * m + a * load<f32>(x + off(i)));
+}
+
 export function axpy(n: i32, a: f32, x: usize, y: usize): void {
   const va = f32x4.splat(a);
   let i = 0;

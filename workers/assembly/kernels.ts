@@ -5,7 +5,7 @@ export { gemm, gemmWith, gemmChoosePath, setScratch, scratchBytes, setWorkspace,
 export {
   addBias, sumRows, reluForward, reluBackward, leakyReluForward, leakyReluBackward,
   sigmoidForward, sigmoidBackward, tanhForward, tanhBackward, geluForward, geluBackward,
-  softmaxForward, softmaxBackward, softmaxCrossEntropy, adamUpdate, sgdUpdate, fill, copy, scale, axpy,
+  softmaxForward, softmaxBackward, softmaxCrossEntropy, adamUpdate, sgdUpdate, fill, copy, scale, axpy, emaUpdate,
 } from './elementwise';
 export {
   conv2dForward, conv2dForwardIm2col, conv2dTransposeFilter, conv2dBackwardInput, conv2dBackwardFilter,
@@ -14,3 +14,5 @@ export {
   maxPool2dForward, maxPool2dForwardPart, maxPool2dBackward, maxPool2dBackwardPart, avgPool2dForward, avgPool2dBackward, globalAvgPool2dForward,
   globalAvgPool2dBackward, batchNormStats, batchNormForward, batchNormBackward,
 } from './pooling';
+export { scoreRows, topK } from './ranking';
+export { lstmCellForward, lstmCellBackward, gruCellForward, gruCellBackward } from './recurrent';

@@ -1,0 +1,225 @@
+/**
+ * Whole training steps on 1 and 2 threads, on a quiet host and with one core kept busy by another process.
+ *
+ * For each model (MLP 784-128-10 at batch 64 and 256, the example CNN at batch 64, LSTM 128 over 28 rows
+ * at batch 64; Adam 1e-3, softmax cross-entropy, the embedded MNIST digits) one engine with 1 thread and
+ * one with 2 threads train their own copy of the model on the same pre-made batches, in alternating rounds
+ * (median per engine), first quiet, then while a busy-loop child process (`node -e 'for(;;){}'`, started
+ * and stopped here, killed on failure too) keeps one core busy. Rows per model and condition: examples/s
+ * with 2 threads, with 1 thread, and their ratio (the whole step's 2-vs-1 speed-up).
+ *
+ * Also the MLP's inference at batch 256 through `model.predict()`, next to its two GEMMs alone on the same
+ * engine (what the kernels allow), so the share of the rest is visible.
+ *
+ * Usage: `const rows = await threadsBench({ quick: true });` or `npx tsx bench/threads.ts [--quick] [--only mlp]`
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { from, lastValueFrom } from 'rxjs';
+import { count } from 'rxjs/operators';
+import type { Engine } from '../src/engine.ts';
+import type { Batch } from '../src/batch.ts';
+import type { Model } from '../src/model.ts';
+import { loadEmbeddedMnist } from '../src/data/mnist.ts';
+import { median, timeIt, type Row } from './harness.ts';
+import { loadRxgrad, makeEngine, type Rxgrad } from './rxgrad.ts';
+import { torchRates, type TorchRates } from './torch.ts';
+
+const log = (message: string) => process.stderr.write(`${message}\n`);
+
+/** One model of the suite: how to build it and its batches. */
+interface Subject {
+  name: string;
+  batch: number;
+  /** Steps per timed round. */
+  steps: number;
+  build(rx: Rxgrad, engine: Engine): Model;
+  /** Per-example feature shape. */
+  shape: number[];
+}
+
+const SUBJECTS: Subject[] = [
+  {
+    name: 'mlp 784-128-10 b64', batch: 64, steps: 120, shape: [784],
+    build: (rx, engine) => rx.sequential([rx.dense(128), rx.relu(), rx.dense(10)], { inputShape: [784], seed: 1, engine }),
+  },
+  {
+    name: 'mlp 784-128-10 b256', batch: 256, steps: 40, shape: [784],
+    build: (rx, engine) => rx.sequential([rx.dense(128), rx.relu(), rx.dense(10)], { inputShape: [784], seed: 1, engine }),
+  },
+  {
+    name: 'cnn 28x28 conv16-pool-conv32-pool-dense10 b64', batch: 64, steps: 25, shape: [28, 28, 1],
+    build: (rx, engine) => rx.sequential([
+      rx.conv2d(16, 3, { padding: 'same', activation: 'relu' }), rx.maxPool2d(2),
+      rx.conv2d(32, 3, { padding: 'same', activation: 'relu' }), rx.maxPool2d(2),
+      rx.flatten(), rx.dense(10),
+    ], { inputShape: [28, 28, 1], seed: 1, engine }),
+  },
+  {
+    name: 'lstm 28x28 rows->128->10 b64', batch: 64, steps: 8, shape: [28, 28],
+    build: (rx, engine) => rx.sequential([rx.lstm({ units: 128 }), rx.dense(10)], { inputShape: [28, 28], seed: 1, engine }),
+  },
+];
+
+/** A child process spinning on one core until stopped; killed with this process too. */
+class BusyCore {
+  private child: ChildProcess | undefined;
+  private readonly onExit = () => this.child?.kill('SIGKILL');
+
+  async start(): Promise<void> {
+    this.child = spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' });
+    process.once('exit', this.onExit);
+    // Let it get scheduled and reach its loop before anything is timed.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    if (this.child.exitCode !== null) throw new Error(`the busy-loop child exited with code ${this.child.exitCode}`);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    process.removeListener('exit', this.onExit);
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/** Training examples/s of each engine, measured in alternating rounds (median per engine). */
+async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number): Promise<number[]> {
+  const models = engines.map((engine) => subject.build(rx, engine));
+  try {
+    const fits = models.map((model) => {
+      const optimizer = rx.adam({ learningRate: 1e-3 });
+      const loss = rx.softmaxCrossEntropy();
+      return () => lastValueFrom(from(batches).pipe(model.fit({ loss, optimizer }), count()));
+    });
+    for (const fit of fits) await fit(); // warm-up: optimizer slots, arenas, JIT, the pool's workers
+    const seconds: number[][] = engines.map(() => []);
+    for (let r = 0; r < rounds; r++) {
+      // Alternate which engine goes first, so a drift in the load hits both alike.
+      const order = r % 2 ? [...fits.keys()].reverse() : [...fits.keys()];
+      for (const i of order) {
+        const t0 = performance.now();
+        await fits[i]!();
+        seconds[i]!.push((performance.now() - t0) / 1000);
+      }
+    }
+    return seconds.map((s) => (batches.length * subject.batch) / median(s));
+  } finally {
+    for (const model of models) model.dispose();
+  }
+}
+
+function makeBatches(rx: Rxgrad, subject: Subject, steps: number): Batch[] {
+  const { train } = loadEmbeddedMnist();
+  const width = 784;
+  const out: Batch[] = [];
+  for (let s = 0; s < steps; s++) {
+    const features = new Float32Array(subject.batch * width);
+    const labels = new Int32Array(subject.batch);
+    for (let i = 0; i < subject.batch; i++) {
+      const row = (s * subject.batch + i) % train.length;
+      features.set(train.features.subarray(row * width, (row + 1) * width), i * width);
+      labels[i] = train.labels[row]!;
+    }
+    out.push(rx.batchFromArrays({ features, shape: subject.shape, labels }));
+  }
+  return out;
+}
+
+const loadNote = () => `load average ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores`;
+const row = (benchmark: string, unit: string, rxgrad: number | null, pytorch: number | null = null): Row =>
+  ({ benchmark, unit, rxgrad, tfjsWasm: null, tfjsCpu: null, pytorch });
+
+/** MLP inference at batch 256: predict() against its two GEMMs alone, on a 2-thread engine. */
+async function inferenceRows(rx: Rxgrad, quick: boolean): Promise<Row[]> {
+  const engine = await makeEngine(2);
+  try {
+    const subject = SUBJECTS[1]!;
+    const batches = makeBatches(rx, subject, quick ? 20 : 60);
+    const model = subject.build(rx, engine);
+    const timing = { minSampleMs: 100, samples: quick ? 5 : 9, maxTotalMs: quick ? 2000 : 5000 };
+    const predict = await timeIt(() => lastValueFrom(from(batches).pipe(model.predict(), count())), timing);
+    const predictRate = (batches.length * 256) / (predict.ms / 1000);
+    // The same two products on the same engine (weights and inputs in the heap): the kernels' floor.
+    const { heap, compute } = engine;
+    const x = heap.alloc(256 * 784 * 4), w1 = heap.alloc(784 * 128 * 4), h = heap.alloc(256 * 128 * 4);
+    const w2 = heap.alloc(128 * 10 * 4), y = heap.alloc(256 * 10 * 4);
+    heap.f32.fill(0.5, x >> 2, (x >> 2) + 256 * 784);
+    heap.f32.fill(0.01, w1 >> 2, (w1 >> 2) + 784 * 128);
+    heap.f32.fill(0.01, w2 >> 2, (w2 >> 2) + 1280);
+    const gemms = await timeIt(async () => {
+      await compute.gemm(0, 0, 256, 128, 784, 1, x, 784, w1, 128, 0, h, 128);
+      await compute.gemm(0, 0, 256, 10, 128, 1, h, 128, w2, 10, 0, y, 10);
+    }, timing);
+    for (const p of [x, w1, h, w2, y]) heap.free(p);
+    model.dispose();
+    const gemmRate = 256 / (gemms.ms / 1000);
+    log(`  mlp inference b256: predict ${Math.round(predictRate)} ex/s, GEMMs alone ${Math.round(gemmRate)} ex/s (${loadNote()})`);
+    return [
+      row('mlp 784-128-10 inference b256 through predict (2 threads)', 'examples/s', predictRate),
+      row('mlp 784-128-10 inference b256, its two GEMMs alone (2 threads)', 'examples/s', gemmRate),
+      row('mlp 784-128-10 inference b256, predict vs GEMMs alone', '×', predictRate / gemmRate),
+    ];
+  } finally {
+    await engine.close();
+  }
+}
+
+/**
+ * The suite: training rows per model (quiet and one core busy; 2 threads, 1 thread, ratio) and the MLP
+ * inference rows. `only` filters models by substring.
+ *
+ * Usage: `rows.push(...await threadsBench({ quick: ctx.quick }));`
+ */
+export async function threadsBench(options: { quick: boolean; only?: string }): Promise<Row[]> {
+  const rx = await loadRxgrad();
+  const rows: Row[] = [];
+  const subjects = SUBJECTS.filter((s) => !options.only || s.name.includes(options.only));
+  const rounds = options.quick ? 3 : 5;
+  const busy = new BusyCore();
+  for (const condition of ['quiet', 'one core busy'] as const) {
+    try {
+      if (condition === 'one core busy') await busy.start();
+      const torch = await torchRates(options.quick, log);
+      for (const subject of subjects) {
+        const steps = options.quick ? Math.ceil(subject.steps / 2) : subject.steps;
+        const batches = makeBatches(rx, subject, steps);
+        const engines = [await makeEngine(2), await makeEngine(1)];
+        try {
+          const [two, one] = await trainRates(rx, subject, batches, engines, rounds) as [number, number];
+          const note = loadNote();
+          log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${(two / one).toFixed(2)}× (${note})`);
+          const pt = torch?.[torchKey(subject.name)] ?? null;
+          const prefix = `train ${subject.name}, ${condition}`;
+          rows.push(
+            row(`${prefix}, 2 threads`, 'examples/s', two, pt?.two ?? null),
+            row(`${prefix}, 1 thread`, 'examples/s', one, pt?.one ?? null),
+            row(`${prefix}, whole step 2-vs-1 threads`, '×', two / one, pt && pt.one ? pt.two / pt.one : null),
+          );
+        } finally {
+          for (const engine of engines) await engine.close();
+        }
+      }
+    } finally {
+      await busy.stop();
+    }
+  }
+  if (!options.only || 'mlp 784-128-10 b256'.includes(options.only)) rows.push(...await inferenceRows(rx, options.quick));
+  return rows;
+}
+
+function torchKey(name: string): keyof TorchRates {
+  if (name.startsWith('mlp') && name.endsWith('b64')) return 'mlp64';
+  if (name.startsWith('mlp')) return 'mlp256';
+  if (name.startsWith('cnn')) return 'cnn64';
+  return 'lstm64';
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+  const rows = await threadsBench({ quick: process.argv.includes('--quick'), ...(only ? { only } : {}) });
+  console.table(rows.map((r) => ({ benchmark: r.benchmark, unit: r.unit, rxgrad: r.rxgrad && Number(r.rxgrad.toPrecision(4)), pytorch: r.pytorch })));
+}

@@ -58,13 +58,12 @@ export class StageLink {
     this.bufferedBytes += chunk.length;
     for (;;) {
       if (this.bufferedBytes < 5) return;
-      let all = Buffer.concat(this.buffered);
-      const length = all.readUInt32LE(0);
+      // Join the chunks only once a whole frame is there (joining on every chunk is quadratic in the frame size).
+      if (this.buffered[0]!.length < 5) this.buffered = [Buffer.concat(this.buffered)];
+      const length = this.buffered[0]!.readUInt32LE(0);
       if (length > MAX_FRAME) return void this.socket.destroy(new Error(`frame of ${length} bytes from ${this.peer} exceeds ${MAX_FRAME}`));
-      if (all.length < 5 + length) {
-        this.buffered = [all];
-        return;
-      }
+      if (this.bufferedBytes < 5 + length) return;
+      let all = this.buffered.length === 1 ? this.buffered[0]! : Buffer.concat(this.buffered);
       const type = all[4];
       const body = all.subarray(5, 5 + length);
       all = all.subarray(5 + length);

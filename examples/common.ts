@@ -2,6 +2,7 @@
  * What the image examples share: option parsing and loading a dataset with a clear fallback.
  * Not part of the library; the library's own progress output is `logProgress()`.
  */
+import { createServer, type AddressInfo } from 'node:net';
 import { InvalidArgumentError } from 'commander';
 import { identity, type MonoTypeOperatorFunction } from 'rxjs';
 import { FASHION_MNIST_DIR, loadEmbeddedMnist, loadFashionMnist, type Dataset } from '../src/data/index.ts';
@@ -13,6 +14,15 @@ export const positiveInt = (name: string) => (value: string): number => {
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
   return n;
 };
+
+/** A free TCP port on loopback (for the multi-process examples). Usage: `const port = await freePort();` */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
 
 /** The first `n` examples of a dataset (views, no copy), seen with another per-example shape if given. */
 export function firstExamples(dataset: Dataset, n: number | undefined, shape: number[] = dataset.shape): Dataset {

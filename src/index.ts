@@ -98,6 +98,7 @@ export type { RandomCropOptions } from '../operators/random-crop.ts';
 export { randomTranslate } from '../operators/random-translate.ts';
 export type { RandomTranslateOptions } from '../operators/random-translate.ts';
 export * from './streams/index.ts';
+export * from './distributed/index.ts';
 export { input } from '../operators/input.ts';
 export type { InputOptions } from '../operators/input.ts';
 export { dot } from '../operators/dot.ts';

@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
+import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { lastValueFrom, map, toArray } from 'rxjs';
 import { adam, createEngine, dense, Random, relu, sequential, softmaxCrossEntropy, type FitOptions, type GradientOperator } from '../src/index.ts';
 import { fitFromRedis, type RedisStepReport } from '../src/streams/redis.ts';
+import { hasRedis, TestRedis } from './redis-server.ts';
 
-const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 const skip = hasRedis ? false : 'redis-server is not on PATH (apt-get install redis-server)';
 
 const engine = createEngine({ threads: 1 });
@@ -26,44 +25,20 @@ const failAt = (n: number): GradientOperator => {
   });
 };
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 describe('Redis Streams consumer group (at-least-once)', { skip }, () => {
-  let server: ChildProcess;
+  let server: TestRedis;
   let redis: Redis;
   let port: number;
 
   before(async () => {
-    port = await freePort();
-    server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    await new Promise<void>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${out}`)), 10_000);
-      server.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('Ready to accept connections')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      server.on('exit', (code) => reject(new Error(`redis-server exited with ${code}:\n${out}`)));
-    });
+    server = await TestRedis.start();
+    port = server.port;
     redis = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
   });
 
   after(async () => {
     await redis?.quit();
-    if (server && server.exitCode === null) {
-      const exited = new Promise((resolve) => server.on('exit', resolve));
-      server.kill('SIGTERM');
-      await exited;
-    }
+    await server?.close();
   });
 
   /** Adds n labelled entries; returns their ids in order. */

@@ -10,8 +10,14 @@
  * never zero times.
  *
  * Entry fields: `features` (a JSON array of numbers), `label` (an integer), `target` (a JSON
- * array), `key` (a string). Bad entries follow `onBadRecord` like any record source; skipped ones
- * are acknowledged with their batch (redelivering them would fail again).
+ * array), `key` (a string); or one binary field `arrow` holding a whole Arrow IPC stream with one
+ * record batch (read through the verified IPC framing; needs a client with `callBuffer`, as
+ * ioredis has), which becomes a batch of its own. Bad entries follow `onBadRecord` like any record
+ * source; skipped ones are acknowledged with their batch (redelivering them would fail again).
+ *
+ * With `claimEveryMs`, the takeover is repeated during the run: every so often the consumer claims
+ * entries idle for `claimIdleMs` (a replica that died mid-run) and re-reads its own pending list
+ * (entries it chose not to acknowledge), so nothing stays pending while the consumer runs.
  *
  * The client is anything with ioredis's `call(command, args)`; this module does not import ioredis.
  */
@@ -20,11 +26,15 @@ import type { Batch } from '../batch.ts';
 import type { FitOptions, Model, StepReport } from '../model.ts';
 import { streamCounters, type StreamCounters } from './backpressure.ts';
 import { cancellable, type PullSource } from './pull.ts';
-import { RecordAccumulator, type RecordOptions, type StreamRecord } from './records.ts';
+import { batchesFromIpc } from './ipc.ts';
+import { BadRecordError, RecordAccumulator, type RecordOptions, type StreamRecord } from './records.ts';
+import { tensorColumn, labelColumn } from '../batch.ts';
+import { formatShape } from '../tensor.ts';
 
-/** The one method of an ioredis client (or any client like it) that this module uses. */
+/** The method of an ioredis client (or any client like it) that this module uses; `callBuffer` (binary replies) enables Arrow entries. */
 export interface RedisCaller {
-  call(command: string, args: (string | number)[]): Promise<unknown>;
+  call(command: string, args: (string | number | Buffer)[]): Promise<unknown>;
+  callBuffer?(command: string, args: (string | number | Buffer)[]): Promise<unknown>;
 }
 
 /** Options of {@link redisStreamSource} and {@link fitFromRedis}. */
@@ -41,8 +51,15 @@ export interface RedisStreamOptions extends RecordOptions {
   createGroup?: boolean;
   /** Take over entries other consumers left pending at least this long (XAUTOCLAIM), before reading new ones. */
   claimIdleMs?: number;
-  /** End the iteration when a read finds no new entry (default false: wait for more). */
-  stopWhenIdle?: boolean;
+  /** Repeat the takeover (XAUTOCLAIM with `claimIdleMs`, then this consumer's own pending entries) at most this often during the run. */
+  claimEveryMs?: number;
+  /**
+   * End the iteration when a read finds no new entry (default false: wait for more); 'drained':
+   * only once the group has no pending entry either (every entry acknowledged by someone).
+   */
+  stopWhenIdle?: boolean | 'drained';
+  /** Called after a read that found no new entry (and did not end the iteration); the next read waits for it. */
+  onIdle?: () => Promise<void>;
 }
 
 /** One read: the batch (null if every entry was bad and skipped) and the ids to acknowledge after its step. */
@@ -54,23 +71,51 @@ export interface RedisBatch {
   redelivered: number;
 }
 
-type Entry = [id: string, fields: string[] | null];
+type Value = string | Buffer;
+type Entry = [id: string, fields: Value[] | null];
 
 function parseEntries(reply: unknown): Entry[] {
   // XREADGROUP: null on timeout; RESP2 answers [[stream, entries], …], RESP3 a map that clients
   // flatten to [stream, entries, …]. Entries are [id, [field, value, …]] (null fields if deleted).
   if (reply === null || reply === undefined) return [];
   if (!Array.isArray(reply)) throw new TypeError(`XREADGROUP: unexpected reply ${JSON.stringify(reply)}`);
-  if (typeof reply[0] === 'string') return reply.filter((_, i) => i % 2 === 1).flat() as Entry[];
-  return (reply as [string, Entry[]][]).flatMap(([, entries]) => entries);
+  const isName = (v: unknown) => typeof v === 'string' || Buffer.isBuffer(v);
+  const entries = isName(reply[0]) ? (reply.filter((_, i) => i % 2 === 1).flat() as Entry[]) : (reply as [Value, Entry[]][]).flatMap(([, e]) => e);
+  return entries.map(([id, fields]) => [String(id), fields]);
 }
 
-function toRecord(fields: string[] | null): unknown {
+/** The Arrow batch of an entry's `arrow` field, or null if it has none; throws (a message for onBadRecord) if unusable. */
+function arrowBatch(fields: Value[] | null, options: RedisStreamOptions): Batch | null {
+  if (fields === null) return null;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (String(fields[i]) !== 'arrow') continue;
+    const value = fields[i + 1]!;
+    if (!Buffer.isBuffer(value)) throw new TypeError("field 'arrow' arrived as text: read with a client that has callBuffer (ioredis)");
+    const batches = batchesFromIpc(value);
+    if (batches.length !== 1) throw new RangeError(`field 'arrow' holds ${batches.length} record batches, expected 1`);
+    const batch = batches[0]!;
+    const features = tensorColumn(batch, 'features');
+    if (features.shape.length !== options.shape.length || features.shape.some((d, k) => d !== options.shape[k])) {
+      throw new RangeError(`field 'arrow': features have shape ${formatShape(features.shape)} per row, expected ${formatShape(options.shape)}`);
+    }
+    if (batch.numRows === 0) throw new RangeError("field 'arrow': the batch has no rows");
+    if (options.classes !== undefined) {
+      const labels = labelColumn(batch);
+      if (!labels) throw new RangeError("field 'arrow': the batch has no labels column");
+      const bad = labels.values.findIndex((l) => !(l >= 0 && l < options.classes!));
+      if (bad >= 0) throw new RangeError(`field 'arrow': label ${labels.values[bad]} at row ${bad} is not in [0, ${options.classes})`);
+    }
+    return batch;
+  }
+  return null;
+}
+
+function toRecord(fields: Value[] | null): unknown {
   if (fields === null) return null; // deleted from the stream while pending
   const record: Record<string, unknown> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) {
-    const name = fields[i]!;
-    const value = fields[i + 1]!;
+    const name = String(fields[i]!);
+    const value = String(fields[i + 1]!);
     try {
       if (name === 'features' || name === 'target') record[name] = JSON.parse(value);
       else if (name === 'label') record[name] = value.trim() === '' ? Number.NaN : Number(value);
@@ -103,33 +148,74 @@ export function redisStreamSource(client: RedisCaller, options: RedisStreamOptio
           if (!/BUSYGROUP/.test((error as Error).message)) throw error;
         }
       }
-      if (options.claimIdleMs !== undefined) {
-        // Take over what dead consumers left: the claimed entries join our pending list, read next.
+      const call = (command: string, args: (string | number)[]) => (client.callBuffer ? client.callBuffer(command, args) : client.call(command, args));
+      let lastClaim = Number.NEGATIVE_INFINITY;
+      /** Takes over what dead consumers left: the claimed entries join our pending list, read next. */
+      const claim = async () => {
+        lastClaim = performance.now();
         let cursor = '0-0';
         do {
-          const reply = (await client.call('XAUTOCLAIM', [options.stream, options.group, options.consumer, options.claimIdleMs, cursor, 'COUNT', count, 'JUSTID'])) as [string, ...unknown[]];
-          cursor = reply[0];
+          const reply = (await client.call('XAUTOCLAIM', [options.stream, options.group, options.consumer, options.claimIdleMs!, cursor, 'COUNT', count, 'JUSTID'])) as [string, ...unknown[]];
+          cursor = String(reply[0]);
         } while (cursor !== '0-0' && !cancelled);
-      }
+      };
+      const pendingInGroup = async () => Number(((await client.call('XPENDING', [options.stream, options.group])) as unknown[])[0]);
+      if (options.claimIdleMs !== undefined) await claim();
       // Our own pending entries first (delivered before, never acknowledged), then new ones.
       let pendingFrom: string | null = '0';
+      let redelivering = false;
       while (!cancelled) {
+        if (pendingFrom === null && options.claimIdleMs !== undefined && options.claimEveryMs !== undefined && performance.now() - lastClaim >= options.claimEveryMs) {
+          await claim();
+          pendingFrom = '0';
+        }
         const args: (string | number)[] = ['GROUP', options.group, options.consumer, 'COUNT', count];
         if (pendingFrom === null) args.push('BLOCK', options.blockMs ?? 1000);
         args.push('STREAMS', options.stream, pendingFrom ?? '>');
-        const entries = parseEntries(await client.call('XREADGROUP', args));
+        const entries = parseEntries(await call('XREADGROUP', args));
         if (cancelled) return;
         if (entries.length === 0) {
           if (pendingFrom !== null) {
             pendingFrom = null;
             continue;
           }
-          if (options.stopWhenIdle) return;
+          if (options.stopWhenIdle === true) return;
+          if (options.stopWhenIdle === 'drained' && (await pendingInGroup()) === 0) return;
+          await options.onIdle?.();
           continue;
         }
+        redelivering = pendingFrom !== null;
         if (pendingFrom !== null) pendingFrom = entries.at(-1)![0];
-        for (const [, fields] of entries) accumulator.add(toRecord(fields));
-        yield { batch: accumulator.take(), ids: entries.map(([id]) => id), redelivered: pendingFrom !== null ? entries.length : 0 };
+        // JSON records of a read make one batch; an Arrow entry is a batch of its own.
+        let ids: string[] = [];
+        const flush = function* (): Generator<RedisBatch> {
+          if (ids.length === 0) return;
+          yield { batch: accumulator.take(), ids, redelivered: redelivering ? ids.length : 0 };
+          ids = [];
+        };
+        for (const [id, fields] of entries) {
+          let batch: Batch | null;
+          try {
+            batch = arrowBatch(fields, options);
+          } catch (error) {
+            // The record policy applies to Arrow entries too; the message names the entry.
+            const index = accumulator.seen++;
+            const message = `redis stream '${options.stream}': entry ${id} (record ${index}): ${(error as Error).message}`;
+            if ((options.onBadRecord ?? 'error') === 'error') throw new BadRecordError(message, index, undefined);
+            accumulator.counters.skipped++;
+            accumulator.counters.lastSkipReason = message;
+            ids.push(id);
+            continue;
+          }
+          if (batch === null) {
+            accumulator.add(toRecord(fields));
+            ids.push(id);
+            continue;
+          }
+          yield* flush();
+          yield { batch, ids: [id], redelivered: redelivering ? 1 : 0 };
+        }
+        yield* flush();
       }
     }
     return {

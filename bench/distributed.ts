@@ -1,0 +1,139 @@
+/**
+ * Scale-out measurements (not CI; one at a time: `flock /tmp/rxgrad-bench.lock npx tsx bench/distributed.ts`).
+ *
+ *  1. Data parallel, each replica pinned to one core (taskset, one compute thread): 1 vs 2 replicas,
+ *     CNN b64 and MLP b256, allReduceGradients and averageWeights every 8: training throughput, test
+ *     accuracy after the same examples, bytes per step, sync vs compute time per step.
+ *  2. 4 replicas inside a network namespace whose loopback has a `tc netem` delay (root only): sync
+ *     time per step against the round-trip model of docs/DISTRIBUTED.md.
+ *  3. Pipeline: the CNN as 2 stages (one core each) vs one process on one core, M = 1, 4, 8: throughput
+ *     and each stage's idle fraction against GPipe's (K−1)/(M+K−1).
+ *
+ * Every number is printed with the machine's load (`uptime`): on a shared machine they are noisy.
+ * Usage: `npx tsx bench/distributed.ts [--examples 8192] [--only dp|netem|pipeline]`
+ */
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import { loadavg } from 'node:os';
+import { promisify } from 'node:util';
+import { Command } from 'commander';
+
+const program = new Command()
+  .option('--examples <n>', 'training examples per data-parallel run', Number, 8192)
+  .option('--test <n>', 'test examples evaluated', Number, 10_000)
+  .option('--delay-ms <ms>', 'netem one-way delay on the namespace loopback', Number, 2)
+  .option('--only <part>', "'dp', 'netem' or 'pipeline'")
+  .parse();
+const o = program.opts<{ examples: number; test: number; delayMs: number; only?: string }>();
+const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+const run = async (command: string, args: string[]) => (await promisify(execFile)(command, args, { maxBuffer: 1 << 24, timeout: 1_800_000 })).stdout;
+const number = (pattern: RegExp, text: string) => Number(pattern.exec(text)?.[1] ?? Number.NaN);
+
+interface DataParallelRun { replicas: number; throughput: number; accuracy: number; syncMs: number; stepMs: number; bytesSent: number; bytesReceived: number; load: string }
+
+async function dataParallel(model: string, batch: number, sync: string, replicas: number, prefix: string[] = [], extra: string[] = []): Promise<DataParallelRun> {
+  const before = load();
+  const args = ['--import', 'tsx', 'examples/data-parallel.ts', ...extra, '--replicas', String(replicas), '--model', model, '--batch-size', String(batch), '--sync', sync, '--every', '8', '--examples', String(o.examples), '--test', String(o.test), '--pin'];
+  const out = prefix.length > 0 ? await run(prefix[0]!, [...prefix.slice(1), process.execPath, ...args]) : await run(process.execPath, args);
+  const rows = [...out.matchAll(/replica \d+: (\d+) steps, (\d+) rows, sync ([\d.]+) ms\/step, (\d+) B sent and (\d+) B received/g)];
+  const seconds = number(/trained in ([\d.]+) s/, out);
+  const steps = Math.max(...rows.map((r) => Number(r[1])));
+  return {
+    replicas, throughput: number(/\((\d+) examples\/s/, out), accuracy: number(/test accuracy ([\d.]+)%/, out),
+    syncMs: rows.reduce((s, r) => s + Number(r[3]), 0) / rows.length, stepMs: (seconds * 1000) / steps,
+    bytesSent: rows.reduce((s, r) => s + Number(r[4]), 0) / rows.length, bytesReceived: rows.reduce((s, r) => s + Number(r[5]), 0) / rows.length, load: `${before} → ${load()}`,
+  };
+}
+
+if (!o.only || o.only === 'dp') {
+  console.log(`## Data parallel (${o.examples} training examples, ${o.test} test, one core and one thread per replica)`);
+  console.log('| model | sync | replicas | examples/s | ratio | test acc. | step ms | sync ms | B sent/step | B recv/step | load (1/5/15 min) |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const [model, batch] of [['cnn', 64], ['mlp', 256]] as const) {
+    for (const sync of ['allreduce', 'average']) {
+      const one = await dataParallel(model, batch, sync, 1);
+      const two = await dataParallel(model, batch, sync, 2);
+      for (const r of [one, two]) {
+        console.log(`| ${model} b${batch} | ${sync === 'average' ? 'averageWeights/8' : 'allReduce'} | ${r.replicas} | ${r.throughput} | ${(r.throughput / one.throughput).toFixed(2)} | ${r.accuracy.toFixed(2)} | ${r.stepMs.toFixed(1)} | ${r.syncMs.toFixed(2)} | ${Math.round(r.bytesSent)} | ${Math.round(r.bytesReceived)} | ${r.load} |`);
+      }
+    }
+  }
+}
+
+/** A TCP proxy to `port` delaying every chunk by `delayMs` each way (order kept: equal timeouts fire in order). */
+async function delayProxy(port: number, delayMs: number): Promise<{ port: number; close: () => void }> {
+  const server = createServer((client) => {
+    const upstream = connect({ port, host: '127.0.0.1' });
+    client.on('data', (d) => setTimeout(() => upstream.write(d), delayMs));
+    upstream.on('data', (d) => setTimeout(() => client.write(d), delayMs));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as AddressInfo).port, close: () => server.close() };
+}
+
+if (!o.only || o.only === 'netem') {
+  // 4 replicas and redis-server in a fresh network namespace whose loopback delays each packet (tc
+  // netem). Kernels without the netem qdisc (this machine's: "Specified qdisc kind is unknown") get
+  // the same delay from a user-space proxy in front of Redis instead; the table says which.
+  const ns = `rxgrad-bench-${process.pid}`;
+  let netem = false;
+  if (process.getuid?.() === 0) {
+    try {
+      execFileSync('ip', ['netns', 'add', ns]);
+      execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
+      execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', `${o.delayMs}ms`], { stdio: 'pipe' });
+      netem = true;
+    } catch (error) {
+      console.log(`\n(tc netem unavailable: ${String((error as { stderr?: Buffer }).stderr ?? (error as Error).message).trim()}; using a delaying TCP proxy)`);
+    }
+  }
+  try {
+    console.log(`\n## 4 replicas, ${o.delayMs} ms one-way delay to Redis (RTT ${2 * o.delayMs} ms) by ${netem ? 'tc netem on a namespace loopback' : 'a user-space proxy'}; processes time-share the cores: sync time, not throughput`);
+    console.log('| delay (one way) | replicas | sync ms/step | step ms | B sent/step | load |');
+    console.log('| --- | --- | --- | --- | --- | --- |');
+    for (const delay of [0, o.delayMs]) {
+      let r: DataParallelRun;
+      if (netem) {
+        if (delay === 0) execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', 'lo', 'root']);
+        else execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', `${delay}ms`]);
+        r = await dataParallel('mlp', 256, 'allreduce', 4, ['ip', 'netns', 'exec', ns]);
+      } else {
+        const redisPort = 30_000 + ((process.pid + delay) % 20_000);
+        const server = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+        const exited = new Promise((resolve) => server.on('exit', resolve));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const proxy = await delayProxy(redisPort, delay);
+        try {
+          r = await dataParallel('mlp', 256, 'allreduce', 4, [], ['--redis', `redis://127.0.0.1:${proxy.port}`]);
+        } finally {
+          proxy.close();
+          server.kill('SIGTERM');
+          await exited;
+        }
+      }
+      console.log(`| ${delay} ms | 4 | ${r.syncMs.toFixed(1)} | ${r.stepMs.toFixed(1)} | ${Math.round(r.bytesSent)} | ${r.load} |`);
+    }
+  } finally {
+    if (process.getuid?.() === 0) execFileSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
+  }
+}
+
+if (!o.only || o.only === 'pipeline') {
+  console.log('\n## Pipeline: CNN b64, 2 stages (cut after conv16-relu-pool, one core each) vs one process on one core');
+  const single = await run('taskset', ['-c', '0', process.execPath, '--import', 'tsx', 'examples/pipeline-parallel.ts', '--single', '--examples', String(o.examples), '--test', '1000']);
+  const base = number(/\((\d+) examples\/s\)/, single);
+  console.log(`one process: ${base} examples/s (load ${load()})`);
+  console.log('| M | examples/s | vs one process | idle stage 0 | idle stage 1 | GPipe (K−1)/(M+K−1) | B/step | load |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const m of [1, 4, 8]) {
+    const out = await run('taskset', ['-c', '0', process.execPath, '--import', 'tsx', 'examples/pipeline-parallel.ts', '--pin', '--micro-batches', String(m), '--examples', String(o.examples), '--test', '1000']);
+    const rate = number(/\((\d+) examples\/s\)/, out);
+    console.log(`| ${m} | ${rate} | ${(rate / base).toFixed(2)} | ${number(/stage 0 ([\d.]+)/, out)} | ${number(/stage 1 ([\d.]+)/, out)} | ${(1 / (m + 1)).toFixed(3)} | ${number(/(\d+) B per step/, out)} | ${load()} |`);
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * Data-parallel training on Fashion-MNIST: N replica processes, each with its own engine and a copy
+ * of the model, read disjoint batches of one Redis Stream (a consumer group; each entry is a whole
+ * Arrow IPC batch) and synchronise through Redis every step (`allReduceGradients`) or every H steps
+ * (`averageWeights`). Without `--redis` it starts a local redis-server on a free loopback port and
+ * stops it at the end; with `--redis redis://host:port` the same code runs on several hosts.
+ *
+ * Usage:
+ *   npx tsx examples/data-parallel.ts --replicas 2                    # CNN, batch 64, allReduce, local Redis
+ *   npx tsx examples/data-parallel.ts --replicas 2 --sync average --every 8 --model mlp --batch-size 256
+ *   npx tsx examples/data-parallel.ts --quick                         # the test's mode: 2 replicas, 2,048 examples
+ *   # several hosts: one producer, then N workers (any host) against one Redis:
+ *   npx tsx examples/data-parallel.ts --redis redis://10.0.0.5:6379 --run fm1 --produce-only
+ *   npx tsx examples/data-parallel.ts --redis redis://10.0.0.5:6379 --run fm1 --replicas 4 --worker --index 0   # … --index 3
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { Redis } from 'ioredis';
+import { from, lastValueFrom, tap, toArray } from 'rxjs';
+import {
+  adam, batchesFromArrays, closeDefaultEngine, conv2d, dense, flatten, heNormal, maxPool2d, relu, sequential, softmaxCrossEntropy, type Layer,
+} from '../src/index.ts';
+import { addBatchEntries, allReduceGradients, averageWeights, fitReplica, joinGroup, type ReplicaStepReport } from '../src/distributed/index.ts';
+import type { Dataset } from '../src/data/index.ts';
+import { firstExamples, freePort, loadImages, positiveInt } from './common.ts';
+
+const program = new Command()
+  .name('data-parallel')
+  .description('Train the Fashion-MNIST CNN (or MLP) on N replica processes synchronised through Redis.')
+  .option('--replicas <n>', 'replica processes', positiveInt('--replicas'), 2)
+  .option('--redis <url>', 'Redis URL (default: start a local redis-server)')
+  .option('--run <name>', 'stream and group name (default: a fresh one per run)')
+  .option('--sync <mode>', "'allreduce' (gradients every step) or 'average' (weights every --every steps)", 'allreduce')
+  .option('--every <h>', 'steps between weight averages (--sync average)', positiveInt('--every'), 8)
+  .option('--model <kind>', "'cnn' or 'mlp'", 'cnn')
+  .option('--batch-size <n>', 'rows per stream entry (one step of one replica)', positiveInt('--batch-size'), 64)
+  .option('--examples <n>', 'training examples put on the stream', positiveInt('--examples'))
+  .option('--test <n>', 'test examples evaluated at the end', positiveInt('--test'))
+  .option('--pin', 'pin replica i to core i (taskset), one compute thread each', false)
+  .option('--data <name>', "'fashion-mnist' or 'mnist' (embedded digits)", 'fashion-mnist')
+  .option('--quick', 'a short run: 2 replicas, 2,048 examples, 1,000 test', false)
+  .option('--produce-only', 'only put the training data on the stream (multi-host)', false)
+  .option('--worker', 'run one replica (started by the launcher, or by hand on each host)', false)
+  .option('--index <i>', 'this worker\'s replica index', Number, 0);
+program.parse();
+const o = program.opts<{
+  replicas: number; redis?: string; run?: string; sync: string; every: number; model: string; batchSize: number; examples?: number; test?: number;
+  pin: boolean; data: string; quick: boolean; produceOnly: boolean; worker: boolean; index: number;
+}>();
+if (o.sync !== 'allreduce' && o.sync !== 'average') program.error(`--sync must be 'allreduce' or 'average', got '${o.sync}'`);
+if (o.model !== 'cnn' && o.model !== 'mlp') program.error(`--model must be 'cnn' or 'mlp', got '${o.model}'`);
+const trainCount = o.examples ?? (o.quick ? 2048 : 60_000);
+const testCount = o.test ?? (o.quick ? 1000 : 10_000);
+
+/** The issue's CNN (conv16-pool-conv32-pool-dense10, 'same' padding) or the 784-128-10 MLP. */
+function buildModel() {
+  const layers: Layer[] =
+    o.model === 'cnn'
+      ? [conv2d(16, 3, { padding: 'same', kernelInitializer: heNormal() }), relu(), maxPool2d(2), conv2d(32, 3, { padding: 'same', kernelInitializer: heNormal() }), relu(), maxPool2d(2), flatten(), dense(10)]
+      : [flatten(), dense(128), relu(), dense(10)];
+  return sequential(layers, { inputShape: [28, 28, 1], seed: 1 });
+}
+
+/** Standardised with the training set's mean and deviation (every process computes the same). */
+function loadData(): { train: Dataset; test: Dataset } {
+  const data = loadImages(o.data, { fail: (m) => program.error(m) });
+  const train = firstExamples(data.train, Math.min(trainCount, data.train.length), [28, 28, 1]);
+  const test = firstExamples(data.test, Math.min(testCount, data.test.length), [28, 28, 1]);
+  let sum = 0;
+  let sq = 0;
+  for (const v of train.features) {
+    sum += v;
+    sq += v * v;
+  }
+  const mean = sum / train.features.length;
+  const std = Math.sqrt(sq / train.features.length - mean * mean);
+  for (const d of [train, test]) for (let i = 0; i < d.features.length; i++) d.features[i] = (d.features[i]! - mean) / std;
+  return { train, test };
+}
+
+const names = (run: string) => ({ stream: `${run}:train`, group: run });
+
+async function produce(url: string, run: string, train: Dataset): Promise<number> {
+  const redis = new Redis(url);
+  try {
+    const batches = batchesFromArrays(train, o.batchSize);
+    await addBatchEntries(redis, names(run).stream, batches);
+    return batches.length;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function worker(url: string, run: string): Promise<void> {
+  const { test } = loadData();
+  const redis = new Redis(url);
+  const model = buildModel();
+  const optimizer = adam({ learningRate: 1e-3 });
+  const { stream, group: groupName } = names(run);
+  const group = await joinGroup({ redis, group: groupName, replica: `replica-${o.index}`, model, optimizer, minReplicas: o.replicas, roundTimeoutMs: 30_000 });
+  const sync = o.sync === 'average' ? averageWeights(group, { every: o.every }) : allReduceGradients(group);
+  let start = 0;
+  const reports: ReplicaStepReport[] = await lastValueFrom(
+    fitReplica(model, group, redis, { stream, shape: [28, 28, 1], classes: 10, blockMs: 100, claimIdleMs: 60_000, fit: { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [sync] } }).pipe(
+      tap(() => (start ||= Date.now())),
+      toArray(),
+    ),
+    { defaultValue: [] },
+  );
+  const end = Date.now();
+  const evaluation = o.index === 0 ? await model.evaluate(from(batchesFromArrays(test, 500))) : null;
+  const rows = reports.reduce((n, r) => n + r.batchSize, 0);
+  const mean = (f: (r: ReplicaStepReport) => number) => reports.reduce((s, r) => s + f(r), 0) / Math.max(1, reports.length);
+  console.log(`RESULT ${JSON.stringify({
+    index: o.index, steps: reports.length, rows, start, end, syncMs: mean((r) => r.syncMs), bytesSent: mean((r) => r.bytesSent), bytesReceived: mean((r) => r.bytesReceived),
+    missingRounds: reports.filter((r) => r.missing.length > 0).length, accuracy: evaluation?.accuracy ?? null,
+  })}`);
+  redis.disconnect();
+  await closeDefaultEngine();
+}
+
+/** A local redis-server on a free loopback port, in a temporary directory. */
+async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'rxgrad-dp-'));
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    server.on('error', (e) => reject(new Error(`cannot start redis-server (apt-get install redis-server): ${e.message}`)));
+    server.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Ready to accept connections')) resolve();
+    });
+    server.on('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
+  });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: async () => {
+      if (server.exitCode === null) {
+        const exited = new Promise((resolve) => server.on('exit', resolve));
+        server.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function launch(): Promise<void> {
+  const replicas = o.quick && o.replicas === 2 ? 2 : o.replicas;
+  const local = o.redis ? null : await startRedis();
+  const url = o.redis ?? local!.url;
+  const run = o.run ?? `dp-${Date.now().toString(36)}`;
+  const children: ChildProcess[] = [];
+  const stopAll = () => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL'));
+  process.once('SIGINT', () => {
+    stopAll();
+    void local?.stop().then(() => process.exit(130));
+  });
+  try {
+    const { train } = loadData();
+    const entries = await produce(url, run, train);
+    console.log(`${train.length} examples on stream '${names(run).stream}' as ${entries} Arrow entries of ${o.batchSize}; ${replicas} replicas, ${o.model}, ${o.sync === 'average' ? `averageWeights every ${o.every}` : 'allReduceGradients'}${o.pin ? ', pinned one core each' : ''}`);
+    const started = Date.now();
+    const args = (i: number) => ['--import', 'tsx', 'examples/data-parallel.ts', '--worker', '--index', String(i), '--redis', url, '--run', run, '--replicas', String(replicas), '--sync', o.sync, '--every', String(o.every), '--model', o.model, '--batch-size', String(o.batchSize), '--examples', String(trainCount), '--test', String(testCount), '--data', o.data];
+    const results = await Promise.all(
+      Array.from({ length: replicas }, (_, i) => {
+        const command = o.pin ? 'taskset' : process.execPath;
+        const argv = o.pin ? ['-c', String(i % cpus().length), process.execPath, ...args(i)] : args(i);
+        const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, RXGRAD_THREADS: '1' } });
+        children.push(child);
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        return new Promise<Record<string, number>>((resolve, reject) =>
+          child.on('exit', (code) => {
+            const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+            if (code === 0 && line) resolve(JSON.parse(line.slice(7)) as Record<string, number>);
+            else reject(new Error(`replica ${i} exited with ${code}:\n${out}`));
+          }),
+        );
+      }),
+    );
+    const seconds = (Math.max(...results.map((r) => r['end']!)) - started) / 1000;
+    // Training time: first step of any replica to the last step of any (process start and data loading excluded).
+    const trainingSeconds = (Math.max(...results.map((r) => r['end']!)) - Math.min(...results.map((r) => r['start']!))) / 1000;
+    const rows = results.reduce((n, r) => n + r['rows']!, 0);
+    for (const r of results) console.log(`replica ${r['index']}: ${r['steps']} steps, ${r['rows']} rows, sync ${r['syncMs']!.toFixed(2)} ms/step, ${Math.round(r['bytesSent']!)} B sent and ${Math.round(r['bytesReceived']!)} B received per step${r['missingRounds'] ? `, ${r['missingRounds']} rounds with a replica missing` : ''}`);
+    console.log(`done: ${rows} rows trained in ${trainingSeconds.toFixed(2)} s (${(rows / trainingSeconds).toFixed(0)} examples/s; ${seconds.toFixed(1)} s with process start), test accuracy ${((results[0]!['accuracy'] ?? 0) * 100).toFixed(2)}%`);
+  } finally {
+    stopAll();
+    await local?.stop();
+  }
+}
+
+if (o.worker || o.produceOnly) {
+  if (!o.redis || !o.run) throw new Error('--worker and --produce-only need --redis and --run');
+  const url: string = o.redis;
+  const run: string = o.run;
+  if (o.worker) await worker(url, run);
+  else console.log(`${await produce(url, run, loadData().train)} entries on '${names(run).stream}'`);
+} else {
+  await launch();
+}

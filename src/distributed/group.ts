@@ -1,0 +1,427 @@
+/**
+ * A replica group: N processes training one model, coordinated through Redis.
+ *
+ * Keys (prefix `rxgrad:<group>`):
+ *   `:fingerprint` the model every member must have (set by the first, compared by the others);
+ *   `:alive:<id>` each replica's heartbeat (expires after `memberTtlMs` without renewal);
+ *   `:members` the replicas a round waits for; `:candidates` replicas starting together; `:joining`;
+ *   `:leader` the leader lock (SET NX PX, renewed each round while held);
+ *   `:epoch` the current run of the group (a new one after every replica died); `:round` its next round;
+ *   `:snapshot` the group's state (weights, optimizer state) for joiners, with `:snapshot:round`;
+ *   `:e:<epoch>:r:<round>:…` one round: each contribution, the set of contributors and the `closed` list.
+ *
+ * A round: each replica writes its message and adds itself to the contributors; it is closed by the
+ * first replica to see every live member in, or when `roundTimeoutMs` has passed — closing is a SET NX
+ * of the sorted contributor list, so every replica, late ones included, averages exactly the same
+ * messages in the same order and the replicas' weights stay bitwise equal. A member whose heartbeat
+ * expired is not waited for. See docs/DISTRIBUTED.md.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { saveModel } from '../checkpoint.ts';
+import type { Model } from '../model.ts';
+import type { Optimizer } from '../optimizers.ts';
+import { fingerprintDifference, fingerprintDigest, FingerprintMismatchError, modelFingerprint, type ModelFingerprint } from './fingerprint.ts';
+import { applyState, captureState, decodeState, encodeState, stateFromCheckpoint, type TrainingState } from './model-state.ts';
+import { retrying, type BinaryRedis, type RetryStats } from './redis-retry.ts';
+import { decodeMessage, encodeMessage, payloadFloats, WireError, type WireKind } from './wire.ts';
+
+/** Options of {@link joinGroup}. */
+export interface ReplicaGroupOptions {
+  /** An ioredis client (anything with `call` and `callBuffer`). */
+  redis: BinaryRedis;
+  /** The group's name: replicas with the same name train together. */
+  group: string;
+  /** This replica's id, unique in the group (≤ 24 bytes). Default `<hostname>-<pid>`. */
+  replica?: string;
+  model: Model;
+  /** The optimizer the replica trains with (part of the fingerprint; its state is shared with joiners). */
+  optimizer: Optimizer;
+  /** Longest wait for a missing replica in a round, ms (default 10,000); then the round goes on without it. */
+  roundTimeoutMs?: number;
+  /** A replica whose heartbeat is this old is dead (default 3,000 ms; renewed every third of it). */
+  memberTtlMs?: number;
+  /** A new group waits (at most `startTimeoutMs`, default 30,000) for this many replicas before its first round (default 1). */
+  minReplicas?: number;
+  startTimeoutMs?: number;
+  /** The leader saves a checkpoint here every `every` rounds; a new group (every replica had died) resumes from it. */
+  checkpoint?: { path: string; every: number };
+  /** How long Redis may be unreachable before commands fail (default 30,000 ms). */
+  retryForMs?: number;
+  /** Round keys expire after this long (default 120,000 ms). */
+  keyTtlMs?: number;
+}
+
+/** The outcome of one round. */
+export interface RoundResult {
+  round: number;
+  kind: WireKind;
+  /** Replicas whose messages were averaged, in averaging order. */
+  contributors: string[];
+  /** Live members that were expected but missed the round (waited for at most the timeout). */
+  missing: string[];
+  /** Whether this replica's own message was part of the average (false: it arrived after the round closed). */
+  included: boolean;
+  /** Rows behind the average (sum of the contributors' rows). */
+  rows: number;
+  /** The rows-weighted mean of the contributors' values. */
+  mean: Float32Array;
+  /** Time spent in the round (writing, waiting, reading), ms. */
+  syncMs: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Renews a lock only if we still hold it. */
+const RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/** Starts an epoch atomically: KEYS members, candidates, round, epoch; ARGV epoch, round, founders…. */
+const FOUND = `redis.call('DEL', KEYS[1])
+for i = 3, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]); redis.call('SREM', KEYS[2], ARGV[i]) end
+redis.call('SET', KEYS[3], ARGV[2])
+redis.call('SET', KEYS[4], ARGV[1])
+return 1`;
+/** Releases a lock only if we hold it. */
+const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/**
+ * Joins (or founds) a replica group: checks the model's fingerprint against the group's, registers
+ * with a heartbeat, and loads the group's current state (weights and optimizer state) so that this
+ * replica starts equal to the others. A new group (no live member) resumes from its checkpoint if
+ * there is one.
+ *
+ * Usage: `const group = await joinGroup({ redis, group: 'fmnist', model, optimizer, minReplicas: 3 });`
+ */
+export async function joinGroup(options: ReplicaGroupOptions): Promise<ReplicaGroup> {
+  const group = new ReplicaGroup(options);
+  try {
+    await group.start();
+  } catch (error) {
+    await group.leave().catch(() => {});
+    throw error;
+  }
+  return group;
+}
+
+/** A member of a replica group (see the module comment); made by {@link joinGroup}. */
+export class ReplicaGroup {
+  readonly id: string;
+  readonly name: string;
+  readonly fingerprint: ModelFingerprint;
+  readonly digest: Uint8Array;
+  /** The next round this replica takes part in. */
+  round = 0;
+  /** The current epoch (a group run); set by `start`. */
+  epoch = '';
+  /** Redis retries so far (server restarts). */
+  readonly retries: RetryStats = { retries: 0, lastError: null };
+  /** The most recent round (read by the replica driver for its step reports). */
+  lastRound: RoundResult | null = null;
+  private leader = false;
+  private left = false;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private checkpointWrite: Promise<unknown> = Promise.resolve();
+  private joinersWaiting = false;
+  private pendingSnapshot: TrainingState | null = null;
+  private lastCheckpointRound = -1;
+  private readonly prefix: string;
+  private readonly redis: BinaryRedis;
+  private readonly options: ReplicaGroupOptions;
+  private readonly roundTimeoutMs: number;
+  private readonly memberTtlMs: number;
+  private readonly retryForMs: number;
+  private readonly keyTtlMs: number;
+
+  constructor(options: ReplicaGroupOptions) {
+    this.options = options;
+    this.redis = options.redis;
+    this.name = options.group;
+    this.id = options.replica ?? `${hostname()}-${process.pid}`.slice(0, 24);
+    if (!/^[\w.:-]{1,24}$/.test(this.id)) throw new RangeError(`joinGroup: replica id '${this.id}' must be 1-24 characters of [A-Za-z0-9_.:-]`);
+    this.prefix = `rxgrad:${options.group}`;
+    this.fingerprint = modelFingerprint(options.model, options.optimizer);
+    this.digest = fingerprintDigest(this.fingerprint);
+    this.roundTimeoutMs = options.roundTimeoutMs ?? 10_000;
+    this.memberTtlMs = options.memberTtlMs ?? 3_000;
+    this.retryForMs = options.retryForMs ?? 30_000;
+    this.keyTtlMs = options.keyTtlMs ?? 120_000;
+    const positive = (name: string, v: number) => {
+      if (!(v > 0 && Number.isFinite(v))) throw new RangeError(`joinGroup: ${name} must be a positive number, got ${v}`);
+    };
+    positive('roundTimeoutMs', this.roundTimeoutMs);
+    positive('memberTtlMs', this.memberTtlMs);
+    positive('retryForMs', this.retryForMs);
+    if (options.checkpoint && !(Number.isInteger(options.checkpoint.every) && options.checkpoint.every >= 1)) throw new RangeError(`joinGroup: checkpoint.every must be a positive integer, got ${options.checkpoint.every}`);
+  }
+
+  /** Whether this replica holds the leader lock (as of its latest round). */
+  get isLeader(): boolean {
+    return this.leader;
+  }
+
+  private call(command: string, args: (string | number | Buffer)[]): Promise<unknown> {
+    return retrying(() => this.redis.call(command, args), this.retryForMs, command, this.retries);
+  }
+
+  private callBuffer(command: string, args: (string | number | Buffer)[]): Promise<unknown> {
+    return retrying(() => this.redis.callBuffer(command, args), this.retryForMs, command, this.retries);
+  }
+
+  private key(...parts: (string | number)[]): string {
+    return [this.prefix, ...parts].join(':');
+  }
+
+  private roundKey(round: number, ...parts: string[]): string {
+    return this.key('e', this.epoch, 'r', round, ...parts);
+  }
+
+  /** Registers, checks the fingerprint, and takes the group's state. Called by {@link joinGroup}. */
+  async start(): Promise<void> {
+    const mine = JSON.stringify(this.fingerprint);
+    await this.call('SET', [this.key('fingerprint'), mine, 'NX']);
+    const theirs = JSON.parse(String(await this.call('GET', [this.key('fingerprint')]))) as ModelFingerprint;
+    const difference = fingerprintDifference(this.fingerprint, theirs);
+    if (difference) throw new FingerprintMismatchError(`replica '${this.id}' refused by group '${this.name}': ${difference}`);
+    await this.beat();
+    this.heartbeat = setInterval(() => void this.beat().catch(() => {}), Math.max(50, this.memberTtlMs / 3));
+    this.heartbeat.unref();
+    await this.call('SADD', [this.key('candidates'), this.id]);
+    const deadline = performance.now() + (this.options.startTimeoutMs ?? 30_000);
+    for (;;) {
+      if (performance.now() > deadline) throw new Error(`replica '${this.id}': could not join group '${this.name}' within ${this.options.startTimeoutMs ?? 30_000} ms`);
+      const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
+      const others = (await this.liveMembers()).filter((m) => m !== this.id);
+      if (epoch !== null && others.length > 0) {
+        const members = (await this.call('SMEMBERS', [this.key('members')])) as string[];
+        if (members.includes(this.id)) return this.takeSnapshot(epoch, -1); // named a founder of this epoch
+        return this.joinRunning(deadline);
+      }
+      if ((await this.call('SET', [this.key('leader'), this.id, 'NX', 'PX', this.memberTtlMs])) === 'OK') {
+        this.leader = true;
+        return this.found();
+      }
+      await sleep(20);
+    }
+  }
+
+  /** Founds a new epoch as its leader: waits for `minReplicas`, starts from the checkpoint or this model. */
+  private async found(): Promise<void> {
+    const { model, optimizer } = this.options;
+    const want = this.options.minReplicas ?? 1;
+    const deadline = performance.now() + (this.options.startTimeoutMs ?? 30_000);
+    let founders: string[] = [];
+    for (;;) {
+      await this.renewLeadership();
+      founders = await this.alive((await this.call('SMEMBERS', [this.key('candidates')])) as string[]);
+      if (founders.length >= want) break;
+      if (performance.now() > deadline) throw new Error(`group '${this.name}': ${founders.length} of the ${want} replicas asked for (minReplicas) arrived within ${this.options.startTimeoutMs ?? 30_000} ms`);
+      await sleep(20);
+    }
+    const state = (this.options.checkpoint ? await stateFromCheckpoint(this.options.checkpoint.path, model) : null) ?? captureState(model, optimizer, 0);
+    const epoch = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+    await this.publishSnapshot(state);
+    // One script, so a founder never sees the new members with the old epoch or the reverse.
+    await this.call('EVAL', [FOUND, 4, this.key('members'), this.key('candidates'), this.key('round'), this.key('epoch'), epoch, state.round, ...founders]);
+    this.lastCheckpointRound = state.round;
+    this.adopt(epoch, state);
+  }
+
+  /** Joins a running epoch: asks the leader for a snapshot and waits for one at least as new as the group's round now. */
+  private async joinRunning(deadline: number): Promise<void> {
+    const since = Number((await this.call('GET', [this.key('round')])) ?? 0);
+    await this.call('SADD', [this.key('joining'), this.id]);
+    for (;;) {
+      const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
+      const snapshotRound = Number((await this.call('GET', [this.key('snapshot', 'round')])) ?? -1);
+      if (epoch !== null && snapshotRound >= since) {
+        await this.takeSnapshot(epoch, since);
+        await this.call('SADD', [this.key('members'), this.id]);
+        await this.call('SREM', [this.key('joining'), this.id]);
+        return;
+      }
+      if ((await this.liveMembers()).filter((m) => m !== this.id).length === 0) {
+        // Everyone left while we waited: found a new epoch instead.
+        await this.call('SREM', [this.key('joining'), this.id]);
+        return this.start();
+      }
+      if (performance.now() > deadline) throw new Error(`replica '${this.id}': no snapshot from group '${this.name}' (is a leader alive?)`);
+      await sleep(20);
+    }
+  }
+
+  private async takeSnapshot(epoch: string, since: number): Promise<void> {
+    const bytes = (await this.callBuffer('GET', [this.key('snapshot')])) as Buffer | null;
+    if (!bytes) throw new Error(`group '${this.name}': the snapshot is missing`);
+    const header = bytes.length >= 16 ? bytes.readDoubleLE(8) : -1;
+    const message = decodeMessage(bytes, { kind: 'state', round: header, fingerprint: this.digest }, `group '${this.name}' snapshot`);
+    const state = decodeState(message.payload, `group '${this.name}' snapshot`);
+    if (state.round < since) throw new Error(`group '${this.name}': snapshot of round ${state.round} is older than round ${since}`);
+    this.adopt(epoch, state);
+  }
+
+  private adopt(epoch: string, state: TrainingState): void {
+    applyState(this.options.model, this.options.optimizer, state);
+    this.epoch = epoch;
+    this.round = state.round;
+  }
+
+  private async publishSnapshot(state: TrainingState): Promise<void> {
+    const message = encodeMessage({ kind: 'state', round: state.round, rows: 0, fingerprint: this.digest, replica: this.id }, encodeState(state));
+    await this.call('SET', [this.key('snapshot'), message]);
+    await this.call('SET', [this.key('snapshot', 'round'), state.round]);
+  }
+
+  private async beat(): Promise<void> {
+    if (this.left) return;
+    await this.redis.call('SET', [this.key('alive', this.id), '1', 'PX', this.memberTtlMs]);
+  }
+
+  private async alive(ids: string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const flags = (await this.call('EXISTS', [this.key('alive', ids[0]!)]).then(async (first) => [first, ...(await Promise.all(ids.slice(1).map((id) => this.call('EXISTS', [this.key('alive', id)]))))])) as number[];
+    return ids.filter((_, i) => Number(flags[i]) === 1).sort();
+  }
+
+  /** Members with a live heartbeat; members whose heartbeat expired are removed. */
+  private async liveMembers(): Promise<string[]> {
+    const members = (await this.call('SMEMBERS', [this.key('members')])) as string[];
+    const live = await this.alive(members);
+    const dead = members.filter((m) => !live.includes(m));
+    if (dead.length > 0) await this.call('SREM', [this.key('members'), ...dead]);
+    return live;
+  }
+
+  private async renewLeadership(): Promise<void> {
+    if (this.leader) this.leader = Number(await this.call('EVAL', [RENEW, 1, this.key('leader'), this.id, this.memberTtlMs])) === 1;
+    if (!this.leader) this.leader = (await this.call('SET', [this.key('leader'), this.id, 'NX', 'PX', this.memberTtlMs])) === 'OK';
+  }
+
+  /**
+   * Leader duties at a round boundary (the model holds the state after the previous round): keep the
+   * lock, hand a snapshot to joiners, write a checkpoint when due. Every replica calls it.
+   */
+  private async atRoundBoundary(): Promise<void> {
+    const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
+    if (epoch !== this.epoch) {
+      throw new Error(`group '${this.name}': its state in Redis is gone or replaced (epoch ${epoch ?? 'missing'}, ours ${this.epoch}): was Redis restarted without persistence (appendonly yes)?`);
+    }
+    await this.renewLeadership();
+    await this.checkpointWrite; // surfaces a failed write; at most one in flight
+    if (!this.leader) return;
+    if (this.pendingSnapshot) await this.publishSnapshot(this.pendingSnapshot);
+    this.pendingSnapshot = null;
+    this.joinersWaiting = Number(await this.call('SCARD', [this.key('joining')])) > 0;
+  }
+
+  /**
+   * Called right after the update of a round was applied (the operators register it with
+   * `afterApply`): the leader copies the state for waiting joiners and saves a checkpoint when due —
+   * synchronously, so the copy is exactly the state after this round (published and written later).
+   */
+  afterUpdate(): void {
+    if (!this.leader) return;
+    const { model, optimizer } = this.options;
+    if (this.joinersWaiting) this.pendingSnapshot = captureState(model, optimizer, this.round);
+    this.joinersWaiting = false;
+    const every = this.options.checkpoint?.every;
+    if (every && this.round - this.lastCheckpointRound >= every) {
+      this.lastCheckpointRound = this.round;
+      const write = saveModel(model, this.options.checkpoint!.path, { streamOffsets: { group: this.name, round: this.round } });
+      this.checkpointWrite = Promise.all([this.checkpointWrite, write]);
+    }
+  }
+
+  /**
+   * One round: contributes `values` (computed from `rows` rows), waits for the live members (at most
+   * the round timeout), and returns the rows-weighted mean of the messages the round closed with.
+   * A corrupt, truncated or foreign message fails the round with a {@link WireError}; nothing is returned to write into the weights.
+   *
+   * Usage: `const { mean } = await group.exchange('gradients', flatGradients, batchRows);`
+   */
+  async exchange(kind: WireKind, values: Float32Array, rows: number): Promise<RoundResult> {
+    if (this.left) throw new Error(`replica '${this.id}' has left group '${this.name}'`);
+    const started = performance.now();
+    await this.atRoundBoundary();
+    const round = this.round;
+    const message = encodeMessage({ kind, round, rows, fingerprint: this.digest, replica: this.id }, values);
+    const ttl = this.keyTtlMs;
+    await this.call('SET', [this.roundKey(round, this.id), message, 'PX', ttl]);
+    await this.call('SADD', [this.roundKey(round, 'in'), this.id]);
+    await this.call('PEXPIRE', [this.roundKey(round, 'in'), ttl]);
+    const waitStarted = performance.now();
+    let expected: string[] | null = null;
+    let closed: string[] | null = null;
+    let poll = 0.5;
+    while (closed === null) {
+      const list = (await this.call('GET', [this.roundKey(round, 'closed')])) as string | null;
+      if (list !== null) {
+        closed = JSON.parse(list) as string[];
+        break;
+      }
+      const contributors = ((await this.call('SMEMBERS', [this.roundKey(round, 'in')])) as string[]).sort();
+      const live = await this.liveMembers();
+      // Who the round was waiting for when it began: a replica that dies during it is reported missing.
+      expected ??= live;
+      const everyone = live.every((m) => contributors.includes(m));
+      if (everyone || performance.now() - waitStarted > this.roundTimeoutMs) {
+        await this.call('SET', [this.roundKey(round, 'closed'), JSON.stringify(contributors), 'NX', 'PX', ttl]);
+        continue;
+      }
+      await sleep(poll);
+      poll = Math.min(poll * 2, 10);
+    }
+    const included = closed.includes(this.id);
+    const others = closed.filter((id) => id !== this.id);
+    const replies = others.length > 0 ? ((await this.callBuffer('MGET', others.map((id) => this.roundKey(round, id)))) as (Buffer | null)[]) : [];
+    let bytesReceived = 0;
+    const parts = closed.map((id) => {
+      if (id === this.id) return { rows, values };
+      const bytes = replies[others.indexOf(id)];
+      if (!bytes) throw new WireError('missing', `group '${this.name}' round ${round}: the message of replica '${id}' is gone (expired?)`);
+      bytesReceived += bytes.length;
+      const decoded = decodeMessage(bytes, { kind, round, fingerprint: this.digest, replica: id, bytes: values.byteLength }, `group '${this.name}' round ${round}, replica '${id}'`);
+      return { rows: decoded.rows, values: payloadFloats(decoded) };
+    });
+    const total = parts.reduce((s, p) => s + p.rows, 0);
+    const mean = new Float32Array(values.length);
+    if (total > 0) {
+      // Summed in float64 in the closed list's order: every replica computes the same bits.
+      const sum = new Float64Array(values.length);
+      for (const part of parts) {
+        const w = part.rows;
+        const v = part.values;
+        for (let i = 0; i < v.length; i++) sum[i]! += w * v[i]!;
+      }
+      for (let i = 0; i < sum.length; i++) mean[i] = sum[i]! / total;
+    }
+    await this.call('SET', [this.key('round'), round + 1]);
+    this.round = round + 1;
+    const result: RoundResult = {
+      round, kind, contributors: closed, missing: (expected ?? []).filter((m) => !closed.includes(m)), included, rows: total, mean,
+      syncMs: performance.now() - started, bytesSent: message.length, bytesReceived,
+    };
+    this.lastRound = result;
+    return result;
+  }
+
+  /**
+   * Leaves the group: stops the heartbeat, leaves the members (rounds stop waiting for this
+   * replica at once), releases the leader lock, and waits for a checkpoint being written.
+   *
+   * Usage: `await group.leave();`
+   */
+  async leave(): Promise<void> {
+    if (this.left) return;
+    this.left = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    try {
+      await this.checkpointWrite;
+    } finally {
+      await this.call('SREM', [this.key('members'), this.id]);
+      await this.call('SREM', [this.key('candidates'), this.id]);
+      await this.call('DEL', [this.key('alive', this.id)]);
+      await this.call('EVAL', [RELEASE, 1, this.key('leader'), this.id]);
+    }
+  }
+}

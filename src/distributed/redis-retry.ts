@@ -1,0 +1,51 @@
+/**
+ * Redis commands that survive a server restart: connection errors are retried with backoff for a
+ * bounded time (ioredis reconnects underneath), then fail with an error that says so. Everything
+ * the group sends through it is idempotent (SET, SADD, SREM, PEXPIRE, GET), so a retried command
+ * that had in fact been executed does no harm.
+ */
+import type { RedisCaller } from '../streams/redis.ts';
+
+/** A client able to return binary replies (ioredis's `Redis`). */
+export interface BinaryRedis extends RedisCaller {
+  callBuffer(command: string, args: (string | number | Buffer)[]): Promise<unknown>;
+}
+
+const TRANSIENT = /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Connection is closed|Stream isn't writeable|LOADING|MaxRetriesPerRequest|max retries per request|enableOfflineQueue|Socket closed unexpectedly/i;
+
+/** True for errors of a lost or reconnecting connection (worth retrying). Usage: `if (isTransient(e)) retry()` */
+export function isTransient(error: unknown): boolean {
+  return TRANSIENT.test((error as Error)?.message ?? '');
+}
+
+/** Counts retries for reports. */
+export interface RetryStats {
+  retries: number;
+  lastError: string | null;
+}
+
+/**
+ * Runs `command` until it succeeds, retrying transient failures for up to `retryForMs`.
+ *
+ * Usage: `await retrying(() => redis.call('SET', [key, value]), 30_000, 'SET', stats);`
+ */
+export async function retrying<T>(command: () => Promise<T>, retryForMs: number, what: string, stats?: RetryStats): Promise<T> {
+  const started = performance.now();
+  let delay = 20;
+  for (;;) {
+    try {
+      return await command();
+    } catch (error) {
+      if (!isTransient(error)) throw error;
+      if (stats) {
+        stats.retries++;
+        stats.lastError = (error as Error).message;
+      }
+      if (performance.now() - started > retryForMs) {
+        throw new Error(`Redis unreachable for ${Math.round(retryForMs / 1000)} s (${what}): ${(error as Error).message}`, { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 500);
+    }
+  }
+}

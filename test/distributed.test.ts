@@ -1,0 +1,321 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { from, lastValueFrom, tap, toArray } from 'rxjs';
+import { adam, batchFromArrays, createEngine, dense, Random, relu, sequential, sgd, softmaxCrossEntropy, type Batch, type ParameterGradients } from '../src/index.ts';
+import { addBatchEntries, allReduceGradients, averageWeights, encodeMessage, fitReplica, FingerprintMismatchError, joinGroup, type ReplicaGroupOptions } from '../src/distributed/index.ts';
+import { hasRedis, relativeError, TestRedis } from './redis-server.ts';
+
+const skip = hasRedis ? false : 'redis-server is not on PATH (apt-get install redis-server)';
+const engine = createEngine({ threads: 1 });
+after(() => engine.close());
+
+const IN = 4;
+/** n batches of `rows` labelled rows, deterministic in `seed`. */
+function makeBatches(n: number, rows: number, seed: number): { features: Float32Array; labels: Int32Array }[] {
+  const rng = new Random(seed);
+  return Array.from({ length: n }, () => {
+    const features = new Float32Array(rows * IN).map(() => rng.normal());
+    const labels = new Int32Array(rows).map((_, r) => {
+      const s = features[r * IN]! - features[r * IN + 1]!;
+      return s > 0.7 ? 2 : s > -0.7 ? 1 : 0;
+    });
+    return { features, labels };
+  });
+}
+
+interface ReplicaRun {
+  child: ChildProcess;
+  reports: { step: number; round: number | null; entries: string[]; included: boolean; missing: string[]; contributors: string[]; acked: number; syncMs: number; bytesSent: number; bytesReceived: number; redisRetries: number }[];
+  done: Promise<{ weights: Record<string, number[]>; steps: number } | null>;
+  output: () => string;
+}
+const children = new Set<ChildProcess>();
+after(() => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+function startReplica(config: Record<string, unknown>, timeoutMs = 60_000): ReplicaRun {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/dp-replica.ts', JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const run: ReplicaRun = { child, reports: [], done: null as never, output: () => out + err };
+  let out = '';
+  let err = '';
+  let buffered = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  run.done = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`replica ${String(config['replica'])} timed out:\n${out}${err}`));
+    }, timeoutMs);
+    let result: { weights: Record<string, number[]>; steps: number } | null = null;
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      buffered += d.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop()!;
+      for (const line of lines) {
+        if (line.startsWith('REPORT ')) run.reports.push(JSON.parse(line.slice(7)));
+        else if (line.startsWith('DONE ')) result = JSON.parse(line.slice(5));
+      }
+    });
+    child.on('exit', () => {
+      clearTimeout(timer);
+      children.delete(child);
+      resolve(result);
+    });
+  });
+  return run;
+}
+
+describe('data parallel through Redis (allReduceGradients, averageWeights)', { skip, timeout: 240_000 }, () => {
+  let server: TestRedis;
+  let redis: Redis;
+  before(async () => {
+    server = await TestRedis.start();
+    redis = new Redis({ port: server.port, host: '127.0.0.1', maxRetriesPerRequest: 1 });
+  });
+  after(async () => {
+    redis?.disconnect();
+    await server?.close();
+  });
+
+  /** Trains one process on the union of each round's batches, in round order. */
+  async function reference(optimizer: 'sgd' | 'adam', rounds: Map<number, string[]>, data: Map<string, { features: Float32Array; labels: Int32Array }>) {
+    const model = sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 7, engine });
+    const batches: Batch[] = [...rounds.keys()].sort((a, b) => a - b).map((round) => {
+      const parts = rounds.get(round)!.map((id) => data.get(id)!);
+      const features = new Float32Array(parts.reduce((n, p) => n + p.features.length, 0));
+      const labels = new Int32Array(parts.reduce((n, p) => n + p.labels.length, 0));
+      let f = 0;
+      let l = 0;
+      for (const p of parts) {
+        features.set(p.features, f);
+        labels.set(p.labels, l);
+        f += p.features.length;
+        l += p.labels.length;
+      }
+      return batchFromArrays({ features, shape: [IN], labels });
+    });
+    await lastValueFrom(from(batches).pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: optimizer === 'adam' ? adam({ learningRate: 0.01 }) : sgd({ learningRate: 0.1 }) }), toArray()));
+    const weights = Object.fromEntries([...model.getWeights()].map(([n, v]) => [n, [...v]]));
+    model.dispose();
+    return weights;
+  }
+
+  /** n replicas of the test model in this process, each with its own Redis connection, joined as one group. */
+  async function inProcessReplicas(n: number, groupName: string, optimizer: 'sgd' | 'adam', extra: Partial<ReplicaGroupOptions> = {}) {
+    return Promise.all(
+      Array.from({ length: n }, async (_, i) => {
+        const client = new Redis({ port: server.port, host: '127.0.0.1' });
+        client.on('error', () => {}); // reconnects are counted, not printed
+        client.on('reconnecting', () => reconnects++);
+        clients.push(client);
+        const model = sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 7, engine });
+        const opt = optimizer === 'adam' ? adam({ learningRate: 0.01 }) : sgd({ learningRate: 0.1 });
+        const group = await joinGroup({ redis: client, group: groupName, replica: `r${i}`, model, optimizer: opt, minReplicas: n, roundTimeoutMs: 5000, memberTtlMs: 1000, ...extra });
+        return { client, model, optimizer: opt, group };
+      }),
+    );
+  }
+  const clients: Redis[] = [];
+  let reconnects = 0;
+  after(() => clients.forEach((c) => c.disconnect()));
+
+  for (const optimizer of ['sgd', 'adam'] as const) {
+    it(`3 replicas on batches of 16 equal one process on the 48 rows of each round (${optimizer}, 1e-5 relative)`, async () => {
+      const stream = `exact-${optimizer}`;
+      const raw = makeBatches(30, 16, optimizer === 'sgd' ? 11 : 12);
+      const ids = await addBatchEntries(redis, stream, raw.map((b) => batchFromArrays({ ...b, shape: [IN] })));
+      const data = new Map(ids.map((id, i) => [id, raw[i]!]));
+      const replicas = await inProcessReplicas(3, stream, optimizer);
+      const reports = await Promise.all(
+        replicas.map(({ client, model, optimizer: opt, group }) =>
+          lastValueFrom(fitReplica(model, group, client, { stream, shape: [IN], classes: 3, blockMs: 20, fit: { loss: softmaxCrossEntropy(), optimizer: opt, gradientOperators: [allReduceGradients(group)] } }).pipe(toArray())),
+        ),
+      );
+      // Which entries each round averaged: the union over replicas.
+      const rounds = new Map<number, string[]>();
+      for (const report of reports.flat()) {
+        assert.equal(report.included, true);
+        rounds.set(report.round!, [...(rounds.get(report.round!) ?? []), ...report.entries]);
+      }
+      assert.deepEqual([...rounds.values()].flat().sort(), [...ids].sort(), 'every entry trained exactly once');
+      assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0, 'nothing pending');
+      const weights = replicas.map(({ model }) => Object.fromEntries([...model.getWeights()].map(([n, v]) => [n, [...v]])));
+      for (const w of weights.slice(1)) assert.deepEqual(w, weights[0], 'replicas hold bitwise-equal weights');
+      const expected = await reference(optimizer, rounds, data);
+      for (const [name, values] of Object.entries(expected)) {
+        const error = relativeError(weights[0]![name]!, values);
+        assert.ok(error < 1e-5, `${name}: relative error ${error}`);
+      }
+      const sync = reports.flat().map((x) => x.syncMs);
+      console.log(`${optimizer}: ${rounds.size} rounds of 3, sync ${(sync.reduce((a, b) => a + b, 0) / sync.length).toFixed(1)} ms/step (3 replicas in one process), ${reports[0]![0]!.bytesSent} bytes sent per step`);
+      replicas.forEach(({ model }) => model.dispose());
+    });
+  }
+
+  it('averageWeights (every 1 and 4, Adam state averaged): replicas end equal, idle replicas join the averages, nothing pending', async () => {
+    for (const every of [1, 4]) {
+      const stream = `avg-${every}`;
+      const raw = makeBatches(16, 16, 50 + every);
+      const ids = await addBatchEntries(redis, stream, raw.map((b) => batchFromArrays({ ...b, shape: [IN] })));
+      const replicas = await inProcessReplicas(2, stream, 'adam');
+      const averaging = replicas.map(({ group }) => averageWeights(group, { every }));
+      const reports = await Promise.all(
+        replicas.map(({ client, model, optimizer, group }, i) =>
+          lastValueFrom(fitReplica(model, group, client, { stream, shape: [IN], classes: 3, blockMs: 20, fit: { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [averaging[i]!] } }).pipe(toArray())),
+        ),
+      );
+      const [w0, w1] = replicas.map(({ model }) => Object.fromEntries([...model.getWeights()].map(([n, v]) => [n, [...v]])));
+      assert.deepEqual(w0, w1, `every ${every}: replicas equal after the last average`);
+      assert.ok(reports.flat().some((r) => r.bytesSent > 0), 'weights went over the wire');
+      assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0);
+      const trained = new Set(reports.flat().flatMap((r) => r.entries));
+      assert.deepEqual(ids.filter((id) => !trained.has(id)), []);
+      replicas.forEach(({ model }) => model.dispose());
+    }
+  });
+
+  it('a replica joining a running group starts from its current weights and optimizer state; all end equal', async () => {
+    const stream = 'join';
+    const ids = await addBatchEntries(redis, stream, makeBatches(40, 16, 61).map((b) => batchFromArrays({ ...b, shape: [IN] })));
+    const replicas = await inProcessReplicas(2, stream, 'adam');
+    const slow = tap<ParameterGradients>(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10));
+    const fit = (r: (typeof replicas)[number]) =>
+      lastValueFrom(fitReplica(r.model, r.group, r.client, { stream, shape: [IN], classes: 3, blockMs: 20, fit: { loss: softmaxCrossEntropy(), optimizer: r.optimizer, gradientOperators: [slow, allReduceGradients(r.group)] } }).pipe(toArray()));
+    const running = replicas.map(fit);
+    while (replicas[0]!.model.stepCount < 4) await new Promise((resolve) => setTimeout(resolve, 10));
+    const client = new Redis({ port: server.port, host: '127.0.0.1' });
+    clients.push(client);
+    // A different seed: only the group's snapshot can make it equal.
+    const model = sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 99, engine });
+    const optimizer = adam({ learningRate: 0.01 });
+    const group = await joinGroup({ redis: client, group: stream, replica: 'late', model, optimizer, roundTimeoutMs: 5000, memberTtlMs: 1000 });
+    assert.ok(model.stepCount >= 4 && optimizer.iterations === model.stepCount, `joined at step ${model.stepCount}, iterations ${optimizer.iterations}, round ${group.round}`);
+    const reports = await Promise.all([...running, fit({ client, model, optimizer, group })]);
+    assert.ok(reports[2]!.length > 0, 'the joiner trained');
+    const weights = [...replicas.map((r) => r.model), model].map((m) => Object.fromEntries([...m.getWeights()].map(([n, v]) => [n, [...v]])));
+    assert.deepEqual(weights[2], weights[0]);
+    assert.deepEqual(weights[1], weights[0]);
+    const trained = new Set(reports.flat().filter((r) => r.included).flatMap((r) => r.entries));
+    assert.deepEqual(ids.filter((id) => !trained.has(id)), []);
+    assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0);
+    [...replicas.map((r) => r.model), model].forEach((m) => m.dispose());
+  });
+
+  it('a replica whose model or optimizer differs is refused on joining, naming the first difference', async () => {
+    const client = new Redis({ port: server.port, host: '127.0.0.1' });
+    clients.push(client);
+    const base = sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 1, engine });
+    const group = await joinGroup({ redis: client, group: 'fp', replica: 'first', model: base, optimizer: adam(), memberTtlMs: 1000 });
+    const wider = sequential([dense(9), relu(), dense(3)], { inputShape: [IN], seed: 1, engine });
+    await assert.rejects(joinGroup({ redis: client, group: 'fp', replica: 'wider', model: wider, optimizer: adam() }), (e: Error) => e instanceof FingerprintMismatchError && /parameter 'dense_1\/kernel': shape \[4,9\] differs from the group's \[4,8\]/.test(e.message));
+    await assert.rejects(joinGroup({ redis: client, group: 'fp', replica: 'sgd', model: base, optimizer: sgd() }), /optimizer 'sgd' differs from the group's 'adam'/);
+    await assert.rejects(joinGroup({ redis: client, group: 'fp', replica: 'lr', model: base, optimizer: adam({ learningRate: 0.5 }) }), /optimizer 'adam' option learningRate: 0.5 differs from the group's 0.001/);
+    await group.leave();
+    base.dispose();
+    wider.dispose();
+  });
+
+  for (const damage of ['corrupt', 'truncated'] as const) {
+    it(`a ${damage} gradient message fails the round with a clear error and never reaches the weights`, async () => {
+      const [a, b] = await inProcessReplicas(2, `bad-${damage}`, 'adam');
+      // b's round-0 message, damaged in the store.
+      const message = encodeMessage({ kind: 'gradients', round: 0, rows: 16, fingerprint: b!.group.digest, replica: 'r1' }, new Float32Array(67).fill(0.5));
+      if (damage === 'corrupt') message[100] ^= 0x10;
+      const stored = damage === 'corrupt' ? message : message.subarray(0, message.length - 8);
+      const prefix = `rxgrad:bad-${damage}:e:${a!.group.epoch}:r:0`;
+      await redis.set(`${prefix}:r1`, Buffer.from(stored));
+      await redis.sadd(`${prefix}:in`, 'r1');
+      const before = a!.model.getWeights();
+      const [batch] = makeBatches(1, 16, 5);
+      await assert.rejects(
+        lastValueFrom(from([batchFromArrays({ ...batch!, shape: [IN] })]).pipe(a!.model.fit({ loss: softmaxCrossEntropy(), optimizer: a!.optimizer, gradientOperators: [allReduceGradients(a!.group)] }))),
+        damage === 'corrupt' ? /round 0, replica 'r1': payload checksum mismatch/ : /round 0, replica 'r1': message truncated or padded: header says 268 payload bytes, 260 arrived/,
+      );
+      assert.equal(a!.model.stepCount, 0);
+      for (const [name, values] of a!.model.getWeights()) assert.deepEqual(values, before.get(name), `${name} unchanged`);
+      await Promise.all([a!.group.leave(), b!.group.leave()]);
+      a!.model.dispose();
+      b!.model.dispose();
+    });
+  }
+
+  /** Waits until `run` has printed n step reports (or exited). */
+  async function reportsFrom(run: ReplicaRun, n: number): Promise<void> {
+    while (run.reports.length < n && run.child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const includedEntries = (runs: ReplicaRun[]) => new Set(runs.flatMap((r) => r.reports.filter((x) => x.included).flatMap((x) => x.entries)));
+
+  it('a replica SIGKILLed while the others wait for it in a round: training completes, every entry trained and acknowledged, survivors equal', async () => {
+    const stream = 'kill';
+    const ids = await addBatchEntries(redis, stream, makeBatches(36, 16, 21).map((b) => batchFromArrays({ ...b, shape: [IN] })));
+    const config = { port: server.port, group: stream, stream, optimizer: 'adam', seed: 7, minReplicas: 3, roundTimeoutMs: 3000, memberTtlMs: 1000, claimIdleMs: 2500, stepDelayMs: 15 };
+    const runs = ['a', 'b', 'c'].map((replica) => startReplica({ ...config, replica, ...(replica === 'c' ? { stepDelayMs: 60 } : {}) }));
+    await reportsFrom(runs[2]!, 3);
+    runs[2]!.child.kill('SIGKILL');
+    const [a, b, c] = await Promise.all(runs.map((r) => r.done));
+    assert.equal(c, null, 'c was killed');
+    assert.ok(a && b, runs[0]!.output() + runs[1]!.output());
+    assert.deepEqual(a.weights, b.weights, "the survivors' weights are bitwise equal");
+    const trained = includedEntries(runs);
+    assert.deepEqual(ids.filter((id) => !trained.has(id)), [], 'every entry was in some applied round');
+    assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0, 'every entry acknowledged');
+    const survivors = [...runs[0]!.reports, ...runs[1]!.reports];
+    assert.ok(survivors.some((r) => r.missing.includes('c')), 'a step report names c as missing');
+    assert.ok(survivors.at(-1)!.contributors.every((m) => m !== 'c'));
+    console.log(`SIGKILL: c trained ${runs[2]!.reports.length} steps before dying; survivors ${a.steps} steps each; rounds missing c: ${runs[0]!.reports.filter((r) => r.missing.includes('c')).length}`);
+  });
+
+  it('every replica dies: a new group resumes from the leader\'s last checkpoint and the pending entries', async () => {
+    const stream = 'resume';
+    const path = join(server.dir, 'ckpt');
+    const ids = await addBatchEntries(redis, stream, makeBatches(24, 16, 31).map((b) => batchFromArrays({ ...b, shape: [IN] })));
+    const config = { port: server.port, group: stream, stream, optimizer: 'adam', seed: 7, minReplicas: 2, roundTimeoutMs: 3000, memberTtlMs: 800, claimIdleMs: 1000, stepDelayMs: 40, checkpoint: { path, every: 2 } };
+    const first = ['a', 'b'].map((replica) => startReplica({ ...config, replica }));
+    await reportsFrom(first[0]!, 5);
+    first.forEach((r) => r.child.kill('SIGKILL'));
+    await Promise.all(first.map((r) => r.done));
+    const saved = JSON.parse(readFileSync(`${path}.json`, 'utf8')) as { stepCount: number; streamOffsets: { round: number } };
+    assert.ok(saved.stepCount >= 2, `a checkpoint was written (step ${saved.stepCount})`);
+    await new Promise((resolve) => setTimeout(resolve, 900)); // heartbeats expire
+    const second = ['c', 'd'].map((replica) => startReplica({ ...config, replica, stepDelayMs: 0 }));
+    const results = await Promise.all(second.map((r) => r.done));
+    results.forEach((r, i) => assert.ok(r, second[i]!.output()));
+    assert.equal(second[0]!.reports[0]!.step, saved.stepCount + 1, 'the new group starts at the checkpoint');
+    assert.equal(second[0]!.reports[0]!.round, saved.streamOffsets.round, 'and at its round');
+    assert.deepEqual(results[0]!.weights, results[1]!.weights);
+    const trained = includedEntries([...first, ...second]);
+    assert.deepEqual(ids.filter((id) => !trained.has(id)), [], 'every entry trained at least once');
+    assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0);
+  });
+
+  it('Redis restarting mid-run: the replicas retry and finish equal, nothing lost', async () => {
+    const stream = 'restart';
+    const ids = await addBatchEntries(redis, stream, makeBatches(40, 16, 41).map((b) => batchFromArrays({ ...b, shape: [IN] })));
+    const replicas = await inProcessReplicas(2, stream, 'adam', { roundTimeoutMs: 8000, memberTtlMs: 4000 });
+    let restarted: Promise<void> | null = null;
+    reconnects = 0;
+    const slow = tap<ParameterGradients>(() => {
+      if (replicas[0]!.model.stepCount === 8) restarted ??= server.restart(300);
+    });
+    const reports = await Promise.all(
+      replicas.map(({ client, model, optimizer, group }) =>
+        lastValueFrom(fitReplica(model, group, client, { stream, shape: [IN], classes: 3, blockMs: 20, claimIdleMs: 20_000, fit: { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [slow, allReduceGradients(group)] } }).pipe(toArray())),
+      ),
+    );
+    await restarted;
+    assert.ok(reconnects >= 2, `both replicas reconnected (${reconnects} reconnects)`);
+    console.log(`Redis restart: ${reconnects} reconnects, ${reports.flat().at(-1)!.redisRetries} command retries by the group, ${reports[0]!.length} + ${reports[1]!.length} steps`);
+    const [w0, w1] = replicas.map(({ model }) => model.getWeights());
+    for (const [name, v] of w0!) assert.deepEqual(v, w1!.get(name));
+    const trained = new Set(reports.flat().filter((r) => r.included).flatMap((r) => r.entries));
+    assert.deepEqual(ids.filter((id) => !trained.has(id)), []);
+    assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0);
+    replicas.forEach(({ model }) => model.dispose());
+  });
+});

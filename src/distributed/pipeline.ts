@@ -15,6 +15,7 @@ import type { Arena } from '../heap.ts';
 import { StepContext, type Layer, type Parameter } from '../layer.ts';
 import type { Loss } from '../losses.ts';
 import { saveModel } from '../checkpoint.ts';
+import { backwardThrough, forwardThrough } from '../step-runner.ts';
 import { modelHost, type Model } from '../model.ts';
 import type { Optimizer } from '../optimizers.ts';
 import { Tensor, type Shape } from '../tensor.ts';
@@ -76,7 +77,8 @@ export class PipelineStage {
   private readonly params: Parameter[];
   private readonly accumulated: Float32Array[];
   private readonly micros = new Map<number, Micro>();
-  private readonly firstLearning: number;
+  /** The layers the backward runs through: on stage 0 it stops at the first layer with parameters, as in the model. */
+  private readonly backwardLayers: readonly Layer[];
   readonly stages: number;
   readonly stage: number;
   readonly microBatches: number;
@@ -100,7 +102,7 @@ export class PipelineStage {
     this.accumulated = this.params.map((p) => new Float32Array(p.grad.size));
     // As in the model: the reverse stream stops at the first layer with parameters.
     const first = model.layers.findIndex((l) => l.parameters().length > 0);
-    this.firstLearning = stage === 0 ? Math.max(0, first) : -1;
+    this.backwardLayers = stage === 0 ? this.layers.slice(Math.max(0, first)) : this.layers;
   }
 
   private name(k: number): string {
@@ -136,14 +138,13 @@ export class PipelineStage {
     const { model } = this.options;
     const step = new StepContext(model.engine, this.freeArenas.pop() ?? model.engine.heap.arena(), rows, true, model.rng, model.stepCount);
     this.micros.set(key, { step, rows });
-    let x = step.alloc([rows, ...shape]);
+    const x = step.alloc([rows, ...shape]);
     x.data().set(features);
     if (labels) {
       step.labels = step.alloc([rows], 'int32');
       step.labels.int32().set(labels);
     }
-    for (const layer of this.layers) x = await layer.forward(x, step);
-    return x;
+    return forwardThrough(this.layers, x, step);
   }
 
   /** Runs the backward of a micro-batch from dLoss/dOutput, adds its parameter gradients to the sums, frees its arena; returns dLoss/dInput (null on stage 0). */
@@ -152,13 +153,10 @@ export class PipelineStage {
     if (!micro) throw new Error(`${this.name(this.stage)}: backward of micro-batch ${key} without its forward`);
     const { step, rows } = micro;
     try {
-      let grad: Tensor | null = dy instanceof Tensor ? dy : step.alloc([rows, ...shape]);
-      if (!(dy instanceof Tensor)) grad.data().set(dy);
-      for (let i = this.layers.length - 1; i >= 0; i--) {
-        if (this.stage === 0 && i < this.firstLearning) break;
-        const needInput = this.stage > 0 || i > this.firstLearning;
-        grad = await this.layers[i]!.backward(grad!, step, needInput);
-      }
+      const dOutput: Tensor = dy instanceof Tensor ? dy : step.alloc([rows, ...shape]);
+      if (!(dy instanceof Tensor)) dOutput.data().set(dy);
+      // The model's own sequencing (src/step-runner.ts): stage 0 needs no input gradient.
+      const grad = await backwardThrough(this.backwardLayers, dOutput, step, this.stage > 0);
       this.params.forEach((p, i) => {
         const sum = this.accumulated[i]!;
         const g = p.grad.data();

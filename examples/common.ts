@@ -37,6 +37,23 @@ export function exampleRange(dataset: Dataset, start: number, count: number): Da
   };
 }
 
+/**
+ * The training set's pixel mean and standard deviation, and both sets standardised with them (copies).
+ * Usage: `const { mean, std, train, test } = standardize(data.train, data.test);`
+ */
+export function standardize(train: Dataset, test: Dataset): { mean: number; std: number; train: Dataset; test: Dataset } {
+  let sum = 0;
+  let sq = 0;
+  for (const v of train.features) {
+    sum += v;
+    sq += v * v;
+  }
+  const mean = sum / train.features.length;
+  const std = Math.sqrt(sq / train.features.length - mean * mean);
+  const scale = (d: Dataset): Dataset => ({ ...d, features: d.features.map((v) => (v - mean) / std) });
+  return { mean, std, train: scale(train), test: scale(test) };
+}
+
 /** `--data <name>` of the Fashion-MNIST examples (loadImages checks the name). Usage: `.option(...dataOption)` */
 export const dataOption = [
   '--data <name>', "'fashion-mnist' (the Debian IDX files) or 'mnist' (the embedded digits, for machines without the dataset)", 'fashion-mnist',

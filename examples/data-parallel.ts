@@ -25,7 +25,7 @@ import {
 } from '../src/index.ts';
 import { addBatchEntries, allReduceGradients, averageWeights, fitReplica, joinGroup, type ReplicaStepReport } from '../src/distributed/index.ts';
 import type { Dataset } from '../src/data/index.ts';
-import { firstExamples, freePort, loadImages, positiveInt } from './common.ts';
+import { firstExamples, freePort, loadImages, positiveInt, standardize } from './common.ts';
 
 const program = new Command()
   .name('data-parallel')
@@ -69,16 +69,7 @@ function loadData(): { train: Dataset; test: Dataset } {
   const data = loadImages(o.data, { fail: (m) => program.error(m) });
   const train = firstExamples(data.train, Math.min(trainCount, data.train.length), [28, 28, 1]);
   const test = firstExamples(data.test, Math.min(testCount, data.test.length), [28, 28, 1]);
-  let sum = 0;
-  let sq = 0;
-  for (const v of train.features) {
-    sum += v;
-    sq += v * v;
-  }
-  const mean = sum / train.features.length;
-  const std = Math.sqrt(sq / train.features.length - mean * mean);
-  for (const d of [train, test]) for (let i = 0; i < d.features.length; i++) d.features[i] = (d.features[i]! - mean) / std;
-  return { train, test };
+  return standardize(train, test);
 }
 
 const names = (run: string) => ({ stream: `${run}:train`, group: run });

@@ -22,7 +22,7 @@ import {
   logProgress, maxPool2d, randomFlip, randomTranslate, relu, saveModel, sequential, softmaxCrossEntropy, zeros, type Initializer, type Layer,
 } from '../src/index.ts';
 import type { Dataset } from '../src/data/index.ts';
-import { dashboardOption, dataOption, firstExamples, keepServing, loadImages, positiveInt, startDashboard, watchWith } from './common.ts';
+import { dashboardOption, dataOption, firstExamples, keepServing, loadImages, positiveInt, standardize, startDashboard, watchWith } from './common.ts';
 
 const program = new Command()
   .name('fashion-mnist-cnn')
@@ -71,17 +71,9 @@ let test = firstExamples(data.test, options.test ?? (options.quick ? 1000 : unde
 let background = 0;
 let normalization = 'off (raw [0, 1] pixels)';
 if (options.normalize) {
-  let sum = 0;
-  let sq = 0;
-  for (const v of train.features) {
-    sum += v;
-    sq += v * v;
-  }
-  const mean = sum / train.features.length;
-  const std = Math.sqrt(sq / train.features.length - mean * mean);
-  const scale = (d: Dataset): Dataset => ({ ...d, features: d.features.map((v) => (v - mean) / std) });
-  train = scale(train);
-  test = scale(test);
+  const standardized = standardize(train, test);
+  const { mean, std } = standardized;
+  ({ train, test } = standardized);
   background = -mean / std;
   // Printed in full (JS numbers round-trip): a checkpoint user must apply the same standardisation.
   normalization = `mean ${mean}, std ${std}`;

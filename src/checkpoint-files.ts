@@ -61,8 +61,12 @@ export async function resolvePaths(path: string, create: boolean): Promise<Paths
 let tempCounter = 0;
 const TEMP = /^\.(.+)\.tmp-(\d+)-\d+$/;
 
-/** Writes `data` to a temp file beside `name`, fsyncs it and renames it over `name`. */
-async function writeAtomic(dir: string, name: string, data: Uint8Array | string): Promise<void> {
+/**
+ * Writes `data` to a temp file beside `name`, fsyncs it and renames it over `name` (also the search state's writer).
+ *
+ * Usage: `await writeAtomic(dir, 'state.json', text);`
+ */
+export async function writeAtomic(dir: string, name: string, data: Uint8Array | string): Promise<void> {
   const temp = join(dir, `.${name}.tmp-${process.pid}-${tempCounter++}`);
   try {
     const handle = await open(temp, 'w', 0o644);

@@ -1,4 +1,6 @@
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { writeAtomic } from '../checkpoint-files.ts';
 import { SearchConfigError } from './space.ts';
 
 /** One outside event the search processed, in processing order: a job's metric (non-finite ones as strings: JSON has no NaN), error or early completion. */
@@ -70,7 +72,7 @@ export class StateWriter {
     try {
       while (this.dirty) {
         this.dirty = false;
-        await writeAtomic(this.path, `${JSON.stringify(this.snapshot())}\n`);
+        await writeAtomic(dirname(this.path), basename(this.path), `${JSON.stringify(this.snapshot())}\n`);
       }
     } catch (error) {
       this.failure = error as Error;
@@ -80,20 +82,3 @@ export class StateWriter {
   }
 }
 
-let counter = 0;
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const temp = `${path}.tmp-${process.pid}-${counter++}`;
-  try {
-    const handle = await open(temp, 'w', 0o644);
-    try {
-      await handle.writeFile(text);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-  } catch (error) {
-    await unlink(temp).catch(() => {});
-    throw error;
-  }
-}

@@ -38,20 +38,19 @@ export function exampleRange(dataset: Dataset, start: number, count: number): Da
 }
 
 /**
- * The training set's pixel mean and standard deviation, and both sets standardised with them (copies).
- * Usage: `const { mean, std, train, test } = standardize(data.train, data.test);`
+ * The reference set's pixel mean and standard deviation, and `sets` standardised with them (copies, in order).
+ * Usage: `const { mean, std, sets: [train, test] } = standardize(data.train, [data.train, data.test]);`
  */
-export function standardize(train: Dataset, test: Dataset): { mean: number; std: number; train: Dataset; test: Dataset } {
+export function standardize(reference: Dataset, sets: readonly Dataset[]): { mean: number; std: number; sets: Dataset[] } {
   let sum = 0;
   let sq = 0;
-  for (const v of train.features) {
+  for (const v of reference.features) {
     sum += v;
     sq += v * v;
   }
-  const mean = sum / train.features.length;
-  const std = Math.sqrt(sq / train.features.length - mean * mean);
-  const scale = (d: Dataset): Dataset => ({ ...d, features: d.features.map((v) => (v - mean) / std) });
-  return { mean, std, train: scale(train), test: scale(test) };
+  const mean = sum / reference.features.length;
+  const std = Math.sqrt(sq / reference.features.length - mean * mean);
+  return { mean, std, sets: sets.map((d) => ({ ...d, features: d.features.map((v) => (v - mean) / std) })) };
 }
 
 /** `--data <name>` of the Fashion-MNIST examples (loadImages checks the name). Usage: `.option(...dataOption)` */

@@ -69,7 +69,8 @@ function loadData(): { train: Dataset; test: Dataset } {
   const data = loadImages(o.data, { fail: (m) => program.error(m) });
   const train = firstExamples(data.train, Math.min(trainCount, data.train.length), [28, 28, 1]);
   const test = firstExamples(data.test, Math.min(testCount, data.test.length), [28, 28, 1]);
-  return standardize(train, test);
+  const [trainSet, testSet] = standardize(train, [train, test]).sets as [Dataset, Dataset];
+  return { train: trainSet, test: testSet };
 }
 
 const names = (run: string) => ({ stream: `${run}:train`, group: run });

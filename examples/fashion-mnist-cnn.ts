@@ -71,9 +71,8 @@ let test = firstExamples(data.test, options.test ?? (options.quick ? 1000 : unde
 let background = 0;
 let normalization = 'off (raw [0, 1] pixels)';
 if (options.normalize) {
-  const standardized = standardize(train, test);
-  const { mean, std } = standardized;
-  ({ train, test } = standardized);
+  const { mean, std, sets } = standardize(train, [train, test]);
+  [train, test] = sets as [Dataset, Dataset];
   background = -mean / std;
   // Printed in full (JS numbers round-trip): a checkpoint user must apply the same standardisation.
   normalization = `mean ${mean}, std ${std}`;

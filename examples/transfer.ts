@@ -21,7 +21,7 @@ import {
   softmaxCrossEntropy, transferModel, type Layer, type Model, type Optimizer,
 } from '../src/index.ts';
 import type { Dataset } from '../src/data/index.ts';
-import { dataOption, loadImages, positiveInt } from './common.ts';
+import { dataOption, loadImages, positiveInt, standardize } from './common.ts';
 
 const program = new Command()
   .name('transfer')
@@ -54,19 +54,11 @@ function classes(d: Dataset, from: number, limit = Infinity, perClass = Infinity
 }
 
 const data = loadImages(options.data, { fail: (m) => program.error(m) });
-const pretrain = classes(data.train, 0, options.quick ? 3000 : Infinity);
-const fewShot = classes(data.train, 5, Infinity, options.shots);
-const test = classes(data.test, 5, options.quick ? 1000 : Infinity);
-// Standardise with the pre-training pixels' mean and deviation (what the base was trained on).
-let sum = 0;
-let sq = 0;
-for (const v of pretrain.features) {
-  sum += v;
-  sq += v * v;
-}
-const mean = sum / pretrain.features.length;
-const std = Math.sqrt(sq / pretrain.features.length - mean * mean);
-for (const d of [pretrain, fewShot, test]) d.features.forEach((v, i) => (d.features[i] = (v - mean) / std));
+// Standardised with the pre-training pixels' mean and deviation (what the base was trained on).
+const pretrainRaw = classes(data.train, 0, options.quick ? 3000 : Infinity);
+const [pretrain, fewShot, test] = standardize(pretrainRaw, [
+  pretrainRaw, classes(data.train, 5, Infinity, options.shots), classes(data.test, 5, options.quick ? 1000 : Infinity),
+]).sets as [Dataset, Dataset, Dataset];
 
 const architecture = (): Layer[] => [
   conv2d(16, 3, { padding: 'same', kernelInitializer: heNormal() }), relu(), maxPool2d(2),

@@ -11,7 +11,7 @@
  * Also the MLP's inference at batch 256 through `model.predict()`, next to its two GEMMs alone on the same
  * engine (what the kernels allow), so the share of the rest is visible.
  *
- * Usage: `const rows = await threadsBench({ quick: true });` or `npx tsx bench/threads.ts [--quick] [--only mlp]`
+ * Usage: `const rows = await threadsBench({ quick: true });` or `npx tsx bench/threads.ts [--quick] [--only mlp] [--condition quiet|busy]`
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
@@ -174,13 +174,13 @@ async function inferenceRows(rx: Rxgrad, quick: boolean): Promise<Row[]> {
  *
  * Usage: `rows.push(...await threadsBench({ quick: ctx.quick }));`
  */
-export async function threadsBench(options: { quick: boolean; only?: string }): Promise<Row[]> {
+export async function threadsBench(options: { quick: boolean; only?: string; condition?: 'quiet' | 'one core busy' }): Promise<Row[]> {
   const rx = await loadRxgrad();
   const rows: Row[] = [];
   const subjects = SUBJECTS.filter((s) => !options.only || s.name.includes(options.only));
   const rounds = options.quick ? 3 : 5;
   const busy = new BusyCore();
-  for (const condition of ['quiet', 'one core busy'] as const) {
+  for (const condition of (['quiet', 'one core busy'] as const).filter((c) => !options.condition || c === options.condition)) {
     try {
       if (condition === 'one core busy') await busy.start();
       const torch = await torchRates(options.quick, log);
@@ -191,7 +191,9 @@ export async function threadsBench(options: { quick: boolean; only?: string }): 
         try {
           const [two, one] = await trainRates(rx, subject, batches, engines, rounds) as [number, number];
           const note = loadNote();
-          log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${(two / one).toFixed(2)}× (${note})`);
+          // How often the 2-thread pool judged that splitting did not pay and ran jobs on the caller alone.
+          const rests = (engines[0]!.compute as { pool?: { restCount: number } }).pool?.restCount ?? 0;
+          log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${(two / one).toFixed(2)}× (${note}; pool rests ${rests})`);
           const pt = torch?.[torchKey(subject.name)] ?? null;
           const prefix = `train ${subject.name}, ${condition}`;
           rows.push(
@@ -219,7 +221,13 @@ function torchKey(name: string): keyof TorchRates {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
-  const rows = await threadsBench({ quick: process.argv.includes('--quick'), ...(only ? { only } : {}) });
+  const arg = (flag: string) => (process.argv.includes(flag) ? process.argv[process.argv.indexOf(flag) + 1] : undefined);
+  const only = arg('--only');
+  const condition = arg('--condition');
+  if (condition !== undefined && condition !== 'quiet' && condition !== 'busy') throw new Error(`--condition must be quiet or busy, got ${condition}`);
+  const rows = await threadsBench({
+    quick: process.argv.includes('--quick'), ...(only ? { only } : {}),
+    ...(condition ? { condition: condition === 'quiet' ? 'quiet' as const : 'one core busy' as const } : {}),
+  });
   console.table(rows.map((r) => ({ benchmark: r.benchmark, unit: r.unit, rxgrad: r.rxgrad && Number(r.rxgrad.toPrecision(4)), pytorch: r.pytorch })));
 }

@@ -166,6 +166,33 @@ describe('worker pool', () => {
 });
 
 describe('pool lifecycle', () => {
+  it('a worker that keeps the caller waiting makes the pool run jobs on the caller alone, with the same bits', async () => {
+    // The worker sleeps 5 ms before each chunk it claims (a thread the OS descheduled); the caller's chunks of
+    // a 64×64×64 product take microseconds, so every split loses three orders of magnitude more than it saves.
+    const a = random(64 * 64, 11);
+    const expected = heap.alloc(64 * 64 * 4);
+    const c = heap.alloc(64 * 64 * 4);
+    const one = createWasmCompute(heap.memory, { threads: 1 });
+    await one.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, expected, 64);
+    await one.close();
+    const slow = createWasmCompute(heap.memory, {
+      threads: 2, splitThresholdFlops: 0, adaptive: true, testHooks: { slowThread: 1, slowMs: 5, workersFirst: true },
+    });
+    for (let i = 0; i < 12; i++) {
+      await slow.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, c, 64);
+      assert.deepEqual(bytesOf(c, 64 * 64), bytesOf(expected, 64 * 64), `job ${i}`);
+    }
+    assert.ok(slow.pool!.restCount > 0, 'the pool judged that splitting did not pay');
+    const before = slow.pool!.chunkCounts();
+    await slow.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, c, 64);
+    const afterRest = slow.pool!.chunkCounts();
+    assert.equal(afterRest[1], before[1], 'while resting, the worker gets no chunk');
+    assert.ok(afterRest[0]! > before[0]!, 'the caller ran the job');
+    assert.deepEqual(bytesOf(c, 64 * 64), bytesOf(expected, 64 * 64));
+    await slow.close();
+    for (const p of [a, expected, c]) heap.free(p);
+  });
+
   it('workerSpinMs 0: a worker sleeps right after its task; a bad value is refused', async () => {
     // (A longer spin is a budget, not a promise: a worker that finds itself descheduled sleeps sooner.)
     const engine = createEngine({ threads: 2, workerSpinMs: 0 });

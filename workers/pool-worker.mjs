@@ -7,6 +7,7 @@
 // none is left (the claim protocol is claimChunk / finishChunk in pool.ts).
 import { workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
+import { openSync, readSync } from 'node:fs';
 
 const {
   module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP, JOB, slowMs, jitterMs,
@@ -33,28 +34,55 @@ const sleep = (ms) => {
 
 // Spinning for the next task is only free when a core would otherwise idle. On a busy host a spinning worker
 // takes CPU from the thread that has the work (the caller, or the other process), and uses up this thread's
-// fair share, so the OS deschedules it later in the middle of a chunk. Signs of a busy host: a gap in the
-// spin loop (this thread was descheduled), or involuntary context switches in the process (one of our
-// threads was; process.resourceUsage costs ~7 µs, so it is read at most every CHECK_MS). One such event
-// alone can be a V8 helper thread (GC, compiler) taking a core for a moment; two within EVENT_WINDOW_MS
-// mean the host is oversubscribed, and the worker then does not spin for CONTENDED_MS.
+// fair share, so the OS deschedules it later in the middle of a chunk. The sign of a busy host is this
+// thread waiting on a run queue while runnable: its own run delay (Linux /proc/thread-self/schedstat, ~2 µs
+// to read, so read at most every CHECK_MS; it also sees delays inside chunks), or elsewhere a gap in its spin
+// loop. One such event alone can be a V8 helper thread (GC, compiler) taking a core for a moment; two within
+// EVENT_WINDOW_MS mean the host is oversubscribed, and the worker then does not spin for CONTENDED_MS.
+// (The process-wide count of involuntary context switches was used before; it also counts the caller's and
+// V8's threads and fired on a quiet host: every task then paid a futex wake-up, 0.9 → 14–19 µs per empty
+// dispatch, and 2-thread GEMM scaling fell from 1.9× to 1.0–1.7×.)
 const DESCHEDULED_MS = 0.25;
+const RUN_DELAY_EVENT_MS = 0.1;
 const CONTENDED_MS = 50;
 const CHECK_MS = 0.5;
 const EVENT_WINDOW_MS = 20;
 let contendedUntil = 0;
-let switches = process.resourceUsage().involuntaryContextSwitches;
-let checkedAt = 0;
 let lastEvent = -Infinity;
 
-/** Involuntary context switches of the process since the last look (0 if looked less than CHECK_MS ago). */
-function preemptions(now) {
-  if (now - checkedAt < CHECK_MS) return 0;
+const schedstat = openSchedstat();
+const schedBytes = new Uint8Array(96);
+let runDelayMs = readRunDelayMs();
+let checkedAt = 0;
+
+function openSchedstat() {
+  try {
+    return openSync('/proc/thread-self/schedstat', 'r');
+  } catch {
+    return -1;
+  }
+}
+
+/** This thread's total time waiting on a run queue (ms), or 0 where the kernel does not say. */
+function readRunDelayMs() {
+  if (schedstat < 0) return 0;
+  const n = readSync(schedstat, schedBytes, 0, schedBytes.length, 0);
+  // "<on-cpu ns> <run-queue wait ns> <timeslices>\n"
+  let i = 0;
+  while (i < n && schedBytes[i] !== 32) i++;
+  let waitNs = 0;
+  for (i++; i < n && schedBytes[i] !== 32; i++) waitNs = waitNs * 10 + (schedBytes[i] - 48);
+  return waitNs / 1e6;
+}
+
+/** Busy-host events since the last look: 1 if this thread waited on a run queue (looked at most every CHECK_MS). */
+function runQueueEvents(now) {
+  if (schedstat < 0 || now - checkedAt < CHECK_MS) return 0;
   checkedAt = now;
-  const seen = process.resourceUsage().involuntaryContextSwitches;
-  const more = seen - switches;
-  switches = seen;
-  return more;
+  const delay = readRunDelayMs();
+  const more = delay - runDelayMs;
+  runDelayMs = delay;
+  return more > RUN_DELAY_EVENT_MS ? 1 : 0;
 }
 
 /** Records `count` busy-host events at `now`; true (and no spinning for CONTENDED_MS) once they come close together. */
@@ -70,14 +98,14 @@ function busyHost(now, count) {
 function waitForTask(seen) {
   Atomics.store(i32, F.STATE, 1);
   const t0 = performance.now();
-  busyHost(t0, preemptions(t0));
+  busyHost(t0, runQueueEvents(t0));
   const budget = t0 < contendedUntil ? 0 : spinMs;
   let last = t0;
   let now = t0;
   while (now - t0 < budget) {
     for (let j = 0; j < 128; j++) if (Atomics.load(i32, F.SEQ) !== seen) return;
     now = performance.now();
-    if (busyHost(now, (now - last > DESCHEDULED_MS ? 1 : 0) + preemptions(now))) break;
+    if (busyHost(now, (now - last > DESCHEDULED_MS ? 1 : 0) + runQueueEvents(now))) break;
     last = now;
   }
   Atomics.store(i32, F.STATE, 0);

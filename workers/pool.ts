@@ -48,6 +48,16 @@ export const OP = { NOP: 0, STOP: 2, CHUNKS: 4 } as const;
  */
 export const CALLER_SPIN_MAX_MS = 5;
 
+/**
+ * How long (ms) the pool runs jobs on the calling thread alone once splitting stopped paying (see
+ * {@link WorkerPool.runChunks}); then it splits again to find out whether the host has quietened.
+ */
+export const REST_MS = 25;
+/** Jobs whose gains and losses are weighed together before the pool decides whether splitting pays. */
+const JUDGE_JOBS = 8;
+/** Lost time (ms) after which the pool judges at once, without waiting for JUDGE_JOBS jobs. */
+const JUDGE_LOST_MS = 2;
+
 /** Byte address of thread t's GEMM scratch (t = 0: the calling thread). */
 export function scratchAddress(thread: number, scratchBytes: number): number {
   const at = SCRATCH_BASE + thread * scratchBytes;
@@ -61,6 +71,15 @@ export interface CallTask {
   readonly args: readonly number[];
   /** Bit i set: argument i is an f32 (default 0: all i32). */
   readonly floatMask?: number;
+}
+
+/** Time saved and lost (ms) by splitting one kind of job, over the jobs of the current round. */
+interface SplitAccount {
+  saved: number;
+  lost: number;
+  jobs: number;
+  /** performance.now() until which this kind of job runs on the caller alone. */
+  restUntil: number;
 }
 
 // Worker indices in use per memory, so that two pools over one memory never share a slot.
@@ -98,6 +117,11 @@ export interface PoolOptions {
   jobBlock?: number;
   /** Test hooks: slow a thread down and jitter every claim, to exercise chunk claiming (never timing assertions). */
   testHooks?: PoolTestHooks;
+  /**
+   * Stop splitting for {@link REST_MS} when the time the caller waits for workers' chunks exceeds the time
+   * the workers' chunks saved it (a busy host). Default true; false with test hooks, which slow threads on purpose.
+   */
+  adaptive?: boolean;
 }
 
 /** Determinism test hooks of a pool: which thread claims which chunk becomes random and uneven. */
@@ -133,6 +157,10 @@ export class WorkerPool {
   private gen = 0;
   private readonly hooks: PoolTestHooks;
   private callerChunks = 0;
+  private readonly adaptive: boolean;
+  /** Weighing of splitting per kind of job (kernel name and chunk count; see {@link judge}). */
+  private readonly accounts = new Map<string, SplitAccount>();
+  private rests = 0;
 
   constructor(
     private readonly module: WebAssembly.Module,
@@ -148,6 +176,7 @@ export class WorkerPool {
     this.gemmPath = options.gemmPath ?? 0;
     this.hooks = options.testHooks ?? {};
     this.jobBlock = options.jobBlock ?? 0;
+    this.adaptive = options.adaptive ?? options.testHooks === undefined;
     if (this.jobBlock) {
       if (this.jobBlock % 64 !== 0) throw new RangeError(`rxgrad pool: job block ${this.jobBlock} is not 64-byte aligned`);
       this.job = new Int32Array(memory.buffer, this.jobBlock, JOB_BYTES / 4);
@@ -278,9 +307,20 @@ export class WorkerPool {
         for (const row of rows) local(row);
         return;
       }
-      return this.afterTail(() => this.startChunks(name, rows, local, false));
+      return this.afterTail(() => this.startChunks(name, rows, local, false, undefined));
     }
-    const result = this.startChunks(name, rows, local, sync);
+    let account: SplitAccount | undefined;
+    if (this.adaptive) {
+      const key = `${name}/${rows.length}`;
+      account = this.accounts.get(key);
+      if (!account) this.accounts.set(key, (account = { saved: 0, lost: 0, jobs: 0, restUntil: 0 }));
+      if (account.restUntil > 0 && performance.now() < account.restUntil) {
+        for (const row of rows) local(row);
+        this.callerChunks += rows.length;
+        return;
+      }
+    }
+    const result = this.startChunks(name, rows, local, sync, account);
     if (result) this.track(result);
     return result;
   }
@@ -290,7 +330,37 @@ export class WorkerPool {
     return [this.callerChunks, ...this.slots.map((s) => Atomics.load(s.i32, F.RAN))];
   }
 
-  private startChunks(name: string, rows: readonly CallTask[], local: (row: CallTask) => void, sync: boolean): Promise<void> | void {
+  /** Times the pool stopped splitting because waiting for workers cost more than they saved (measurement hook). */
+  get restCount(): number {
+    return this.rests;
+  }
+
+  /**
+   * Weighs one finished job: the workers' chunks saved the caller about `others` of its own chunk times
+   * (`meanMs`), and it lost the time it waited for them after running out of chunks, plus the dispatch. On a
+   * quiet host the wait is at most about one chunk; on a busy one a worker descheduled while it holds a
+   * chunk costs a scheduler time slice (ms). When the losses of a round of jobs exceed their savings the
+   * pool rests (jobs run on the caller, as with one thread) for REST_MS, so it is never much slower than
+   * one thread, and splits again afterwards to see whether the host has quietened.
+   */
+  private judge(account: SplitAccount | undefined, others: number, meanMs: number, lostMs: number): void {
+    if (!account) return;
+    account.saved += others * meanMs;
+    account.lost += lostMs;
+    account.jobs++;
+    if (account.jobs < JUDGE_JOBS && account.lost < JUDGE_LOST_MS) return;
+    if (account.lost > account.saved) {
+      account.restUntil = performance.now() + REST_MS;
+      this.rests++;
+    }
+    account.saved = 0;
+    account.lost = 0;
+    account.jobs = 0;
+  }
+
+  private startChunks(
+    name: string, rows: readonly CallTask[], local: (row: CallTask) => void, sync: boolean, account: SplitAccount | undefined,
+  ): Promise<void> | void {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
     const job = this.job!;
     const count = rows.length;
@@ -300,6 +370,7 @@ export class WorkerPool {
     Atomics.store(job, JOB.COUNT, count);
     Atomics.store(job, JOB.DONE, tag);
     Atomics.store(job, JOB.NEXT, tag); // publishes the job: rows and COUNT are visible to whoever reads this
+    const tPublish = performance.now();
     for (const slot of this.slots) {
       if (slot.dead || !slot.worker) this.spawn(slot);
       slot.i32[F.OP] = OP.CHUNKS;
@@ -333,6 +404,9 @@ export class WorkerPool {
       ran++;
     }
     this.callerChunks += ran;
+    const tLocalEnd = performance.now();
+    const meanMs = ran > 0 ? (tLocalEnd - t0) / ran : 0;
+    const weigh = () => this.judge(account, count - ran, meanMs, performance.now() - tLocalEnd + (t0 - tPublish));
     // Spin while the chunks still out keep finishing at about the pace of ours; a worker that makes no
     // progress for twice our mean chunk time was descheduled, and spinning would only keep its core busy.
     const stallMs = Math.min(0.5, Math.max(0.02, ran > 0 ? (2 * (performance.now() - t0)) / ran : 0.05));
@@ -349,19 +423,23 @@ export class WorkerPool {
       }
       done = doneCount(job, tag);
     }
-    if (done >= count || this.lostChunk()) return this.finishJob(localError, sync);
+    if (done >= count || this.lostChunk()) {
+      weigh();
+      return this.finishJob(localError, sync);
+    }
     if (sync) {
       for (;;) {
         const word = Atomics.load(job, JOB.DONE);
         if ((word & INDEX_MASK) >= count || this.lostChunk()) break;
         Atomics.wait(job, JOB.DONE, word, 10);
       }
+      weigh();
       return this.finishJob(localError, true);
     }
-    return this.waitChunks(count, tag, localError);
+    return this.waitChunks(count, tag, localError, weigh);
   }
 
-  private async waitChunks(count: number, tag: number, localError: unknown): Promise<void> {
+  private async waitChunks(count: number, tag: number, localError: unknown, weigh: () => void): Promise<void> {
     const job = this.job!;
     this.ref();
     try {
@@ -374,6 +452,7 @@ export class WorkerPool {
     } finally {
       this.unref();
     }
+    weigh();
     return this.finishJob(localError, false);
   }
 

@@ -41,6 +41,8 @@ export interface WasmComputeOptions {
   workerSpinMs?: number;
   /** Determinism tests: slow one thread down and jitter every chunk claim (see PoolTestHooks). */
   testHooks?: PoolTestHooks;
+  /** Stop splitting for a while when waiting for workers costs more than they save (PoolOptions.adaptive; default true without test hooks). */
+  adaptive?: boolean;
 }
 
 /** Split threshold while workers spin (no wake-up cost): ~10 µs of single-thread work. */
@@ -201,6 +203,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     return (pool ??= new WorkerPool(module, memory, threads - 1, scratchBytes, {
       callNames: CALL_NAMES, workspace: workspaceOf, gemmPath, workerSpinMs: options.workerSpinMs ?? WORKER_SPIN_MS, jobBlock,
       ...(options.testHooks ? { testHooks: options.testHooks } : {}),
+      ...(options.adaptive !== undefined ? { adaptive: options.adaptive } : {}),
     }));
   };
   const threshold = () => options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS);

@@ -21,7 +21,7 @@ import {
   adam, batchesFromArrays, clipGradientNorm, closeDefaultEngine, saveModel, dense, embedding, floatColumn, lstm, sequential, softmaxCrossEntropy, testThenTrain, type Model,
 } from '../src/index.ts';
 import { bagOfWordsLogisticRegression, binaryClassificationMetrics } from '../src/bag-of-words.ts';
-import { encodeTexts, loadSpamAssassin, splitMessages, vocabularyOf } from '../src/data/spam-assassin.ts';
+import { loadSpamAssassin, spamSplits } from '../src/data/spam-assassin.ts';
 
 const options = new Command()
   .name('spam')
@@ -47,22 +47,12 @@ const units = quick ? 16 : 64;
 const epochs = quick ? 2 : options.epochs;
 
 const all = loadSpamAssassin();
-const { train: fullTrain, test: fullTest } = splitMessages(all, 0.2, options.seed);
-const train = quick ? fullTrain.slice(0, 1200) : fullTrain;
-const test = quick ? fullTest.slice(0, 400) : fullTest;
-const spamShare = (m: typeof all) => m.filter((x) => x.label === 1).length / m.length;
-console.log(`# corpus ${all.length} messages (${(100 * spamShare(all)).toFixed(1)}% spam); train ${train.length}, test ${test.length} (split seed ${options.seed})`);
-
-const vocab = vocabularyOf(train.map((m) => m.body), { maxSize: vocabSize, length });
-const encode = (messages: typeof all) => ({
-  features: encodeTexts(vocab, messages.map((m) => m.body), length), shape: [length], labels: Int32Array.from(messages, (m) => m.label),
-});
 // The epoch is chosen on a validation share of the training split; the test split is scored once, at the end.
-const validationCount = Math.round(train.length * options.validation);
-const trainData = encode(train);
-const fitData = encode(train.slice(validationCount));
-const validationData = encode(train.slice(0, validationCount));
-const testData = encode(test);
+const { vocab, trainMessages: train, testMessages: test, train: trainData, fit: fitData, validation: validationData, test: testData } = spamSplits(all, {
+  length, vocabSize, seed: options.seed, validation: options.validation, ...(quick ? { limit: { train: 1200, test: 400 } } : {}),
+});
+const spamShare = (m: readonly { label: number }[]) => m.filter((x) => x.label === 1).length / m.length;
+console.log(`# corpus ${all.length} messages (${(100 * spamShare(all)).toFixed(1)}% spam); train ${train.length}, test ${test.length} (split seed ${options.seed})`);
 let unknown = 0;
 let tokens = 0;
 for (const id of testData.features) if (id !== vocab.padId) (tokens++, id === vocab.unkId && unknown++);
@@ -90,13 +80,14 @@ async function predictLabels(model: Model): Promise<number[]> {
 const model = build();
 model.summary();
 const trainStarted = performance.now();
-let best = { accuracy: -1, epoch: 0, weights: model.getWeights() };
+// The best validation accuracy; ties go to the lower validation loss.
+let best = { accuracy: -1, loss: Infinity, epoch: 0, weights: model.getWeights() };
 await lastValueFrom(model.train(fitData, { epochs, batchSize: options.batchSize, ...fit(), validation: validationData }).pipe(
   tap((p) => {
     if (p.kind !== 'epoch') return;
-    const validation = p.validation!.accuracy!;
-    console.log(`# epoch ${p.epoch}/${p.epochs}: train loss ${p.loss.toFixed(4)}, accuracy ${(100 * p.accuracy!).toFixed(2)}%, validation ${(100 * validation).toFixed(2)}%, ${p.examplesPerSecond.toFixed(0)} messages/s`);
-    if (validation > best.accuracy) best = { accuracy: validation, epoch: p.epoch, weights: model.getWeights() };
+    const { accuracy, loss } = { accuracy: p.validation!.accuracy!, loss: p.validation!.loss };
+    console.log(`# epoch ${p.epoch}/${p.epochs}: train loss ${p.loss.toFixed(4)}, accuracy ${(100 * p.accuracy!).toFixed(2)}%, validation loss ${loss.toFixed(4)}, accuracy ${(100 * accuracy).toFixed(2)}%, ${p.examplesPerSecond.toFixed(0)} messages/s`);
+    if (accuracy > best.accuracy || (accuracy === best.accuracy && loss < best.loss)) best = { accuracy, loss, epoch: p.epoch, weights: model.getWeights() };
   }),
 ));
 model.setWeights(best.weights);

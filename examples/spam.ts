@@ -29,15 +29,17 @@ const options = new Command()
   .option('--quick', 'a small model on a subset (tests)')
   .option('--length <n>', 'tokens per message (truncated or padded)', positiveInt('--length'), 200)
   .option('--vocab <n>', 'vocabulary size, padding and out-of-vocabulary included', positiveInt('--vocab'), 10_000)
-  .option('--epochs <n>', 'at most this many epochs; the weights of the best validation epoch are kept', positiveInt('--epochs'), 10)
+  .option('--epochs <n>', 'at most this many epochs; the number of epochs is chosen on the validation share', positiveInt('--epochs'), 15)
   .option('--validation <fraction>', 'share of the training split held out to choose the epoch (never the test split)', Number, 0.1)
   .option('--batch-size <n>', 'messages per batch', positiveInt('--batch-size'), 32)
-  .option('--learning-rate <lr>', 'Adam learning rate', Number, 2e-3)
+  .option('--learning-rate <lr>', 'Adam learning rate', Number, 5e-4)
+  .option('--ema <momentum>', 'keep a moving average of the weights (Adam emaMomentum) and validate, keep and test the average; 0: off', Number, 0.995)
+  .option('--no-refit', 'keep the selection run\'s best weights instead of retraining on the whole training split for the chosen epochs')
   .option('--seed <n>', 'split and model seed', Number, 1)
   .option('--no-online', 'skip the online (test-then-train) run')
   .option('--save <path>', 'save the trained model and its vocabulary')
   .parse()
-  .opts<{ quick?: boolean; length: number; vocab: number; epochs: number; validation: number; batchSize: number; learningRate: number; seed: number; online: boolean; save?: string }>();
+  .opts<{ quick?: boolean; length: number; vocab: number; epochs: number; validation: number; batchSize: number; learningRate: number; ema: number; refit: boolean; seed: number; online: boolean; save?: string }>();
 
 const quick = options.quick ?? false;
 const length = quick ? 60 : options.length;
@@ -67,7 +69,9 @@ console.log(`# bag-of-words logistic regression fitted in ${((performance.now() 
 
 const build = (): Model => sequential([embedding(vocab.size, embedDim, { paddingIndex: vocab.padId }), lstm({ units }), dense(2)], { inputShape: [length], seed: options.seed, name: 'spamLstm' });
 // Clipping the global gradient norm keeps the LSTM's occasional large steps (long sequences) in check.
-const fit = () => ({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate }), metrics: ['accuracy'] as const, gradientOperators: [clipGradientNorm(5)] });
+const fit = () => ({
+  loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate, emaMomentum: options.ema }), metrics: ['accuracy'] as const, gradientOperators: [clipGradientNorm(5)],
+});
 
 async function predictLabels(model: Model): Promise<number[]> {
   const outputs = await lastValueFrom(from(batchesFromArrays(testData, 256)).pipe(model.predict(), toArray()));
@@ -77,21 +81,38 @@ async function predictLabels(model: Model): Promise<number[]> {
   });
 }
 
-const model = build();
-model.summary();
+/** The weights to keep: the optimizer's moving average with --ema, else the current weights. */
+const keptWeights = (model: Model, optimizer: ReturnType<typeof fit>['optimizer']): Map<string, Float32Array> => (options.ema > 0
+  ? new Map([...optimizer.state()].map(([name, slots]) => [name, slots['ema']!.toFloat32Array()]))
+  : model.getWeights());
+const averaged = options.ema > 0 ? { validationWeights: 'average' as const } : {};
+
+// 1. Choose the epoch on the validation share: the best validation accuracy, ties to the lower validation loss.
+const selection = build();
+selection.summary();
 const trainStarted = performance.now();
-// The best validation accuracy; ties go to the lower validation loss.
-let best = { accuracy: -1, loss: Infinity, epoch: 0, weights: model.getWeights() };
-await lastValueFrom(model.train(fitData, { epochs, batchSize: options.batchSize, ...fit(), validation: validationData }).pipe(
+let best = { accuracy: -1, loss: Infinity, epoch: 0, weights: selection.getWeights() };
+const selecting = fit();
+await lastValueFrom(selection.train(fitData, { epochs, batchSize: options.batchSize, ...selecting, validation: validationData, ...averaged }).pipe(
   tap((p) => {
     if (p.kind !== 'epoch') return;
     const { accuracy, loss } = { accuracy: p.validation!.accuracy!, loss: p.validation!.loss };
     console.log(`# epoch ${p.epoch}/${p.epochs}: train loss ${p.loss.toFixed(4)}, accuracy ${(100 * p.accuracy!).toFixed(2)}%, validation loss ${loss.toFixed(4)}, accuracy ${(100 * accuracy).toFixed(2)}%, ${p.examplesPerSecond.toFixed(0)} messages/s`);
-    if (accuracy > best.accuracy || (accuracy === best.accuracy && loss < best.loss)) best = { accuracy, loss, epoch: p.epoch, weights: model.getWeights() };
+    if (accuracy > best.accuracy || (accuracy === best.accuracy && loss < best.loss)) best = { accuracy, loss, epoch: p.epoch, weights: keptWeights(selection, selecting.optimizer) };
   }),
 ));
-model.setWeights(best.weights);
-console.log(`# kept the weights of epoch ${best.epoch} (validation ${(100 * best.accuracy).toFixed(2)}%)`);
+console.log(`# chose epoch ${best.epoch} (validation ${(100 * best.accuracy).toFixed(2)}%)`);
+// 2. With --refit, a fresh model learns from the whole training split (validation share included,
+//    as the baseline does) for the chosen number of epochs; else the selection run's best weights are kept.
+let model = selection;
+if (options.refit) {
+  selection.dispose();
+  model = build();
+  const refitting = fit();
+  await lastValueFrom(model.train(trainData, { epochs: best.epoch, batchSize: options.batchSize, ...refitting }));
+  model.setWeights(keptWeights(model, refitting.optimizer));
+  console.log(`# refitted on all ${train.length} training messages for ${best.epoch} epochs`);
+} else model.setWeights(best.weights);
 const lstmMetrics = binaryClassificationMetrics(await predictLabels(model), testData.labels);
 const trainSeconds = (performance.now() - trainStarted) / 1000;
 
@@ -99,7 +120,7 @@ const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
 console.log('\n| model (test split) | accuracy | spam precision | spam recall |');
 console.log('| --- | --- | --- | --- |');
 console.log(`| bag-of-words logistic regression | ${pct(baselineMetrics.accuracy)} | ${pct(baselineMetrics.precision)} | ${pct(baselineMetrics.recall)} |`);
-console.log(`| embedding(${vocab.size}, ${embedDim}) → lstm(${units}) → dense(2), epoch ${best.epoch} of ${epochs}, ${trainSeconds.toFixed(0)} s | ${pct(lstmMetrics.accuracy)} | ${pct(lstmMetrics.precision)} | ${pct(lstmMetrics.recall)} |`);
+console.log(`| embedding(${vocab.size}, ${embedDim}) → lstm(${units}) → dense(2), epoch ${best.epoch} of ${epochs}${options.refit ? ', refitted' : ''}, ${trainSeconds.toFixed(0)} s | ${pct(lstmMetrics.accuracy)} | ${pct(lstmMetrics.precision)} | ${pct(lstmMetrics.recall)} |`);
 console.log(`# result baseline=${baselineMetrics.accuracy.toFixed(4)} lstm=${lstmMetrics.accuracy.toFixed(4)} precision=${lstmMetrics.precision.toFixed(4)} recall=${lstmMetrics.recall.toFixed(4)}`);
 
 if (options.save) {

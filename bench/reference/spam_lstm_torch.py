@@ -9,7 +9,8 @@ tried here: spatial dropout on the embedding output (whole embedding channels pe
 SpatialDropout1D), dropout before the dense layer, L2 weight decay, masking of the padding steps.
 
 The epoch is chosen by validation accuracy (ties: lower validation loss); the test split is scored
-only with --test (per epoch, for the curves, and at the chosen epoch).
+only with --test (per epoch, for the curves, and at the end). With --refit a fresh model then learns
+from fit + validation for the chosen number of epochs, and that model is the one tested.
 Prints one line per epoch and a final JSON line ("# result {...}").
 
 Usage:
@@ -35,6 +36,7 @@ parser.add_argument('--dropout', type=float, default=0.0, help='dropout rate on 
 parser.add_argument('--mask', action='store_true', help='skip the padding steps (the LSTM starts at the first real token)')
 parser.add_argument('--ema', type=float, default=0.0, help='evaluate an exponential moving average of the weights with this momentum')
 parser.add_argument('--reverse', action='store_true', help='read each message backwards (its first token last, right before the output)')
+parser.add_argument('--refit', action='store_true', help='then train a fresh model on fit + validation for the chosen epochs (what is tested)')
 parser.add_argument('--clip', type=float, default=5.0)
 parser.add_argument('--seed', type=int, default=1)
 parser.add_argument('--threads', type=int, default=1)
@@ -128,46 +130,58 @@ def evaluate(model, x, y):
     }
 
 
-model = SpamLstm()
-averaged = torch.optim.swa_utils.AveragedModel(model, avg_fn=lambda avg, new, n: args.ema * avg + (1 - args.ema) * new) if args.ema > 0 else None
-scored = averaged.module if averaged else model
-optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-generator = torch.Generator().manual_seed(args.seed)
-curves = []
-best = None
-started = time.time()
-for epoch in range(1, args.epochs + 1):
-    model.train()
-    order = torch.randperm(len(fit_x), generator=generator)
-    total, correct, seen = 0.0, 0, 0
-    for start in range(0, len(order), args.batch_size):
-        batch = order[start:start + args.batch_size]
-        logits = model(fit_x[batch])
-        loss = nn.functional.cross_entropy(logits, fit_y[batch])
-        optimizer.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-        optimizer.step()
-        if averaged:
-            averaged.update_parameters(model)
-        total += loss.item() * len(batch)
-        correct += int((logits.argmax(1) == fit_y[batch]).sum())
-        seen += len(batch)
-    row = {'epoch': epoch, 'train_loss': total / seen, 'train_accuracy': correct / seen, 'validation': evaluate(scored, val_x, val_y)}
-    if args.test:
-        row['test'] = evaluate(scored, test_x, test_y)
-    curves.append(row)
-    v = row['validation']
-    line = f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:.2f}%, validation loss {v['loss']:.4f} acc {100 * v['accuracy']:.2f}%"
-    if args.test:
-        line += f", test acc {100 * row['test']['accuracy']:.2f}%"
-    print(line + f" ({time.time() - started:.0f} s)", flush=True)
-    key = (v['accuracy'], -v['loss'])
-    if best is None or key > best[0]:
-        best = (key, epoch, {k: t.clone() for k, t in scored.state_dict().items()})
+def run(x, y, epochs, validate):
+    """Trains a fresh model on (x, y); per epoch, the curves row (validation, and test with --test).
+    Returns the curves, the best epoch by validation (accuracy, then lower loss) and its weights, and the final weights."""
+    torch.manual_seed(args.seed)
+    model = SpamLstm()
+    averaged = torch.optim.swa_utils.AveragedModel(model, avg_fn=lambda avg, new, n: args.ema * avg + (1 - args.ema) * new) if args.ema > 0 else None
+    scored = averaged.module if averaged else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    generator = torch.Generator().manual_seed(args.seed)
+    curves, best = [], None
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(x), generator=generator)
+        total, correct, seen = 0.0, 0, 0
+        for start in range(0, len(order), args.batch_size):
+            batch = order[start:start + args.batch_size]
+            logits = model(x[batch])
+            loss = nn.functional.cross_entropy(logits, y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            optimizer.step()
+            if averaged:
+                averaged.update_parameters(model)
+            total += loss.item() * len(batch)
+            correct += int((logits.argmax(1) == y[batch]).sum())
+            seen += len(batch)
+        row = {'epoch': epoch, 'train_loss': total / seen, 'train_accuracy': correct / seen}
+        line = f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:.2f}%"
+        if validate:
+            v = row['validation'] = evaluate(scored, val_x, val_y)
+            line += f", validation loss {v['loss']:.4f} acc {100 * v['accuracy']:.2f}%"
+            key = (v['accuracy'], -v['loss'])
+            if best is None or key > best[0]:
+                best = (key, epoch, {k: t.clone() for k, t in scored.state_dict().items()})
+        if args.test:
+            row['test'] = evaluate(scored, test_x, test_y)
+            line += f", test acc {100 * row['test']['accuracy']:.2f}%"
+        curves.append(row)
+        print(line + f" ({time.time() - started:.0f} s)", flush=True)
+    return curves, best, scored
 
+
+started = time.time()
+curves, best, scored = run(fit_x, fit_y, args.epochs, True)
 scored.load_state_dict(best[2])
-result = {'args': vars(args), 'chosen_epoch': best[1], 'validation': evaluate(scored, val_x, val_y), 'curves': curves, 'seconds': time.time() - started}
+result = {'args': vars(args), 'chosen_epoch': best[1], 'validation': evaluate(scored, val_x, val_y), 'curves': curves}
+if args.refit:
+    # A fresh model on the whole training split (validation share included) for the chosen epochs.
+    print(f'refit on fit + validation for {best[1]} epochs', flush=True)
+    result['refit_curves'], _, scored = run(torch.cat([fit_x, val_x]), torch.cat([fit_y, val_y]), best[1], False)
 if args.test:
     result['test'] = evaluate(scored, test_x, test_y)
+result['seconds'] = time.time() - started
 print('# result ' + json.dumps(result), flush=True)

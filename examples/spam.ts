@@ -16,7 +16,7 @@
 import { writeFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { positiveInt } from './common.ts';
-import { from, lastValueFrom, tap, toArray } from 'rxjs';
+import { concatMap, from, lastValueFrom, map, tap, toArray } from 'rxjs';
 import {
   adam, batchesFromArrays, clipGradientNorm, closeDefaultEngine, saveModel, dense, embedding, floatColumn, lstm, sequential, softmaxCrossEntropy, testThenTrain, type Model,
 } from '../src/index.ts';
@@ -37,9 +37,11 @@ const options = new Command()
   .option('--no-refit', 'keep the selection run\'s best weights instead of retraining on the whole training split for the chosen epochs')
   .option('--seed <n>', 'split and model seed', Number, 1)
   .option('--no-online', 'skip the online (test-then-train) run')
+  .option('--online-learning-rate <lr>', 'Adam learning rate of the online run (one pass: a faster rate than the epochs\' recipe, no average)', Number, 2e-3)
+  .option('--test-curve', 'also score the test split after every epoch, for the record (never used to choose anything)')
   .option('--save <path>', 'save the trained model and its vocabulary')
   .parse()
-  .opts<{ quick?: boolean; length: number; vocab: number; epochs: number; validation: number; batchSize: number; learningRate: number; ema: number; refit: boolean; seed: number; online: boolean; save?: string }>();
+  .opts<{ quick?: boolean; length: number; vocab: number; epochs: number; validation: number; batchSize: number; learningRate: number; ema: number; refit: boolean; seed: number; online: boolean; onlineLearningRate: number; testCurve?: boolean; save?: string }>();
 
 const quick = options.quick ?? false;
 const length = quick ? 60 : options.length;
@@ -69,8 +71,8 @@ console.log(`# bag-of-words logistic regression fitted in ${((performance.now() 
 
 const build = (): Model => sequential([embedding(vocab.size, embedDim, { paddingIndex: vocab.padId }), lstm({ units }), dense(2)], { inputShape: [length], seed: options.seed, name: 'spamLstm' });
 // Clipping the global gradient norm keeps the LSTM's occasional large steps (long sequences) in check.
-const fit = () => ({
-  loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: options.learningRate, emaMomentum: options.ema }), metrics: ['accuracy'] as const, gradientOperators: [clipGradientNorm(5)],
+const fit = (learningRate = options.learningRate, emaMomentum = options.ema) => ({
+  loss: softmaxCrossEntropy(), optimizer: adam({ learningRate, emaMomentum }), metrics: ['accuracy'] as const, gradientOperators: [clipGradientNorm(5)],
 });
 
 async function predictLabels(model: Model): Promise<number[]> {
@@ -93,6 +95,7 @@ selection.summary();
 const trainStarted = performance.now();
 let best = { accuracy: -1, loss: Infinity, epoch: 0, weights: selection.getWeights() };
 const selecting = fit();
+const testProbe = options.testCurve ? build() : null;
 await lastValueFrom(selection.train(fitData, { epochs, batchSize: options.batchSize, ...selecting, validation: validationData, ...averaged }).pipe(
   tap((p) => {
     if (p.kind !== 'epoch') return;
@@ -100,7 +103,17 @@ await lastValueFrom(selection.train(fitData, { epochs, batchSize: options.batchS
     console.log(`# epoch ${p.epoch}/${p.epochs}: train loss ${p.loss.toFixed(4)}, accuracy ${(100 * p.accuracy!).toFixed(2)}%, validation loss ${loss.toFixed(4)}, accuracy ${(100 * accuracy).toFixed(2)}%, ${p.examplesPerSecond.toFixed(0)} messages/s`);
     if (accuracy > best.accuracy || (accuracy === best.accuracy && loss < best.loss)) best = { accuracy, loss, epoch: p.epoch, weights: keptWeights(selection, selecting.optimizer) };
   }),
+  // The weights of this epoch's end are copied at once (training goes on meanwhile) and scored by a second model.
+  map((p) => ({ p, weights: p.kind === 'epoch' && testProbe ? keptWeights(selection, selecting.optimizer) : null })),
+  concatMap(async ({ p, weights }) => {
+    if (weights && testProbe) {
+      testProbe.setWeights(weights);
+      const result = await testProbe.evaluate(from(batchesFromArrays(testData, 256)), { loss: softmaxCrossEntropy() });
+      console.log(`#   test curve, epoch ${p.epoch}: loss ${result.loss.toFixed(4)}, accuracy ${(100 * result.accuracy!).toFixed(2)}%`);
+    }
+  }),
 ));
+testProbe?.dispose();
 console.log(`# chose epoch ${best.epoch} (validation ${(100 * best.accuracy).toFixed(2)}%)`);
 // 2. With --refit, a fresh model learns from the whole training split (validation share included,
 //    as the baseline does) for the chosen number of epochs; else the selection run's best weights are kept.
@@ -135,7 +148,7 @@ if (options.online) {
   // order), scored on each batch before learning from it; then scored on the test split.
   const online = build();
   const window = quick ? 400 : 1000;
-  const reports = await lastValueFrom(from(batchesFromArrays(trainData, options.batchSize)).pipe(testThenTrain(online, { ...fit(), window }), toArray()));
+  const reports = await lastValueFrom(from(batchesFromArrays(trainData, options.batchSize)).pipe(testThenTrain(online, { ...fit(options.onlineLearningRate, 0), window }), toArray()));
   let correct = 0;
   for (const r of reports) correct += r.accuracy! * r.batchSize;
   const last = reports.at(-1)!;

@@ -70,6 +70,8 @@ class IdEmbedding implements Layer {
   /** Marks rows already listed in this backward (generation counter per row). */
   private marks = new Int32Array(0);
   private generation = 0;
+  private readonly rowBuffers = [new Int32Array(16), new Int32Array(16)];
+  private turn = 0;
 
   constructor(readonly maxIds: number, readonly dim: number, options: IdEmbeddingOptions) {
     if (!Number.isInteger(maxIds) || maxIds < 1) throw new RangeError(`idEmbedding: maxIds must be a positive integer, got ${maxIds}`);
@@ -196,11 +198,16 @@ class IdEmbedding implements Layer {
     return null;
   }
 
-  /** The distinct rows among `rows`, in first-seen order. */
+  /**
+   * The distinct rows among `rows`, in first-seen order: a view of one of two buffers used in turn
+   * (this step's list and the previous step's `lastRows` never share one), so a one-row step allocates nothing.
+   */
   private distinctRows(rows: Int32Array): Int32Array {
     if (this.marks.length !== this.maxIds) this.marks = new Int32Array(this.maxIds);
     this.generation = (this.generation + 1) | 0 || 1;
-    const out = new Int32Array(rows.length);
+    const turn = (this.turn ^= 1);
+    if (this.rowBuffers[turn]!.length < rows.length) this.rowBuffers[turn] = new Int32Array(Math.max(rows.length, 2 * this.rowBuffers[turn]!.length));
+    const out = this.rowBuffers[turn]!;
     let n = 0;
     for (const row of rows) {
       if (this.marks[row] === this.generation) continue;

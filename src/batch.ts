@@ -151,9 +151,26 @@ export function floatColumn(batch: Batch, name: string): FloatColumn {
   return column as FloatColumn;
 }
 
+/**
+ * Shape metadata already parsed and checked, by its text and width: a stream's batches repeat a few
+ * shapes, so a one-row step does not pay a JSON.parse per column. Bounded (cleared when full).
+ */
+const parsedShapes = new Map<string, Shape>();
+
 function parseShape(field: Field, width: number): Shape {
   const raw = field.metadata.get(SHAPE_METADATA_KEY);
   if (raw === undefined) return [width];
+  const key = `${width} ${raw}`;
+  let shape = parsedShapes.get(key);
+  if (!shape) {
+    shape = parseShapeOnce(field, raw, width);
+    if (parsedShapes.size >= 256) parsedShapes.clear();
+    parsedShapes.set(key, shape);
+  }
+  return shape;
+}
+
+function parseShapeOnce(field: Field, raw: string, width: number): Shape {
   let shape: unknown;
   try {
     shape = JSON.parse(raw);

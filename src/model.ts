@@ -293,7 +293,7 @@ export class Model {
    * reverse stream (src/reverse-stream.ts), so `skip`, `filter`, `scan` and `accumulateGradients`
    * work across steps. Batches are processed strictly one after another, so the weights after N
    * applied updates equal those of a plain loop. A push source that outruns the model is buffered
-   * by `concatMap`; give it a backpressure policy (src/streams) or use {@link fitFrom} for pull sources.
+   * without bound (`serialMap`, concatMap semantics); give it a backpressure policy (src/streams) or use {@link fitFrom} for pull sources.
    *
    * Usage: `batches$.pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: adam(), metrics: ['accuracy'] })).subscribe(console.log)`
    */

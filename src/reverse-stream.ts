@@ -1,6 +1,7 @@
 import { concatMap, EMPTY, from, Observable, Subject, tap, type OperatorFunction, type Subscription } from 'rxjs';
 import type { Engine } from './engine.ts';
 import type { Parameter, StepContext } from './layer.ts';
+import type { Tensor } from './tensor.ts';
 
 /**
  * The long-lived reverse stream. Every training step of one `fit` subscription (or one
@@ -280,9 +281,16 @@ export class ReverseStream {
  */
 export function firstNonFinite(parameters: readonly Parameter[], step: StepContext): Parameter | null {
   const COLS = 64;
-  const scratch = step.alloc([COLS]);
+  let scratch: Tensor | null = null;
   const k = step.engine.kernels;
   for (const p of parameters) {
+    // A frozen parameter's gradient is never applied (and may be stale); a sparse one is zero outside its rows.
+    if (!p.trainable) continue;
+    if (p.sparseRows && p.shape.length > 0) {
+      if (!rowsFinite(step.engine.heap.f32, p.grad.ptr >> 2, p.sparseRows, p.grad.size / p.shape[0]!)) return p;
+      continue;
+    }
+    scratch ??= step.alloc([COLS]);
     const n = p.grad.size;
     const rows = Math.floor(n / COLS);
     if (rows > 0) k.sumRows(p.grad.ptr, scratch.ptr, rows, COLS, 0);
@@ -295,6 +303,15 @@ export function firstNonFinite(parameters: readonly Parameter[], step: StepConte
     if (suspect && !p.grad.data().every(Number.isFinite)) return p;
   }
   return null;
+}
+
+/** True when every value of the listed rows (of `width` floats from float index `base`) is finite. */
+function rowsFinite(heap: Float32Array, base: number, rows: Int32Array, width: number): boolean {
+  for (const row of rows) {
+    const start = base + row * width;
+    for (let i = start; i < start + width; i++) if (!Number.isFinite(heap[i]!)) return false;
+  }
+  return true;
 }
 
 /** Index and value of the first non-finite element of `values`. */

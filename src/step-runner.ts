@@ -1,7 +1,7 @@
 import { floatColumn, labelColumn, placeholderColumn, tensorColumn, type Batch } from './batch.ts';
 import type { Engine } from './engine.ts';
 import type { Arena } from './heap.ts';
-import { ShapeError, StepContext, type Layer } from './layer.ts';
+import { ShapeError, StepContext, type Layer, type Parameter } from './layer.ts';
 import type { Random } from './random.ts';
 import { formatShape, sizeOf, type DType, type Shape, type Tensor } from './tensor.ts';
 
@@ -43,10 +43,11 @@ export function backwardThrough(layers: readonly Layer[], dy: Tensor, step: Step
     if (!grad) {
       // A layer that ends the gradient path (an embedding of ids) may follow only layers with nothing
       // to learn; an `input` column first ignores what it is given, so its input gradient is zero.
-      const rest = layers.slice(0, i + 1);
-      if (rest.every((l) => l.parameters().length === 0)) {
+      let learns = false;
+      for (let j = 0; j <= i && !learns; j++) learns = layers[j]!.parameters().length > 0;
+      if (!learns) {
         if (!needInputGradient) return null;
-        if (rest[0]!.readsFeatures === false) return rest[0]!.backward(null as unknown as Tensor, step, true);
+        if (layers[0]!.readsFeatures === false) return layers[0]!.backward(null as unknown as Tensor, step, true);
       }
       throw new Error(`${layers[i]!.name}: no gradient arrived on the reverse stream`);
     }
@@ -98,6 +99,7 @@ export class StepRunner {
   private busy = 0;
   private queue: Promise<void> = Promise.resolve();
   private disposed = false;
+  private layerParameters: (readonly Parameter[])[] | null = null;
 
   constructor(readonly layers: readonly Layer[], private readonly options: RunnerOptions) {
     this.inputDType = layers[0]!.inputDType ?? 'float32';
@@ -170,8 +172,10 @@ export class StepRunner {
    */
   backward(dy: Tensor, step: StepContext, needInputGradient = false): Tensor | null | Promise<Tensor | null> {
     if (needInputGradient) return backwardThrough(this.layers, dy, step, true);
-    // Asked per step: freezing and unfreezing change it between steps.
-    const first = this.layers.findIndex((l) => l.parameters().some((p) => p.trainable));
+    // Asked per step (freezing and unfreezing change it between steps) of each layer's parameter
+    // list, listed once: the lists are fixed once the layers are built.
+    this.layerParameters ??= this.layers.map((l) => l.parameters());
+    const first = this.layerParameters.findIndex((list) => list.some((p) => p.trainable));
     if (first < 0) return null;
     return backwardThrough(first === 0 ? this.layers : this.layers.slice(first), dy, step, false);
   }

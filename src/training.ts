@@ -1,4 +1,4 @@
-import { concatMap, defer, finalize, from, type Observable, type OperatorFunction, type Subject } from 'rxjs';
+import { defer, finalize, type Observable, type OperatorFunction, type Subject } from 'rxjs';
 import type { Batch } from './batch.ts';
 import type { Engine } from './engine.ts';
 import type { Parameter, StepContext } from './layer.ts';
@@ -8,6 +8,7 @@ import {
   firstNonFinite, firstNonFiniteElement, ParameterGradients, ReverseStream,
   type GradientOperator, type NonFinitePolicy, type UpdateOutcome,
 } from './reverse-stream.ts';
+import { serialMap } from './serial-map.ts';
 import type { StepRunner } from './step-runner.ts';
 import { pullThrough } from './streams/pull.ts';
 import type { Tensor } from './tensor.ts';
@@ -349,7 +350,7 @@ export function fitOperator(host: TrainingHost, options: FitOptions): OperatorFu
     defer(() => {
       const session = new TrainingSession(host, options);
       return source.pipe(
-        concatMap((batch) => from(session.step(batch))),
+        serialMap((batch: Batch) => session.step(batch)),
         finalize(() => session.close()),
       );
     });

@@ -405,6 +405,23 @@ describe('the non-finite guard', () => {
     arena.dispose();
   });
 
+  it('the detector reads only the rows a sparse gradient reports, and skips frozen parameters', () => {
+    const arena = engine.heap.arena();
+    const step = new StepContext(engine, arena, 1, true, new Random(1), 0);
+    // A [4, 3] table gradient whose row 2 holds a NaN.
+    const grad = step.alloc([4, 3]);
+    grad.data().set([0, 0, 0, 1, 2, 3, 0, Number.NaN, 0, 4, 5, 6]);
+    const table: Parameter = { name: 'table', shape: [4, 3], value: grad, grad, regularizer: null, trainable: true, sparseRows: Int32Array.of(1, 3) };
+    assert.equal(firstNonFinite([table], step), null, 'rows 1 and 3 are finite');
+    table.sparseRows = Int32Array.of(3, 2);
+    assert.equal(firstNonFinite([table], step)!.name, 'table');
+    table.sparseRows = null;
+    assert.equal(firstNonFinite([table], step)!.name, 'table', 'a dense gradient is read whole');
+    table.trainable = false;
+    assert.equal(firstNonFinite([table], step), null, 'a frozen parameter is never applied');
+    arena.dispose();
+  });
+
   it('a bad policy is refused, naming it', () => {
     const a = mlp();
     assert.throws(() => from([]).pipe(a.fit({ loss, optimizer: sgd(), nonFinite: 'maybe' as 'skip' })).subscribe(), /nonFinite must be 'error', 'skip' or 'off', got "maybe"/);

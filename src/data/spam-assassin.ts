@@ -89,3 +89,53 @@ export function vocabularyOf(texts: readonly string[], options: { maxSize: numbe
   const tokenizer = Vocabulary.fromWords('');
   return Vocabulary.fromWords(texts.map((t) => tokenizer.tokenize(t).slice(0, options.length).join(' ')).join('\n'), { maxSize: options.maxSize });
 }
+
+/** Options of {@link spamSplits}. */
+export interface SpamSplitOptions {
+  /** Tokens per message (truncated or padded at the front). */
+  length: number;
+  /** Vocabulary size, padding and out-of-vocabulary included. */
+  vocabSize: number;
+  /** Split seed (80/20 train/test). */
+  seed: number;
+  /** Share of the training split held out for choosing the recipe and the epoch (its first rows). */
+  validation: number;
+  /** Keep only the first `train` / `test` messages of each split (quick runs). */
+  limit?: { train: number; test: number };
+}
+
+/** Ids and labels of one split, in the form `batchesFromArrays` takes. */
+export interface SpamArrays {
+  features: Int32Array;
+  shape: [number];
+  labels: Int32Array;
+}
+
+/**
+ * The corpus → seeded train/test split → a vocabulary of the training split → fixed-length ids for
+ * the training split (`train`), its two parts (`fit` and `validation`, the first `validation` share)
+ * and the test split. The example, the tests and the PyTorch reference (bench/reference) all read
+ * their data through this, so every implementation sees the same ids.
+ *
+ * Usage: `const { vocab, fit, validation, test } = spamSplits(loadSpamAssassin(), { length: 200, vocabSize: 10_000, seed: 1, validation: 0.1 });`
+ */
+export function spamSplits(messages: readonly SpamMessage[], options: SpamSplitOptions): {
+  vocab: Vocabulary; trainMessages: SpamMessage[]; testMessages: SpamMessage[]; train: SpamArrays; fit: SpamArrays; validation: SpamArrays; test: SpamArrays;
+} {
+  const { length } = options;
+  const split = splitMessages(messages, 0.2, options.seed);
+  const trainMessages = options.limit ? split.train.slice(0, options.limit.train) : split.train;
+  const testMessages = options.limit ? split.test.slice(0, options.limit.test) : split.test;
+  const vocab = vocabularyOf(trainMessages.map((m) => m.body), { maxSize: options.vocabSize, length });
+  const encode = (part: readonly SpamMessage[]): SpamArrays => ({
+    features: encodeTexts(vocab, part.map((m) => m.body), length), shape: [length], labels: Int32Array.from(part, (m) => m.label),
+  });
+  const validationCount = Math.round(trainMessages.length * options.validation);
+  return {
+    vocab, trainMessages, testMessages,
+    train: encode(trainMessages),
+    fit: encode(trainMessages.slice(validationCount)),
+    validation: encode(trainMessages.slice(0, validationCount)),
+    test: encode(testMessages),
+  };
+}

@@ -22,6 +22,7 @@ import { sizeOf } from '../tensor.ts';
 import { backpressure, normalizePolicy, streamCounters, BackpressureOverflowError, type BackpressurePolicy, type StreamCounters } from './backpressure.ts';
 import { rollingMetrics, scoreExample, ScoreSums, type ExampleScore, type RollingSnapshot } from './metrics.ts';
 import { keyColumn, BadRecordError } from './records.ts';
+import { serialMap } from '../serial-map.ts';
 
 /** Options of {@link testThenTrain}. */
 export interface TestThenTrainOptions extends FitOptions {
@@ -108,7 +109,10 @@ export function testThenTrain(model: Model, options: TestThenTrainOptions): Oper
       if (!model.trainingDiffers) {
         const session = model.trainingSession({ ...options, outputs: true });
         return source.pipe(
-          concatMap((batch) => from(session.step(batch)).pipe(map((step) => report(step, score(batch, step.output!))))),
+          serialMap(async (batch: Batch) => {
+            const step = await session.step(batch);
+            return report(step, score(batch, step.output!));
+          }),
           finalize(() => session.close()),
         );
       }

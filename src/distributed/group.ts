@@ -76,11 +76,36 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Renews a lock only if we still hold it. */
 const RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
-/** Starts an epoch atomically: KEYS members, candidates, round, epoch; ARGV epoch, round, founders…. */
-const FOUND = `redis.call('DEL', KEYS[1])
-for i = 3, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]); redis.call('SREM', KEYS[2], ARGV[i]) end
-redis.call('SET', KEYS[3], ARGV[2])
-redis.call('SET', KEYS[4], ARGV[1])
+/**
+ * Founds an epoch if the group is still in the one the founder saw (compare-and-set: of two founders
+ * that saw the same dead epoch, exactly one wins): sets the members, the round, the epoch and the
+ * start snapshot together. KEYS members, candidates, round, epoch, snapshot, snapshot:round, joining;
+ * ARGV epoch seen ('' for none), new epoch, round, snapshot, founders…. Returns 1, or 0 if it lost.
+ */
+const FOUND = `if (redis.call('GET', KEYS[4]) or '') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[7])
+for i = 5, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]); redis.call('SREM', KEYS[2], ARGV[i]) end
+redis.call('SET', KEYS[3], ARGV[3])
+redis.call('SET', KEYS[4], ARGV[2])
+redis.call('SET', KEYS[5], ARGV[4])
+redis.call('SET', KEYS[6], ARGV[3])
+return 1`;
+/**
+ * The group as one read: the epoch and its live members (members whose heartbeat expired are removed).
+ * KEYS epoch, members; ARGV the heartbeat keys' prefix.
+ */
+const VIEW = `local live = {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('EXISTS', ARGV[1] .. m) == 1 then live[#live + 1] = m else redis.call('SREM', KEYS[2], m) end
+end
+return {redis.call('GET', KEYS[1]) or '', live}`;
+/** The snapshot, if the epoch is still ARGV[1] (else nil). KEYS epoch, snapshot. */
+const SNAPSHOT = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+return redis.call('GET', KEYS[2]) or ''`;
+/** Publishes the leader's snapshot for joiners if the epoch is still ARGV[1]. KEYS epoch, snapshot, snapshot:round; ARGV epoch, snapshot, round. */
+const PUBLISH = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3])
 return 1`;
 /** Releases a lock only if we hold it. */
 const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -187,32 +212,40 @@ export class ReplicaGroup {
     this.heartbeat = setInterval(() => void this.beat().catch(() => {}), Math.max(50, this.memberTtlMs / 3));
     this.heartbeat.unref();
     await this.call('SADD', [this.key('candidates'), this.id]);
-    const deadline = performance.now() + (this.options.startTimeoutMs ?? 30_000);
+    const timeoutMs = this.options.startTimeoutMs ?? 30_000;
+    const deadline = performance.now() + timeoutMs;
+    // Each pass reads the group once (epoch and live members together) and acts on that view; a step
+    // that finds the view outdated (another founder won, the epoch changed) goes round again.
     for (;;) {
-      if (performance.now() > deadline) throw new Error(`replica '${this.id}': could not join group '${this.name}' within ${this.options.startTimeoutMs ?? 30_000} ms`);
-      const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
-      const others = (await this.liveMembers()).filter((m) => m !== this.id);
-      if (epoch !== null && others.length > 0) {
-        const members = (await this.call('SMEMBERS', [this.key('members')])) as string[];
-        if (members.includes(this.id)) return this.takeSnapshot(epoch, -1); // named a founder of this epoch
-        return this.joinRunning(deadline);
-      }
-      if ((await this.call('SET', [this.key('leader'), this.id, 'NX', 'PX', this.memberTtlMs])) === 'OK') {
+      if (performance.now() > deadline) throw new Error(`replica '${this.id}': could not join group '${this.name}' within ${timeoutMs} ms`);
+      const [epoch, live] = (await this.call('EVAL', [VIEW, 2, this.key('epoch'), this.key('members'), this.key('alive', '')])) as [string, string[]];
+      if (epoch !== '' && live.some((m) => m !== this.id)) {
+        // Named a founder of this epoch, or joining it while it runs.
+        if (live.includes(this.id) ? await this.takeSnapshot(epoch, -1) : await this.joinRunning(epoch, deadline)) return;
+      } else if ((await this.call('SET', [this.key('leader'), this.id, 'NX', 'PX', this.memberTtlMs])) === 'OK') {
         this.leader = true;
-        return this.found();
+        if (await this.found(epoch, deadline)) return;
+        // Another replica founded first: give up the lock and join its epoch.
+        await this.call('EVAL', [RELEASE, 1, this.key('leader'), this.id]);
+        this.leader = false;
+        continue;
       }
       await sleep(20);
     }
   }
 
-  /** Founds a new epoch as its leader: waits for `minReplicas`, starts from the checkpoint or this model. */
-  private async found(): Promise<void> {
+  /**
+   * Founds a new epoch as its leader, replacing `seen` (the dead epoch, '' for none): waits for
+   * `minReplicas`, starts from the checkpoint or this model. False if another replica founded first
+   * (the epoch is no longer `seen`, or this replica lost the leader lock while waiting).
+   */
+  private async found(seen: string, deadline: number): Promise<boolean> {
     const { model, optimizer } = this.options;
     const want = this.options.minReplicas ?? 1;
-    const deadline = performance.now() + (this.options.startTimeoutMs ?? 30_000);
     let founders: string[] = [];
     for (;;) {
       await this.renewLeadership();
+      if (!this.leader || ((await this.call('GET', [this.key('epoch')])) ?? '') !== seen) return false;
       founders = await this.alive((await this.call('SMEMBERS', [this.key('candidates')])) as string[]);
       if (founders.length >= want) break;
       if (performance.now() > deadline) throw new Error(`group '${this.name}': ${founders.length} of the ${want} replicas asked for (minReplicas) arrived within ${this.options.startTimeoutMs ?? 30_000} ms`);
@@ -220,56 +253,67 @@ export class ReplicaGroup {
     }
     const state = (this.options.checkpoint ? await stateFromCheckpoint(this.options.checkpoint.path, model) : null) ?? captureState(model, optimizer, 0);
     const epoch = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-    await this.publishSnapshot(state);
-    // One script, so a founder never sees the new members with the old epoch or the reverse.
-    await this.call('EVAL', [FOUND, 4, this.key('members'), this.key('candidates'), this.key('round'), this.key('epoch'), epoch, state.round, ...founders]);
-    this.lastCheckpointRound = state.round;
+    const snapshot = this.snapshotMessage(state);
+    const keys = [this.key('members'), this.key('candidates'), this.key('round'), this.key('epoch'), this.key('snapshot'), this.key('snapshot', 'round'), this.key('joining')];
+    // One compare-and-set script: the epoch, its members, round and snapshot appear together, and only
+    // if no other founder replaced `seen` meanwhile.
+    if (Number(await this.call('EVAL', [FOUND, keys.length, ...keys, seen, epoch, state.round, snapshot, ...founders])) !== 1) return false;
     this.adopt(epoch, state);
+    return true;
   }
 
-  /** Joins a running epoch: asks the leader for a snapshot and waits for one at least as new as the group's round now. */
-  private async joinRunning(deadline: number): Promise<void> {
+  /**
+   * Joins a running epoch: asks the leader for a snapshot and waits for one at least as new as the
+   * group's round now. False if the epoch ended or was replaced meanwhile (the caller looks again).
+   */
+  private async joinRunning(epoch: string, deadline: number): Promise<boolean> {
     const since = Number((await this.call('GET', [this.key('round')])) ?? 0);
     await this.call('SADD', [this.key('joining'), this.id]);
-    for (;;) {
-      const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
-      const snapshotRound = Number((await this.call('GET', [this.key('snapshot', 'round')])) ?? -1);
-      if (epoch !== null && snapshotRound >= since) {
-        await this.takeSnapshot(epoch, since);
-        await this.call('SADD', [this.key('members'), this.id]);
-        await this.call('SREM', [this.key('joining'), this.id]);
-        return;
+    try {
+      for (;;) {
+        const [current, live] = (await this.call('EVAL', [VIEW, 2, this.key('epoch'), this.key('members'), this.key('alive', '')])) as [string, string[]];
+        if (current !== epoch || !live.some((m) => m !== this.id)) return false; // replaced, or everyone left
+        const snapshotRound = Number((await this.call('GET', [this.key('snapshot', 'round')])) ?? -1);
+        if (snapshotRound >= since) {
+          if (!(await this.takeSnapshot(epoch, since))) return false;
+          await this.call('SADD', [this.key('members'), this.id]);
+          return true;
+        }
+        if (performance.now() > deadline) throw new Error(`replica '${this.id}': no snapshot from group '${this.name}' (is a leader alive?)`);
+        await sleep(20);
       }
-      if ((await this.liveMembers()).filter((m) => m !== this.id).length === 0) {
-        // Everyone left while we waited: found a new epoch instead.
-        await this.call('SREM', [this.key('joining'), this.id]);
-        return this.start();
-      }
-      if (performance.now() > deadline) throw new Error(`replica '${this.id}': no snapshot from group '${this.name}' (is a leader alive?)`);
-      await sleep(20);
+    } finally {
+      await this.call('SREM', [this.key('joining'), this.id]);
     }
   }
 
-  private async takeSnapshot(epoch: string, since: number): Promise<void> {
-    const bytes = (await this.callBuffer('GET', [this.key('snapshot')])) as Buffer | null;
-    if (!bytes) throw new Error(`group '${this.name}': the snapshot is missing`);
+  /** Loads the group's snapshot if the group is still in `epoch` (false if not). */
+  private async takeSnapshot(epoch: string, since: number): Promise<boolean> {
+    const bytes = (await this.callBuffer('EVAL', [SNAPSHOT, 2, this.key('epoch'), this.key('snapshot'), epoch])) as Buffer | null;
+    if (!bytes) return false;
+    if (bytes.length === 0) throw new Error(`group '${this.name}': the snapshot is missing`);
     const header = bytes.length >= 16 ? bytes.readDoubleLE(8) : -1;
     const message = decodeMessage(bytes, { kind: 'state', round: header, fingerprint: this.digest }, `group '${this.name}' snapshot`);
     const state = decodeState(message.payload, `group '${this.name}' snapshot`);
     if (state.round < since) throw new Error(`group '${this.name}': snapshot of round ${state.round} is older than round ${since}`);
     this.adopt(epoch, state);
+    await this.call('SREM', [this.key('candidates'), this.id]);
+    return true;
   }
 
   private adopt(epoch: string, state: TrainingState): void {
     applyState(this.options.model, this.options.optimizer, state);
     this.epoch = epoch;
     this.round = state.round;
+    this.lastCheckpointRound = state.round;
+  }
+
+  private snapshotMessage(state: TrainingState): Buffer {
+    return encodeMessage({ kind: 'state', round: state.round, rows: 0, fingerprint: this.digest, replica: this.id }, encodeState(state));
   }
 
   private async publishSnapshot(state: TrainingState): Promise<void> {
-    const message = encodeMessage({ kind: 'state', round: state.round, rows: 0, fingerprint: this.digest, replica: this.id }, encodeState(state));
-    await this.call('SET', [this.key('snapshot'), message]);
-    await this.call('SET', [this.key('snapshot', 'round'), state.round]);
+    await this.call('EVAL', [PUBLISH, 3, this.key('epoch'), this.key('snapshot'), this.key('snapshot', 'round'), this.epoch, this.snapshotMessage(state), state.round]);
   }
 
   private async beat(): Promise<void> {

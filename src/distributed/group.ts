@@ -24,6 +24,7 @@ import type { Optimizer } from '../optimizers.ts';
 import { fingerprintDifference, fingerprintDigest, FingerprintMismatchError, modelFingerprint, type ModelFingerprint } from './fingerprint.ts';
 import { applyState, captureState, decodeState, encodeState, stateFromCheckpoint, type TrainingState } from './model-state.ts';
 import { retrying, type BinaryRedis, type RetryStats } from './redis-retry.ts';
+import { contributeAndWait, EpochGoneError, type RoundReply } from './round.ts';
 import { decodeMessage, encodeMessage, payloadFloats, WireError, type WireKind } from './wire.ts';
 
 /** Options of {@link joinGroup}. */
@@ -149,6 +150,8 @@ export class ReplicaGroup {
   private checkpointWrite: Promise<unknown> = Promise.resolve();
   private joinersWaiting = false;
   private pendingSnapshot: TrainingState | null = null;
+  /** The connection a round's wait blocks on (made at the first round; null: the client cannot duplicate, poll). */
+  private blocking: (BinaryRedis & { disconnect(): void }) | null | undefined = undefined;
   private lastCheckpointRound = -1;
   private readonly prefix: string;
   private readonly redis: BinaryRedis;
@@ -327,35 +330,9 @@ export class ReplicaGroup {
     return ids.filter((_, i) => Number(flags[i]) === 1).sort();
   }
 
-  /** Members with a live heartbeat; members whose heartbeat expired are removed. */
-  private async liveMembers(): Promise<string[]> {
-    const members = (await this.call('SMEMBERS', [this.key('members')])) as string[];
-    const live = await this.alive(members);
-    const dead = members.filter((m) => !live.includes(m));
-    if (dead.length > 0) await this.call('SREM', [this.key('members'), ...dead]);
-    return live;
-  }
-
   private async renewLeadership(): Promise<void> {
     if (this.leader) this.leader = Number(await this.call('EVAL', [RENEW, 1, this.key('leader'), this.id, this.memberTtlMs])) === 1;
     if (!this.leader) this.leader = (await this.call('SET', [this.key('leader'), this.id, 'NX', 'PX', this.memberTtlMs])) === 'OK';
-  }
-
-  /**
-   * Leader duties at a round boundary (the model holds the state after the previous round): keep the
-   * lock, hand a snapshot to joiners, write a checkpoint when due. Every replica calls it.
-   */
-  private async atRoundBoundary(): Promise<void> {
-    const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
-    if (epoch !== this.epoch) {
-      throw new Error(`group '${this.name}': its state in Redis is gone or replaced (epoch ${epoch ?? 'missing'}, ours ${this.epoch}): was Redis restarted without persistence (appendonly yes)?`);
-    }
-    await this.renewLeadership();
-    await this.checkpointWrite; // surfaces a failed write; at most one in flight
-    if (!this.leader) return;
-    if (this.pendingSnapshot) await this.publishSnapshot(this.pendingSnapshot);
-    this.pendingSnapshot = null;
-    this.joinersWaiting = Number(await this.call('SCARD', [this.key('joining')])) > 0;
   }
 
   /**
@@ -386,42 +363,32 @@ export class ReplicaGroup {
   async exchange(kind: WireKind, values: Float32Array, rows: number): Promise<RoundResult> {
     if (this.left) throw new Error(`replica '${this.id}' has left group '${this.name}'`);
     const started = performance.now();
-    await this.atRoundBoundary();
+    // Leader duties at the round boundary (the model holds the state after the previous round).
+    await this.checkpointWrite; // surfaces a failed write; at most one in flight
+    if (this.leader && this.pendingSnapshot) await this.publishSnapshot(this.pendingSnapshot);
+    this.pendingSnapshot = null;
     const round = this.round;
     const message = encodeMessage({ kind, round, rows, fingerprint: this.digest, replica: this.id }, values);
-    const ttl = this.keyTtlMs;
-    await this.call('SET', [this.roundKey(round, this.id), message, 'PX', ttl]);
-    await this.call('SADD', [this.roundKey(round, 'in'), this.id]);
-    await this.call('PEXPIRE', [this.roundKey(round, 'in'), ttl]);
-    const waitStarted = performance.now();
-    let expected: string[] | null = null;
-    let closed: string[] | null = null;
-    let poll = 0.5;
-    while (closed === null) {
-      const list = (await this.call('GET', [this.roundKey(round, 'closed')])) as string | null;
-      if (list !== null) {
-        closed = JSON.parse(list) as string[];
-        break;
-      }
-      const contributors = ((await this.call('SMEMBERS', [this.roundKey(round, 'in')])) as string[]).sort();
-      const live = await this.liveMembers();
-      // Who the round was waiting for when it began: a replica that dies during it is reported missing.
-      expected ??= live;
-      const everyone = live.every((m) => contributors.includes(m));
-      if (everyone || performance.now() - waitStarted > this.roundTimeoutMs) {
-        await this.call('SET', [this.roundKey(round, 'closed'), JSON.stringify(contributors), 'NX', 'PX', ttl]);
-        continue;
-      }
-      await sleep(poll);
-      poll = Math.min(poll * 2, 10);
+    if (this.blocking === undefined) {
+      this.blocking = this.redis.duplicate?.() ?? null;
+      (this.blocking as { on?: (event: string, listener: () => void) => void } | null)?.on?.('error', () => {}); // reconnects are retried, not printed
     }
+    let reply: RoundReply;
+    try {
+      reply = await contributeAndWait({ redis: this.redis, blocking: this.blocking, id: this.id, prefix: this.prefix, epoch: this.epoch, keyTtlMs: this.keyTtlMs, memberTtlMs: this.memberTtlMs, roundTimeoutMs: this.roundTimeoutMs, retryForMs: this.retryForMs, retries: this.retries }, round, message);
+    } catch (error) {
+      if (!(error instanceof EpochGoneError)) throw error;
+      const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
+      throw new Error(`group '${this.name}': its state in Redis is gone or replaced (epoch ${epoch ?? 'missing'}, ours ${this.epoch}): was Redis restarted without persistence (appendonly yes)?`);
+    }
+    const { closed } = reply;
+    this.leader = reply.leader;
+    this.joinersWaiting = reply.joinersWaiting;
     const included = closed.includes(this.id);
-    const others = closed.filter((id) => id !== this.id);
-    const replies = others.length > 0 ? ((await this.callBuffer('MGET', others.map((id) => this.roundKey(round, id)))) as (Buffer | null)[]) : [];
     let bytesReceived = 0;
     const parts = closed.map((id) => {
       if (id === this.id) return { rows, values };
-      const bytes = replies[others.indexOf(id)];
+      const bytes = reply.messages.get(id);
       if (!bytes) throw new WireError('missing', `group '${this.name}' round ${round}: the message of replica '${id}' is gone (expired?)`);
       bytesReceived += bytes.length;
       const decoded = decodeMessage(bytes, { kind, round, fingerprint: this.digest, replica: id, bytes: values.byteLength }, `group '${this.name}' round ${round}, replica '${id}'`);
@@ -439,10 +406,9 @@ export class ReplicaGroup {
       }
       for (let i = 0; i < sum.length; i++) mean[i] = sum[i]! / total;
     }
-    await this.call('SET', [this.key('round'), round + 1]);
     this.round = round + 1;
     const result: RoundResult = {
-      round, kind, contributors: closed, missing: (expected ?? []).filter((m) => !closed.includes(m)), included, rows: total, mean,
+      round, kind, contributors: closed, missing: reply.expected.filter((m) => !closed.includes(m)), included, rows: total, mean,
       syncMs: performance.now() - started, bytesSent: message.length, bytesReceived,
     };
     this.lastRound = result;
@@ -459,6 +425,7 @@ export class ReplicaGroup {
     if (this.left) return;
     this.left = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.blocking?.disconnect(); // no round runs after leaving
     try {
       await this.checkpointWrite;
     } finally {

@@ -10,7 +10,7 @@
  *     and each stage's idle fraction against GPipe's (K−1)/(M+K−1).
  *
  * Every number is printed with the machine's load (`uptime`): on a shared machine they are noisy.
- * Usage: `npx tsx bench/distributed.ts [--examples 8192] [--only dp|netem|pipeline]`
+ * Usage: `npx tsx bench/distributed.ts [--examples 60000] [--scaling sqrt] [--only dp|netem|pipeline]`
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -19,17 +19,18 @@ import { promisify } from 'node:util';
 import { Command } from 'commander';
 
 const program = new Command()
-  .option('--examples <n>', 'training examples per data-parallel run', Number, 8192)
+  .option('--examples <n>', 'training examples per data-parallel run (default: one epoch of Fashion-MNIST)', Number, 60_000)
+  .option('--scaling <rule>', "the rate-scaling rule of the scaled 2-replica rows ('sqrt' for Adam, see src/distributed/scaled-rate.ts)", 'sqrt')
   .option('--test <n>', 'test examples evaluated', Number, 10_000)
   .option('--delay-ms <ms>', 'netem one-way delay on the namespace loopback', Number, 2)
   .option('--only <part>', "'dp', 'netem' or 'pipeline'")
   .parse();
-const o = program.opts<{ examples: number; test: number; delayMs: number; only?: string }>();
+const o = program.opts<{ examples: number; scaling: string; test: number; delayMs: number; only?: string }>();
 const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
 const run = async (command: string, args: string[]) => (await promisify(execFile)(command, args, { maxBuffer: 1 << 24, timeout: 1_800_000 })).stdout;
 const number = (pattern: RegExp, text: string) => Number(pattern.exec(text)?.[1] ?? Number.NaN);
 
-interface DataParallelRun { replicas: number; throughput: number; accuracy: number; syncMs: number; stepMs: number; bytesSent: number; bytesReceived: number; load: string }
+interface DataParallelRun { replicas: number; throughput: number; accuracy: number; syncMs: number; stepMs: number; bytesSent: number; bytesReceived: number; redisCpu: number; trainingSeconds: number; load: string }
 
 async function dataParallel(model: string, batch: number, sync: string, replicas: number, prefix: string[] = [], extra: string[] = []): Promise<DataParallelRun> {
   const before = load();
@@ -41,20 +42,23 @@ async function dataParallel(model: string, batch: number, sync: string, replicas
   return {
     replicas, throughput: number(/\((\d+) examples\/s/, out), accuracy: number(/test accuracy ([\d.]+)%/, out),
     syncMs: rows.reduce((s, r) => s + Number(r[3]), 0) / rows.length, stepMs: (seconds * 1000) / steps,
-    bytesSent: rows.reduce((s, r) => s + Number(r[4]), 0) / rows.length, bytesReceived: rows.reduce((s, r) => s + Number(r[5]), 0) / rows.length, load: `${before} → ${load()}`,
+    bytesSent: rows.reduce((s, r) => s + Number(r[4]), 0) / rows.length, bytesReceived: rows.reduce((s, r) => s + Number(r[5]), 0) / rows.length,
+    redisCpu: number(/redis-server CPU ([\d.]+) s/, out), trainingSeconds: seconds, load: `${before} → ${load()}`,
   };
 }
 
 if (!o.only || o.only === 'dp') {
   console.log(`## Data parallel (${o.examples} training examples, ${o.test} test, one core and one thread per replica)`);
-  console.log('| model | sync | replicas | examples/s | ratio | test acc. | step ms | sync ms | B sent/step | B recv/step | load (1/5/15 min) |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log(`Rows "2, ${o.scaling}": Adam's rate 1e-3 scaled by the ${o.scaling} rule for 2 replicas, warmed up over 5% of a replica's steps.`);
+  console.log('| model | sync | replicas | examples/s | ratio | test acc. % | vs 1 (points) | step ms | sync ms | B sent/step | B recv/step | redis CPU % of a core | load (1/5/15 min) |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const [model, batch] of [['cnn', 64], ['mlp', 256]] as const) {
     for (const sync of ['allreduce', 'average']) {
       const one = await dataParallel(model, batch, sync, 1);
       const two = await dataParallel(model, batch, sync, 2);
-      for (const r of [one, two]) {
-        console.log(`| ${model} b${batch} | ${sync === 'average' ? 'averageWeights/8' : 'allReduce'} | ${r.replicas} | ${r.throughput} | ${(r.throughput / one.throughput).toFixed(2)} | ${r.accuracy.toFixed(2)} | ${r.stepMs.toFixed(1)} | ${r.syncMs.toFixed(2)} | ${Math.round(r.bytesSent)} | ${Math.round(r.bytesReceived)} | ${r.load} |`);
+      const scaled = await dataParallel(model, batch, sync, 2, [], ['--lr-scaling', o.scaling]);
+      for (const [label, r] of [['1', one], ['2', two], [`2, ${o.scaling}`, scaled]] as const) {
+        console.log(`| ${model} b${batch} | ${sync === 'average' ? 'averageWeights/8' : 'allReduce'} | ${label} | ${r.throughput} | ${(r.throughput / one.throughput).toFixed(2)} | ${r.accuracy.toFixed(2)} | ${(r.accuracy - one.accuracy).toFixed(2)} | ${r.stepMs.toFixed(1)} | ${r.syncMs.toFixed(2)} | ${Math.round(r.bytesSent)} | ${Math.round(r.bytesReceived)} | ${((100 * r.redisCpu) / r.trainingSeconds).toFixed(0)} | ${r.load} |`);
       }
     }
   }

@@ -321,6 +321,23 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     await foundingRace('race-read', 'B', 2, (_command, args, reply) => args.includes('rxgrad:race-read:epoch') && reply !== null && reply !== undefined);
   });
 
+  it('a client without duplicate() polls the round instead of blocking on a second connection: the same rounds', async () => {
+    const options = { group: 'polling', minReplicas: 2, roundTimeoutMs: 20_000, memberTtlMs: 20_000 };
+    const models = [testModel(), testModel()];
+    const [a, b] = await Promise.all(
+      (['A', 'B'] as const).map((replica, i) => {
+        const client = new Redis({ port: server.port, host: '127.0.0.1' });
+        clients.push(client);
+        // Replica B's client has only call and callBuffer.
+        const redisClient = replica === 'B' ? { call: client.call.bind(client), callBuffer: client.callBuffer.bind(client) } : client;
+        return joinGroup({ redis: redisClient, replica, ...models[i]!, ...options });
+      }),
+    );
+    for (let round = 0; round < 3; round++) await assertOneGroup(a!, b!);
+    await Promise.all([a!.leave(), b!.leave()]);
+    models.forEach(({ model }) => model.dispose());
+  });
+
   /** Waits until `run` has printed n step reports (or exited). */
   async function reportsFrom(run: ReplicaRun, n: number): Promise<void> {
     while (run.reports.length < n && run.child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 20));

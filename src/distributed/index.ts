@@ -20,3 +20,4 @@ export { StageLink, acceptLink, connectLink } from './pipeline-link.ts';
 export type { Frame } from './pipeline-link.ts';
 export { scaledLearningRate } from './scaled-rate.ts';
 export type { ScaledRateOptions } from './scaled-rate.ts';
+export { balancedCuts } from './pipeline-cut.ts';

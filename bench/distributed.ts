@@ -129,7 +129,7 @@ if (!o.only || o.only === 'netem') {
 }
 
 if (!o.only || o.only === 'pipeline') {
-  console.log('\n## Pipeline: CNN b64, 2 stages (cut after conv16-relu-pool, one core each) vs one process on one core');
+  console.log('\n## Pipeline: CNN b64, 2 stages (the example\'s measured, balanced cut; one core each) vs one process on one core');
   const single = await run('taskset', ['-c', '0', process.execPath, '--import', 'tsx', 'examples/pipeline-parallel.ts', '--single', '--examples', String(o.examples), '--test', '1000']);
   const base = number(/\((\d+) examples\/s\)/, single);
   console.log(`one process: ${base} examples/s (load ${load()})`);
@@ -138,6 +138,7 @@ if (!o.only || o.only === 'pipeline') {
   for (const m of [1, 4, 8]) {
     const out = await run('taskset', ['-c', '0', process.execPath, '--import', 'tsx', 'examples/pipeline-parallel.ts', '--pin', '--micro-batches', String(m), '--examples', String(o.examples), '--test', '1000']);
     const rate = number(/\((\d+) examples\/s\)/, out);
+    if (m === 1) console.log(out.split('\n').filter((l) => l.startsWith('layer costs') || l.startsWith('cut at')).join('\n'));
     console.log(`| ${m} | ${rate} | ${(rate / base).toFixed(2)} | ${number(/stage 0 ([\d.]+)/, out)} | ${number(/stage 1 ([\d.]+)/, out)} | ${(1 / (m + 1)).toFixed(3)} | ${number(/(\d+) B per step/, out)} | ${load()} |`);
   }
 }

@@ -139,6 +139,6 @@ if (!o.only || o.only === 'pipeline') {
     const out = await run('taskset', ['-c', '0', process.execPath, '--import', 'tsx', 'examples/pipeline-parallel.ts', '--pin', '--micro-batches', String(m), '--examples', String(o.examples), '--test', '1000']);
     const rate = number(/\((\d+) examples\/s\)/, out);
     if (m === 1) console.log(out.split('\n').filter((l) => l.startsWith('layer costs') || l.startsWith('cut at')).join('\n'));
-    console.log(`| ${m} | ${rate} | ${(rate / base).toFixed(2)} | ${number(/stage 0 ([\d.]+)/, out)} | ${number(/stage 1 ([\d.]+)/, out)} | ${(1 / (m + 1)).toFixed(3)} | ${number(/(\d+) B per step/, out)} | ${load()} |`);
+    console.log(`| ${m} | ${rate} | ${(rate / base).toFixed(2)} | ${number(/idle fraction stage 0 ([\d.]+)/, out)} | ${number(/idle fraction stage 0 [\d.]+, stage 1 ([\d.]+)/, out)} | ${(1 / (m + 1)).toFixed(3)} | ${number(/(\d+) B per step/, out)} | ${load()} |`);
   }
 }

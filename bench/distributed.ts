@@ -24,8 +24,10 @@ const program = new Command()
   .option('--test <n>', 'test examples evaluated', Number, 10_000)
   .option('--delay-ms <ms>', 'netem one-way delay on the namespace loopback', Number, 2)
   .option('--only <part>', "'dp', 'netem' or 'pipeline'")
+  .option('--model <kind>', "data parallel: only 'cnn' or 'mlp'")
+  .option('--sync <mode>', "data parallel: only 'allreduce' or 'average'")
   .parse();
-const o = program.opts<{ examples: number; scaling: string; test: number; delayMs: number; only?: string }>();
+const o = program.opts<{ model?: string; sync?: string; examples: number; scaling: string; test: number; delayMs: number; only?: string }>();
 const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
 const run = async (command: string, args: string[]) => (await promisify(execFile)(command, args, { maxBuffer: 1 << 24, timeout: 1_800_000 })).stdout;
 const number = (pattern: RegExp, text: string) => Number(pattern.exec(text)?.[1] ?? Number.NaN);
@@ -52,8 +54,8 @@ if (!o.only || o.only === 'dp') {
   console.log(`Rows "2, ${o.scaling}": Adam's rate 1e-3 scaled by the ${o.scaling} rule for 2 replicas, warmed up over 5% of a replica's steps.`);
   console.log('| model | sync | replicas | examples/s | ratio | test acc. % | vs 1 (points) | step ms | sync ms | B sent/step | B recv/step | redis CPU % of a core | load (1/5/15 min) |');
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-  for (const [model, batch] of [['cnn', 64], ['mlp', 256]] as const) {
-    for (const sync of ['allreduce', 'average']) {
+  for (const [model, batch] of ([['cnn', 64], ['mlp', 256]] as const).filter(([m]) => !o.model || m === o.model)) {
+    for (const sync of ['allreduce', 'average'].filter((m) => !o.sync || m === o.sync)) {
       const one = await dataParallel(model, batch, sync, 1);
       const two = await dataParallel(model, batch, sync, 2);
       const scaled = await dataParallel(model, batch, sync, 2, [], ['--lr-scaling', o.scaling]);

@@ -100,15 +100,16 @@ if (!o.only || o.only === 'netem') {
     }
   }
   try {
-    console.log(`\n## 4 replicas, ${o.delayMs} ms one-way delay to Redis (RTT ${2 * o.delayMs} ms) by ${netem ? 'tc netem on a namespace loopback' : 'a user-space proxy'}; processes time-share the cores: sync time, not throughput`);
+    console.log(`\n## 1, 2 and 4 replicas, ${o.delayMs} ms one-way delay to Redis (RTT ${2 * o.delayMs} ms) by ${netem ? 'tc netem on a namespace loopback' : 'a user-space proxy'}; 4 replicas time-share the 2 cores: sync time, not throughput`);
     console.log('| delay (one way) | replicas | sync ms/step | step ms | B sent/step | load |');
     console.log('| --- | --- | --- | --- | --- | --- |');
-    for (const delay of [0, o.delayMs]) {
+    // 1 replica: its sync is its own round trips (k = 1); 2: one per core; 4: time-shared cores.
+    for (const [replicas, delay] of [1, 2, 4].flatMap((n) => [[n, 0], [n, o.delayMs]] as const)) {
       let r: DataParallelRun;
       if (netem) {
         if (delay === 0) execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', 'lo', 'root']);
         else execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', `${delay}ms`]);
-        r = await dataParallel('mlp', 256, 'allreduce', 4, ['ip', 'netns', 'exec', ns]);
+        r = await dataParallel('mlp', 256, 'allreduce', replicas, ['ip', 'netns', 'exec', ns]);
       } else {
         const redisPort = 30_000 + ((process.pid + delay) % 20_000);
         const server = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
@@ -116,14 +117,14 @@ if (!o.only || o.only === 'netem') {
         await new Promise((resolve) => setTimeout(resolve, 500));
         const proxy = await delayProxy(redisPort, delay);
         try {
-          r = await dataParallel('mlp', 256, 'allreduce', 4, [], ['--redis', `redis://127.0.0.1:${proxy.port}`]);
+          r = await dataParallel('mlp', 256, 'allreduce', replicas, [], ['--redis', `redis://127.0.0.1:${proxy.port}`]);
         } finally {
           proxy.close();
           server.kill('SIGTERM');
           await exited;
         }
       }
-      console.log(`| ${delay} ms | 4 | ${r.syncMs.toFixed(1)} | ${r.stepMs.toFixed(1)} | ${Math.round(r.bytesSent)} | ${r.load} |`);
+      console.log(`| ${delay} ms | ${replicas} | ${r.syncMs.toFixed(1)} | ${r.stepMs.toFixed(1)} | ${Math.round(r.bytesSent)} | ${r.load} |`);
     }
   } finally {
     if (process.getuid?.() === 0) execFileSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });

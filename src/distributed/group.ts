@@ -8,13 +8,14 @@
  *   `:leader` the leader lock (SET NX PX, renewed each round while held);
  *   `:epoch` the current run of the group (a new one after every replica died); `:round` its next round;
  *   `:snapshot` the group's state (weights, optimizer state) for joiners, with `:snapshot:round`;
- *   `:e:<epoch>:r:<round>:…` one round: each contribution, the set of contributors and the `closed` list.
+ *   `:e:<epoch>:r:<round>:…` one round: each contribution, the set of contributors, the `closed` list
+ *   and each waiting replica's wake list.
  *
- * A round: each replica writes its message and adds itself to the contributors; it is closed by the
- * first replica to see every live member in, or when `roundTimeoutMs` has passed — closing is a SET NX
- * of the sorted contributor list, so every replica, late ones included, averages exactly the same
- * messages in the same order and the replicas' weights stay bitwise equal. A member whose heartbeat
- * expired is not waited for. See docs/DISTRIBUTED.md.
+ * A round (src/distributed/round.ts): one script per replica stores its message and closes the round
+ * when every live member is in (or `roundTimeoutMs` has passed), writing the sorted contributor list
+ * once, so every replica, late ones included, averages exactly the same messages in the same order and
+ * the replicas' weights stay bitwise equal. A member whose heartbeat expired is not waited for.
+ * Founding an epoch is a compare-and-set on the epoch the founder saw. See docs/DISTRIBUTED.md.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -198,10 +199,6 @@ export class ReplicaGroup {
 
   private key(...parts: (string | number)[]): string {
     return [this.prefix, ...parts].join(':');
-  }
-
-  private roundKey(round: number, ...parts: string[]): string {
-    return this.key('e', this.epoch, 'r', round, ...parts);
   }
 
   /** Registers, checks the fingerprint, and takes the group's state. Called by {@link joinGroup}. */

@@ -8,7 +8,7 @@
  *   the group's round counter moved on — and returns the other contributors' messages. The replica
  *   that completes a round therefore pays one round trip.
  * - The others block (BLPOP on a second connection) on their own wake list, into which the closer
- *   pushes the closed list; then one MGET fetches the messages: three round trips in all.
+ *   pushes the closed list with the other contributors' messages: two round trips in all.
  * - The blocking wait is cut into slices of a third of the member TTL: after each, the script runs
  *   again without a message, so a member that died mid-round (its heartbeat expired) is noticed and
  *   the round closes without it; after `roundTimeoutMs` it closes with whoever is in.
@@ -50,9 +50,17 @@ if not closed then
     closed = #contributors == 0 and '[]' or cjson.encode(contributors)
     redis.call('SET', KEYS[7], closed, 'PX', ARGV[4])
     if tonumber(redis.call('GET', KEYS[5]) or '0') <= tonumber(ARGV[8]) then redis.call('SET', KEYS[5], tonumber(ARGV[8]) + 1) end
+    -- Wake each waiting contributor with the closed list and the others' messages in one value:
+    -- u32 length + closed list, then u32 length + message for each of the list but the recipient.
+    local stored = {}
+    for _, m in ipairs(contributors) do stored[m] = redis.call('GET', ARGV[10] .. m) or '' end
     for _, m in ipairs(contributors) do
       if m ~= id then
-        redis.call('RPUSH', ARGV[7] .. m, closed)
+        local parts = {struct.pack('>I4', #closed), closed}
+        for _, other in ipairs(contributors) do
+          if other ~= m then parts[#parts + 1] = struct.pack('>I4', #stored[other]); parts[#parts + 1] = stored[other] end
+        end
+        redis.call('RPUSH', ARGV[7] .. m, table.concat(parts))
         redis.call('PEXPIRE', ARGV[7] .. m, ARGV[4])
       end
     end
@@ -98,6 +106,26 @@ export interface RoundReply {
 /** Thrown when the group's epoch in Redis is not the replica's (Redis lost its data, or a new group replaced it). */
 export class EpochGoneError extends Error {}
 
+/** The closed list and the messages of its members but `id`, from a wake value (see the script). */
+function unpackWake(value: Buffer, id: string): [string[], (Buffer | null)[]] {
+  const malformed = () => new Error(`round wake value of ${value.length} bytes for replica '${id}' is malformed`);
+  let at = 0;
+  const take = () => {
+    if (at + 4 > value.length) throw malformed();
+    const length = value.readUInt32BE(at);
+    if (at + 4 + length > value.length) throw malformed();
+    at += 4 + length;
+    return value.subarray(at - length, at);
+  };
+  const closed = JSON.parse(take().toString()) as string[];
+  const messages = closed.filter((m) => m !== id).map(() => {
+    const message = take();
+    return message.length > 0 ? message : null;
+  });
+  if (at !== value.length) throw malformed();
+  return [closed, messages];
+}
+
 type ScriptReply = [status: number, leader: number, joining: number, closed: Buffer | null, live: Buffer[], messages: (Buffer | null)[]];
 
 /**
@@ -130,13 +158,8 @@ export async function contributeAndWait(context: RoundContext, round: number, me
     const slice = Math.max(10, Math.min(context.memberTtlMs / 3, context.roundTimeoutMs - elapsed));
     if (context.blocking) {
       const blocking = context.blocking;
-      const woken = (await retry('BLPOP', () => blocking.call('BLPOP', [wakeKey, (slice / 1000).toFixed(3)]))) as [string, string] | null;
-      if (woken) {
-        const closed = JSON.parse(woken[1]) as string[];
-        const others = closed.filter((m) => m !== id);
-        const messages = others.length > 0 ? ((await retry('MGET', () => context.redis.callBuffer('MGET', others.map((m) => roundPrefix + m)))) as (Buffer | null)[]) : [];
-        return outcome(closed, messages);
-      }
+      const woken = (await retry('BLPOP', () => blocking.callBuffer('BLPOP', [wakeKey, (slice / 1000).toFixed(3)]))) as [Buffer, Buffer] | null;
+      if (woken) return outcome(...unpackWake(woken[1], id));
     } else {
       await new Promise((resolve) => setTimeout(resolve, Math.min(poll, slice)));
       poll = Math.min(poll * 2, 10);

@@ -10,7 +10,7 @@
  *     and each stage's idle fraction against GPipe's (K−1)/(M+K−1).
  *
  * Every number is printed with the machine's load (`uptime`): on a shared machine they are noisy.
- * Usage: `npx tsx bench/distributed.ts [--examples 8192] [--only dp|netem|pipeline]`
+ * Usage: `npx tsx bench/distributed.ts [--examples 60000] [--scaling sqrt] [--only dp|netem|pipeline]`
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -19,17 +19,20 @@ import { promisify } from 'node:util';
 import { Command } from 'commander';
 
 const program = new Command()
-  .option('--examples <n>', 'training examples per data-parallel run', Number, 8192)
+  .option('--examples <n>', 'training examples per data-parallel run (default: one epoch of Fashion-MNIST)', Number, 60_000)
+  .option('--scaling <rule>', "the rate-scaling rule of the scaled 2-replica rows ('sqrt' for Adam, see src/distributed/scaled-rate.ts)", 'sqrt')
   .option('--test <n>', 'test examples evaluated', Number, 10_000)
   .option('--delay-ms <ms>', 'netem one-way delay on the namespace loopback', Number, 2)
   .option('--only <part>', "'dp', 'netem' or 'pipeline'")
+  .option('--model <kind>', "data parallel: only 'cnn' or 'mlp'")
+  .option('--sync <mode>', "data parallel: only 'allreduce' or 'average'")
   .parse();
-const o = program.opts<{ examples: number; test: number; delayMs: number; only?: string }>();
+const o = program.opts<{ model?: string; sync?: string; examples: number; scaling: string; test: number; delayMs: number; only?: string }>();
 const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
 const run = async (command: string, args: string[]) => (await promisify(execFile)(command, args, { maxBuffer: 1 << 24, timeout: 1_800_000 })).stdout;
 const number = (pattern: RegExp, text: string) => Number(pattern.exec(text)?.[1] ?? Number.NaN);
 
-interface DataParallelRun { replicas: number; throughput: number; accuracy: number; syncMs: number; stepMs: number; bytesSent: number; bytesReceived: number; load: string }
+interface DataParallelRun { replicas: number; throughput: number; accuracy: number; syncMs: number; stepMs: number; bytesSent: number; bytesReceived: number; redisCpu: number; trainingSeconds: number; load: string }
 
 async function dataParallel(model: string, batch: number, sync: string, replicas: number, prefix: string[] = [], extra: string[] = []): Promise<DataParallelRun> {
   const before = load();
@@ -41,20 +44,23 @@ async function dataParallel(model: string, batch: number, sync: string, replicas
   return {
     replicas, throughput: number(/\((\d+) examples\/s/, out), accuracy: number(/test accuracy ([\d.]+)%/, out),
     syncMs: rows.reduce((s, r) => s + Number(r[3]), 0) / rows.length, stepMs: (seconds * 1000) / steps,
-    bytesSent: rows.reduce((s, r) => s + Number(r[4]), 0) / rows.length, bytesReceived: rows.reduce((s, r) => s + Number(r[5]), 0) / rows.length, load: `${before} → ${load()}`,
+    bytesSent: rows.reduce((s, r) => s + Number(r[4]), 0) / rows.length, bytesReceived: rows.reduce((s, r) => s + Number(r[5]), 0) / rows.length,
+    redisCpu: number(/redis-server CPU ([\d.]+) s/, out), trainingSeconds: seconds, load: `${before} → ${load()}`,
   };
 }
 
 if (!o.only || o.only === 'dp') {
   console.log(`## Data parallel (${o.examples} training examples, ${o.test} test, one core and one thread per replica)`);
-  console.log('| model | sync | replicas | examples/s | ratio | test acc. | step ms | sync ms | B sent/step | B recv/step | load (1/5/15 min) |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-  for (const [model, batch] of [['cnn', 64], ['mlp', 256]] as const) {
-    for (const sync of ['allreduce', 'average']) {
+  console.log(`Rows "2, ${o.scaling}": Adam's rate 1e-3 scaled by the ${o.scaling} rule for 2 replicas, warmed up over 5% of a replica's steps.`);
+  console.log('| model | sync | replicas | examples/s | ratio | test acc. % | vs 1 (points) | step ms | sync ms | B sent/step | B recv/step | redis CPU % of a core | load (1/5/15 min) |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const [model, batch] of ([['cnn', 64], ['mlp', 256]] as const).filter(([m]) => !o.model || m === o.model)) {
+    for (const sync of ['allreduce', 'average'].filter((m) => !o.sync || m === o.sync)) {
       const one = await dataParallel(model, batch, sync, 1);
       const two = await dataParallel(model, batch, sync, 2);
-      for (const r of [one, two]) {
-        console.log(`| ${model} b${batch} | ${sync === 'average' ? 'averageWeights/8' : 'allReduce'} | ${r.replicas} | ${r.throughput} | ${(r.throughput / one.throughput).toFixed(2)} | ${r.accuracy.toFixed(2)} | ${r.stepMs.toFixed(1)} | ${r.syncMs.toFixed(2)} | ${Math.round(r.bytesSent)} | ${Math.round(r.bytesReceived)} | ${r.load} |`);
+      const scaled = await dataParallel(model, batch, sync, 2, [], ['--lr-scaling', o.scaling]);
+      for (const [label, r] of [['1', one], ['2', two], [`2, ${o.scaling}`, scaled]] as const) {
+        console.log(`| ${model} b${batch} | ${sync === 'average' ? 'averageWeights/8' : 'allReduce'} | ${label} | ${r.throughput} | ${(r.throughput / one.throughput).toFixed(2)} | ${r.accuracy.toFixed(2)} | ${(r.accuracy - one.accuracy).toFixed(2)} | ${r.stepMs.toFixed(1)} | ${r.syncMs.toFixed(2)} | ${Math.round(r.bytesSent)} | ${Math.round(r.bytesReceived)} | ${((100 * r.redisCpu) / r.trainingSeconds).toFixed(0)} | ${r.load} |`);
       }
     }
   }
@@ -94,15 +100,16 @@ if (!o.only || o.only === 'netem') {
     }
   }
   try {
-    console.log(`\n## 4 replicas, ${o.delayMs} ms one-way delay to Redis (RTT ${2 * o.delayMs} ms) by ${netem ? 'tc netem on a namespace loopback' : 'a user-space proxy'}; processes time-share the cores: sync time, not throughput`);
+    console.log(`\n## 1, 2 and 4 replicas, ${o.delayMs} ms one-way delay to Redis (RTT ${2 * o.delayMs} ms) by ${netem ? 'tc netem on a namespace loopback' : 'a user-space proxy'}; 4 replicas time-share the 2 cores: sync time, not throughput`);
     console.log('| delay (one way) | replicas | sync ms/step | step ms | B sent/step | load |');
     console.log('| --- | --- | --- | --- | --- | --- |');
-    for (const delay of [0, o.delayMs]) {
+    // 1 replica: its sync is its own round trips (k = 1); 2: one per core; 4: time-shared cores.
+    for (const [replicas, delay] of [1, 2, 4].flatMap((n) => [[n, 0], [n, o.delayMs]] as const)) {
       let r: DataParallelRun;
       if (netem) {
         if (delay === 0) execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', 'lo', 'root']);
         else execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'lo', 'root', 'netem', 'delay', `${delay}ms`]);
-        r = await dataParallel('mlp', 256, 'allreduce', 4, ['ip', 'netns', 'exec', ns]);
+        r = await dataParallel('mlp', 256, 'allreduce', replicas, ['ip', 'netns', 'exec', ns]);
       } else {
         const redisPort = 30_000 + ((process.pid + delay) % 20_000);
         const server = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
@@ -110,14 +117,14 @@ if (!o.only || o.only === 'netem') {
         await new Promise((resolve) => setTimeout(resolve, 500));
         const proxy = await delayProxy(redisPort, delay);
         try {
-          r = await dataParallel('mlp', 256, 'allreduce', 4, [], ['--redis', `redis://127.0.0.1:${proxy.port}`]);
+          r = await dataParallel('mlp', 256, 'allreduce', replicas, [], ['--redis', `redis://127.0.0.1:${proxy.port}`]);
         } finally {
           proxy.close();
           server.kill('SIGTERM');
           await exited;
         }
       }
-      console.log(`| ${delay} ms | 4 | ${r.syncMs.toFixed(1)} | ${r.stepMs.toFixed(1)} | ${Math.round(r.bytesSent)} | ${r.load} |`);
+      console.log(`| ${delay} ms | ${replicas} | ${r.syncMs.toFixed(1)} | ${r.stepMs.toFixed(1)} | ${Math.round(r.bytesSent)} | ${r.load} |`);
     }
   } finally {
     if (process.getuid?.() === 0) execFileSync('ip', ['netns', 'delete', ns], { stdio: 'ignore' });
@@ -125,7 +132,7 @@ if (!o.only || o.only === 'netem') {
 }
 
 if (!o.only || o.only === 'pipeline') {
-  console.log('\n## Pipeline: CNN b64, 2 stages (cut after conv16-relu-pool, one core each) vs one process on one core');
+  console.log('\n## Pipeline: CNN b64, 2 stages (the example\'s measured, balanced cut; one core each) vs one process on one core');
   const single = await run('taskset', ['-c', '0', process.execPath, '--import', 'tsx', 'examples/pipeline-parallel.ts', '--single', '--examples', String(o.examples), '--test', '1000']);
   const base = number(/\((\d+) examples\/s\)/, single);
   console.log(`one process: ${base} examples/s (load ${load()})`);
@@ -134,6 +141,7 @@ if (!o.only || o.only === 'pipeline') {
   for (const m of [1, 4, 8]) {
     const out = await run('taskset', ['-c', '0', process.execPath, '--import', 'tsx', 'examples/pipeline-parallel.ts', '--pin', '--micro-batches', String(m), '--examples', String(o.examples), '--test', '1000']);
     const rate = number(/\((\d+) examples\/s\)/, out);
-    console.log(`| ${m} | ${rate} | ${(rate / base).toFixed(2)} | ${number(/stage 0 ([\d.]+)/, out)} | ${number(/stage 1 ([\d.]+)/, out)} | ${(1 / (m + 1)).toFixed(3)} | ${number(/(\d+) B per step/, out)} | ${load()} |`);
+    if (m === 1) console.log(out.split('\n').filter((l) => l.startsWith('layer costs') || l.startsWith('cut at')).join('\n'));
+    console.log(`| ${m} | ${rate} | ${(rate / base).toFixed(2)} | ${number(/idle fraction stage 0 ([\d.]+)/, out)} | ${number(/idle fraction stage 0 [\d.]+, stage 1 ([\d.]+)/, out)} | ${(1 / (m + 1)).toFixed(3)} | ${number(/(\d+) B per step/, out)} | ${load()} |`);
   }
 }

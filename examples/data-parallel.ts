@@ -14,7 +14,7 @@
  *   npx tsx examples/data-parallel.ts --redis redis://10.0.0.5:6379 --run fm1 --replicas 4 --worker --index 0   # … --index 3
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -23,7 +23,7 @@ import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import {
   adam, batchesFromArrays, closeDefaultEngine, conv2d, dense, flatten, heNormal, maxPool2d, relu, sequential, softmaxCrossEntropy, type Layer,
 } from '../src/index.ts';
-import { addBatchEntries, allReduceGradients, averageWeights, fitReplica, joinGroup, type ReplicaStepReport } from '../src/distributed/index.ts';
+import { addBatchEntries, allReduceGradients, averageWeights, fitReplica, joinGroup, scaledLearningRate, type ReplicaStepReport } from '../src/distributed/index.ts';
 import type { Dataset } from '../src/data/index.ts';
 import { firstExamples, freePort, loadImages, positiveInt, standardize } from './common.ts';
 
@@ -39,6 +39,8 @@ const program = new Command()
   .option('--batch-size <n>', 'rows per stream entry (one step of one replica)', positiveInt('--batch-size'), 64)
   .option('--examples <n>', 'training examples put on the stream', positiveInt('--examples'))
   .option('--test <n>', 'test examples evaluated at the end', positiveInt('--test'))
+  .option('--lr-scaling <rule>', "scale Adam's rate 1e-3 for N replicas: 'none', 'sqrt' (√N, the rule for Adam) or 'linear' (N×), warmed up over --warmup of the steps", 'none')
+  .option('--warmup <fraction>', 'fraction of a replica\'s steps the scaled rate warms up over (Goyal et al.: ~5%)', Number, 0.05)
   .option('--pin', 'pin replica i to core i (taskset), one compute thread each', false)
   .option('--data <name>', "'fashion-mnist' or 'mnist' (embedded digits)", 'fashion-mnist')
   .option('--quick', 'a short run: 2 replicas, 2,048 examples, 1,000 test', false)
@@ -48,9 +50,11 @@ const program = new Command()
 program.parse();
 const o = program.opts<{
   replicas: number; redis?: string; run?: string; sync: string; every: number; model: string; batchSize: number; examples?: number; test?: number;
-  pin: boolean; data: string; quick: boolean; produceOnly: boolean; worker: boolean; index: number;
+  lrScaling: string; warmup: number; pin: boolean; data: string; quick: boolean; produceOnly: boolean; worker: boolean; index: number;
 }>();
 if (o.sync !== 'allreduce' && o.sync !== 'average') program.error(`--sync must be 'allreduce' or 'average', got '${o.sync}'`);
+if (!['none', 'sqrt', 'linear'].includes(o.lrScaling)) program.error(`--lr-scaling must be 'none', 'sqrt' or 'linear', got '${o.lrScaling}'`);
+if (!(o.warmup >= 0 && o.warmup <= 1)) program.error(`--warmup must be a fraction in [0, 1], got ${o.warmup}`);
 if (o.model !== 'cnn' && o.model !== 'mlp') program.error(`--model must be 'cnn' or 'mlp', got '${o.model}'`);
 const trainCount = o.examples ?? (o.quick ? 2048 : 60_000);
 const testCount = o.test ?? (o.quick ? 1000 : 10_000);
@@ -90,7 +94,11 @@ async function worker(url: string, run: string): Promise<void> {
   const { test } = loadData();
   const redis = new Redis(url);
   const model = buildModel();
-  const optimizer = adam({ learningRate: 1e-3 });
+  // Each replica takes about 1/N of the stream's entries: the warm-up is a fraction of those steps.
+  const replicaSteps = Math.ceil(Math.ceil(Math.min(trainCount, 60_000) / o.batchSize) / o.replicas);
+  const optimizer = adam({
+    learningRate: o.lrScaling === 'none' ? 1e-3 : scaledLearningRate(1e-3, { replicas: o.replicas, rule: o.lrScaling as 'sqrt' | 'linear', warmupSteps: Math.round(o.warmup * replicaSteps) }),
+  });
   const { stream, group: groupName } = names(run);
   const group = await joinGroup({ redis, group: groupName, replica: `replica-${o.index}`, model, optimizer, minReplicas: o.replicas, roundTimeoutMs: 30_000 });
   const sync = o.sync === 'average' ? averageWeights(group, { every: o.every }) : allReduceGradients(group);
@@ -115,7 +123,7 @@ async function worker(url: string, run: string): Promise<void> {
 }
 
 /** A local redis-server on a free loopback port, in a temporary directory. */
-async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
+async function startRedis(): Promise<{ url: string; cpuSeconds: () => number; stop: () => Promise<void> }> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'rxgrad-dp-'));
   const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -130,6 +138,11 @@ async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }>
   });
   return {
     url: `redis://127.0.0.1:${port}`,
+    // What Redis costs: its CPU time (user + system) so far, from /proc (Linux; NaN elsewhere).
+    cpuSeconds: () => {
+      const stat = existsSync(`/proc/${server.pid}/stat`) ? readFileSync(`/proc/${server.pid}/stat`, 'utf8').split(') ')[1]!.split(' ') : null;
+      return stat ? (Number(stat[11]) + Number(stat[12])) / 100 : Number.NaN;
+    },
     stop: async () => {
       if (server.exitCode === null) {
         const exited = new Promise((resolve) => server.on('exit', resolve));
@@ -155,9 +168,10 @@ async function launch(): Promise<void> {
   try {
     const { train } = loadData();
     const entries = await produce(url, run, train);
-    console.log(`${train.length} examples on stream '${names(run).stream}' as ${entries} Arrow entries of ${o.batchSize}; ${replicas} replicas, ${o.model}, ${o.sync === 'average' ? `averageWeights every ${o.every}` : 'allReduceGradients'}${o.pin ? ', pinned one core each' : ''}`);
+    console.log(`${train.length} examples on stream '${names(run).stream}' as ${entries} Arrow entries of ${o.batchSize}; ${replicas} replicas, ${o.model}, ${o.sync === 'average' ? `averageWeights every ${o.every}` : 'allReduceGradients'}${o.lrScaling === 'none' ? '' : `, rate 1e-3 scaled by the ${o.lrScaling} rule`}${o.pin ? ', pinned one core each' : ''}`);
     const started = Date.now();
-    const args = (i: number) => ['--import', 'tsx', 'examples/data-parallel.ts', '--worker', '--index', String(i), '--redis', url, '--run', run, '--replicas', String(replicas), '--sync', o.sync, '--every', String(o.every), '--model', o.model, '--batch-size', String(o.batchSize), '--examples', String(trainCount), '--test', String(testCount), '--data', o.data];
+    const redisCpuBefore = local?.cpuSeconds() ?? Number.NaN;
+    const args = (i: number) => ['--import', 'tsx', 'examples/data-parallel.ts', '--worker', '--index', String(i), '--redis', url, '--run', run, '--replicas', String(replicas), '--sync', o.sync, '--every', String(o.every), '--model', o.model, '--batch-size', String(o.batchSize), '--lr-scaling', o.lrScaling, '--warmup', String(o.warmup), '--examples', String(trainCount), '--test', String(testCount), '--data', o.data];
     const results = await Promise.all(
       Array.from({ length: replicas }, (_, i) => {
         const command = o.pin ? 'taskset' : process.execPath;
@@ -180,6 +194,7 @@ async function launch(): Promise<void> {
     const trainingSeconds = (Math.max(...results.map((r) => r['end']!)) - Math.min(...results.map((r) => r['start']!))) / 1000;
     const rows = results.reduce((n, r) => n + r['rows']!, 0);
     for (const r of results) console.log(`replica ${r['index']}: ${r['steps']} steps, ${r['rows']} rows, sync ${r['syncMs']!.toFixed(2)} ms/step, ${Math.round(r['bytesSent']!)} B sent and ${Math.round(r['bytesReceived']!)} B received per step${r['missingRounds'] ? `, ${r['missingRounds']} rounds with a replica missing` : ''}`);
+    if (local) console.log(`redis-server CPU ${(local.cpuSeconds() - redisCpuBefore).toFixed(2)} s while the replicas ran`);
     console.log(`done: ${rows} rows trained in ${trainingSeconds.toFixed(2)} s (${(rows / trainingSeconds).toFixed(0)} examples/s; ${seconds.toFixed(1)} s with process start), test accuracy ${((results[0]!['accuracy'] ?? 0) * 100).toFixed(2)}%`);
   } finally {
     stopAll();

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import { adam, batchFromArrays, createEngine, dense, Random, relu, sequential, sgd, softmaxCrossEntropy, type Batch, type ParameterGradients } from '../src/index.ts';
-import { addBatchEntries, allReduceGradients, averageWeights, encodeMessage, fitReplica, FingerprintMismatchError, joinGroup, type ReplicaGroupOptions } from '../src/distributed/index.ts';
+import { addBatchEntries, allReduceGradients, averageWeights, encodeMessage, fitReplica, FingerprintMismatchError, joinGroup, type ReplicaGroup, type ReplicaGroupOptions } from '../src/distributed/index.ts';
 import { hasRedis, relativeError, TestRedis } from './redis-server.ts';
 
 const skip = hasRedis ? false : 'redis-server is not on PATH (apt-get install redis-server)';
@@ -245,6 +245,99 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     });
   }
 
+  /**
+   * A client that runs normally until `trigger` matches a command and its reply, then holds every later
+   * command until `release()`: forces two replicas' group commands to interleave at a chosen point.
+   */
+  function gatedClient(trigger: (command: string, args: (string | number | Buffer)[], reply: unknown) => boolean) {
+    const client = new Redis({ port: server.port, host: '127.0.0.1' });
+    clients.push(client);
+    let open: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let reachedGate: () => void = () => {};
+    const reached = new Promise<void>((resolve) => (reachedGate = resolve));
+    let triggered = false;
+    const run = async (send: () => Promise<unknown>, command: string, args: (string | number | Buffer)[]) => {
+      if (triggered) await gate;
+      const reply = await send();
+      if (!triggered && trigger(command, args, reply)) {
+        triggered = true;
+        reachedGate();
+      }
+      return reply;
+    };
+    const gated = {
+      call: (command: string, args: (string | number | Buffer)[]) => run(() => client.call(command, args), command, args),
+      callBuffer: (command: string, args: (string | number | Buffer)[]) => run(() => client.callBuffer(command, args), command, args),
+      duplicate: () => client.duplicate(),
+    };
+    return { client: gated, reached, release: () => open() };
+  }
+  /** A group whose every replica died: an epoch whose only member has no heartbeat. */
+  async function deadGroup(name: string): Promise<void> {
+    await redis.set(`rxgrad:${name}:epoch`, 'dead-epoch');
+    await redis.sadd(`rxgrad:${name}:members`, 'gone');
+  }
+  const testModel = () => ({ model: sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 7, engine }), optimizer: adam({ learningRate: 0.01 }) });
+  /** Both replicas are in one epoch and take a round together (each waits for the other). */
+  async function assertOneGroup(a: ReplicaGroup, b: ReplicaGroup): Promise<void> {
+    assert.equal(a.epoch, b.epoch, `one epoch: ${a.id} is in ${a.epoch}, ${b.id} in ${b.epoch}`);
+    const [ra, rb] = await Promise.all([a.exchange('gradients', new Float32Array(67).fill(1), 1), b.exchange('gradients', new Float32Array(67).fill(3), 1)]);
+    assert.deepEqual(ra.contributors, ['A', 'B']);
+    assert.deepEqual(rb.contributors, ['A', 'B']);
+    assert.deepEqual([...ra.mean], new Array(67).fill(2));
+    assert.deepEqual(rb.mean, ra.mean);
+  }
+
+  /**
+   * Replica `stalled` joins a dead group through a client that stalls after `trigger`; while it stalls,
+   * `meanwhile` runs and the other replica joins; then it goes on. Both must end in one epoch.
+   */
+  async function foundingRace(name: string, stalled: 'A' | 'B', minReplicas: number, trigger: Parameters<typeof gatedClient>[0], meanwhile = async () => {}) {
+    await deadGroup(name);
+    const options = { group: name, minReplicas, roundTimeoutMs: 20_000, memberTtlMs: 20_000, startTimeoutMs: 20_000 };
+    const gated = gatedClient(trigger);
+    const models = [testModel(), testModel()];
+    const joiningStalled = joinGroup({ redis: gated.client, replica: stalled, ...models[0]!, ...options });
+    await gated.reached;
+    await meanwhile();
+    const client = new Redis({ port: server.port, host: '127.0.0.1' });
+    clients.push(client);
+    const other = await joinGroup({ redis: client, replica: stalled === 'A' ? 'B' : 'A', ...models[1]!, ...options });
+    gated.release();
+    const [a, b] = [await joiningStalled, other].sort((x, y) => x.id.localeCompare(y.id));
+    await assertOneGroup(a!, b!);
+    await Promise.all([a!.leave(), b!.leave()]);
+    models.forEach(({ model }) => model.dispose());
+  }
+
+  it('founding race: a founder whose leader lock expired mid-founding joins the epoch another founded instead of replacing it', async () => {
+    // A stalls right after taking the leader lock; meanwhile its lock expires (deleted here) and B founds.
+    await foundingRace('race-lock', 'A', 1, (command, args, reply) => command === 'SET' && args[0] === 'rxgrad:race-lock:leader' && reply === 'OK', async () => void (await redis.del('rxgrad:race-lock:leader')));
+  });
+
+  it('founding race: a replica that read the dead epoch just before another founded the new one with it joins the new one', async () => {
+    // B stalls right after its first read of the group's epoch; A founds the new epoch (with B in it) meanwhile.
+    await foundingRace('race-read', 'B', 2, (_command, args, reply) => args.includes('rxgrad:race-read:epoch') && reply !== null && reply !== undefined);
+  });
+
+  it('a client without duplicate() polls the round instead of blocking on a second connection: the same rounds', async () => {
+    const options = { group: 'polling', minReplicas: 2, roundTimeoutMs: 20_000, memberTtlMs: 20_000 };
+    const models = [testModel(), testModel()];
+    const [a, b] = await Promise.all(
+      (['A', 'B'] as const).map((replica, i) => {
+        const client = new Redis({ port: server.port, host: '127.0.0.1' });
+        clients.push(client);
+        // Replica B's client has only call and callBuffer.
+        const redisClient = replica === 'B' ? { call: client.call.bind(client), callBuffer: client.callBuffer.bind(client) } : client;
+        return joinGroup({ redis: redisClient, replica, ...models[i]!, ...options });
+      }),
+    );
+    for (let round = 0; round < 3; round++) await assertOneGroup(a!, b!);
+    await Promise.all([a!.leave(), b!.leave()]);
+    models.forEach(({ model }) => model.dispose());
+  });
+
   /** Waits until `run` has printed n step reports (or exited). */
   async function reportsFrom(run: ReplicaRun, n: number): Promise<void> {
     while (run.reports.length < n && run.child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -271,11 +364,7 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     console.log(`SIGKILL: c trained ${runs[2]!.reports.length} steps before dying; survivors ${a.steps} steps each; rounds missing c: ${runs[0]!.reports.filter((r) => r.missing.includes('c')).length}`);
   });
 
-  // Known race (failed 1 of 3 full local runs at the end of the 2026-12-06 session, passed in both clean-clone CI
-  // runs): when every replica died, two replicas of the new group can each found an epoch, and the later one
-  // replaces the first ("its state in Redis is gone or replaced"). Kept running and reported as TODO until the
-  // founding is made atomic (issue 12 stays open for it).
-  it('every replica dies: a new group resumes from the leader\'s last checkpoint and the pending entries', { todo: 'race: two founders of a new epoch after every replica died' }, async () => {
+  it('every replica dies: a new group resumes from the leader\'s last checkpoint and the pending entries', async () => {
     const stream = 'resume';
     const path = join(server.dir, 'ckpt');
     const ids = await addBatchEntries(redis, stream, makeBatches(24, 16, 31).map((b) => batchFromArrays({ ...b, shape: [IN] })));

@@ -8,13 +8,14 @@
  *   `:leader` the leader lock (SET NX PX, renewed each round while held);
  *   `:epoch` the current run of the group (a new one after every replica died); `:round` its next round;
  *   `:snapshot` the group's state (weights, optimizer state) for joiners, with `:snapshot:round`;
- *   `:e:<epoch>:r:<round>:…` one round: each contribution, the set of contributors and the `closed` list.
+ *   `:e:<epoch>:r:<round>:…` one round: each contribution, the set of contributors, the `closed` list
+ *   and each waiting replica's wake list.
  *
- * A round: each replica writes its message and adds itself to the contributors; it is closed by the
- * first replica to see every live member in, or when `roundTimeoutMs` has passed — closing is a SET NX
- * of the sorted contributor list, so every replica, late ones included, averages exactly the same
- * messages in the same order and the replicas' weights stay bitwise equal. A member whose heartbeat
- * expired is not waited for. See docs/DISTRIBUTED.md.
+ * A round (src/distributed/round.ts): one script per replica stores its message and closes the round
+ * when every live member is in (or `roundTimeoutMs` has passed), writing the sorted contributor list
+ * once, so every replica, late ones included, averages exactly the same messages in the same order and
+ * the replicas' weights stay bitwise equal. A member whose heartbeat expired is not waited for.
+ * Founding an epoch is a compare-and-set on the epoch the founder saw. See docs/DISTRIBUTED.md.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -24,6 +25,7 @@ import type { Optimizer } from '../optimizers.ts';
 import { fingerprintDifference, fingerprintDigest, FingerprintMismatchError, modelFingerprint, type ModelFingerprint } from './fingerprint.ts';
 import { applyState, captureState, decodeState, encodeState, stateFromCheckpoint, type TrainingState } from './model-state.ts';
 import { retrying, type BinaryRedis, type RetryStats } from './redis-retry.ts';
+import { contributeAndWait, EpochGoneError, type RoundReply } from './round.ts';
 import { decodeMessage, encodeMessage, payloadFloats, WireError, type WireKind } from './wire.ts';
 
 /** Options of {@link joinGroup}. */
@@ -76,11 +78,36 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Renews a lock only if we still hold it. */
 const RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
-/** Starts an epoch atomically: KEYS members, candidates, round, epoch; ARGV epoch, round, founders…. */
-const FOUND = `redis.call('DEL', KEYS[1])
-for i = 3, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]); redis.call('SREM', KEYS[2], ARGV[i]) end
-redis.call('SET', KEYS[3], ARGV[2])
-redis.call('SET', KEYS[4], ARGV[1])
+/**
+ * Founds an epoch if the group is still in the one the founder saw (compare-and-set: of two founders
+ * that saw the same dead epoch, exactly one wins): sets the members, the round, the epoch and the
+ * start snapshot together. KEYS members, candidates, round, epoch, snapshot, snapshot:round, joining;
+ * ARGV epoch seen ('' for none), new epoch, round, snapshot, founders…. Returns 1, or 0 if it lost.
+ */
+const FOUND = `if (redis.call('GET', KEYS[4]) or '') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[7])
+for i = 5, #ARGV do redis.call('SADD', KEYS[1], ARGV[i]); redis.call('SREM', KEYS[2], ARGV[i]) end
+redis.call('SET', KEYS[3], ARGV[3])
+redis.call('SET', KEYS[4], ARGV[2])
+redis.call('SET', KEYS[5], ARGV[4])
+redis.call('SET', KEYS[6], ARGV[3])
+return 1`;
+/**
+ * The group as one read: the epoch and its live members (members whose heartbeat expired are removed).
+ * KEYS epoch, members; ARGV the heartbeat keys' prefix.
+ */
+const VIEW = `local live = {}
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('EXISTS', ARGV[1] .. m) == 1 then live[#live + 1] = m else redis.call('SREM', KEYS[2], m) end
+end
+return {redis.call('GET', KEYS[1]) or '', live}`;
+/** The snapshot, if the epoch is still ARGV[1] (else nil). KEYS epoch, snapshot. */
+const SNAPSHOT = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+return redis.call('GET', KEYS[2]) or ''`;
+/** Publishes the leader's snapshot for joiners if the epoch is still ARGV[1]. KEYS epoch, snapshot, snapshot:round; ARGV epoch, snapshot, round. */
+const PUBLISH = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3])
 return 1`;
 /** Releases a lock only if we hold it. */
 const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
@@ -124,6 +151,8 @@ export class ReplicaGroup {
   private checkpointWrite: Promise<unknown> = Promise.resolve();
   private joinersWaiting = false;
   private pendingSnapshot: TrainingState | null = null;
+  /** The connection a round's wait blocks on (made at the first round; null: the client cannot duplicate, poll). */
+  private blocking: (BinaryRedis & { disconnect(): void }) | null | undefined = undefined;
   private lastCheckpointRound = -1;
   private readonly prefix: string;
   private readonly redis: BinaryRedis;
@@ -172,10 +201,6 @@ export class ReplicaGroup {
     return [this.prefix, ...parts].join(':');
   }
 
-  private roundKey(round: number, ...parts: string[]): string {
-    return this.key('e', this.epoch, 'r', round, ...parts);
-  }
-
   /** Registers, checks the fingerprint, and takes the group's state. Called by {@link joinGroup}. */
   async start(): Promise<void> {
     const mine = JSON.stringify(this.fingerprint);
@@ -187,32 +212,40 @@ export class ReplicaGroup {
     this.heartbeat = setInterval(() => void this.beat().catch(() => {}), Math.max(50, this.memberTtlMs / 3));
     this.heartbeat.unref();
     await this.call('SADD', [this.key('candidates'), this.id]);
-    const deadline = performance.now() + (this.options.startTimeoutMs ?? 30_000);
+    const timeoutMs = this.options.startTimeoutMs ?? 30_000;
+    const deadline = performance.now() + timeoutMs;
+    // Each pass reads the group once (epoch and live members together) and acts on that view; a step
+    // that finds the view outdated (another founder won, the epoch changed) goes round again.
     for (;;) {
-      if (performance.now() > deadline) throw new Error(`replica '${this.id}': could not join group '${this.name}' within ${this.options.startTimeoutMs ?? 30_000} ms`);
-      const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
-      const others = (await this.liveMembers()).filter((m) => m !== this.id);
-      if (epoch !== null && others.length > 0) {
-        const members = (await this.call('SMEMBERS', [this.key('members')])) as string[];
-        if (members.includes(this.id)) return this.takeSnapshot(epoch, -1); // named a founder of this epoch
-        return this.joinRunning(deadline);
-      }
-      if ((await this.call('SET', [this.key('leader'), this.id, 'NX', 'PX', this.memberTtlMs])) === 'OK') {
+      if (performance.now() > deadline) throw new Error(`replica '${this.id}': could not join group '${this.name}' within ${timeoutMs} ms`);
+      const [epoch, live] = (await this.call('EVAL', [VIEW, 2, this.key('epoch'), this.key('members'), this.key('alive', '')])) as [string, string[]];
+      if (epoch !== '' && live.some((m) => m !== this.id)) {
+        // Named a founder of this epoch, or joining it while it runs.
+        if (live.includes(this.id) ? await this.takeSnapshot(epoch, -1) : await this.joinRunning(epoch, deadline)) return;
+      } else if ((await this.call('SET', [this.key('leader'), this.id, 'NX', 'PX', this.memberTtlMs])) === 'OK') {
         this.leader = true;
-        return this.found();
+        if (await this.found(epoch, deadline)) return;
+        // Another replica founded first: give up the lock and join its epoch.
+        await this.call('EVAL', [RELEASE, 1, this.key('leader'), this.id]);
+        this.leader = false;
+        continue;
       }
       await sleep(20);
     }
   }
 
-  /** Founds a new epoch as its leader: waits for `minReplicas`, starts from the checkpoint or this model. */
-  private async found(): Promise<void> {
+  /**
+   * Founds a new epoch as its leader, replacing `seen` (the dead epoch, '' for none): waits for
+   * `minReplicas`, starts from the checkpoint or this model. False if another replica founded first
+   * (the epoch is no longer `seen`, or this replica lost the leader lock while waiting).
+   */
+  private async found(seen: string, deadline: number): Promise<boolean> {
     const { model, optimizer } = this.options;
     const want = this.options.minReplicas ?? 1;
-    const deadline = performance.now() + (this.options.startTimeoutMs ?? 30_000);
     let founders: string[] = [];
     for (;;) {
       await this.renewLeadership();
+      if (!this.leader || ((await this.call('GET', [this.key('epoch')])) ?? '') !== seen) return false;
       founders = await this.alive((await this.call('SMEMBERS', [this.key('candidates')])) as string[]);
       if (founders.length >= want) break;
       if (performance.now() > deadline) throw new Error(`group '${this.name}': ${founders.length} of the ${want} replicas asked for (minReplicas) arrived within ${this.options.startTimeoutMs ?? 30_000} ms`);
@@ -220,56 +253,67 @@ export class ReplicaGroup {
     }
     const state = (this.options.checkpoint ? await stateFromCheckpoint(this.options.checkpoint.path, model) : null) ?? captureState(model, optimizer, 0);
     const epoch = `${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-    await this.publishSnapshot(state);
-    // One script, so a founder never sees the new members with the old epoch or the reverse.
-    await this.call('EVAL', [FOUND, 4, this.key('members'), this.key('candidates'), this.key('round'), this.key('epoch'), epoch, state.round, ...founders]);
-    this.lastCheckpointRound = state.round;
+    const snapshot = this.snapshotMessage(state);
+    const keys = [this.key('members'), this.key('candidates'), this.key('round'), this.key('epoch'), this.key('snapshot'), this.key('snapshot', 'round'), this.key('joining')];
+    // One compare-and-set script: the epoch, its members, round and snapshot appear together, and only
+    // if no other founder replaced `seen` meanwhile.
+    if (Number(await this.call('EVAL', [FOUND, keys.length, ...keys, seen, epoch, state.round, snapshot, ...founders])) !== 1) return false;
     this.adopt(epoch, state);
+    return true;
   }
 
-  /** Joins a running epoch: asks the leader for a snapshot and waits for one at least as new as the group's round now. */
-  private async joinRunning(deadline: number): Promise<void> {
+  /**
+   * Joins a running epoch: asks the leader for a snapshot and waits for one at least as new as the
+   * group's round now. False if the epoch ended or was replaced meanwhile (the caller looks again).
+   */
+  private async joinRunning(epoch: string, deadline: number): Promise<boolean> {
     const since = Number((await this.call('GET', [this.key('round')])) ?? 0);
     await this.call('SADD', [this.key('joining'), this.id]);
-    for (;;) {
-      const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
-      const snapshotRound = Number((await this.call('GET', [this.key('snapshot', 'round')])) ?? -1);
-      if (epoch !== null && snapshotRound >= since) {
-        await this.takeSnapshot(epoch, since);
-        await this.call('SADD', [this.key('members'), this.id]);
-        await this.call('SREM', [this.key('joining'), this.id]);
-        return;
+    try {
+      for (;;) {
+        const [current, live] = (await this.call('EVAL', [VIEW, 2, this.key('epoch'), this.key('members'), this.key('alive', '')])) as [string, string[]];
+        if (current !== epoch || !live.some((m) => m !== this.id)) return false; // replaced, or everyone left
+        const snapshotRound = Number((await this.call('GET', [this.key('snapshot', 'round')])) ?? -1);
+        if (snapshotRound >= since) {
+          if (!(await this.takeSnapshot(epoch, since))) return false;
+          await this.call('SADD', [this.key('members'), this.id]);
+          return true;
+        }
+        if (performance.now() > deadline) throw new Error(`replica '${this.id}': no snapshot from group '${this.name}' (is a leader alive?)`);
+        await sleep(20);
       }
-      if ((await this.liveMembers()).filter((m) => m !== this.id).length === 0) {
-        // Everyone left while we waited: found a new epoch instead.
-        await this.call('SREM', [this.key('joining'), this.id]);
-        return this.start();
-      }
-      if (performance.now() > deadline) throw new Error(`replica '${this.id}': no snapshot from group '${this.name}' (is a leader alive?)`);
-      await sleep(20);
+    } finally {
+      await this.call('SREM', [this.key('joining'), this.id]);
     }
   }
 
-  private async takeSnapshot(epoch: string, since: number): Promise<void> {
-    const bytes = (await this.callBuffer('GET', [this.key('snapshot')])) as Buffer | null;
-    if (!bytes) throw new Error(`group '${this.name}': the snapshot is missing`);
+  /** Loads the group's snapshot if the group is still in `epoch` (false if not). */
+  private async takeSnapshot(epoch: string, since: number): Promise<boolean> {
+    const bytes = (await this.callBuffer('EVAL', [SNAPSHOT, 2, this.key('epoch'), this.key('snapshot'), epoch])) as Buffer | null;
+    if (!bytes) return false;
+    if (bytes.length === 0) throw new Error(`group '${this.name}': the snapshot is missing`);
     const header = bytes.length >= 16 ? bytes.readDoubleLE(8) : -1;
     const message = decodeMessage(bytes, { kind: 'state', round: header, fingerprint: this.digest }, `group '${this.name}' snapshot`);
     const state = decodeState(message.payload, `group '${this.name}' snapshot`);
     if (state.round < since) throw new Error(`group '${this.name}': snapshot of round ${state.round} is older than round ${since}`);
     this.adopt(epoch, state);
+    await this.call('SREM', [this.key('candidates'), this.id]);
+    return true;
   }
 
   private adopt(epoch: string, state: TrainingState): void {
     applyState(this.options.model, this.options.optimizer, state);
     this.epoch = epoch;
     this.round = state.round;
+    this.lastCheckpointRound = state.round;
+  }
+
+  private snapshotMessage(state: TrainingState): Buffer {
+    return encodeMessage({ kind: 'state', round: state.round, rows: 0, fingerprint: this.digest, replica: this.id }, encodeState(state));
   }
 
   private async publishSnapshot(state: TrainingState): Promise<void> {
-    const message = encodeMessage({ kind: 'state', round: state.round, rows: 0, fingerprint: this.digest, replica: this.id }, encodeState(state));
-    await this.call('SET', [this.key('snapshot'), message]);
-    await this.call('SET', [this.key('snapshot', 'round'), state.round]);
+    await this.call('EVAL', [PUBLISH, 3, this.key('epoch'), this.key('snapshot'), this.key('snapshot', 'round'), this.epoch, this.snapshotMessage(state), state.round]);
   }
 
   private async beat(): Promise<void> {
@@ -283,35 +327,9 @@ export class ReplicaGroup {
     return ids.filter((_, i) => Number(flags[i]) === 1).sort();
   }
 
-  /** Members with a live heartbeat; members whose heartbeat expired are removed. */
-  private async liveMembers(): Promise<string[]> {
-    const members = (await this.call('SMEMBERS', [this.key('members')])) as string[];
-    const live = await this.alive(members);
-    const dead = members.filter((m) => !live.includes(m));
-    if (dead.length > 0) await this.call('SREM', [this.key('members'), ...dead]);
-    return live;
-  }
-
   private async renewLeadership(): Promise<void> {
     if (this.leader) this.leader = Number(await this.call('EVAL', [RENEW, 1, this.key('leader'), this.id, this.memberTtlMs])) === 1;
     if (!this.leader) this.leader = (await this.call('SET', [this.key('leader'), this.id, 'NX', 'PX', this.memberTtlMs])) === 'OK';
-  }
-
-  /**
-   * Leader duties at a round boundary (the model holds the state after the previous round): keep the
-   * lock, hand a snapshot to joiners, write a checkpoint when due. Every replica calls it.
-   */
-  private async atRoundBoundary(): Promise<void> {
-    const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
-    if (epoch !== this.epoch) {
-      throw new Error(`group '${this.name}': its state in Redis is gone or replaced (epoch ${epoch ?? 'missing'}, ours ${this.epoch}): was Redis restarted without persistence (appendonly yes)?`);
-    }
-    await this.renewLeadership();
-    await this.checkpointWrite; // surfaces a failed write; at most one in flight
-    if (!this.leader) return;
-    if (this.pendingSnapshot) await this.publishSnapshot(this.pendingSnapshot);
-    this.pendingSnapshot = null;
-    this.joinersWaiting = Number(await this.call('SCARD', [this.key('joining')])) > 0;
   }
 
   /**
@@ -342,42 +360,32 @@ export class ReplicaGroup {
   async exchange(kind: WireKind, values: Float32Array, rows: number): Promise<RoundResult> {
     if (this.left) throw new Error(`replica '${this.id}' has left group '${this.name}'`);
     const started = performance.now();
-    await this.atRoundBoundary();
+    // Leader duties at the round boundary (the model holds the state after the previous round).
+    await this.checkpointWrite; // surfaces a failed write; at most one in flight
+    if (this.leader && this.pendingSnapshot) await this.publishSnapshot(this.pendingSnapshot);
+    this.pendingSnapshot = null;
     const round = this.round;
     const message = encodeMessage({ kind, round, rows, fingerprint: this.digest, replica: this.id }, values);
-    const ttl = this.keyTtlMs;
-    await this.call('SET', [this.roundKey(round, this.id), message, 'PX', ttl]);
-    await this.call('SADD', [this.roundKey(round, 'in'), this.id]);
-    await this.call('PEXPIRE', [this.roundKey(round, 'in'), ttl]);
-    const waitStarted = performance.now();
-    let expected: string[] | null = null;
-    let closed: string[] | null = null;
-    let poll = 0.5;
-    while (closed === null) {
-      const list = (await this.call('GET', [this.roundKey(round, 'closed')])) as string | null;
-      if (list !== null) {
-        closed = JSON.parse(list) as string[];
-        break;
-      }
-      const contributors = ((await this.call('SMEMBERS', [this.roundKey(round, 'in')])) as string[]).sort();
-      const live = await this.liveMembers();
-      // Who the round was waiting for when it began: a replica that dies during it is reported missing.
-      expected ??= live;
-      const everyone = live.every((m) => contributors.includes(m));
-      if (everyone || performance.now() - waitStarted > this.roundTimeoutMs) {
-        await this.call('SET', [this.roundKey(round, 'closed'), JSON.stringify(contributors), 'NX', 'PX', ttl]);
-        continue;
-      }
-      await sleep(poll);
-      poll = Math.min(poll * 2, 10);
+    if (this.blocking === undefined) {
+      this.blocking = this.redis.duplicate?.() ?? null;
+      (this.blocking as { on?: (event: string, listener: () => void) => void } | null)?.on?.('error', () => {}); // reconnects are retried, not printed
     }
+    let reply: RoundReply;
+    try {
+      reply = await contributeAndWait({ redis: this.redis, blocking: this.blocking, id: this.id, prefix: this.prefix, epoch: this.epoch, keyTtlMs: this.keyTtlMs, memberTtlMs: this.memberTtlMs, roundTimeoutMs: this.roundTimeoutMs, retryForMs: this.retryForMs, retries: this.retries }, round, message);
+    } catch (error) {
+      if (!(error instanceof EpochGoneError)) throw error;
+      const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
+      throw new Error(`group '${this.name}': its state in Redis is gone or replaced (epoch ${epoch ?? 'missing'}, ours ${this.epoch}): was Redis restarted without persistence (appendonly yes)?`);
+    }
+    const { closed } = reply;
+    this.leader = reply.leader;
+    this.joinersWaiting = reply.joinersWaiting;
     const included = closed.includes(this.id);
-    const others = closed.filter((id) => id !== this.id);
-    const replies = others.length > 0 ? ((await this.callBuffer('MGET', others.map((id) => this.roundKey(round, id)))) as (Buffer | null)[]) : [];
     let bytesReceived = 0;
     const parts = closed.map((id) => {
       if (id === this.id) return { rows, values };
-      const bytes = replies[others.indexOf(id)];
+      const bytes = reply.messages.get(id);
       if (!bytes) throw new WireError('missing', `group '${this.name}' round ${round}: the message of replica '${id}' is gone (expired?)`);
       bytesReceived += bytes.length;
       const decoded = decodeMessage(bytes, { kind, round, fingerprint: this.digest, replica: id, bytes: values.byteLength }, `group '${this.name}' round ${round}, replica '${id}'`);
@@ -395,10 +403,9 @@ export class ReplicaGroup {
       }
       for (let i = 0; i < sum.length; i++) mean[i] = sum[i]! / total;
     }
-    await this.call('SET', [this.key('round'), round + 1]);
     this.round = round + 1;
     const result: RoundResult = {
-      round, kind, contributors: closed, missing: (expected ?? []).filter((m) => !closed.includes(m)), included, rows: total, mean,
+      round, kind, contributors: closed, missing: reply.expected.filter((m) => !closed.includes(m)), included, rows: total, mean,
       syncMs: performance.now() - started, bytesSent: message.length, bytesReceived,
     };
     this.lastRound = result;
@@ -415,6 +422,7 @@ export class ReplicaGroup {
     if (this.left) return;
     this.left = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.blocking?.disconnect(); // no round runs after leaving
     try {
       await this.checkpointWrite;
     } finally {

@@ -18,3 +18,6 @@ export { startPipelineStage, PipelineStage } from './pipeline.ts';
 export type { PipelineStageOptions, PipelineStepReport, StageAddress } from './pipeline.ts';
 export { StageLink, acceptLink, connectLink } from './pipeline-link.ts';
 export type { Frame } from './pipeline-link.ts';
+export { scaledLearningRate } from './scaled-rate.ts';
+export type { ScaledRateOptions } from './scaled-rate.ts';
+export { balancedCuts } from './pipeline-cut.ts';

@@ -98,25 +98,30 @@ export class StageLink {
   /** Sends a control message, or a batch with its header. */
   send(header: Frame['header'], batch?: Batch): void {
     if (this.closedWith) throw this.closedWith;
-    let frame: Buffer;
-    if (batch) {
-      const head = Buffer.from(JSON.stringify(header), 'utf8');
-      const ipc = tableToIPC(new Table(batch), 'stream');
-      frame = Buffer.alloc(5 + 4 + head.length + ipc.length);
-      frame.writeUInt32LE(4 + head.length + ipc.length, 0);
-      frame[4] = 0;
-      frame.writeUInt32LE(head.length, 5);
-      frame.set(head, 9);
-      frame.set(ipc, 9 + head.length);
-    } else {
-      const body = Buffer.from(JSON.stringify(header), 'utf8');
-      frame = Buffer.alloc(5 + body.length);
-      frame.writeUInt32LE(body.length, 0);
-      frame[4] = 1;
-      frame.set(body, 5);
+    const head = Buffer.from(JSON.stringify(header), 'utf8');
+    if (!batch) {
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32LE(head.length, 0);
+      prefix[4] = 1;
+      this.write([prefix, head]);
+      return;
     }
-    this.bytesSent += frame.length;
-    this.socket.write(frame);
+    const ipc = tableToIPC(new Table(batch), 'stream');
+    const prefix = Buffer.alloc(9);
+    prefix.writeUInt32LE(4 + head.length + ipc.length, 0);
+    prefix[4] = 0;
+    prefix.writeUInt32LE(head.length, 5);
+    // The IPC bytes go to the socket as they are (no copy into one frame buffer).
+    this.write([prefix, head, ipc]);
+  }
+
+  private write(parts: Uint8Array[]): void {
+    this.socket.cork();
+    for (const part of parts) {
+      this.bytesSent += part.length;
+      this.socket.write(part);
+    }
+    this.socket.uncork();
   }
 
   close(): void {

@@ -9,6 +9,8 @@ import type { RedisCaller } from '../streams/redis.ts';
 /** A client able to return binary replies (ioredis's `Redis`). */
 export interface BinaryRedis extends RedisCaller {
   callBuffer(command: string, args: (string | number | Buffer)[]): Promise<unknown>;
+  /** A second connection to the same server (ioredis's `duplicate`): a replica blocks on it while a round closes, instead of polling. */
+  duplicate?(): BinaryRedis & { disconnect(): void };
 }
 
 const TRANSIENT = /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Connection is closed|Stream isn't writeable|LOADING|MaxRetriesPerRequest|max retries per request|enableOfflineQueue|Socket closed unexpectedly/i;

@@ -167,8 +167,9 @@ describe('worker pool', () => {
 
 describe('pool lifecycle', () => {
   it('a worker that keeps the caller waiting makes the pool run jobs on the caller alone, with the same bits', async () => {
-    // The worker sleeps 5 ms before each chunk it claims (a thread the OS descheduled); the caller's chunks of
-    // a 64×64×64 product take microseconds, so every split loses three orders of magnitude more than it saves.
+    // The worker sleeps 5 ms before each chunk it claims and reports the host oversubscribed (a thread the OS
+    // descheduled); the caller's chunks of a 64×64×64 product take microseconds, so every split loses three
+    // orders of magnitude more than it saves. (Without the report, as on a quiet host, the pool never rests.)
     const a = random(64 * 64, 11);
     const expected = heap.alloc(64 * 64 * 4);
     const c = heap.alloc(64 * 64 * 4);
@@ -176,7 +177,7 @@ describe('pool lifecycle', () => {
     await one.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, expected, 64);
     await one.close();
     const slow = createWasmCompute(heap.memory, {
-      threads: 2, splitThresholdFlops: 0, adaptive: true, testHooks: { slowThread: 1, slowMs: 5, workersFirst: true },
+      threads: 2, splitThresholdFlops: 0, adaptive: true, testHooks: { slowThread: 1, slowMs: 5, workersFirst: true, contended: true },
     });
     for (let i = 0; i < 12; i++) {
       await slow.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, c, 64);

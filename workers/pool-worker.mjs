@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { openSync, readSync } from 'node:fs';
 
 const {
-  module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP, JOB, slowMs, jitterMs,
+  module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP, JOB, slowMs, jitterMs, contendedForTest,
 } = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory } });
 const k = instance.exports;
@@ -90,7 +90,10 @@ function busyHost(now, count) {
   if (count === 0) return false;
   const busy = count > 1 || now - lastEvent < EVENT_WINDOW_MS;
   lastEvent = now;
-  if (busy) contendedUntil = now + CONTENDED_MS;
+  if (busy) {
+    contendedUntil = now + CONTENDED_MS;
+    Atomics.store(i32, F.CONTENDED, 1);
+  }
   return busy;
 }
 
@@ -99,7 +102,9 @@ function waitForTask(seen) {
   Atomics.store(i32, F.STATE, 1);
   const t0 = performance.now();
   busyHost(t0, runQueueEvents(t0));
-  const budget = t0 < contendedUntil ? 0 : spinMs;
+  const contended = t0 < contendedUntil;
+  if (!contended && !contendedForTest && i32[F.CONTENDED] !== 0) Atomics.store(i32, F.CONTENDED, 0);
+  const budget = contended ? 0 : spinMs;
   let last = t0;
   let now = t0;
   while (now - t0 < budget) {
@@ -170,6 +175,7 @@ function runChunks(base, gen) {
   }
 }
 
+if (contendedForTest) Atomics.store(i32, F.CONTENDED, 1);
 let seen = startSeq;
 for (;;) {
   waitForTask(seen);

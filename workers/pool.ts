@@ -11,7 +11,8 @@
  *   SEQ (caller bumps to post a task), DONE (worker copies SEQ when finished), STATE (1 while the worker
  *   spins or runs, 0 while it sleeps in Atomics.wait), OP, STATUS (0 ok, 1 error), MSG_LEN, CLAIMED (1 + the
  *   chunk index the worker holds, 0 none), RAN (chunks run so far), ARGS (OP.CHUNKS: job block, generation),
- *   and an error message (UTF-8) from MSG_BYTE.
+ *   CONTENDED (1 while the worker judges the host oversubscribed, see pool-worker.mjs), and an error message
+ *   (UTF-8) from MSG_BYTE.
  * - `[SCRATCH_BASE + t·scratchBytes, …)`: GEMM scratch of thread t (t = 0 is the calling thread,
  *   t = w + 1 worker w): one packed B panel and a temp tile.
  * The larger GEMM packing workspaces (~1.1 MiB per thread) live outside the control region, at addresses
@@ -38,7 +39,7 @@ export const SCRATCH_BASE = 4096;
 /** Most threads (caller included) that can share a kernel. */
 export const MAX_THREADS = MAX_WORKERS + 1;
 /** i32 field indices inside a slot; MSG_BYTE is a byte offset. */
-export const F = { SEQ: 0, DONE: 1, STATE: 2, OP: 3, STATUS: 4, MSG_LEN: 5, CLAIMED: 6, RAN: 7, ARGS: 8, MSG_BYTE: 128 } as const;
+export const F = { SEQ: 0, DONE: 1, STATE: 2, OP: 3, STATUS: 4, MSG_LEN: 5, CLAIMED: 6, RAN: 7, ARGS: 8, CONTENDED: 16, MSG_BYTE: 128 } as const;
 /** OP.CHUNKS: ARGS[0] = job block address, ARGS[1] = job generation (see {@link JOB}). */
 export const OP = { NOP: 0, STOP: 2, CHUNKS: 4 } as const;
 
@@ -53,6 +54,8 @@ export const CALLER_SPIN_MAX_MS = 5;
  * {@link WorkerPool.runChunks}); then it splits again to find out whether the host has quietened.
  */
 export const REST_MS = 25;
+/** Longest rest (ms): each rest that follows a failed probe doubles, up to this. */
+export const MAX_REST_MS = 200;
 /** Jobs whose gains and losses are weighed together before the pool decides whether splitting pays. */
 const JUDGE_JOBS = 8;
 /** Lost time (ms) after which the pool judges at once, without waiting for JUDGE_JOBS jobs. */
@@ -80,6 +83,8 @@ interface SplitAccount {
   jobs: number;
   /** performance.now() until which this kind of job runs on the caller alone. */
   restUntil: number;
+  /** Length of the next rest (ms): doubles while probes keep failing, back to REST_MS after a round that paid. */
+  restMs: number;
 }
 
 // Worker indices in use per memory, so that two pools over one memory never share a slot.
@@ -133,6 +138,8 @@ export interface PoolTestHooks {
   jitterMs?: number;
   /** The caller claims nothing until a worker has claimed a chunk: every job runs on several threads. */
   workersFirst?: boolean;
+  /** The slowed thread's worker also reports the host as oversubscribed, as a descheduled thread's would. */
+  contended?: boolean;
 }
 
 /**
@@ -232,6 +239,7 @@ export class WorkerPool {
         JOB,
         slowMs: this.hooks.slowThread === slot.thread ? this.hooks.slowMs ?? 0 : 0,
         jitterMs: this.hooks.jitterMs ?? 0,
+        contendedForTest: this.hooks.slowThread === slot.thread && this.hooks.contended === true,
       },
       // The worker is plain .mjs: no need to load tsx (or any other loader) into it.
       execArgv: [],
@@ -313,7 +321,7 @@ export class WorkerPool {
     if (this.adaptive) {
       const key = `${name}/${rows.length}`;
       account = this.accounts.get(key);
-      if (!account) this.accounts.set(key, (account = { saved: 0, lost: 0, jobs: 0, restUntil: 0 }));
+      if (!account) this.accounts.set(key, (account = { saved: 0, lost: 0, jobs: 0, restUntil: 0, restMs: REST_MS }));
       if (account.restUntil > 0 && performance.now() < account.restUntil) {
         for (const row of rows) local(row);
         this.callerChunks += rows.length;
@@ -339,9 +347,11 @@ export class WorkerPool {
    * Weighs one finished job: the workers' chunks saved the caller about `others` of its own chunk times
    * (`meanMs`), and it lost the time it waited for them after running out of chunks, plus the dispatch. On a
    * quiet host the wait is at most about one chunk; on a busy one a worker descheduled while it holds a
-   * chunk costs a scheduler time slice (ms). When the losses of a round of jobs exceed their savings the
-   * pool rests (jobs run on the caller, as with one thread) for REST_MS, so it is never much slower than
-   * one thread, and splits again afterwards to see whether the host has quietened.
+   * chunk costs a scheduler time slice (ms). When a worker says the host is oversubscribed and the losses
+   * of a round of jobs exceed their savings, the pool rests (this kind of job runs on the caller, as with
+   * one thread) for REST_MS, doubling up to MAX_REST_MS while the probes after a rest keep failing, so it
+   * is never much slower than one thread, and splits again afterwards to see whether the host has
+   * quietened. On a quiet host (no worker contended) a loss is only a late wake-up and never rests.
    */
   private judge(account: SplitAccount | undefined, others: number, meanMs: number, lostMs: number): void {
     if (!account) return;
@@ -349,9 +359,13 @@ export class WorkerPool {
     account.lost += lostMs;
     account.jobs++;
     if (account.jobs < JUDGE_JOBS && account.lost < JUDGE_LOST_MS) return;
-    if (account.lost > account.saved) {
-      account.restUntil = performance.now() + REST_MS;
+    const contended = this.slots.some((slot) => Atomics.load(slot.i32, F.CONTENDED) !== 0);
+    if (contended && account.lost > account.saved) {
+      account.restUntil = performance.now() + account.restMs;
+      account.restMs = Math.min(MAX_REST_MS, 2 * account.restMs);
       this.rests++;
+    } else {
+      account.restMs = REST_MS;
     }
     account.saved = 0;
     account.lost = 0;

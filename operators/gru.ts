@@ -39,9 +39,10 @@ class Gru extends Recurrent {
     const a = step.alloc([T, B, W]);
     const q = step.alloc([T, B, W]);
     const h = step.alloc([T + 1, B, U]);
-    await this.projectInputs(step, xt, a, fr, this.bias.value.ptr);
-    this.writeInitialState(step, fr, [h.ptr]);
     const { compute, kernels } = step.engine;
+    // The sequence kernel adds the input bias itself, step by step while a_t is in cache.
+    await this.projectInputs(step, xt, a, fr, compute.gruForwardSequence ? 0 : this.bias.value.ptr);
+    this.writeInitialState(step, fr, [h.ptr]);
     const rk = this.recurrentKernel.value.ptr;
     const recurrentBias = this.bias.value.ptr + 4 * W;
     const n = B * U;
@@ -49,7 +50,7 @@ class Gru extends Recurrent {
     const skipFirst = this.initialState === 'zeros';
     if (compute.gruForwardSequence) {
       // The whole time loop as one job (row ranges of the batch on the pool).
-      await compute.gruForwardSequence(a.ptr, q.ptr, rk, recurrentBias, h.ptr, B, T, U, skipFirst ? 1 : 0);
+      await compute.gruForwardSequence(a.ptr, q.ptr, rk, this.bias.value.ptr, recurrentBias, h.ptr, B, T, U, skipFirst ? 1 : 0);
     } else {
       for (let t = 0; t < T; t++) {
         const at = a.ptr + 4 * t * B * W;

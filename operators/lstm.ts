@@ -60,16 +60,17 @@ class Lstm extends Recurrent {
     const h = step.alloc([T + 1, B, U]);
     const c = step.alloc([T + 1, B, U]);
     const tc = step.alloc([T, B, U]);
-    await this.projectInputs(step, xt, z, fr, this.bias.value.ptr);
-    this.writeInitialState(step, fr, [h.ptr, c.ptr]);
     const { compute, kernels } = step.engine;
+    // The sequence kernel adds the bias itself, step by step while z_t is in cache.
+    await this.projectInputs(step, xt, z, fr, compute.lstmForwardSequence ? 0 : this.bias.value.ptr);
+    this.writeInitialState(step, fr, [h.ptr, c.ptr]);
     const rk = this.recurrentKernel.value.ptr;
     const n = B * U;
     // With a zero initial state the first recurrent product is zero: skipped.
     const skipFirst = this.initialState === 'zeros';
     if (compute.lstmForwardSequence) {
       // The whole time loop as one job (row ranges of the batch on the pool).
-      await compute.lstmForwardSequence(z.ptr, rk, h.ptr, c.ptr, tc.ptr, B, T, U, skipFirst ? 1 : 0);
+      await compute.lstmForwardSequence(z.ptr, rk, this.bias.value.ptr, h.ptr, c.ptr, tc.ptr, B, T, U, skipFirst ? 1 : 0);
     } else {
       for (let t = 0; t < T; t++) {
         const zt = z.ptr + 4 * t * B * W;

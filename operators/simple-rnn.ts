@@ -320,14 +320,9 @@ export abstract class Recurrent implements RecurrentLayer {
 
   /** The recurrent kernel transposed, `[G·U, U]`, in the step's arena (for dh = dZ·Uᵀ read in place). */
   protected transposedRecurrentKernel(step: StepContext, fr: Frame): number {
-    const { units: U, width: W } = fr;
-    const rkT = step.alloc([W, U]);
-    const f = step.engine.heap.f32;
-    const src = this.recurrentKernel.value.ptr >> 2;
-    const dst = rkT.ptr >> 2;
-    for (let i = 0; i < U; i++) {
-      for (let j = 0; j < W; j++) f[dst + j * U + i] = f[src + i * W + j]!;
-    }
+    const rkT = step.alloc([fr.width, fr.units]);
+    // A one-tap filter transpose is the matrix transpose: rkT[j, i] = rk[i, j].
+    step.engine.kernels.conv2dTransposeFilter(this.recurrentKernel.value.ptr, rkT.ptr, 1, fr.units, fr.width);
     return rkT.ptr;
   }
 

@@ -182,12 +182,12 @@ describe('split kernels: bitwise identical on 1, 2 and 3 threads with random cla
             };
             if (G === 4) {
               await sameBits('lstmForwardSequence', reset, [[z, T * B * W], [h, (T + 1) * B * U], [c, (T + 1) * B * U], [tanhC, T * B * U]],
-                (be) => be.lstmForwardSequence(z, rk, h, c, tanhC, B, T, U, skipFirst ? 1 : 0));
+                (be) => be.lstmForwardSequence(z, rk, bias, h, c, tanhC, B, T, U, skipFirst ? 1 : 0));
               await sameBits('lstmBackwardSequence', reset, [[dz, (T - t0) * B * W], [dh, B * U], [dc, B * U]],
                 (be) => be.lstmBackwardSequence(z, c, tanhC, dh, dyPtr, dyEvery, dc, dz, rkT, B, T, t0, U, carry ? 1 : 0));
             } else {
               await sameBits('gruForwardSequence', reset, [[z, T * B * W], [q, T * B * W], [h, (T + 1) * B * U]],
-                (be) => be.gruForwardSequence(z, q, rk, bias, h, B, T, U, skipFirst ? 1 : 0));
+                (be) => be.gruForwardSequence(z, q, rk, bias, bias, h, B, T, U, skipFirst ? 1 : 0));
               await sameBits('gruBackwardSequence', reset, [[dz, (T - t0) * B * W], [dq, (T - t0) * B * W], [dh, B * U]],
                 (be) => be.gruBackwardSequence(z, q, h, dh, dyPtr, dyEvery, dz, dq, rkT, B, T, t0, U, carry ? 1 : 0));
             }

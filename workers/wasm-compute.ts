@@ -313,13 +313,13 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   // Work of a sequence: the recurrent GEMM (2·B·U·G·U per step) plus the cell (~25 flops per unit and gate block).
   const sequenceFlops = (B: number, T: number, U: number, G: number) => T * B * G * U * (2 * U + 25);
 
-  const lstmForwardSequence: SequenceKernels['lstmForwardSequence'] = (z, rk, h, c, tanhC, batch, T, U, skipFirst) =>
-    sequenceJob('lstmForwardSequence', [[z, 4], [rk, 0], [h, 1], [c, 1], [tanhC, 1]], batch, U, sequenceFlops(batch, T, U, 4), [T, U, skipFirst]);
+  const lstmForwardSequence: SequenceKernels['lstmForwardSequence'] = (z, rk, bias, h, c, tanhC, batch, T, U, skipFirst) =>
+    sequenceJob('lstmForwardSequence', [[z, 4], [rk, 0], [bias, 0], [h, 1], [c, 1], [tanhC, 1]], batch, U, sequenceFlops(batch, T, U, 4), [T, U, skipFirst]);
   const lstmBackwardSequence: SequenceKernels['lstmBackwardSequence'] = (z, c, tanhC, dh, dy, dyEvery, dc, dz, rkT, batch, T, t0, U, carry) =>
     sequenceJob('lstmBackwardSequence', [[z, 4], [c, 1], [tanhC, 1], [dh, 1], [dy, 1], [dyEvery, 0], [dc, 1], [dz, 4], [rkT, 0]], batch, U,
       sequenceFlops(batch, T - t0, U, 4), [T, t0, U, carry]);
-  const gruForwardSequence: SequenceKernels['gruForwardSequence'] = (a, q, rk, recurrentBias, h, batch, T, U, skipFirst) =>
-    sequenceJob('gruForwardSequence', [[a, 3], [q, 3], [rk, 0], [recurrentBias, 0], [h, 1]], batch, U, sequenceFlops(batch, T, U, 3), [T, U, skipFirst]);
+  const gruForwardSequence: SequenceKernels['gruForwardSequence'] = (a, q, rk, inputBias, recurrentBias, h, batch, T, U, skipFirst) =>
+    sequenceJob('gruForwardSequence', [[a, 3], [q, 3], [rk, 0], [inputBias, 0], [recurrentBias, 0], [h, 1]], batch, U, sequenceFlops(batch, T, U, 3), [T, U, skipFirst]);
   const gruBackwardSequence: SequenceKernels['gruBackwardSequence'] = (a, q, h, dh, dy, dyEvery, da, dq, rkT, batch, T, t0, U, carry) =>
     sequenceJob('gruBackwardSequence', [[a, 3], [q, 3], [h, 1], [dh, 1], [dy, 1], [dyEvery, 0], [da, 3], [dq, 3], [rkT, 0]], batch, U,
       sequenceFlops(batch, T - t0, U, 3), [T, t0, U, carry]);

@@ -24,18 +24,20 @@ import { gruCellBackward, gruCellForward, lstmCellBackward, lstmCellForward } fr
 }
 
 /**
- * LSTM forward over T steps: z (T × batch × 4U, the input projection with bias) gets h_{t−1}·U added
- * (skipped at t = 0 when `skipFirst`: a zero initial state) and then the cell in place; h and c are
- * (T + 1) × batch × U with h_0, c_0 filled in; tanhC is T × batch × U.
+ * LSTM forward over T steps: z (T × batch × 4U, the input projection) gets the bias (4U; 0: none) and
+ * then h_{t−1}·U added (skipped at t = 0 when `skipFirst`: a zero initial state), then the cell in place;
+ * h and c are (T + 1) × batch × U with h_0, c_0 filled in; tanhC is T × batch × U. The bias is added per
+ * step, just before the step's GEMM reads z_t back (in cache), in the order of a separate bias pass.
  */
 export function lstmForwardSequence(
-  z: usize, rk: usize, h: usize, c: usize, tanhC: usize, rows: i32, batch: i32, T: i32, U: i32, skipFirst: i32, path: i32,
+  z: usize, rk: usize, bias: usize, h: usize, c: usize, tanhC: usize, rows: i32, batch: i32, T: i32, U: i32, skipFirst: i32, path: i32,
 ): void {
   const W = 4 * U;
   for (let t = 0; t < T; t++) {
     const zt = z + off(t * batch * W);
     const s = off(t * batch * U);
     const s1 = off((t + 1) * batch * U);
+    if (bias != 0) addBias(zt, bias, rows, W);
     if (t > 0 || skipFirst == 0) gemmWith(path, 0, 0, rows, W, U, 1, h + s, U, rk, W, 1, zt, W);
     lstmCellForward(zt, c + s, c + s1, tanhC + s, h + s1, rows, U);
   }
@@ -61,18 +63,19 @@ export function lstmBackwardSequence(
 }
 
 /**
- * GRU forward over T steps: q_t = h_{t−1}·U (zeros at t = 0 when `skipFirst`) + the recurrent bias
- * `recurrentBias` (3U), then the cell (a ← z, r, ĥ in place; h_t). a and q are T × batch × 3U, h is
- * (T + 1) × batch × U with h_0 filled in.
+ * GRU forward over T steps: a_t += the input bias (3U; 0: none); q_t = h_{t−1}·U (zeros at t = 0 when
+ * `skipFirst`) + the recurrent bias `recurrentBias` (3U), then the cell (a ← z, r, ĥ in place; h_t). a and
+ * q are T × batch × 3U, h is (T + 1) × batch × U with h_0 filled in.
  */
 export function gruForwardSequence(
-  a: usize, q: usize, rk: usize, recurrentBias: usize, h: usize, rows: i32, batch: i32, T: i32, U: i32, skipFirst: i32, path: i32,
+  a: usize, q: usize, rk: usize, inputBias: usize, recurrentBias: usize, h: usize, rows: i32, batch: i32, T: i32, U: i32, skipFirst: i32, path: i32,
 ): void {
   const W = 3 * U;
   for (let t = 0; t < T; t++) {
     const at = a + off(t * batch * W);
     const qt = q + off(t * batch * W);
     const s = off(t * batch * U);
+    if (inputBias != 0) addBias(at, inputBias, rows, W);
     if (t == 0 && skipFirst != 0) fill(qt, rows * W, 0);
     else gemmWith(path, 0, 0, rows, W, U, 1, h + s, U, rk, W, 0, qt, W);
     addBias(qt, recurrentBias, rows, W);

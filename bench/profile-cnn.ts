@@ -12,6 +12,7 @@ import {
   adam, batchFromArrays, conv2d, createEngine, dense, flatten, maxPool2d, randomFlip, randomTranslate, relu, sequential,
   softmaxCrossEntropy, type Layer,
 } from '../src/index.ts';
+import { cpuNow, formatLayerTimes, timeLayers, type LayerTime } from './layer-timing.ts';
 
 const arg = (name: string, d: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -35,31 +36,8 @@ const layers: Layer[] = [
 const model = sequential(layers, { inputShape: [28, 28, 1], seed: 1, engine });
 
 // Per-layer timing: wrap forward/backward (awaited, so split kernels count in full).
-const stats = new Map<string, { wall: number; cpu: number; n: number }>();
-const cpuNow = () => {
-  const c = process.cpuUsage();
-  return (c.user + c.system) / 1000;
-};
-function record(key: string, wall: number, cpu: number): void {
-  const s = stats.get(key) ?? { wall: 0, cpu: 0, n: 0 };
-  s.wall += wall; s.cpu += cpu; s.n++;
-  stats.set(key, s);
-}
-if (perLayer) {
-  for (const layer of layers) {
-    for (const m of ['forward', 'backward'] as const) {
-      const orig = (layer[m] as (...a: unknown[]) => unknown).bind(layer);
-      (layer as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => {
-        const t0 = performance.now(), c0 = cpuNow();
-        const r = orig(...a);
-        const key = `${layer.name} ${m}${m === 'forward' && !(a[1] as { training: boolean }).training ? ' (infer)' : ''}`;
-        if (r instanceof Promise) return r.then((v) => (record(key, performance.now() - t0, cpuNow() - c0), v));
-        record(key, performance.now() - t0, cpuNow() - c0);
-        return r;
-      };
-    }
-  }
-}
+const timing = perLayer ? timeLayers(layers, (layer, m, a) => `${layer.name} ${m}${m === 'forward' && !(a[1] as { training: boolean }).training ? ' (infer)' : ''}`) : null;
+const stats = timing?.stats ?? new Map<string, LayerTime>();
 
 function makeBatches(n: number, size: number) {
   let seed = 12345;
@@ -80,7 +58,7 @@ let t0 = performance.now(), c0 = cpuNow();
 await fit(train);
 const wall = performance.now() - t0, cpu = cpuNow() - c0;
 console.log(`train ${padding}${augment ? ' +aug' : ''}, ${threads} thread(s), batch 64, ${steps} steps: ${(wall / steps).toFixed(3)} ms/step wall, ${(cpu / steps).toFixed(3)} ms/step CPU, ${Math.round(64 * steps / wall * 1000)} ex/s (CPU/wall ${(cpu / wall).toFixed(2)}, load ${load0.toFixed(2)} → ${os.loadavg()[0]!.toFixed(2)})`);
-const lines = [...stats].map(([k, s]) => `  ${k.padEnd(28)} ${(s.wall / s.n).toFixed(3).padStart(8)} ms wall ${(s.cpu / s.n).toFixed(3).padStart(8)} ms cpu`);
+const lines = [formatLayerTimes(stats)];
 let layerWall = 0;
 for (const s of stats.values()) layerWall += s.wall / s.n;
 console.log(lines.join('\n'));
@@ -103,6 +81,6 @@ for (let r = 0; r < reps; r++) await predict();
 const iw = performance.now() - t0, ic = cpuNow() - c0;
 const nb = reps * inf.length;
 console.log(`inference b256: ${(iw / nb).toFixed(3)} ms/batch wall, ${(ic / nb).toFixed(3)} CPU, ${Math.round(256 * nb / iw * 1000)} ex/s`);
-console.log([...stats].map(([k, s]) => `  ${k.padEnd(28)} ${(s.wall / s.n).toFixed(3).padStart(8)} ms wall ${(s.cpu / s.n).toFixed(3).padStart(8)} ms cpu`).join('\n'));
+console.log(formatLayerTimes(stats));
 model.dispose();
 await engine.close();

@@ -39,21 +39,28 @@ class Gru extends Recurrent {
     const a = step.alloc([T, B, W]);
     const q = step.alloc([T, B, W]);
     const h = step.alloc([T + 1, B, U]);
-    await this.projectInputs(step, xt, a, fr, this.bias.value.ptr);
-    this.writeInitialState(step, fr, [h.ptr]);
     const { compute, kernels } = step.engine;
+    // The sequence kernel adds the input bias itself, step by step while a_t is in cache.
+    await this.projectInputs(step, xt, a, fr, compute.gruForwardSequence ? 0 : this.bias.value.ptr);
+    this.writeInitialState(step, fr, [h.ptr]);
     const rk = this.recurrentKernel.value.ptr;
     const recurrentBias = this.bias.value.ptr + 4 * W;
     const n = B * U;
-    for (let t = 0; t < T; t++) {
-      const at = a.ptr + 4 * t * B * W;
-      const qt = q.ptr + 4 * t * B * W;
-      // With a zero initial state the first recurrent product is zero: q_0 is the bias alone.
-      if (t === 0 && this.initialState === 'zeros') kernels.fill(qt, B * W, 0);
-      else await compute.gemm(0, 0, B, W, U, 1, h.ptr + 4 * t * n, U, rk, W, 0, qt, W);
-      kernels.addBias(qt, recurrentBias, B, W);
-      // Gates and the state update in one pass (a keeps z, r, ĥ for the backward).
-      await (compute.gruCellForward ?? kernels.gruCellForward)(at, qt, h.ptr + 4 * t * n, h.ptr + 4 * (t + 1) * n, B, U);
+    // With a zero initial state the first recurrent product is zero: q_0 is the bias alone.
+    const skipFirst = this.initialState === 'zeros';
+    if (compute.gruForwardSequence) {
+      // The whole time loop as one job (row ranges of the batch on the pool).
+      await compute.gruForwardSequence(a.ptr, q.ptr, rk, this.bias.value.ptr, recurrentBias, h.ptr, B, T, U, skipFirst ? 1 : 0);
+    } else {
+      for (let t = 0; t < T; t++) {
+        const at = a.ptr + 4 * t * B * W;
+        const qt = q.ptr + 4 * t * B * W;
+        if (t === 0 && skipFirst) kernels.fill(qt, B * W, 0);
+        else await compute.gemm(0, 0, B, W, U, 1, h.ptr + 4 * t * n, U, rk, W, 0, qt, W);
+        kernels.addBias(qt, recurrentBias, B, W);
+        // Gates and the state update in one pass (a keeps z, r, ĥ for the backward).
+        await (compute.gruCellForward ?? kernels.gruCellForward)(at, qt, h.ptr + 4 * t * n, h.ptr + 4 * (t + 1) * n, B, U);
+      }
     }
     step.save(this, x, xt, h, a, q);
     return this.output(step, h, fr);
@@ -75,14 +82,21 @@ class Gru extends Recurrent {
     kernels.fill(dh.ptr, n, 0);
     const rk = this.recurrentKernel.value.ptr;
     const carry = this.wantsInitialGradient(t0);
-    for (let t = T - 1; t >= t0; t--) {
-      const dyAt = this.dyIndex(dyt, fr, t);
-      const dqt = dq.ptr + 4 * (t - t0) * B * W;
-      // Every gate derivative in one pass; dh becomes the direct path h_{t−1} → h_t, the GEMM adds the rest.
-      await (compute.gruCellBackward ?? kernels.gruCellBackward)(
-        a.ptr + 4 * t * B * W, q.ptr + 4 * t * B * W, h.ptr + 4 * t * n, dh.ptr, dyAt >= 0 ? 4 * dyAt : 0, da.ptr + 4 * (t - t0) * B * W, dqt, B, U,
-      );
-      if (t > t0 || carry) await compute.gemm(0, 1, B, U, W, 1, dqt, W, rk, W, 1, dh.ptr, U);
+    if (compute.gruBackwardSequence) {
+      // The whole time loop as one job; dh += dq·Uᵀ through Uᵀ transposed once, read in place by every step.
+      const rkT = this.transposedRecurrentKernel(step, fr);
+      const dyPtr = this.returnSequences ? dyt.ptr : dy.ptr;
+      await compute.gruBackwardSequence(a.ptr, q.ptr, h.ptr, dh.ptr, dyPtr, this.returnSequences ? 1 : 0, da.ptr, dq.ptr, rkT, B, T, t0, U, carry ? 1 : 0);
+    } else {
+      for (let t = T - 1; t >= t0; t--) {
+        const dyAt = this.dyIndex(dyt, fr, t);
+        const dqt = dq.ptr + 4 * (t - t0) * B * W;
+        // Every gate derivative in one pass; dh becomes the direct path h_{t−1} → h_t, the GEMM adds the rest.
+        await (compute.gruCellBackward ?? kernels.gruCellBackward)(
+          a.ptr + 4 * t * B * W, q.ptr + 4 * t * B * W, h.ptr + 4 * t * n, dh.ptr, dyAt >= 0 ? 4 * dyAt : 0, da.ptr + 4 * (t - t0) * B * W, dqt, B, U,
+        );
+        if (t > t0 || carry) await compute.gemm(0, 1, B, U, W, 1, dqt, W, rk, W, 1, dh.ptr, U);
+      }
     }
     const rows = (T - t0) * B;
     const sumRows = compute.sumRows ?? kernels.sumRows;

@@ -60,18 +60,24 @@ class Lstm extends Recurrent {
     const h = step.alloc([T + 1, B, U]);
     const c = step.alloc([T + 1, B, U]);
     const tc = step.alloc([T, B, U]);
-    await this.projectInputs(step, xt, z, fr, this.bias.value.ptr);
-    this.writeInitialState(step, fr, [h.ptr, c.ptr]);
     const { compute, kernels } = step.engine;
+    // The sequence kernel adds the bias itself, step by step while z_t is in cache.
+    await this.projectInputs(step, xt, z, fr, compute.lstmForwardSequence ? 0 : this.bias.value.ptr);
+    this.writeInitialState(step, fr, [h.ptr, c.ptr]);
     const rk = this.recurrentKernel.value.ptr;
     const n = B * U;
+    // With a zero initial state the first recurrent product is zero: skipped.
     const skipFirst = this.initialState === 'zeros';
-    for (let t = 0; t < T; t++) {
-      const zt = z.ptr + 4 * t * B * W;
-      // With a zero initial state the first recurrent product is zero: skip it.
-      if (t > 0 || !skipFirst) await compute.gemm(0, 0, B, W, U, 1, h.ptr + 4 * t * n, U, rk, W, 1, zt, W);
-      // Gate non-linearities and the cell update in one pass over the step's gates (z keeps the activations).
-      await (compute.lstmCellForward ?? kernels.lstmCellForward)(zt, c.ptr + 4 * t * n, c.ptr + 4 * (t + 1) * n, tc.ptr + 4 * t * n, h.ptr + 4 * (t + 1) * n, B, U);
+    if (compute.lstmForwardSequence) {
+      // The whole time loop as one job (row ranges of the batch on the pool).
+      await compute.lstmForwardSequence(z.ptr, rk, this.bias.value.ptr, h.ptr, c.ptr, tc.ptr, B, T, U, skipFirst ? 1 : 0);
+    } else {
+      for (let t = 0; t < T; t++) {
+        const zt = z.ptr + 4 * t * B * W;
+        if (t > 0 || !skipFirst) await compute.gemm(0, 0, B, W, U, 1, h.ptr + 4 * t * n, U, rk, W, 1, zt, W);
+        // Gate non-linearities and the cell update in one pass over the step's gates (z keeps the activations).
+        await (compute.lstmCellForward ?? kernels.lstmCellForward)(zt, c.ptr + 4 * t * n, c.ptr + 4 * (t + 1) * n, tc.ptr + 4 * t * n, h.ptr + 4 * (t + 1) * n, B, U);
+      }
     }
     step.save(this, x, xt, h, c, tc, z);
     return this.output(step, h, fr);
@@ -94,12 +100,19 @@ class Lstm extends Recurrent {
     kernels.fill(dc.ptr, n, 0);
     const rk = this.recurrentKernel.value.ptr;
     const carry = this.wantsInitialGradient(t0);
-    for (let t = T - 1; t >= t0; t--) {
-      const dyAt = this.dyIndex(dyt, fr, t);
-      const dzt = dz.ptr + 4 * (t - t0) * B * W;
-      // Every gate derivative in one pass (no transcendental: from the saved activations).
-      await (compute.lstmCellBackward ?? kernels.lstmCellBackward)(z.ptr + 4 * t * B * W, c.ptr + 4 * t * n, tc.ptr + 4 * t * n, dh.ptr, dyAt >= 0 ? 4 * dyAt : 0, dc.ptr, dzt, B, U);
-      if (t > t0 || carry) await compute.gemm(0, 1, B, U, W, 1, dzt, W, rk, W, 0, dh.ptr, U);
+    if (compute.lstmBackwardSequence) {
+      // The whole time loop as one job; dh = dz·Uᵀ through Uᵀ transposed once, read in place by every step.
+      const rkT = this.transposedRecurrentKernel(step, fr);
+      const dyPtr = this.returnSequences ? dyt.ptr : dy.ptr;
+      await compute.lstmBackwardSequence(z.ptr, c.ptr, tc.ptr, dh.ptr, dyPtr, this.returnSequences ? 1 : 0, dc.ptr, dz.ptr, rkT, B, T, t0, U, carry ? 1 : 0);
+    } else {
+      for (let t = T - 1; t >= t0; t--) {
+        const dyAt = this.dyIndex(dyt, fr, t);
+        const dzt = dz.ptr + 4 * (t - t0) * B * W;
+        // Every gate derivative in one pass (no transcendental: from the saved activations).
+        await (compute.lstmCellBackward ?? kernels.lstmCellBackward)(z.ptr + 4 * t * B * W, c.ptr + 4 * t * n, tc.ptr + 4 * t * n, dh.ptr, dyAt >= 0 ? 4 * dyAt : 0, dc.ptr, dzt, B, U);
+        if (t > t0 || carry) await compute.gemm(0, 1, B, U, W, 1, dzt, W, rk, W, 0, dh.ptr, U);
+      }
     }
     (compute.sumRows ?? kernels.sumRows)(dz.ptr, this.bias.grad.ptr, (T - t0) * B, W, 0);
     await this.weightGradients(step, saved, t0, dz, dz, grads?.dx ?? null, grads?.dxt ?? null);

@@ -1,7 +1,8 @@
 /**
  * Determinism of the split kernels: a chunked job gives the same bits whichever thread runs which chunk.
  * Every kernel the pool splits (GEMM in every transpose, conv forward / input gradient / filter gradient,
- * max pooling forward and backward, an elementwise activation, the bias gradient, the optimizer updates)
+ * max pooling forward and backward, an elementwise activation, the bias gradient, the optimizer updates,
+ * the whole-sequence LSTM / GRU loops)
  * runs on 1, 2 and 3 threads over random shapes; the 2- and 3-thread backends claim chunks at random
  * (every claim jittered), one thread of each is slowed down (a worker, or the caller), and the caller
  * waits until a worker has claimed a chunk before claiming its own (test hooks of the pool: no timing is
@@ -152,6 +153,46 @@ describe('split kernels: bitwise identical on 1, 2 and 3 threads with random cla
           { name: 'emaUpdate', pointers: [ema, g], n, tail: [0.99, 1 - 0.99] }, // calls of one job are independent
         ]));
       }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('whole-sequence LSTM and GRU kernels (row ranges over every step; truncation, carry, dy per step or last)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 0, max: 5 }), fc.boolean(), fc.boolean(), fc.integer({ min: 0, max: 2 }), fc.integer(),
+        async (B, T, U, cut, skipFirst, carry, dyMode, seed) => {
+          arena.reset();
+          const t0 = Math.min(cut, T - 1);
+          const dyEvery = dyMode === 2 ? 1 : 0;
+          for (const G of [4, 3]) {
+            const W = G * U;
+            const z = alloc(T * B * W), q = alloc(T * B * W), rk = alloc(U * W), rkT = alloc(W * U), bias = alloc(W);
+            const h = alloc((T + 1) * B * U), c = alloc((T + 1) * B * U), tanhC = alloc(T * B * U);
+            const dy = alloc(T * B * U), dh = alloc(B * U), dc = alloc(B * U), dz = alloc(T * B * W), dq = alloc(T * B * W);
+            const dyPtr = dyMode === 0 ? 0 : dy;
+            const reset = () => {
+              for (const [p, count, i] of [[z, T * B * W, 0], [q, T * B * W, 1], [rk, U * W, 2], [rkT, W * U, 3], [bias, W, 4], [h, (T + 1) * B * U, 5],
+                [c, (T + 1) * B * U, 6], [tanhC, T * B * U, 7], [dy, T * B * U, 8]] as const) fillRandom(p, count, seed + i);
+              // Small recurrent weights keep the states in the gates' sensitive range over the steps.
+              for (let i = 0; i < U * W; i++) heap.f32[(rk >> 2) + i]! *= 0.3;
+              heap.f32.fill(0, dh >> 2, (dh >> 2) + B * U);
+              heap.f32.fill(0, dc >> 2, (dc >> 2) + B * U);
+            };
+            if (G === 4) {
+              await sameBits('lstmForwardSequence', reset, [[z, T * B * W], [h, (T + 1) * B * U], [c, (T + 1) * B * U], [tanhC, T * B * U]],
+                (be) => be.lstmForwardSequence(z, rk, bias, h, c, tanhC, B, T, U, skipFirst ? 1 : 0));
+              await sameBits('lstmBackwardSequence', reset, [[dz, (T - t0) * B * W], [dh, B * U], [dc, B * U]],
+                (be) => be.lstmBackwardSequence(z, c, tanhC, dh, dyPtr, dyEvery, dc, dz, rkT, B, T, t0, U, carry ? 1 : 0));
+            } else {
+              await sameBits('gruForwardSequence', reset, [[z, T * B * W], [q, T * B * W], [h, (T + 1) * B * U]],
+                (be) => be.gruForwardSequence(z, q, rk, bias, bias, h, B, T, U, skipFirst ? 1 : 0));
+              await sameBits('gruBackwardSequence', reset, [[dz, (T - t0) * B * W], [dq, (T - t0) * B * W], [dh, B * U]],
+                (be) => be.gruBackwardSequence(z, q, h, dh, dyPtr, dyEvery, dz, dq, rkT, B, T, t0, U, carry ? 1 : 0));
+            }
+          }
+        }),
       { numRuns: RUNS },
     );
   });

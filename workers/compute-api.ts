@@ -1,21 +1,26 @@
 import type { Kernels } from './kernel-api.ts';
+import type { SequenceKernels } from './sequence-api.ts';
 
 /**
  * A compute backend: the kernels on the calling thread, plus the kernels that may be split across
  * a worker pool (asynchronous, because the calling thread waits for the workers without blocking
  * its event loop).
  */
-export interface ComputeBackend {
+export interface ComputeBackend extends Partial<SequenceKernels> {
   /** Runs on the calling thread, synchronously. */
   readonly kernels: Kernels;
   /** Number of threads that share a split kernel (the calling thread included). */
   readonly threads: number;
   /** Human-readable name: 'wasm-simd128', 'wasm-relaxed-simd', 'js-reference'. */
   readonly name: string;
-  /** GEMM as in {@link Kernels.gemm}, split across the pool when large enough. */
+  /**
+   * GEMM as in {@link Kernels.gemm}, split across the pool when large enough. `path`: 'auto' (default,
+   * chosen by shape) or 'packed', a hint for products the shape rule misjudges (long k with a transposed
+   * A, tiny k) that a backend without paths ignores.
+   */
   gemm(
     transA: number, transB: number, m: number, n: number, k: number, alpha: number,
-    a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number,
+    a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number, path?: GemmPath,
   ): Promise<void> | void;
   /**
    * Conv kernels split over batch images across the pool (same arguments as the Kernels members).
@@ -57,9 +62,14 @@ export interface ComputeBackend {
   /** The GRU cell kernels, split likewise. */
   gruCellForward?(...args: Parameters<Kernels['gruCellForward']>): Promise<void> | void;
   gruCellBackward?(...args: Parameters<Kernels['gruCellBackward']>): Promise<void> | void;
+  // The whole-sequence recurrent kernels (SequenceKernels members, optional): one job per sequence, split
+  // into row ranges. Without them a recurrent layer loops over the steps with the cell kernels.
   /** Stops the workers; the backend must not be used afterwards. */
   close(): Promise<void>;
 }
+
+/** See {@link ComputeBackend.gemm}. */
+export type GemmPath = 'auto' | 'packed';
 
 /**
  * Image chunks of a split filter gradient (conv2dBackwardFilter): fixed, never the thread count, so the

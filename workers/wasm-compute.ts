@@ -2,11 +2,12 @@
  * The wasm compute backend: the SIMD128 kernels (workers/assembly, built by `npm run build:wasm`) on the
  * calling thread, plus a lazily started worker pool that splits large GEMMs.
  */
-import { FILTER_GRADIENT_CHUNKS, type ComputeBackend, type ElementwiseCall, type ElementwiseKernel } from './compute-api.ts';
+import { FILTER_GRADIENT_CHUNKS, type ComputeBackend, type GemmPath, type ElementwiseCall, type ElementwiseKernel } from './compute-api.ts';
 import { KERNEL_NAMES, type Kernels } from './kernel-api.ts';
 
 import { defaultThreads, loadModule, provideWorkspace, relaxedSupported, warmUp } from './wasm-setup.ts';
 import { MR, partitionBatch, partitionElements, partitionGemm } from './partition.ts';
+import { SEQUENCE_KERNEL_NAMES, type SequenceKernels } from './sequence-api.ts';
 import { WorkerPool, JOB_BYTES, MAX_CHUNKS, MAX_THREADS, OP, scratchAddress, type CallTask, type PoolTestHooks } from './pool.ts';
 
 /** Options of {@link createWasmCompute}. */
@@ -104,6 +105,10 @@ export interface WasmCompute extends ComputeBackend {
   gruCellForward(...args: Parameters<Kernels['gruCellForward']>): Promise<void> | void;
   gruCellBackward(...args: Parameters<Kernels['gruCellBackward']>): Promise<void> | void;
   sumRows(x: number, out: number, rows: number, cols: number, beta: number): void;
+  lstmForwardSequence: SequenceKernels['lstmForwardSequence'];
+  lstmBackwardSequence: SequenceKernels['lstmBackwardSequence'];
+  gruForwardSequence: SequenceKernels['gruForwardSequence'];
+  gruBackwardSequence: SequenceKernels['gruBackwardSequence'];
   /** Bytes of GEMM packing workspace per thread. */
   readonly workspaceBytes: number;
   /** Round trip of an empty task through every worker (starts the pool); for latency measurements. */
@@ -135,7 +140,10 @@ export function reductionChunks(batch: number, flops: number): number {
  * Exports the pool may call (chunk rows index this list): the contract's kernels, then the
  * entry points of the splits that are not part of the Kernels contract.
  */
-export const CALL_NAMES = [...KERNEL_NAMES, 'maxPool2dForwardPart', 'maxPool2dBackwardPart', 'gemmWith'] as const;
+export const CALL_NAMES = [
+  ...KERNEL_NAMES, 'maxPool2dForwardPart', 'maxPool2dBackwardPart', 'gemmWith',
+  ...SEQUENCE_KERNEL_NAMES,
+] as const;
 type CallName = (typeof CALL_NAMES)[number];
 
 /** The 12 geometry arguments of the pooling kernels (batch … padLeft). */
@@ -294,6 +302,35 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   const gruCellBackward = (a: number, q: number, hPrev: number, dh: number, dy: number, da: number, dq: number, rows: number, U: number) =>
     cellJob('gruCellBackward', [[a, 3], [q, 3], [hPrev, 1], [dh, 1], [dy, 1], [da, 3], [dq, 3]], rows, U);
 
+  /**
+   * A whole-sequence recurrent kernel (workers/sequence-api.ts) as one job of row ranges (multiples of 4
+   * rows, the direct GEMM tile): rows never interact, so the ranges run on any threads in any order with
+   * the results of one call. `operands`: each pointer with its row width in units of U (0: passed as is,
+   * a weight matrix or a flag; a 0 pointer stays 0); then `rows`, `batch` and `tail`. Every range takes the
+   * direct GEMM path (1): it reads the recurrent kernel in place, where a packed path would repack it at
+   * every step of every range.
+   */
+  function sequenceJob(name: (typeof SEQUENCE_KERNEL_NAMES)[number], operands: readonly [number, number][], batch: number, U: number, flops: number, tail: readonly number[]): Promise<void> | void {
+    const parallel = threads > 1 && batch >= 2 * MR && flops >= threshold();
+    const parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), MR).ranges : [[0, batch] as [number, number]];
+    return runJob(name, parts.map(([r0, r1]) => [
+      ...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, batch, ...tail, 1,
+    ]), parallel);
+  }
+  // Work of a sequence: the recurrent GEMM (2·B·U·G·U per step) plus the cell (~25 flops per unit and gate block).
+  const sequenceFlops = (B: number, T: number, U: number, G: number) => T * B * G * U * (2 * U + 25);
+
+  const lstmForwardSequence: SequenceKernels['lstmForwardSequence'] = (z, rk, bias, h, c, tanhC, batch, T, U, skipFirst) =>
+    sequenceJob('lstmForwardSequence', [[z, 4], [rk, 0], [bias, 0], [h, 1], [c, 1], [tanhC, 1]], batch, U, sequenceFlops(batch, T, U, 4), [T, U, skipFirst]);
+  const lstmBackwardSequence: SequenceKernels['lstmBackwardSequence'] = (z, c, tanhC, dh, dy, dyEvery, dc, dz, rkT, batch, T, t0, U, carry) =>
+    sequenceJob('lstmBackwardSequence', [[z, 4], [c, 1], [tanhC, 1], [dh, 1], [dy, 1], [dyEvery, 0], [dc, 1], [dz, 4], [rkT, 0]], batch, U,
+      sequenceFlops(batch, T - t0, U, 4), [T, t0, U, carry]);
+  const gruForwardSequence: SequenceKernels['gruForwardSequence'] = (a, q, rk, inputBias, recurrentBias, h, batch, T, U, skipFirst) =>
+    sequenceJob('gruForwardSequence', [[a, 3], [q, 3], [rk, 0], [inputBias, 0], [recurrentBias, 0], [h, 1]], batch, U, sequenceFlops(batch, T, U, 3), [T, U, skipFirst]);
+  const gruBackwardSequence: SequenceKernels['gruBackwardSequence'] = (a, q, h, dh, dy, dyEvery, da, dq, rkT, batch, T, t0, U, carry) =>
+    sequenceJob('gruBackwardSequence', [[a, 3], [q, 3], [h, 1], [dh, 1], [dy, 1], [dyEvery, 0], [da, 3], [dq, 3], [rkT, 0]], batch, U,
+      sequenceFlops(batch, T - t0, U, 3), [T, t0, U, carry]);
+
   function sumRows(x: number, out: number, rows: number, cols: number, beta: number): void {
     // Row chunks fixed by the shape: chunk 0 into out (with beta), chunk c ≥ 1 into partial sums, added
     // in chunk order, so the bits never depend on the thread count.
@@ -380,18 +417,19 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
 
   function gemm(
     transA: number, transB: number, m: number, n: number, k: number, alpha: number,
-    a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number,
+    a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number, hint: GemmPath = 'auto',
   ): Promise<void> | void {
     const flops = 2 * m * n * k;
     if (threads === 1 || flops < threshold()) {
-      kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      if (hint === 'packed') exports.gemmWith(2, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      else kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     }
     // The path of the whole product, for every chunk: chunks compute exactly as one thread would.
-    const path = exports.gemmChoosePath(transB, m, n, k, ldb);
+    const path = hint === 'packed' ? 2 : exports.gemmChoosePath(transB, m, n, k, ldb);
     const { rows, ranges: parts } = partitionGemm(m, n, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), path === 2 ? PACKED_ROW_TILE : MR);
     if (parts.length < 2) {
-      kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      exports.gemmWith(path, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     }
     const part = ([s, e]: [number, number]): number[] =>
@@ -419,6 +457,10 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     lstmCellBackward,
     gruCellForward,
     gruCellBackward,
+    lstmForwardSequence,
+    lstmBackwardSequence,
+    gruForwardSequence,
+    gruBackwardSequence,
     maxPool2dForward,
     maxPool2dBackward,
     get pool() {

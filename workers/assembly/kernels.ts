@@ -16,3 +16,4 @@ export {
 } from './pooling';
 export { scoreRows, topK } from './ranking';
 export { lstmCellForward, lstmCellBackward, gruCellForward, gruCellBackward } from './recurrent';
+export { lstmForwardSequence, lstmBackwardSequence, gruForwardSequence, gruBackwardSequence } from './recurrent-sequence';

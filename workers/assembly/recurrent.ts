@@ -49,6 +49,24 @@ function cellForward4(z: usize, cp: usize, c: usize, tc: usize, h: usize, U: i32
   st(h, f32x4.mul(go, t), r);
 }
 
+/** cellForward4 over 8 full lanes (two vectors per gate), the two halves interleaved. */
+function cellForward8(z: usize, cp: usize, c: usize, tc: usize, h: usize, U: i32): void {
+  const gi = sigmoidV(v128.load(z)), gi2 = sigmoidV(v128.load(z, 16));
+  const gf = sigmoidV(v128.load(z + off(U))), gf2 = sigmoidV(v128.load(z + off(U), 16));
+  const gg = tanhV(v128.load(z + off(2 * U))), gg2 = tanhV(v128.load(z + off(2 * U), 16));
+  const go = sigmoidV(v128.load(z + off(3 * U))), go2 = sigmoidV(v128.load(z + off(3 * U), 16));
+  v128.store(z, gi); v128.store(z, gi2, 16);
+  v128.store(z + off(U), gf); v128.store(z + off(U), gf2, 16);
+  v128.store(z + off(2 * U), gg); v128.store(z + off(2 * U), gg2, 16);
+  v128.store(z + off(3 * U), go); v128.store(z + off(3 * U), go2, 16);
+  const cn = f32x4.add(f32x4.mul(gf, v128.load(cp)), f32x4.mul(gi, gg));
+  const cn2 = f32x4.add(f32x4.mul(gf2, v128.load(cp, 16)), f32x4.mul(gi2, gg2));
+  const t = tanhV(cn), t2 = tanhV(cn2);
+  v128.store(c, cn); v128.store(c, cn2, 16);
+  v128.store(tc, t); v128.store(tc, t2, 16);
+  v128.store(h, f32x4.mul(go, t)); v128.store(h, f32x4.mul(go2, t2), 16);
+}
+
 /**
  * z (rows × 4U, gate blocks i, f, g, o) → activations in place: i, f, o = σ, g = tanh; then
  * c = f·cPrev + i·g, tanhC = tanh(c), h = o·tanhC (each rows × U).
@@ -57,7 +75,10 @@ export function lstmCellForward(z: usize, cPrev: usize, c: usize, tanhC: usize, 
   for (let b = 0; b < rows; b++) {
     const zr = z + off(b * 4 * U);
     const s = off(b * U);
-    for (let u = 0; u < U; u += 4) {
+    let u = 0;
+    // Two groups of 4 units per iteration: independent dependency chains for the out-of-order core.
+    for (; u + 8 <= U; u += 8) cellForward8(zr + off(u), cPrev + s + off(u), c + s + off(u), tanhC + s + off(u), h + s + off(u), U);
+    for (; u < U; u += 4) {
       cellForward4(zr + off(u), cPrev + s + off(u), c + s + off(u), tanhC + s + off(u), h + s + off(u), U, U - u);
     }
   }

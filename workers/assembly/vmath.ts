@@ -13,6 +13,11 @@
 // Below this exp underflows to a subnormal; flushed to 0.
 // @ts-ignore: decorator
 @inline const EXP_LO: f32 = -87.33654;
+// 1.5·2^23: adding it rounds |t| < 2^22 to an integer held in the low mantissa bits.
+// @ts-ignore: decorator
+@inline const ROUND_MAGIC: f32 = 12582912.0;
+// @ts-ignore: decorator
+@inline const ROUND_MAGIC_BITS: i32 = 0x4B400000;
 
 /**
  * e^x lane-wise (Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, degree-6 polynomial, 2^n through the exponent
@@ -21,8 +26,13 @@
 // @ts-ignore: decorator
 @inline export function expV(x: v128): v128 {
   const lo = f32x4.lt(x, f32x4.splat(EXP_LO));
-  let v = f32x4.min(f32x4.max(x, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
-  const fx = f32x4.nearest(f32x4.mul(v, f32x4.splat(LOG2E)));
+  // pmax / pmin (one instruction each; wasm min / max cost ~8 for their NaN and −0 rules): NaN in x
+  // still passes through both, as the first operand.
+  let v = f32x4.pmin(f32x4.pmax(x, f32x4.splat(EXP_LO)), f32x4.splat(EXP_HI));
+  // Round to nearest (even) by adding 1.5·2^23: the sum's low mantissa bits are then n + 2^22 as an
+  // integer, so n needs no float→int conversion (|n| ≤ 128). The same n as nearest() + trunc_sat.
+  const shifted = f32x4.add(f32x4.mul(v, f32x4.splat(LOG2E)), f32x4.splat(ROUND_MAGIC));
+  const fx = f32x4.sub(shifted, f32x4.splat(ROUND_MAGIC));
   v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(LN2_HI)));
   v = f32x4.sub(v, f32x4.mul(fx, f32x4.splat(LN2_LO)));
   const z = f32x4.mul(v, v);
@@ -33,8 +43,8 @@
   y = f32x4.add(f32x4.mul(y, v), f32x4.splat(1.6666665459e-1));
   y = f32x4.add(f32x4.mul(y, v), f32x4.splat(5.0000001201e-1));
   y = f32x4.add(f32x4.add(f32x4.mul(y, z), v), f32x4.splat(1));
-  const n = i32x4.trunc_sat_f32x4_s(fx);
-  const pow2n = i32x4.shl(i32x4.add(n, i32x4.splat(127)), 23);
+  // (n + 2^22 + 0x4B400000 − 2^22 …): the bits of `shifted` minus those of the magic are n; + 127, << 23.
+  const pow2n = i32x4.shl(i32x4.add(i32x4.sub(shifted, i32x4.splat(ROUND_MAGIC_BITS)), i32x4.splat(127)), 23);
   return v128.andnot(f32x4.mul(y, pow2n), lo);
 }
 

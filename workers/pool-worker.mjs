@@ -34,10 +34,9 @@ const sleep = (ms) => {
 
 // Spinning for the next task is only free when a core would otherwise idle. On a busy host a spinning worker
 // takes CPU from the thread that has the work (the caller, or the other process), and uses up this thread's
-// fair share, so the OS deschedules it later in the middle of a chunk. The sign of a busy host is this
-// thread waiting on a run queue while runnable: its own run delay (Linux /proc/thread-self/schedstat, ~2 µs
-// to read, so read at most every CHECK_MS; it also sees delays inside chunks), or elsewhere a gap in its spin
-// loop. One such event alone can be a V8 helper thread (GC, compiler) taking a core for a moment; two within
+// fair share, so the OS deschedules it later in the middle of a chunk. The sign of a busy host is this thread
+// or the caller waiting on a run queue while runnable: their run delays (Linux schedstat, ~2 µs a read, so
+// read at most every CHECK_MS; they also see delays inside chunks), or elsewhere a gap in the spin loop. One such event alone can be a V8 helper thread (GC, compiler) taking a core for a moment; two within
 // EVENT_WINDOW_MS mean the host is oversubscribed, and the worker then does not spin for CONTENDED_MS.
 // (The process-wide count of involuntary context switches was used before; it also counts the caller's and
 // V8's threads and fired on a quiet host: every task then paid a futex wake-up, 0.9 → 14–19 µs per empty
@@ -50,23 +49,26 @@ const EVENT_WINDOW_MS = 20;
 let contendedUntil = 0;
 let lastEvent = -Infinity;
 
-const schedstat = openSchedstat();
+// This thread's and the main thread's schedstat (the caller, unless the engine lives in a worker thread): a
+// spinning worker that never waits itself can still be what keeps the caller waiting on its core's run
+// queue, so the caller's delays count too.
+const schedstats = [openSchedstat('/proc/thread-self/schedstat'), openSchedstat(`/proc/self/task/${process.pid}/schedstat`)];
 const schedBytes = new Uint8Array(96);
-let runDelayMs = readRunDelayMs();
+const runDelays = schedstats.map(readRunDelayMs);
 let checkedAt = 0;
 
-function openSchedstat() {
+function openSchedstat(path) {
   try {
-    return openSync('/proc/thread-self/schedstat', 'r');
+    return openSync(path, 'r');
   } catch {
     return -1;
   }
 }
 
-/** This thread's total time waiting on a run queue (ms), or 0 where the kernel does not say. */
-function readRunDelayMs() {
-  if (schedstat < 0) return 0;
-  const n = readSync(schedstat, schedBytes, 0, schedBytes.length, 0);
+/** A thread's total time waiting on a run queue (ms), or 0 where the kernel does not say. */
+function readRunDelayMs(fd) {
+  if (fd < 0) return 0;
+  const n = readSync(fd, schedBytes, 0, schedBytes.length, 0);
   // "<on-cpu ns> <run-queue wait ns> <timeslices>\n"
   let i = 0;
   while (i < n && schedBytes[i] !== 32) i++;
@@ -75,14 +77,18 @@ function readRunDelayMs() {
   return waitNs / 1e6;
 }
 
-/** Busy-host events since the last look: 1 if this thread waited on a run queue (looked at most every CHECK_MS). */
+/** Busy-host events since the last look: threads (this one, the caller) that waited on a run queue (looked at most every CHECK_MS). */
 function runQueueEvents(now) {
-  if (schedstat < 0 || now - checkedAt < CHECK_MS) return 0;
+  if (now - checkedAt < CHECK_MS) return 0;
   checkedAt = now;
-  const delay = readRunDelayMs();
-  const more = delay - runDelayMs;
-  runDelayMs = delay;
-  return more > RUN_DELAY_EVENT_MS ? 1 : 0;
+  let events = 0;
+  for (let t = 0; t < schedstats.length; t++) {
+    if (schedstats[t] < 0) continue;
+    const delay = readRunDelayMs(schedstats[t]);
+    if (delay - runDelays[t] > RUN_DELAY_EVENT_MS) events++;
+    runDelays[t] = delay;
+  }
+  return events;
 }
 
 /** Records `count` busy-host events at `now`; true (and no spinning for CONTENDED_MS) once they come close together. */

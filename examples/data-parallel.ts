@@ -12,13 +12,15 @@
  *   # several hosts: one producer, then N workers (any host) against one Redis:
  *   npx tsx examples/data-parallel.ts --redis redis://10.0.0.5:6379 --run fm1 --produce-only
  *   npx tsx examples/data-parallel.ts --redis redis://10.0.0.5:6379 --run fm1 --replicas 4 --worker --index 0   # … --index 3
+ *   # a Redis Cluster (any node's URL; each round's message in 3 pieces on 3 hash slots):
+ *   npx tsx examples/data-parallel.ts --redis redis://10.0.0.5:7000 --cluster --payload-shards 3 --replicas 4
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import {
   adam, batchesFromArrays, closeDefaultEngine, conv2d, dense, flatten, heNormal, maxPool2d, relu, sequential, softmaxCrossEntropy, type Layer,
@@ -32,6 +34,8 @@ const program = new Command()
   .description('Train the Fashion-MNIST CNN (or MLP) on N replica processes synchronised through Redis.')
   .option('--replicas <n>', 'replica processes', positiveInt('--replicas'), 2)
   .option('--redis <url>', 'Redis URL (default: start a local redis-server)')
+  .option('--cluster', '--redis names a node of a Redis Cluster: connect to the cluster and cut each round\'s message into --payload-shards pieces on other hash slots', false)
+  .option('--payload-shards <n>', 'pieces per round message with --cluster (default 3: one per master of a 3-master cluster)', positiveInt('--payload-shards'), 3)
   .option('--run <name>', 'stream and group name (default: a fresh one per run)')
   .option('--sync <mode>', "'allreduce' (gradients every step) or 'average' (weights every --every steps)", 'allreduce')
   .option('--every <h>', 'steps between weight averages (--sync average)', positiveInt('--every'), 8)
@@ -49,7 +53,7 @@ const program = new Command()
   .option('--index <i>', 'this worker\'s replica index', Number, 0);
 program.parse();
 const o = program.opts<{
-  replicas: number; redis?: string; run?: string; sync: string; every: number; model: string; batchSize: number; examples?: number; test?: number;
+  replicas: number; redis?: string; cluster: boolean; payloadShards: number; run?: string; sync: string; every: number; model: string; batchSize: number; examples?: number; test?: number;
   lrScaling: string; warmup: number; pin: boolean; data: string; quick: boolean; produceOnly: boolean; worker: boolean; index: number;
 }>();
 if (o.sync !== 'allreduce' && o.sync !== 'average') program.error(`--sync must be 'allreduce' or 'average', got '${o.sync}'`);
@@ -77,10 +81,17 @@ function loadData(): { train: Dataset; test: Dataset } {
   return { train: trainSet, test: testSet };
 }
 
+/** A connection to the Redis at `url`, or to the cluster it is a node of (`--cluster`). */
+function connect(url: string): Redis | Cluster {
+  if (!o.cluster) return new Redis(url);
+  const node = new URL(url);
+  return new Cluster([{ host: node.hostname, port: Number(node.port || 6379) }]);
+}
+
 const names = (run: string) => ({ stream: `${run}:train`, group: run });
 
 async function produce(url: string, run: string, train: Dataset): Promise<number> {
-  const redis = new Redis(url);
+  const redis = connect(url);
   try {
     const batches = batchesFromArrays(train, o.batchSize);
     await addBatchEntries(redis, names(run).stream, batches);
@@ -92,7 +103,7 @@ async function produce(url: string, run: string, train: Dataset): Promise<number
 
 async function worker(url: string, run: string): Promise<void> {
   const { test } = loadData();
-  const redis = new Redis(url);
+  const redis = connect(url);
   const model = buildModel();
   // Each replica takes about 1/N of the stream's entries: the warm-up is a fraction of those steps.
   const replicaSteps = Math.ceil(Math.ceil(Math.min(trainCount, 60_000) / o.batchSize) / o.replicas);
@@ -100,7 +111,7 @@ async function worker(url: string, run: string): Promise<void> {
     learningRate: o.lrScaling === 'none' ? 1e-3 : scaledLearningRate(1e-3, { replicas: o.replicas, rule: o.lrScaling as 'sqrt' | 'linear', warmupSteps: Math.round(o.warmup * replicaSteps) }),
   });
   const { stream, group: groupName } = names(run);
-  const group = await joinGroup({ redis, group: groupName, replica: `replica-${o.index}`, model, optimizer, minReplicas: o.replicas, roundTimeoutMs: 30_000 });
+  const group = await joinGroup({ redis, group: groupName, replica: `replica-${o.index}`, model, optimizer, minReplicas: o.replicas, roundTimeoutMs: 30_000, ...(o.cluster ? { payloadShards: o.payloadShards } : {}) });
   const sync = o.sync === 'average' ? averageWeights(group, { every: o.every }) : allReduceGradients(group);
   let start = 0;
   const reports: ReplicaStepReport[] = await lastValueFrom(
@@ -156,6 +167,7 @@ async function startRedis(): Promise<{ url: string; cpuSeconds: () => number; st
 
 async function launch(): Promise<void> {
   const replicas = o.quick && o.replicas === 2 ? 2 : o.replicas;
+  if (o.cluster && !o.redis) program.error('--cluster needs --redis redis://<a node of the cluster>');
   const local = o.redis ? null : await startRedis();
   const url = o.redis ?? local!.url;
   const run = o.run ?? `dp-${Date.now().toString(36)}`;
@@ -171,7 +183,7 @@ async function launch(): Promise<void> {
     console.log(`${train.length} examples on stream '${names(run).stream}' as ${entries} Arrow entries of ${o.batchSize}; ${replicas} replicas, ${o.model}, ${o.sync === 'average' ? `averageWeights every ${o.every}` : 'allReduceGradients'}${o.lrScaling === 'none' ? '' : `, rate 1e-3 scaled by the ${o.lrScaling} rule`}${o.pin ? ', pinned one core each' : ''}`);
     const started = Date.now();
     const redisCpuBefore = local?.cpuSeconds() ?? Number.NaN;
-    const args = (i: number) => ['--import', 'tsx', 'examples/data-parallel.ts', '--worker', '--index', String(i), '--redis', url, '--run', run, '--replicas', String(replicas), '--sync', o.sync, '--every', String(o.every), '--model', o.model, '--batch-size', String(o.batchSize), '--lr-scaling', o.lrScaling, '--warmup', String(o.warmup), '--examples', String(trainCount), '--test', String(testCount), '--data', o.data];
+    const args = (i: number) => ['--import', 'tsx', 'examples/data-parallel.ts', '--worker', '--index', String(i), '--redis', url, '--run', run, '--replicas', String(replicas), '--sync', o.sync, '--every', String(o.every), '--model', o.model, '--batch-size', String(o.batchSize), '--lr-scaling', o.lrScaling, '--warmup', String(o.warmup), '--examples', String(trainCount), '--test', String(testCount), '--data', o.data, ...(o.cluster ? ['--cluster', '--payload-shards', String(o.payloadShards)] : [])];
     const results = await Promise.all(
       Array.from({ length: replicas }, (_, i) => {
         const command = o.pin ? 'taskset' : process.execPath;

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import { adam, batchFromArrays, createEngine, dense, Random, relu, sequential, sgd, softmaxCrossEntropy, type Batch, type ParameterGradients } from '../src/index.ts';
 import { addBatchEntries, allReduceGradients, averageWeights, encodeMessage, fitReplica, FingerprintMismatchError, joinGroup, type ReplicaGroup, type ReplicaGroupOptions } from '../src/distributed/index.ts';
-import { hasRedis, relativeError, TestRedis } from './redis-server.ts';
+import { hasRedis, relativeError, startRedisCluster, TestRedis } from './redis-server.ts';
 
 const skip = hasRedis ? false : 'redis-server is not on PATH (apt-get install redis-server)';
 const engine = createEngine({ threads: 1 });
@@ -106,6 +106,32 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     return weights;
   }
 
+  /**
+   * Checks a run of in-process replicas: every entry in exactly one round, nothing pending, the replicas
+   * bitwise equal, and equal to one process on each round's rows to 1e-5. Returns the rounds' entries.
+   */
+  async function assertEqualsOneProcess(
+    reports: { round: number | null; entries: string[]; included: boolean }[][], ids: string[], data: Map<string, { features: Float32Array; labels: Int32Array }>,
+    replicas: { model: { getWeights(): Map<string, Float32Array> } }[], optimizer: 'sgd' | 'adam', client: Redis | Cluster, stream: string,
+  ): Promise<Map<number, string[]>> {
+    // Which entries each round averaged: the union over replicas.
+    const rounds = new Map<number, string[]>();
+    for (const report of reports.flat()) {
+      assert.equal(report.included, true);
+      rounds.set(report.round!, [...(rounds.get(report.round!) ?? []), ...report.entries]);
+    }
+    assert.deepEqual([...rounds.values()].flat().sort(), [...ids].sort(), 'every entry trained exactly once');
+    assert.equal(((await client.xpending(stream, stream)) as unknown[])[0], 0, 'nothing pending');
+    const weights = replicas.map(({ model }) => Object.fromEntries([...model.getWeights()].map(([n, v]) => [n, [...v]])));
+    for (const w of weights.slice(1)) assert.deepEqual(w, weights[0], 'replicas hold bitwise-equal weights');
+    const expected = await reference(optimizer, rounds, data);
+    for (const [name, values] of Object.entries(expected)) {
+      const error = relativeError(weights[0]![name]!, values);
+      assert.ok(error < 1e-5, `${name}: relative error ${error}`);
+    }
+    return rounds;
+  }
+
   /** n replicas of the test model in this process, each with its own Redis connection, joined as one group. */
   async function inProcessReplicas(n: number, groupName: string, optimizer: 'sgd' | 'adam', extra: Partial<ReplicaGroupOptions> = {}) {
     return Promise.all(
@@ -137,26 +163,53 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
           lastValueFrom(fitReplica(model, group, client, { stream, shape: [IN], classes: 3, blockMs: 20, fit: { loss: softmaxCrossEntropy(), optimizer: opt, gradientOperators: [allReduceGradients(group)] } }).pipe(toArray())),
         ),
       );
-      // Which entries each round averaged: the union over replicas.
-      const rounds = new Map<number, string[]>();
-      for (const report of reports.flat()) {
-        assert.equal(report.included, true);
-        rounds.set(report.round!, [...(rounds.get(report.round!) ?? []), ...report.entries]);
-      }
-      assert.deepEqual([...rounds.values()].flat().sort(), [...ids].sort(), 'every entry trained exactly once');
-      assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0, 'nothing pending');
-      const weights = replicas.map(({ model }) => Object.fromEntries([...model.getWeights()].map(([n, v]) => [n, [...v]])));
-      for (const w of weights.slice(1)) assert.deepEqual(w, weights[0], 'replicas hold bitwise-equal weights');
-      const expected = await reference(optimizer, rounds, data);
-      for (const [name, values] of Object.entries(expected)) {
-        const error = relativeError(weights[0]![name]!, values);
-        assert.ok(error < 1e-5, `${name}: relative error ${error}`);
-      }
+      const rounds = await assertEqualsOneProcess(reports, ids, data, replicas, optimizer, redis, stream);
       const sync = reports.flat().map((x) => x.syncMs);
       console.log(`${optimizer}: ${rounds.size} rounds of 3, sync ${(sync.reduce((a, b) => a + b, 0) / sync.length).toFixed(1)} ms/step (3 replicas in one process), ${reports[0]![0]!.bytesSent} bytes sent per step`);
       replicas.forEach(({ model }) => model.dispose());
     });
   }
+
+  it('on a 3-master Redis Cluster, messages in 3 pieces on other slots: 3 replicas equal one process (adam, 1e-5 relative)', async () => {
+    const cluster = await startRedisCluster(3);
+    const connected: Cluster[] = [];
+    const connect = () => {
+      const client = new Cluster(cluster.ports.map((port) => ({ host: '127.0.0.1', port })));
+      client.on('error', () => {});
+      connected.push(client);
+      return client;
+    };
+    try {
+      const admin = connect();
+      const stream = 'cluster-exact';
+      const raw = makeBatches(24, 16, 13);
+      const ids = await addBatchEntries(admin, stream, raw.map((b) => batchFromArrays({ ...b, shape: [IN] })));
+      const data = new Map(ids.map((id, i) => [id, raw[i]!]));
+      const replicas = await Promise.all(Array.from({ length: 3 }, async (_, i) => {
+        const client = connect();
+        const model = sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 7, engine });
+        const optimizer = adam({ learningRate: 0.01 });
+        const group = await joinGroup({ redis: client, group: stream, replica: `r${i}`, model, optimizer, minReplicas: 3, roundTimeoutMs: 5000, memberTtlMs: 1000, payloadShards: 3 });
+        return { client, model, optimizer, group };
+      }));
+      const reports = await Promise.all(replicas.map(({ client, model, optimizer, group }) =>
+        lastValueFrom(fitReplica(model, group, client, { stream, shape: [IN], classes: 3, blockMs: 20, fit: { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [allReduceGradients(group)] } }).pipe(toArray()))));
+      const rounds = await assertEqualsOneProcess(reports, ids, data, replicas, 'adam', admin, stream);
+      // The pieces of a round live on more than one node (their hash tags map to other slots).
+      const round = reports[0]![0]!.round!;
+      const slots = (await admin.call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+      const pieceNodes = new Set(await Promise.all([0, 1, 2].map(async (k) => {
+        const slot = Number(await admin.call('CLUSTER', 'KEYSLOT', `rxgrad:{${stream}#${k}}:e:${replicas[0]!.group.epoch}:r:${round}:m:r0`));
+        return slots.find(([lo, hi]) => slot >= lo && slot <= hi)![2][1];
+      })));
+      assert.ok(pieceNodes.size >= 2, `pieces on ${pieceNodes.size} node(s)`);
+      console.log(`cluster: ${rounds.size} rounds of 3, pieces on ${pieceNodes.size} of 3 nodes, ${reports[0]![0]!.bytesReceived} bytes received per step`);
+      replicas.forEach(({ model }) => model.dispose());
+    } finally {
+      connected.forEach((c) => c.disconnect());
+      await cluster.close();
+    }
+  });
 
   it('averageWeights (every 1 and 4, Adam state averaged): replicas end equal, idle replicas join the averages, nothing pending', async () => {
     for (const every of [1, 4]) {
@@ -228,7 +281,7 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
       const message = encodeMessage({ kind: 'gradients', round: 0, rows: 16, fingerprint: b!.group.digest, replica: 'r1' }, new Float32Array(67).fill(0.5));
       if (damage === 'corrupt') message[100] ^= 0x10;
       const stored = damage === 'corrupt' ? message : message.subarray(0, message.length - 8);
-      const prefix = `rxgrad:bad-${damage}:e:${a!.group.epoch}:r:0`;
+      const prefix = `rxgrad:{bad-${damage}}:e:${a!.group.epoch}:r:0`;
       await redis.set(`${prefix}:r1`, Buffer.from(stored));
       await redis.sadd(`${prefix}:in`, 'r1');
       const before = a!.model.getWeights();
@@ -275,8 +328,8 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
   }
   /** A group whose every replica died: an epoch whose only member has no heartbeat. */
   async function deadGroup(name: string): Promise<void> {
-    await redis.set(`rxgrad:${name}:epoch`, 'dead-epoch');
-    await redis.sadd(`rxgrad:${name}:members`, 'gone');
+    await redis.set(`rxgrad:{${name}}:epoch`, 'dead-epoch');
+    await redis.sadd(`rxgrad:{${name}}:members`, 'gone');
   }
   const testModel = () => ({ model: sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 7, engine }), optimizer: adam({ learningRate: 0.01 }) });
   /** Both replicas are in one epoch and take a round together (each waits for the other). */
@@ -313,12 +366,12 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
 
   it('founding race: a founder whose leader lock expired mid-founding joins the epoch another founded instead of replacing it', async () => {
     // A stalls right after taking the leader lock; meanwhile its lock expires (deleted here) and B founds.
-    await foundingRace('race-lock', 'A', 1, (command, args, reply) => command === 'SET' && args[0] === 'rxgrad:race-lock:leader' && reply === 'OK', async () => void (await redis.del('rxgrad:race-lock:leader')));
+    await foundingRace('race-lock', 'A', 1, (command, args, reply) => command === 'SET' && args[0] === 'rxgrad:{race-lock}:leader' && reply === 'OK', async () => void (await redis.del('rxgrad:{race-lock}:leader')));
   });
 
   it('founding race: a replica that read the dead epoch just before another founded the new one with it joins the new one', async () => {
     // B stalls right after its first read of the group's epoch; A founds the new epoch (with B in it) meanwhile.
-    await foundingRace('race-read', 'B', 2, (_command, args, reply) => args.includes('rxgrad:race-read:epoch') && reply !== null && reply !== undefined);
+    await foundingRace('race-read', 'B', 2, (_command, args, reply) => args.includes('rxgrad:{race-read}:epoch') && reply !== null && reply !== undefined);
   });
 
   it('a client without duplicate() polls the round instead of blocking on a second connection: the same rounds', async () => {

@@ -1,7 +1,8 @@
 /**
  * A replica group: N processes training one model, coordinated through Redis.
  *
- * Keys (prefix `rxgrad:<group>`):
+ * Keys (prefix `rxgrad:{<group>}`: the hash tag keeps a group's keys in one Redis Cluster slot, so
+ * its scripts run on one node):
  *   `:fingerprint` the model every member must have (set by the first, compared by the others);
  *   `:alive:<id>` each replica's heartbeat (expires after `memberTtlMs` without renewal);
  *   `:members` the replicas a round waits for; `:candidates` replicas starting together; `:joining`;
@@ -15,7 +16,10 @@
  * when every live member is in (or `roundTimeoutMs` has passed), writing the sorted contributor list
  * once, so every replica, late ones included, averages exactly the same messages in the same order and
  * the replicas' weights stay bitwise equal. A member whose heartbeat expired is not waited for.
- * Founding an epoch is a compare-and-set on the epoch the founder saw. See docs/DISTRIBUTED.md.
+ * Founding an epoch is a compare-and-set on the epoch the founder saw. With `payloadShards` > 1 a
+ * round's message is cut into pieces stored under keys of other hash tags (`rxgrad:{<group>#k}:…`,
+ * other slots, so other nodes of a cluster carry the bytes) and the script carries a short
+ * reference to them. See docs/DISTRIBUTED.md.
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -52,6 +56,12 @@ export interface ReplicaGroupOptions {
   retryForMs?: number;
   /** Round keys expire after this long (default 120,000 ms). */
   keyTtlMs?: number;
+  /**
+   * Cut each round's message into this many pieces on keys of different hash slots (default 1: the
+   * message travels inside the round script). On a Redis Cluster, the number of masters spreads the
+   * parameter bytes over the nodes; it costs two more round trips per round (write the pieces, read the others').
+   */
+  payloadShards?: number;
 }
 
 /** The outcome of one round. */
@@ -73,6 +83,10 @@ export interface RoundResult {
   bytesSent: number;
   bytesReceived: number;
 }
+
+/** How a round script's message says "my message is in pieces": the mark, then `<pieces>:<bytes>`. */
+const PIECES = 'rxgrad-pieces:';
+const PIECES_BYTES = Buffer.from(PIECES);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -161,6 +175,7 @@ export class ReplicaGroup {
   private readonly memberTtlMs: number;
   private readonly retryForMs: number;
   private readonly keyTtlMs: number;
+  private readonly payloadShards: number;
 
   constructor(options: ReplicaGroupOptions) {
     this.options = options;
@@ -168,7 +183,7 @@ export class ReplicaGroup {
     this.name = options.group;
     this.id = options.replica ?? `${hostname()}-${process.pid}`.slice(0, 24);
     if (!/^[\w.:-]{1,24}$/.test(this.id)) throw new RangeError(`joinGroup: replica id '${this.id}' must be 1-24 characters of [A-Za-z0-9_.:-]`);
-    this.prefix = `rxgrad:${options.group}`;
+    this.prefix = `rxgrad:{${options.group}}`;
     this.fingerprint = modelFingerprint(options.model, options.optimizer);
     this.digest = fingerprintDigest(this.fingerprint);
     this.roundTimeoutMs = options.roundTimeoutMs ?? 10_000;
@@ -181,6 +196,8 @@ export class ReplicaGroup {
     positive('roundTimeoutMs', this.roundTimeoutMs);
     positive('memberTtlMs', this.memberTtlMs);
     positive('retryForMs', this.retryForMs);
+    this.payloadShards = options.payloadShards ?? 1;
+    if (!(Number.isInteger(this.payloadShards) && this.payloadShards >= 1 && this.payloadShards <= 256)) throw new RangeError(`joinGroup: payloadShards must be an integer in [1, 256], got ${options.payloadShards}`);
     if (options.checkpoint && !(Number.isInteger(options.checkpoint.every) && options.checkpoint.every >= 1)) throw new RangeError(`joinGroup: checkpoint.every must be a positive integer, got ${options.checkpoint.every}`);
   }
 
@@ -372,7 +389,8 @@ export class ReplicaGroup {
     }
     let reply: RoundReply;
     try {
-      reply = await contributeAndWait({ redis: this.redis, blocking: this.blocking, id: this.id, prefix: this.prefix, epoch: this.epoch, keyTtlMs: this.keyTtlMs, memberTtlMs: this.memberTtlMs, roundTimeoutMs: this.roundTimeoutMs, retryForMs: this.retryForMs, retries: this.retries }, round, message);
+      const carried = this.payloadShards > 1 ? await this.storePieces(round, message) : message;
+      reply = await contributeAndWait({ redis: this.redis, blocking: this.blocking, id: this.id, prefix: this.prefix, epoch: this.epoch, keyTtlMs: this.keyTtlMs, memberTtlMs: this.memberTtlMs, roundTimeoutMs: this.roundTimeoutMs, retryForMs: this.retryForMs, retries: this.retries }, round, carried);
     } catch (error) {
       if (!(error instanceof EpochGoneError)) throw error;
       const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;
@@ -383,9 +401,10 @@ export class ReplicaGroup {
     this.joinersWaiting = reply.joinersWaiting;
     const included = closed.includes(this.id);
     let bytesReceived = 0;
-    const parts = closed.map((id) => {
+    const fetched = await Promise.all(closed.map((id) => (id === this.id ? null : this.loadPieces(round, id, reply.messages.get(id) ?? null))));
+    const parts = closed.map((id, i) => {
       if (id === this.id) return { rows, values };
-      const bytes = reply.messages.get(id);
+      const bytes = fetched[i];
       if (!bytes) throw new WireError('missing', `group '${this.name}' round ${round}: the message of replica '${id}' is gone (expired?)`);
       bytesReceived += bytes.length;
       const decoded = decodeMessage(bytes, { kind, round, fingerprint: this.digest, replica: id, bytes: values.byteLength }, `group '${this.name}' round ${round}, replica '${id}'`);
@@ -410,6 +429,31 @@ export class ReplicaGroup {
     };
     this.lastRound = result;
     return result;
+  }
+
+  private pieceKey(piece: number, round: number, id: string): string {
+    return `rxgrad:{${this.name}#${piece}}:e:${this.epoch}:r:${round}:m:${id}`;
+  }
+
+  /** Stores `message` as `payloadShards` pieces (in parallel: on a cluster, on several nodes); returns the reference the round script carries. */
+  private async storePieces(round: number, message: Buffer): Promise<Buffer> {
+    const n = this.payloadShards;
+    const size = Math.ceil(message.length / n);
+    await Promise.all(Array.from({ length: n }, (_, k) => this.callBuffer('SET', [this.pieceKey(k, round, this.id), message.subarray(k * size, Math.min(message.length, (k + 1) * size)), 'PX', this.keyTtlMs])));
+    return Buffer.from(`${PIECES}${n}:${message.length}`);
+  }
+
+  /** The whole message of replica `id`: `carried` itself, or its pieces read back (null if any is gone). */
+  private async loadPieces(round: number, id: string, carried: Buffer | null): Promise<Buffer | null> {
+    if (!carried || carried.length > 64 || !carried.subarray(0, PIECES.length).equals(PIECES_BYTES)) return carried;
+    const [count, length] = carried.subarray(PIECES.length).toString().split(':').map(Number) as [number, number];
+    if (!(Number.isInteger(count) && count >= 1 && count <= 256)) throw new WireError('missing', `group '${this.name}' round ${round}: replica '${id}' sent a malformed piece reference`);
+    const pieces = (await Promise.all(Array.from({ length: count }, (_, k) => this.callBuffer('GET', [this.pieceKey(k, round, id)])))) as (Buffer | null)[];
+    if (pieces.some((p) => p === null)) return null;
+    const whole = Buffer.concat(pieces as Buffer[]);
+    // A wrong length is caught here; wrong bytes by the message's checksum.
+    if (whole.length !== length) throw new WireError('length', `group '${this.name}' round ${round}: replica '${id}' message pieces hold ${whole.length} bytes, expected ${length}`);
+    return whole;
   }
 
   /**

@@ -2,7 +2,7 @@ import { concatMap, defer, finalize, from, map, Observable, type OperatorFunctio
 import type { Batch } from '../batch.ts';
 import type { FitOptions, Model, StepReport } from '../model.ts';
 import { streamCounters } from '../streams/backpressure.ts';
-import { ackEntries, redisStreamSource, type RedisBatch, type RedisStreamOptions } from '../streams/redis.ts';
+import { ackEntries, redisStreamSource, type RedisBatch, type RedisCaller, type RedisStreamOptions } from '../streams/redis.ts';
 import type { GradientAllReduce } from './all-reduce.ts';
 import type { WeightAveraging } from './average-weights.ts';
 import type { ReplicaGroup, RoundResult } from './group.ts';
@@ -53,7 +53,7 @@ export interface ReplicaStepReport extends StepReport {
  *
  * Usage: `fitReplica(model, group, redis, { stream: 'fmnist', shape: [28, 28, 1], classes: 10, fit: { loss, optimizer, gradientOperators: [allReduceGradients(group)] } }).subscribe(log)`
  */
-export function fitReplica(model: Model, group: ReplicaGroup, client: Parameters<typeof redisStreamSource>[0], options: ReplicaOptions): Observable<ReplicaStepReport> {
+export function fitReplica(model: Model, group: ReplicaGroup, client: RedisCaller & { duplicate?(): RedisCaller & { disconnect(): void } }, options: ReplicaOptions): Observable<ReplicaStepReport> {
   return defer(() => {
     const consumerGroup = options.consumerGroup ?? group.name;
     const counters = options.counters ?? streamCounters();
@@ -74,8 +74,20 @@ export function fitReplica(model: Model, group: ReplicaGroup, client: Parameters
             await new Promise((resolve) => setTimeout(resolve, 20)); // no busy loop while everyone idles
           }
         : undefined;
-    const source = redisStreamSource(client, {
-      stopWhenIdle: 'drained', claimEveryMs: Math.max(100, claimIdleMs / 2), count: 1, ...(onIdle ? { onIdle } : {}), ...options, claimIdleMs, counters, group: consumerGroup, consumer: group.id,
+    // The next entry is read while the current step trains (prefetch, one entry ahead): the reads go
+    // on a connection of their own, so a blocking XREADGROUP never holds up a round's script.
+    const reader = client.duplicate?.() ?? null;
+    (reader as { on?: (event: string, listener: () => void) => void } | null)?.on?.('error', () => {}); // reconnects are retried, not printed
+    // An idle round must not run beside a training step's round: a read that finds nothing while a
+    // step trains waits for the step to end before taking part in the others' rounds.
+    let stepDone: Promise<void> = Promise.resolve();
+    let endStep = () => {};
+    const gatedIdle = onIdle ? async () => {
+      await stepDone;
+      await onIdle();
+    } : undefined;
+    const source = redisStreamSource(reader ?? client, {
+      stopWhenIdle: 'drained', claimEveryMs: Math.max(100, claimIdleMs / 2), count: 1, ...(gatedIdle ? { onIdle: gatedIdle } : {}), ...options, claimIdleMs, counters, group: consumerGroup, consumer: group.id,
     });
     const ack = (ids: readonly string[]) => ackEntries(client, options.stream, consumerGroup, ids);
     const inFlight: RedisBatch[] = [];
@@ -97,17 +109,39 @@ export function fitReplica(model: Model, group: ReplicaGroup, client: Parameters
       return acked;
     };
     let ackedBetweenSteps = 0;
+    let stepReported: Promise<void> = Promise.resolve();
+    let reported = () => {};
     async function* batches(): AsyncGenerator<Batch> {
-      for await (const read of source) {
-        ackedBetweenSteps += await runAveraging();
-        if (read.batch === null) {
-          await ack(read.ids); // every entry was bad and skipped
-          continue;
+      const reads = source[Symbol.asyncIterator]();
+      try {
+        let next = reads.next();
+        for (;;) {
+          const result = await next;
+          if (result.done) break;
+          const read = result.value;
+          ackedBetweenSteps += await runAveraging();
+          if (read.batch === null) {
+            await ack(read.ids); // every entry was bad and skipped
+            next = reads.next();
+            continue;
+          }
+          inFlight.push(read);
+          stepDone = new Promise((resolve) => (endStep = resolve));
+          // Prefetch: the next entry is read (and decoded) while this step trains. It is pending on this
+          // consumer until acknowledged after its own step, so if this replica dies it is claimed like any other.
+          next = reads.next();
+          next.catch(() => {}); // surfaces at the await above
+          yield read.batch;
+          // Resumed: that step is applied; with model averaging its entries wait for the next round.
+          endStep();
+          if (averaging.length > 0) unsynced.push(...read.ids);
+          // The next step starts once this one is acknowledged and reported (the read of its entry is already done):
+          // a report never trails the steps, so what a replica reports is what it acknowledged.
+          await stepReported;
         }
-        inFlight.push(read);
-        yield read.batch;
-        // Resumed: that step is applied; with model averaging its entries wait for the next round.
-        if (averaging.length > 0) unsynced.push(...read.ids);
+      } finally {
+        endStep();
+        await reads.return?.();
       }
       // A last average over the steps since the previous one (idle replicas join it), then leave.
       for (const op of averaging) {
@@ -117,11 +151,17 @@ export function fitReplica(model: Model, group: ReplicaGroup, client: Parameters
       // Left out of that round (it closed without us): still trained into this model; acknowledged as it leaves.
       ackedBetweenSteps += await ack(unsynced.splice(0));
     }
-    const acknowledge: OperatorFunction<StepReport, ReplicaStepReport> = concatMap((report) => {
+    // The step's round is taken as the report comes out (synchronously, before the next batch is pulled):
+    // an idle round run after this step, while its acknowledgement is still on the wire, must not stand in for it.
+    const capture = map((report: StepReport) => {
       const read = inFlight.shift()!;
       const round = group.lastRound !== lastSeen ? group.lastRound : null;
       lastSeen = group.lastRound;
-      return from(
+      stepReported = new Promise((resolve) => (reported = resolve));
+      return { report, read, round, last: group.lastRound, reported };
+    });
+    const acknowledge: OperatorFunction<StepReport, ReplicaStepReport> = (reports) => reports.pipe(capture, concatMap(({ report, read, round, last, reported }) =>
+      from(
         (async () => {
           let acked = ackedBetweenSteps;
           ackedBetweenSteps = 0;
@@ -132,18 +172,21 @@ export function fitReplica(model: Model, group: ReplicaGroup, client: Parameters
         })(),
       ).pipe(
         map((acked): ReplicaStepReport => {
-          const last = group.lastRound;
+          reported();
           return {
-            ...report, replica: group.id, entries: read.ids, round: last?.round ?? null, contributors: last?.contributors ?? [], missing: last?.missing ?? [],
-            included: round ? round.included : true, acked, redelivered: read.redelivered, syncMs: round?.syncMs ?? 0,
-            bytesSent: round?.bytesSent ?? 0, bytesReceived: round?.bytesReceived ?? 0, leader: group.isLeader, redisRetries: group.retries.retries,
+          ...report, replica: group.id, entries: read.ids, round: last?.round ?? null, contributors: last?.contributors ?? [], missing: last?.missing ?? [],
+          included: round ? round.included : true, acked, redelivered: read.redelivered, syncMs: round?.syncMs ?? 0,
+          bytesSent: round?.bytesSent ?? 0, bytesReceived: round?.bytesReceived ?? 0, leader: group.isLeader, redisRetries: group.retries.retries,
           };
         }),
-      );
-    });
+      ),
+    ));
     return model.fitFrom(batches(), options.fit).pipe(
       acknowledge,
-      finalize(() => void group.leave().catch(() => {})),
+      finalize(() => {
+        reader?.disconnect();
+        void group.leave().catch(() => {});
+      }),
     );
   });
 }

@@ -215,7 +215,9 @@ function overheadCase(): BenchCase {
       dispatch.rxgrad = await attempt(ctx, 'rxgrad empty kernel', async () => {
         const ping = emptyKernelRoundTrip(await defaultRxgradEngine());
         if (!ping) throw new Error('no empty-kernel hook on the compute backend yet (bench/rxgrad.ts, HOOK)');
-        return us((await timeIt(ping, options)).ms);
+        // Steady state: a worker that saw run-queue waits in the last 50 ms (V8 compiling the rows before
+        // this one) sleeps instead of spinning, and the first tens of ms of pings would time its wake-ups.
+        return us((await timeIt(ping, { ...options, warmupMs: 300 })).ms);
       });
       return [call, dispatch];
     },

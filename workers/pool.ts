@@ -27,9 +27,11 @@
  */
 import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
+import { SplitJudge, type SplitAccount } from './split-judge.ts';
 import { claimChunk, doneCount, finishChunk, GEN_MASK, INDEX_MASK, JOB, JOB_BYTES, MAX_CHUNKS, sleepMs, writeRow } from './pool-jobs.ts';
 
 export { claimChunk, finishChunk, JOB, JOB_BYTES, MAX_CHUNKS } from './pool-jobs.ts';
+export { MAX_REST_MS, REST_MS } from './split-judge.ts';
 
 export const SLOT_BASE = 128;
 export const SLOT_BYTES = 256;
@@ -49,17 +51,6 @@ export const OP = { NOP: 0, STOP: 2, CHUNKS: 4 } as const;
  */
 export const CALLER_SPIN_MAX_MS = 5;
 
-/**
- * How long (ms) the pool runs jobs on the calling thread alone once splitting stopped paying (see
- * {@link WorkerPool.runChunks}); then it splits again to find out whether the host has quietened.
- */
-export const REST_MS = 25;
-/** Longest rest (ms): each rest that follows a failed probe doubles, up to this. */
-export const MAX_REST_MS = 200;
-/** Jobs whose gains and losses are weighed together before the pool decides whether splitting pays. */
-const JUDGE_JOBS = 8;
-/** Lost time (ms) after which the pool judges at once, without waiting for JUDGE_JOBS jobs. */
-const JUDGE_LOST_MS = 2;
 
 /** Byte address of thread t's GEMM scratch (t = 0: the calling thread). */
 export function scratchAddress(thread: number, scratchBytes: number): number {
@@ -74,17 +65,6 @@ export interface CallTask {
   readonly args: readonly number[];
   /** Bit i set: argument i is an f32 (default 0: all i32). */
   readonly floatMask?: number;
-}
-
-/** Time saved and lost (ms) by splitting one kind of job, over the jobs of the current round. */
-interface SplitAccount {
-  saved: number;
-  lost: number;
-  jobs: number;
-  /** performance.now() until which this kind of job runs on the caller alone. */
-  restUntil: number;
-  /** Length of the next rest (ms): doubles while probes keep failing, back to REST_MS after a round that paid. */
-  restMs: number;
 }
 
 // Worker indices in use per memory, so that two pools over one memory never share a slot.
@@ -123,7 +103,7 @@ export interface PoolOptions {
   /** Test hooks: slow a thread down and jitter every claim, to exercise chunk claiming (never timing assertions). */
   testHooks?: PoolTestHooks;
   /**
-   * Stop splitting for {@link REST_MS} when the time the caller waits for workers' chunks exceeds the time
+   * Stop splitting a kind of job for a while when the time the caller waits for workers' chunks exceeds the time
    * the workers' chunks saved it (a busy host). Default true; false with test hooks, which slow threads on purpose.
    */
   adaptive?: boolean;
@@ -164,10 +144,8 @@ export class WorkerPool {
   private gen = 0;
   private readonly hooks: PoolTestHooks;
   private callerChunks = 0;
-  private readonly adaptive: boolean;
-  /** Weighing of splitting per kind of job (kernel name and chunk count; see {@link judge}). */
-  private readonly accounts = new Map<string, SplitAccount>();
-  private rests = 0;
+  /** Weighs splitting per kind of job (see {@link SplitJudge}); undefined when not adaptive. */
+  private readonly judge: SplitJudge | undefined;
 
   constructor(
     private readonly module: WebAssembly.Module,
@@ -183,7 +161,9 @@ export class WorkerPool {
     this.gemmPath = options.gemmPath ?? 0;
     this.hooks = options.testHooks ?? {};
     this.jobBlock = options.jobBlock ?? 0;
-    this.adaptive = options.adaptive ?? options.testHooks === undefined;
+    this.judge = options.adaptive ?? options.testHooks === undefined
+      ? new SplitJudge(() => this.slots.some((slot) => Atomics.load(slot.i32, F.CONTENDED) !== 0))
+      : undefined;
     if (this.jobBlock) {
       if (this.jobBlock % 64 !== 0) throw new RangeError(`rxgrad pool: job block ${this.jobBlock} is not 64-byte aligned`);
       this.job = new Int32Array(memory.buffer, this.jobBlock, JOB_BYTES / 4);
@@ -317,16 +297,11 @@ export class WorkerPool {
       }
       return this.afterTail(() => this.startChunks(name, rows, local, false, undefined));
     }
-    let account: SplitAccount | undefined;
-    if (this.adaptive) {
-      const key = `${name}/${rows.length}`;
-      account = this.accounts.get(key);
-      if (!account) this.accounts.set(key, (account = { saved: 0, lost: 0, jobs: 0, restUntil: 0, restMs: REST_MS }));
-      if (account.restUntil > 0 && performance.now() < account.restUntil) {
-        for (const row of rows) local(row);
-        this.callerChunks += rows.length;
-        return;
-      }
+    const account = this.judge?.account(name, rows.length);
+    if (account && this.judge!.resting(account)) {
+      for (const row of rows) local(row);
+      this.callerChunks += rows.length;
+      return;
     }
     const result = this.startChunks(name, rows, local, sync, account);
     if (result) this.track(result);
@@ -340,36 +315,7 @@ export class WorkerPool {
 
   /** Times the pool stopped splitting because waiting for workers cost more than they saved (measurement hook). */
   get restCount(): number {
-    return this.rests;
-  }
-
-  /**
-   * Weighs one finished job: the workers' chunks saved the caller about `others` of its own chunk times
-   * (`meanMs`), and it lost the time it waited for them after running out of chunks, plus the dispatch. On a
-   * quiet host the wait is at most about one chunk; on a busy one a worker descheduled while it holds a
-   * chunk costs a scheduler time slice (ms). When a worker says the host is oversubscribed and the losses
-   * of a round of jobs exceed their savings, the pool rests (this kind of job runs on the caller, as with
-   * one thread) for REST_MS, doubling up to MAX_REST_MS while the probes after a rest keep failing, so it
-   * is never much slower than one thread, and splits again afterwards to see whether the host has
-   * quietened. On a quiet host (no worker contended) a loss is only a late wake-up and never rests.
-   */
-  private judge(account: SplitAccount | undefined, others: number, meanMs: number, lostMs: number): void {
-    if (!account) return;
-    account.saved += others * meanMs;
-    account.lost += lostMs;
-    account.jobs++;
-    if (account.jobs < JUDGE_JOBS && account.lost < JUDGE_LOST_MS) return;
-    const contended = this.slots.some((slot) => Atomics.load(slot.i32, F.CONTENDED) !== 0);
-    if (contended && account.lost > account.saved) {
-      account.restUntil = performance.now() + account.restMs;
-      account.restMs = Math.min(MAX_REST_MS, 2 * account.restMs);
-      this.rests++;
-    } else {
-      account.restMs = REST_MS;
-    }
-    account.saved = 0;
-    account.lost = 0;
-    account.jobs = 0;
+    return this.judge?.rests ?? 0;
   }
 
   private startChunks(
@@ -420,7 +366,7 @@ export class WorkerPool {
     this.callerChunks += ran;
     const tLocalEnd = performance.now();
     const meanMs = ran > 0 ? (tLocalEnd - t0) / ran : 0;
-    const weigh = () => this.judge(account, count - ran, meanMs, performance.now() - tLocalEnd + (t0 - tPublish));
+    const weigh = () => account && this.judge!.weigh(account, count - ran, meanMs, performance.now() - tLocalEnd + (t0 - tPublish));
     // Spin while the chunks still out keep finishing at about the pace of ours; a worker that makes no
     // progress for twice our mean chunk time was descheduled, and spinning would only keep its core busy.
     const stallMs = Math.min(0.5, Math.max(0.02, ran > 0 ? (2 * (performance.now() - t0)) / ran : 0.05));

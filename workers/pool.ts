@@ -51,7 +51,6 @@ export const OP = { NOP: 0, STOP: 2, CHUNKS: 4 } as const;
  */
 export const CALLER_SPIN_MAX_MS = 5;
 
-
 /** Byte address of thread t's GEMM scratch (t = 0: the calling thread). */
 export function scratchAddress(thread: number, scratchBytes: number): number {
   const at = SCRATCH_BASE + thread * scratchBytes;

@@ -38,7 +38,8 @@ export interface SplitAccount {
  * Usage: `const judge = new SplitJudge(() => anyWorkerContended()); const a = judge.account('gemm', 8); if (!judge.resting(a)) { …split…; judge.weigh(a, others, meanMs, lostMs); }`
  */
 export class SplitJudge {
-  private readonly accounts = new Map<string, SplitAccount>();
+  /** Accounts by kernel name, then chunk count (no key string built per job: this runs on every split). */
+  private readonly accounts = new Map<string, Map<number, SplitAccount>>();
   /** Rests so far (a measurement hook). */
   rests = 0;
 
@@ -46,9 +47,10 @@ export class SplitJudge {
 
   /** The account of jobs of kernel `name` cut into `chunks`. */
   account(name: string, chunks: number): SplitAccount {
-    const key = `${name}/${chunks}`;
-    let account = this.accounts.get(key);
-    if (!account) this.accounts.set(key, (account = { saved: 0, lost: 0, jobs: 0, restUntil: 0, restMs: REST_MS }));
+    let byChunks = this.accounts.get(name);
+    if (!byChunks) this.accounts.set(name, (byChunks = new Map()));
+    let account = byChunks.get(chunks);
+    if (!account) byChunks.set(chunks, (account = { saved: 0, lost: 0, jobs: 0, restUntil: 0, restMs: REST_MS }));
     return account;
   }
 

@@ -147,6 +147,36 @@ describe('worker pool', () => {
     heap.free(c);
   });
 
+  it('a thread still claiming from the previous job never runs a chunk of a half-published one: each chunk runs once', async () => {
+    // Jobs of 2 and 8 chunks alternate; chunk c adds 1 to counter c. A worker that arrives late for a
+    // 2-chunk job finds it finished and looks at the job block while the caller posts the next, 8-chunk
+    // job (held open by publishDelayMs): it must not claim chunk 2 of the new job under the old job's
+    // tag, or that chunk runs twice (once untracked) and its counter is off.
+    const counting = createWasmCompute(heap.memory, {
+      threads: 2, splitThresholdFlops: 0, testHooks: { jitterMs: 0.05, publishDelayMs: 0.05 },
+    });
+    await counting.ping();
+    const pool = counting.pool!;
+    const one = heap.alloc(4);
+    heap.f32[one >> 2] = 1;
+    const counters = heap.alloc(8 * 4);
+    heap.f32.fill(0, counters >> 2, (counters >> 2) + 8);
+    const axpy = CALL_NAMES.indexOf('axpy');
+    const row = (c: number) => ({ kernel: axpy, args: [1, 1, one, counters + 4 * c], floatMask: 0b10 });
+    const local = (task: { args: readonly number[] }) => counting.exports.axpy(task.args[0]!, task.args[1]!, task.args[2]!, task.args[3]!);
+    const jobs = 400;
+    for (let j = 0; j < jobs; j++) {
+      const rows = Array.from({ length: j % 2 === 0 ? 2 : 8 }, (_, c) => row(c));
+      await pool.runChunks('axpy', rows, local, j % 4 === 1);
+    }
+    const expected = Array.from({ length: 8 }, (_, c) => (c < 2 ? jobs : jobs / 2));
+    assert.deepEqual(Array.from(heap.f32.subarray(counters >> 2, (counters >> 2) + 8)), expected);
+    assert.ok(pool.chunkCounts()[1]! > 0, 'the worker ran chunks (the jobs were shared)');
+    await counting.close();
+    heap.free(one);
+    heap.free(counters);
+  });
+
   it('workers see memory growth', async () => {
     const before = heap.byteLength;
     const big = heap.alloc(before); // forces growth

@@ -119,6 +119,11 @@ export interface PoolTestHooks {
   workersFirst?: boolean;
   /** The slowed thread's worker also reports the host as oversubscribed, as a descheduled thread's would. */
   contended?: boolean;
+  /**
+   * The caller sleeps this long (ms) between posting a job's chunk count and opening the job, as if descheduled
+   * there: a thread still claiming from the previous job then meets a half-published one.
+   */
+  publishDelayMs?: number;
 }
 
 /**
@@ -323,11 +328,16 @@ export class WorkerPool {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
     const job = this.job!;
     const count = rows.length;
-    for (let c = 0; c < count; c++) writeRow(job, this.jobF32!, JOB.ROWS + c * JOB.ROW_WORDS, rows[c]!, this.callNames);
     this.gen = (this.gen + 1) & GEN_MASK;
     const tag = this.gen << JOB.INDEX_BITS;
+    // Close the block first: a thread still claiming from the previous job (it arrived late, found it finished,
+    // and is between reading NEXT and its compare-and-swap) would otherwise claim chunks of this job under the
+    // old tag once COUNT grows, and run them untracked while the caller moves on (they would run twice).
+    Atomics.store(job, JOB.NEXT, tag | INDEX_MASK);
+    for (let c = 0; c < count; c++) writeRow(job, this.jobF32!, JOB.ROWS + c * JOB.ROW_WORDS, rows[c]!, this.callNames);
     Atomics.store(job, JOB.COUNT, count);
     Atomics.store(job, JOB.DONE, tag);
+    if (this.hooks.publishDelayMs) sleepMs(this.hooks.publishDelayMs);
     Atomics.store(job, JOB.NEXT, tag); // publishes the job: rows and COUNT are visible to whoever reads this
     const tPublish = performance.now();
     for (const slot of this.slots) {

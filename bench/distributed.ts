@@ -10,7 +10,7 @@
  *     and each stage's idle fraction against GPipe's (K−1)/(M+K−1).
  *
  * Every number is printed with the machine's load (`uptime`): on a shared machine they are noisy.
- * Usage: `npx tsx bench/distributed.ts [--examples 60000] [--scaling sqrt] [--only dp|netem|pipeline]`
+ * Usage: `npx tsx bench/distributed.ts [--examples 60000] [--scaling sqrt] [--seeds 5] [--only dp|netem|pipeline]`
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -22,17 +22,18 @@ const program = new Command()
   .option('--examples <n>', 'training examples per data-parallel run (default: one epoch of Fashion-MNIST)', Number, 60_000)
   .option('--scaling <rule>', "the rate-scaling rule of the scaled 2-replica rows ('sqrt' for Adam, see src/distributed/scaled-rate.ts)", 'sqrt')
   .option('--test <n>', 'test examples evaluated', Number, 10_000)
+  .option('--seeds <k>', 'data parallel: runs per configuration with seeds 1…k (initialisation and stream order); accuracy as mean ± sd and the mean paired gap', Number, 1)
   .option('--delay-ms <ms>', 'netem one-way delay on the namespace loopback', Number, 2)
   .option('--only <part>', "'dp', 'netem' or 'pipeline'")
   .option('--model <kind>', "data parallel: only 'cnn' or 'mlp'")
-  .option('--sync <mode>', "data parallel: only 'allreduce' or 'average'")
+  .option('--sync <mode>', "data parallel: only 'allreduce', 'average' or 'none' (the no-sync ceiling)")
   .parse();
-const o = program.opts<{ model?: string; sync?: string; examples: number; scaling: string; test: number; delayMs: number; only?: string }>();
+const o = program.opts<{ model?: string; sync?: string; examples: number; scaling: string; test: number; seeds: number; delayMs: number; only?: string }>();
 const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
 const run = async (command: string, args: string[]) => (await promisify(execFile)(command, args, { maxBuffer: 1 << 24, timeout: 1_800_000 })).stdout;
 const number = (pattern: RegExp, text: string) => Number(pattern.exec(text)?.[1] ?? Number.NaN);
 
-interface DataParallelRun { replicas: number; throughput: number; accuracy: number; syncMs: number; stepMs: number; bytesSent: number; bytesReceived: number; redisCpu: number; trainingSeconds: number; load: string }
+interface DataParallelRun { replicas: number; throughput: number; accuracy: number; syncMs: number; stepMs: number; bytesSent: number; bytesReceived: number; redisCpu: number; trainingSeconds: number; barrierMs: number; load: string }
 
 async function dataParallel(model: string, batch: number, sync: string, replicas: number, prefix: string[] = [], extra: string[] = []): Promise<DataParallelRun> {
   const before = load();
@@ -45,22 +46,45 @@ async function dataParallel(model: string, batch: number, sync: string, replicas
     replicas, throughput: number(/\((\d+) examples\/s/, out), accuracy: number(/test accuracy ([\d.]+)%/, out),
     syncMs: rows.reduce((s, r) => s + Number(r[3]), 0) / rows.length, stepMs: (seconds * 1000) / steps,
     bytesSent: rows.reduce((s, r) => s + Number(r[4]), 0) / rows.length, bytesReceived: rows.reduce((s, r) => s + Number(r[5]), 0) / rows.length,
-    redisCpu: number(/redis-server CPU ([\d.]+) s/, out), trainingSeconds: seconds, load: `${before} → ${load()}`,
+    redisCpu: number(/redis-server CPU ([\d.]+) s/, out), trainingSeconds: seconds, barrierMs: number(/would cost ([\d.]+) ms per step/, out), load: `${before} → ${load()}`,
   };
 }
 
 if (!o.only || o.only === 'dp') {
-  console.log(`## Data parallel (${o.examples} training examples, ${o.test} test, one core and one thread per replica)`);
+  const seeds = Array.from({ length: o.seeds }, (_, i) => i + 1);
+  console.log(`## Data parallel (${o.examples} training examples, ${o.test} test, one core and one thread per replica; seeds ${seeds.join(', ')}: initialisation and stream order)`);
   console.log(`Rows "2, ${o.scaling}": Adam's rate 1e-3 scaled by the ${o.scaling} rule for 2 replicas, warmed up over 5% of a replica's steps.`);
+  console.log('Examples/s, step and sync times, bytes and redis CPU are means over the seeds; accuracy is mean ± sd; "vs 1" is the mean over seeds of (this run − the 1-replica run with the same seed).');
   console.log('| model | sync | replicas | examples/s | ratio | test acc. % | vs 1 (points) | step ms | sync ms | B sent/step | B recv/step | redis CPU % of a core | load (1/5/15 min) |');
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const sd = (xs: number[]) => Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / Math.max(1, xs.length - 1));
   for (const [model, batch] of ([['cnn', 64], ['mlp', 256]] as const).filter(([m]) => !o.model || m === o.model)) {
+    if (!o.sync || o.sync === 'none') {
+      // The ceiling: the replicas share the cores, Redis and the stream but never synchronise.
+      const one = await dataParallel(model, batch, 'none', 1, [], ['--seed', '1']);
+      const two = await dataParallel(model, batch, 'none', 2, [], ['--seed', '1']);
+      for (const [label, r] of [['1', one], ['2', two]] as const) {
+        console.log(`| ${model} b${batch} | none (ceiling) | ${label} | ${r.throughput} | ${(r.throughput / one.throughput).toFixed(2)} | ${r.accuracy.toFixed(2)} (replica 0 alone) | — | ${r.stepMs.toFixed(1)} | 0 | 0 | 0 | ${((100 * r.redisCpu) / r.trainingSeconds).toFixed(0)} | ${r.load} |`);
+      }
+      console.log(`|  |  |  | a barrier every step over the 2 replicas' own step times would cost ${two.barrierMs.toFixed(2)} ms per step |  |  |  |  |  |  |  |  |  |`);
+    }
     for (const sync of ['allreduce', 'average'].filter((m) => !o.sync || m === o.sync)) {
-      const one = await dataParallel(model, batch, sync, 1);
-      const two = await dataParallel(model, batch, sync, 2);
-      const scaled = await dataParallel(model, batch, sync, 2, [], ['--lr-scaling', o.scaling]);
-      for (const [label, r] of [['1', one], ['2', two], [`2, ${o.scaling}`, scaled]] as const) {
-        console.log(`| ${model} b${batch} | ${sync === 'average' ? 'averageWeights/8' : 'allReduce'} | ${label} | ${r.throughput} | ${(r.throughput / one.throughput).toFixed(2)} | ${r.accuracy.toFixed(2)} | ${(r.accuracy - one.accuracy).toFixed(2)} | ${r.stepMs.toFixed(1)} | ${r.syncMs.toFixed(2)} | ${Math.round(r.bytesSent)} | ${Math.round(r.bytesReceived)} | ${((100 * r.redisCpu) / r.trainingSeconds).toFixed(0)} | ${r.load} |`);
+      const runs: Record<'one' | 'two' | 'scaled', DataParallelRun[]> = { one: [], two: [], scaled: [] };
+      const before = load();
+      for (const seed of seeds) {
+        const seedArgs = ['--seed', String(seed)];
+        runs.one.push(await dataParallel(model, batch, sync, 1, [], seedArgs));
+        runs.two.push(await dataParallel(model, batch, sync, 2, [], seedArgs));
+        runs.scaled.push(await dataParallel(model, batch, sync, 2, [], ['--lr-scaling', o.scaling, ...seedArgs]));
+      }
+      const loads = `${before} → ${load()}`;
+      const oneRate = mean(runs.one.map((r) => r.throughput));
+      for (const [label, rs] of [['1', runs.one], ['2', runs.two], [`2, ${o.scaling}`, runs.scaled]] as const) {
+        const m = (f: (r: DataParallelRun) => number) => mean(rs.map(f));
+        const accuracies = rs.map((r) => r.accuracy);
+        const gap = mean(rs.map((r, i) => r.accuracy - runs.one[i]!.accuracy));
+        console.log(`| ${model} b${batch} | ${sync === 'average' ? 'averageWeights/8' : 'allReduce'} | ${label} | ${m((r) => r.throughput).toFixed(0)} | ${(m((r) => r.throughput) / oneRate).toFixed(2)} | ${mean(accuracies).toFixed(2)}${rs.length > 1 ? ` ± ${sd(accuracies).toFixed(2)}` : ''} | ${gap.toFixed(2)} | ${m((r) => r.stepMs).toFixed(1)} | ${m((r) => r.syncMs).toFixed(2)} | ${Math.round(m((r) => r.bytesSent))} | ${Math.round(m((r) => r.bytesReceived))} | ${m((r) => (100 * r.redisCpu) / r.trainingSeconds).toFixed(0)} | ${rs.length > 1 ? loads : rs[0]!.load} |`);
       }
     }
   }

@@ -23,7 +23,7 @@ import { Command } from 'commander';
 import { Cluster, Redis } from 'ioredis';
 import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import {
-  adam, batchesFromArrays, closeDefaultEngine, conv2d, dense, flatten, heNormal, maxPool2d, relu, sequential, softmaxCrossEntropy, type Layer,
+  adam, batchesFromArrays, closeDefaultEngine, conv2d, dense, flatten, heNormal, maxPool2d, Random, relu, sequential, softmaxCrossEntropy, type Layer,
 } from '../src/index.ts';
 import { addBatchEntries, allReduceGradients, averageWeights, fitReplica, joinGroup, scaledLearningRate, type ReplicaStepReport } from '../src/distributed/index.ts';
 import type { Dataset } from '../src/data/index.ts';
@@ -37,7 +37,7 @@ const program = new Command()
   .option('--cluster', '--redis names a node of a Redis Cluster: connect to the cluster and cut each round\'s message into --payload-shards pieces on other hash slots', false)
   .option('--payload-shards <n>', 'pieces per round message with --cluster (default 3: one per master of a 3-master cluster)', positiveInt('--payload-shards'), 3)
   .option('--run <name>', 'stream and group name (default: a fresh one per run)')
-  .option('--sync <mode>', "'allreduce' (gradients every step) or 'average' (weights every --every steps)", 'allreduce')
+  .option('--sync <mode>', "'allreduce' (gradients every step), 'average' (weights every --every steps) or 'none' (no synchronisation: each replica trains its own copy on its share; a measurement baseline, the throughput ceiling of any sync)", 'allreduce')
   .option('--every <h>', 'steps between weight averages (--sync average)', positiveInt('--every'), 8)
   .option('--model <kind>', "'cnn' or 'mlp'", 'cnn')
   .option('--batch-size <n>', 'rows per stream entry (one step of one replica)', positiveInt('--batch-size'), 64)
@@ -47,6 +47,7 @@ const program = new Command()
   .option('--warmup <fraction>', 'fraction of a replica\'s steps the scaled rate warms up over (Goyal et al.: ~5%)', Number, 0.05)
   .option('--pin', 'pin replica i to core i (taskset), one compute thread each', false)
   .option('--data <name>', "'fashion-mnist' or 'mnist' (embedded digits)", 'fashion-mnist')
+  .option('--seed <n>', 'initialisation seed; when given, also the seed of the order the training examples go on the stream (default: seed 1, file order)', positiveInt('--seed'))
   .option('--quick', 'a short run: 2 replicas, 2,048 examples, 1,000 test', false)
   .option('--produce-only', 'only put the training data on the stream (multi-host)', false)
   .option('--worker', 'run one replica (started by the launcher, or by hand on each host)', false)
@@ -54,9 +55,9 @@ const program = new Command()
 program.parse();
 const o = program.opts<{
   replicas: number; redis?: string; cluster: boolean; payloadShards: number; run?: string; sync: string; every: number; model: string; batchSize: number; examples?: number; test?: number;
-  lrScaling: string; warmup: number; pin: boolean; data: string; quick: boolean; produceOnly: boolean; worker: boolean; index: number;
+  lrScaling: string; warmup: number; pin: boolean; data: string; seed?: number; quick: boolean; produceOnly: boolean; worker: boolean; index: number;
 }>();
-if (o.sync !== 'allreduce' && o.sync !== 'average') program.error(`--sync must be 'allreduce' or 'average', got '${o.sync}'`);
+if (!['allreduce', 'average', 'none'].includes(o.sync)) program.error(`--sync must be 'allreduce', 'average' or 'none', got '${o.sync}'`);
 if (!['none', 'sqrt', 'linear'].includes(o.lrScaling)) program.error(`--lr-scaling must be 'none', 'sqrt' or 'linear', got '${o.lrScaling}'`);
 if (!(o.warmup >= 0 && o.warmup <= 1)) program.error(`--warmup must be a fraction in [0, 1], got ${o.warmup}`);
 if (o.model !== 'cnn' && o.model !== 'mlp') program.error(`--model must be 'cnn' or 'mlp', got '${o.model}'`);
@@ -69,7 +70,7 @@ function buildModel() {
     o.model === 'cnn'
       ? [conv2d(16, 3, { padding: 'same', kernelInitializer: heNormal() }), relu(), maxPool2d(2), conv2d(32, 3, { padding: 'same', kernelInitializer: heNormal() }), relu(), maxPool2d(2), flatten(), dense(10)]
       : [flatten(), dense(128), relu(), dense(10)];
-  return sequential(layers, { inputShape: [28, 28, 1], seed: 1 });
+  return sequential(layers, { inputShape: [28, 28, 1], seed: o.seed ?? 1 });
 }
 
 /** Standardised with the training set's mean and deviation (every process computes the same). */
@@ -93,7 +94,9 @@ const names = (run: string) => ({ stream: `${run}:train`, group: run });
 async function produce(url: string, run: string, train: Dataset): Promise<number> {
   const redis = connect(url);
   try {
-    const batches = batchesFromArrays(train, o.batchSize);
+    // --seed: a seeded order, so that runs with different seeds also see the data in different orders.
+    const order = o.seed === undefined ? undefined : new Random(o.seed).shuffle(Uint32Array.from({ length: train.length }, (_, i) => i));
+    const batches = batchesFromArrays(train, o.batchSize, order);
     await addBatchEntries(redis, names(run).stream, batches);
     return batches.length;
   } finally {
@@ -112,11 +115,19 @@ async function worker(url: string, run: string): Promise<void> {
   });
   const { stream, group: groupName } = names(run);
   const group = await joinGroup({ redis, group: groupName, replica: `replica-${o.index}`, model, optimizer, minReplicas: o.replicas, roundTimeoutMs: 30_000, ...(o.cluster ? { payloadShards: o.payloadShards } : {}) });
-  const sync = o.sync === 'average' ? averageWeights(group, { every: o.every }) : allReduceGradients(group);
+  const sync = o.sync === 'none' ? [] : [o.sync === 'average' ? averageWeights(group, { every: o.every }) : allReduceGradients(group)];
   let start = 0;
+  // Wall time between consecutive step reports (ms): the step with its sync, as the group experiences it.
+  const stepTimes: number[] = [];
+  let last = 0;
   const reports: ReplicaStepReport[] = await lastValueFrom(
-    fitReplica(model, group, redis, { stream, shape: [28, 28, 1], classes: 10, blockMs: 100, claimIdleMs: 60_000, fit: { loss: softmaxCrossEntropy(), optimizer, gradientOperators: [sync] } }).pipe(
-      tap(() => (start ||= Date.now())),
+    fitReplica(model, group, redis, { stream, shape: [28, 28, 1], classes: 10, blockMs: 100, claimIdleMs: 60_000, fit: { loss: softmaxCrossEntropy(), optimizer, gradientOperators: sync } }).pipe(
+      tap(() => {
+        const now = performance.now();
+        if (last) stepTimes.push(Math.round((now - last) * 100) / 100);
+        last = now;
+        start ||= Date.now();
+      }),
       toArray(),
     ),
     { defaultValue: [] },
@@ -127,7 +138,7 @@ async function worker(url: string, run: string): Promise<void> {
   const mean = (f: (r: ReplicaStepReport) => number) => reports.reduce((s, r) => s + f(r), 0) / Math.max(1, reports.length);
   console.log(`RESULT ${JSON.stringify({
     index: o.index, steps: reports.length, rows, start, end, syncMs: mean((r) => r.syncMs), bytesSent: mean((r) => r.bytesSent), bytesReceived: mean((r) => r.bytesReceived),
-    missingRounds: reports.filter((r) => r.missing.length > 0).length, accuracy: evaluation?.accuracy ?? null,
+    missingRounds: reports.filter((r) => r.missing.length > 0).length, accuracy: evaluation?.accuracy ?? null, stepTimes,
   })}`);
   redis.disconnect();
   await closeDefaultEngine();
@@ -165,6 +176,38 @@ async function startRedis(): Promise<{ url: string; cpuSeconds: () => number; st
   };
 }
 
+/** What a replica process reports on its RESULT line. */
+interface ReplicaResult {
+  index: number; steps: number; rows: number; start: number; end: number; syncMs: number; bytesSent: number; bytesReceived: number;
+  missingRounds: number; accuracy: number | null; stepTimes: number[];
+}
+
+const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+
+/** Mean, median and 10th / 90th percentile of a replica's step times (ms). */
+function stepTimeSummary(times: number[]): string {
+  const sorted = [...times].sort((a, b) => a - b);
+  const mean = times.reduce((a, b) => a + b, 0) / Math.max(1, times.length);
+  return `step ${mean.toFixed(2)} ms mean, ${quantile(sorted, 0.5).toFixed(2)} median, ${quantile(sorted, 0.1).toFixed(2)}–${quantile(sorted, 0.9).toFixed(2)} (10th–90th percentile)`;
+}
+
+/**
+ * What waiting for the slowest replica every step would cost (ms per step), from the replicas' own step
+ * times paired by step index: mean of the per-step maximum minus the mean step. With no synchronisation
+ * (--sync none) it prices the barrier of a synchronous round from step-time jitter alone.
+ */
+function barrierCost(perReplica: number[][]): number {
+  const steps = Math.min(...perReplica.map((t) => t.length));
+  if (!(steps > 0)) return Number.NaN;
+  let slowest = 0;
+  let all = 0;
+  for (let k = 0; k < steps; k++) {
+    slowest += Math.max(...perReplica.map((t) => t[k]!));
+    for (const t of perReplica) all += t[k]!;
+  }
+  return slowest / steps - all / (steps * perReplica.length);
+}
+
 async function launch(): Promise<void> {
   const replicas = o.quick && o.replicas === 2 ? 2 : o.replicas;
   if (o.cluster && !o.redis) program.error('--cluster needs --redis redis://<a node of the cluster>');
@@ -180,10 +223,10 @@ async function launch(): Promise<void> {
   try {
     const { train } = loadData();
     const entries = await produce(url, run, train);
-    console.log(`${train.length} examples on stream '${names(run).stream}' as ${entries} Arrow entries of ${o.batchSize}; ${replicas} replicas, ${o.model}, ${o.sync === 'average' ? `averageWeights every ${o.every}` : 'allReduceGradients'}${o.lrScaling === 'none' ? '' : `, rate 1e-3 scaled by the ${o.lrScaling} rule`}${o.pin ? ', pinned one core each' : ''}`);
+    console.log(`${train.length} examples on stream '${names(run).stream}' as ${entries} Arrow entries of ${o.batchSize}; ${replicas} replicas, ${o.model}, ${{ average: `averageWeights every ${o.every}`, allreduce: 'allReduceGradients', none: 'no synchronisation' }[o.sync]}${o.lrScaling === 'none' ? '' : `, rate 1e-3 scaled by the ${o.lrScaling} rule`}${o.pin ? ', pinned one core each' : ''}`);
     const started = Date.now();
     const redisCpuBefore = local?.cpuSeconds() ?? Number.NaN;
-    const args = (i: number) => ['--import', 'tsx', 'examples/data-parallel.ts', '--worker', '--index', String(i), '--redis', url, '--run', run, '--replicas', String(replicas), '--sync', o.sync, '--every', String(o.every), '--model', o.model, '--batch-size', String(o.batchSize), '--lr-scaling', o.lrScaling, '--warmup', String(o.warmup), '--examples', String(trainCount), '--test', String(testCount), '--data', o.data, ...(o.cluster ? ['--cluster', '--payload-shards', String(o.payloadShards)] : [])];
+    const args = (i: number) => ['--import', 'tsx', 'examples/data-parallel.ts', '--worker', '--index', String(i), '--redis', url, '--run', run, '--replicas', String(replicas), '--sync', o.sync, '--every', String(o.every), '--model', o.model, '--batch-size', String(o.batchSize), '--lr-scaling', o.lrScaling, '--warmup', String(o.warmup), '--examples', String(trainCount), '--test', String(testCount), '--data', o.data, ...(o.seed === undefined ? [] : ['--seed', String(o.seed)]), ...(o.cluster ? ['--cluster', '--payload-shards', String(o.payloadShards)] : [])];
     const results = await Promise.all(
       Array.from({ length: replicas }, (_, i) => {
         const command = o.pin ? 'taskset' : process.execPath;
@@ -192,22 +235,23 @@ async function launch(): Promise<void> {
         children.push(child);
         let out = '';
         child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-        return new Promise<Record<string, number>>((resolve, reject) =>
+        return new Promise<ReplicaResult>((resolve, reject) =>
           child.on('exit', (code) => {
             const line = out.split('\n').find((l) => l.startsWith('RESULT '));
-            if (code === 0 && line) resolve(JSON.parse(line.slice(7)) as Record<string, number>);
+            if (code === 0 && line) resolve(JSON.parse(line.slice(7)) as ReplicaResult);
             else reject(new Error(`replica ${i} exited with ${code}:\n${out}`));
           }),
         );
       }),
     );
-    const seconds = (Math.max(...results.map((r) => r['end']!)) - started) / 1000;
+    const seconds = (Math.max(...results.map((r) => r.end)) - started) / 1000;
     // Training time: first step of any replica to the last step of any (process start and data loading excluded).
-    const trainingSeconds = (Math.max(...results.map((r) => r['end']!)) - Math.min(...results.map((r) => r['start']!))) / 1000;
-    const rows = results.reduce((n, r) => n + r['rows']!, 0);
-    for (const r of results) console.log(`replica ${r['index']}: ${r['steps']} steps, ${r['rows']} rows, sync ${r['syncMs']!.toFixed(2)} ms/step, ${Math.round(r['bytesSent']!)} B sent and ${Math.round(r['bytesReceived']!)} B received per step${r['missingRounds'] ? `, ${r['missingRounds']} rounds with a replica missing` : ''}`);
+    const trainingSeconds = (Math.max(...results.map((r) => r.end)) - Math.min(...results.map((r) => r.start))) / 1000;
+    const rows = results.reduce((n, r) => n + r.rows, 0);
+    for (const r of results) console.log(`replica ${r.index}: ${r.steps} steps, ${r.rows} rows, sync ${r.syncMs.toFixed(2)} ms/step, ${Math.round(r.bytesSent)} B sent and ${Math.round(r.bytesReceived)} B received per step${r.missingRounds ? `, ${r.missingRounds} rounds with a replica missing` : ''}; ${stepTimeSummary(r.stepTimes)}`);
+    if (results.length > 1) console.log(`a barrier every step over these step times would cost ${barrierCost(results.map((r) => r.stepTimes)).toFixed(2)} ms per step (mean over steps of the slowest replica's time minus the mean time)`);
     if (local) console.log(`redis-server CPU ${(local.cpuSeconds() - redisCpuBefore).toFixed(2)} s while the replicas ran`);
-    console.log(`done: ${rows} rows trained in ${trainingSeconds.toFixed(2)} s (${(rows / trainingSeconds).toFixed(0)} examples/s; ${seconds.toFixed(1)} s with process start), test accuracy ${((results[0]!['accuracy'] ?? 0) * 100).toFixed(2)}%`);
+    console.log(`done: ${rows} rows trained in ${trainingSeconds.toFixed(2)} s (${(rows / trainingSeconds).toFixed(0)} examples/s; ${seconds.toFixed(1)} s with process start), test accuracy ${((results[0]!.accuracy ?? 0) * 100).toFixed(2)}%`);
   } finally {
     stopAll();
     await local?.stop();

@@ -7,7 +7,8 @@
  * first-touch memory), so the timed region is the training loop alone.
  *
  * TF.js is far slower here, so each library runs until it has trained `batches` batches or spent
- * `budgetSeconds`, whichever comes first (at least `minBatches`), and reports examples per second.
+ * `budgetSeconds`, whichever comes first (at least `minBatches`), and reports examples per second: the
+ * median of its 25-batch segments (the whole run's rate when it has fewer than 3), both logged.
  *
  * Usage: `const rows = await lstmBench({ quick: true });` or standalone `npx tsx bench/lstm.ts [--quick]`
  */
@@ -90,22 +91,41 @@ function hostBatches(train: Dataset, n: number): HostBatch[] {
 }
 
 interface Throughput {
+  /** Median over segments of SEGMENT_BATCHES timed batches (the whole run's rate when it has fewer than 3). */
   examplesPerSecond: number;
+  /** The whole timed run's rate. */
+  overall: number;
   batches: number;
   seconds: number;
 }
+
+/**
+ * Timed batches per segment: the reported rate is the median segment's, so that a few seconds of foreign
+ * load on this shared machine (another process, a GC of the runner) move it less than a whole-run mean.
+ */
+const SEGMENT_BATCHES = 25;
 
 /** Runs `trainOne(i)` for warm-up batches, then timed batches within the budget. */
 async function measure(budget: Budget, trainOne: (b: number) => Promise<void>): Promise<Throughput> {
   for (let i = 0; i < WARMUP_BATCHES; i++) await trainOne(i);
   const t0 = performance.now();
+  const segmentRates: number[] = [];
+  let segmentStart = t0;
   let done = 0;
   while (done < budget.batches && (done < budget.minBatches || performance.now() - t0 < budget.budgetSeconds * 1000)) {
     await trainOne(WARMUP_BATCHES + done);
     done++;
+    if (done % SEGMENT_BATCHES === 0) {
+      const now = performance.now();
+      segmentRates.push((SEGMENT_BATCHES * BATCH * 1000) / (now - segmentStart));
+      segmentStart = now;
+    }
   }
   const seconds = (performance.now() - t0) / 1000;
-  return { examplesPerSecond: (done * BATCH) / seconds, batches: done, seconds };
+  const overall = (done * BATCH) / seconds;
+  const sorted = [...segmentRates].sort((a, b) => a - b);
+  const median = sorted.length >= 3 ? sorted[Math.floor(sorted.length / 2)]! : overall;
+  return { examplesPerSecond: median, overall, batches: done, seconds };
 }
 
 async function trainRxgrad(batches: HostBatch[], budget: Budget): Promise<Throughput> {
@@ -167,7 +187,7 @@ export async function lstmBench(options: { quick: boolean }): Promise<LstmBenchR
   const attempt = async (name: string, run: () => Promise<Throughput>): Promise<Throughput | null> => {
     try {
       const r = await run();
-      log(`    ${name}: ${r.batches} batches in ${r.seconds.toFixed(1)} s = ${r.examplesPerSecond.toFixed(0)} examples/s`);
+      log(`    ${name}: ${r.batches} batches in ${r.seconds.toFixed(1)} s = ${r.overall.toFixed(0)} examples/s overall, ${r.examplesPerSecond.toFixed(0)} the median ${SEGMENT_BATCHES}-batch segment (reported)`);
       return r;
     } catch (error) {
       log(`  ! ${name} ${prefix}: cannot train (${error instanceof Error ? error.message.split('\n')[0] : String(error)})`);

@@ -140,6 +140,7 @@ async function worker(url: string, run: string): Promise<void> {
     index: o.index, steps: reports.length, rows, start, end, syncMs: mean((r) => r.syncMs), bytesSent: mean((r) => r.bytesSent), bytesReceived: mean((r) => r.bytesReceived),
     missingRounds: reports.filter((r) => r.missing.length > 0).length, accuracy: evaluation?.accuracy ?? null, stepTimes,
   })}`);
+  await group.leave(); // fitReplica started leaving as it ended: let that finish before the connection closes
   redis.disconnect();
   await closeDefaultEngine();
 }

@@ -260,6 +260,21 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     [...replicas.map((r) => r.model), model].forEach((m) => m.dispose());
   });
 
+  it('leave() twice is one leave; a client closed on purpose right after it is not retried (the process exits at once)', async () => {
+    // The data-parallel example's replicas called redis.disconnect() right after training while fitReplica's
+    // leave was still on the wire: its SREMs failed with "Connection is closed" and were retried for
+    // retryForMs, keeping the process alive 30 s.
+    const client = new Redis({ port: server.port, host: '127.0.0.1' });
+    const model = sequential([dense(8), relu(), dense(3)], { inputShape: [IN], seed: 1, engine });
+    const group = await joinGroup({ redis: client, group: 'leave-close', replica: 'only', model, optimizer: adam(), retryForMs: 60_000 });
+    const first = group.leave();
+    assert.equal(group.leave(), first, 'a second leave() is the first one');
+    client.disconnect();
+    await first.catch(() => {});
+    assert.equal(group.retries.retries, 0, `commands on a client closed on purpose were retried: ${group.retries.lastError}`);
+    model.dispose();
+  });
+
   it('a replica whose model or optimizer differs is refused on joining, naming the first difference', async () => {
     const client = new Redis({ port: server.port, host: '127.0.0.1' });
     clients.push(client);

@@ -167,6 +167,8 @@ export class ReplicaGroup {
   private pendingSnapshot: TrainingState | null = null;
   /** The connection a round's wait blocks on (made at the first round; null: the client cannot duplicate, poll). */
   private blocking: (BinaryRedis & { disconnect(): void }) | null | undefined = undefined;
+  /** The one leave (a second call returns it: fitReplica leaves as it ends, and so may its caller). */
+  private leaving: Promise<void> | null = null;
   private lastCheckpointRound = -1;
   private readonly prefix: string;
   private readonly redis: BinaryRedis;
@@ -207,11 +209,11 @@ export class ReplicaGroup {
   }
 
   private call(command: string, args: (string | number | Buffer)[]): Promise<unknown> {
-    return retrying(() => this.redis.call(command, args), this.retryForMs, command, this.retries);
+    return retrying(() => this.redis.call(command, args), this.retryForMs, command, this.retries, this.redis);
   }
 
   private callBuffer(command: string, args: (string | number | Buffer)[]): Promise<unknown> {
-    return retrying(() => this.redis.callBuffer(command, args), this.retryForMs, command, this.retries);
+    return retrying(() => this.redis.callBuffer(command, args), this.retryForMs, command, this.retries, this.redis);
   }
 
   private key(...parts: (string | number)[]): string {
@@ -462,8 +464,12 @@ export class ReplicaGroup {
    *
    * Usage: `await group.leave();`
    */
-  async leave(): Promise<void> {
-    if (this.left) return;
+  leave(): Promise<void> {
+    this.leaving ??= this.leaveOnce();
+    return this.leaving;
+  }
+
+  private async leaveOnce(): Promise<void> {
     this.left = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.blocking?.disconnect(); // no round runs after leaving

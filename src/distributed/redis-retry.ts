@@ -26,19 +26,26 @@ export interface RetryStats {
   lastError: string | null;
 }
 
+/** True once an ioredis client will not reconnect: closed by `disconnect()` / `quit()`, or given up on. */
+export function clientEnded(client: unknown): boolean {
+  return (client as { status?: unknown } | null)?.status === 'end';
+}
+
 /**
- * Runs `command` until it succeeds, retrying transient failures for up to `retryForMs`.
+ * Runs `command` until it succeeds, retrying transient failures for up to `retryForMs`; not when the
+ * `client` it runs on has ended (closed on purpose: nothing would reconnect it, and retrying would only
+ * keep the process alive).
  *
- * Usage: `await retrying(() => redis.call('SET', [key, value]), 30_000, 'SET', stats);`
+ * Usage: `await retrying(() => redis.call('SET', [key, value]), 30_000, 'SET', stats, redis);`
  */
-export async function retrying<T>(command: () => Promise<T>, retryForMs: number, what: string, stats?: RetryStats): Promise<T> {
+export async function retrying<T>(command: () => Promise<T>, retryForMs: number, what: string, stats?: RetryStats, client?: unknown): Promise<T> {
   const started = performance.now();
   let delay = 20;
   for (;;) {
     try {
       return await command();
     } catch (error) {
-      if (!isTransient(error)) throw error;
+      if (!isTransient(error) || clientEnded(client)) throw error;
       if (stats) {
         stats.retries++;
         stats.lastError = (error as Error).message;

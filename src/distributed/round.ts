@@ -138,7 +138,7 @@ export async function contributeAndWait(context: RoundContext, round: number, me
   const roundPrefix = `${prefix}:e:${epoch}:r:${round}:`;
   const keys = [`${prefix}:epoch`, `${prefix}:leader`, `${prefix}:members`, `${prefix}:joining`, `${prefix}:round`, `${roundPrefix}in`, `${roundPrefix}closed`];
   const wakeKey = `${roundPrefix}wake:${id}`;
-  const retry = <T>(what: string, command: () => Promise<T>) => retrying(command, context.retryForMs, what, context.retries);
+  const retry = <T>(what: string, command: () => Promise<T>, client: unknown = context.redis) => retrying(command, context.retryForMs, what, context.retries, client);
   const run = async (payload: Buffer | '', closeNow: boolean) => {
     const args = [ROUND, keys.length, ...keys, epoch, id, payload, context.keyTtlMs, context.memberTtlMs, `${prefix}:alive:`, `${roundPrefix}wake:`, round, closeNow ? '1' : '0', roundPrefix];
     const reply = (await retry('EVAL round', () => context.redis.callBuffer('EVAL', args))) as ScriptReply;
@@ -158,7 +158,7 @@ export async function contributeAndWait(context: RoundContext, round: number, me
     const slice = Math.max(10, Math.min(context.memberTtlMs / 3, context.roundTimeoutMs - elapsed));
     if (context.blocking) {
       const blocking = context.blocking;
-      const woken = (await retry('BLPOP', () => blocking.callBuffer('BLPOP', [wakeKey, (slice / 1000).toFixed(3)]))) as [Buffer, Buffer] | null;
+      const woken = (await retry('BLPOP', () => blocking.callBuffer('BLPOP', [wakeKey, (slice / 1000).toFixed(3)]), blocking)) as [Buffer, Buffer] | null;
       if (woken) return outcome(...unpackWake(woken[1], id));
     } else {
       await new Promise((resolve) => setTimeout(resolve, Math.min(poll, slice)));

@@ -312,6 +312,15 @@ export class WorkerPool {
     return result;
   }
 
+  /**
+   * True while jobs of kernel `name` cut into `chunks` run on the caller alone (splitting them stopped paying on
+   * a busy host): a backend whose chunks are row ranges of one call can then make that one call instead, which
+   * computes the same and streams shared operands once instead of once per chunk.
+   */
+  resting(name: string, chunks: number): boolean {
+    return this.judge !== undefined && this.judge.resting(this.judge.account(name, chunks));
+  }
+
   /** Chunks run so far by each thread (index 0 the caller, w + 1 worker w): test and measurement hook. */
   chunkCounts(): number[] {
     return [this.callerChunks, ...this.slots.map((s) => Atomics.load(s.i32, F.RAN))];

@@ -311,8 +311,14 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
    * every step of every range.
    */
   function sequenceJob(name: (typeof SEQUENCE_KERNEL_NAMES)[number], operands: readonly [number, number][], batch: number, U: number, flops: number, tail: readonly number[]): Promise<void> | void {
-    const parallel = threads > 1 && batch >= 2 * MR && flops >= threshold();
-    const parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), MR).ranges : [[0, batch] as [number, number]];
+    let parallel = threads > 1 && batch >= 2 * MR && flops >= threshold();
+    let parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), MR).ranges : [[0, batch] as [number, number]];
+    // Resting (a busy host): one call over every row, as on one thread; 8-row ranges one after another
+    // would each stream the recurrent kernel through the cache at every step.
+    if (parallel && pool?.resting(name, parts.length)) {
+      parallel = false;
+      parts = [[0, batch]];
+    }
     return runJob(name, parts.map(([r0, r1]) => [
       ...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, batch, ...tail, 1,
     ]), parallel);
@@ -428,7 +434,9 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     // The path of the whole product, for every chunk: chunks compute exactly as one thread would.
     const path = hint === 'packed' ? 2 : exports.gemmChoosePath(transB, m, n, k, ldb);
     const { rows, ranges: parts } = partitionGemm(m, n, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), path === 2 ? PACKED_ROW_TILE : MR);
-    if (parts.length < 2) {
+    // Fewer than 2 chunks, or resting (a busy host): the whole product in one call on the given path, the same
+    // bits as the chunks (each computes its rows exactly as one thread would) with B packed once, not per chunk.
+    if (parts.length < 2 || pool?.resting('gemmWith', parts.length)) {
       exports.gemmWith(path, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;
     }

@@ -5,18 +5,8 @@
  * serves one slot of the control region `[0, CONTROL_BYTES)` (see src/heap.ts). Dispatch is a store
  * plus `Atomics.notify` (about 0.2–1 µs when the worker is spinning), never postMessage (about 50 µs).
  *
- * Control region layout (bytes):
- * - `[0, 128)`: reserved.
- * - `[SLOT_BASE + w·SLOT_BYTES, +SLOT_BYTES)`: slot of worker w (w < MAX_WORKERS), i32 fields {@link F}:
- *   SEQ (caller bumps to post a task), DONE (worker copies SEQ when finished), STATE (1 while the worker
- *   spins or runs, 0 while it sleeps in Atomics.wait), OP, STATUS (0 ok, 1 error), MSG_LEN, CLAIMED (1 + the
- *   chunk index the worker holds, 0 none), RAN (chunks run so far), ARGS (OP.CHUNKS: job block, generation),
- *   CONTENDED (1 while the worker judges the host oversubscribed, see pool-worker.mjs), and an error message
- *   (UTF-8) from MSG_BYTE.
- * - `[SCRATCH_BASE + t·scratchBytes, …)`: GEMM scratch of thread t (t = 0 is the calling thread,
- *   t = w + 1 worker w): one packed B panel and a temp tile.
- * The larger GEMM packing workspaces (~1.1 MiB per thread) live outside the control region, at addresses
- * the backend gives through {@link PoolOptions.workspace}.
+ * The workers, their slots in the control region (layout in pool-workers.ts) and the empty round trip live
+ * in pool-workers.ts; this file is the chunked-job protocol and the queueing of jobs.
  *
  * Chunked jobs ({@link WorkerPool.runChunks}): a kernel cut into more chunks than threads, written as a
  * table of calls into the pool's job block ({@link JOB_BYTES}, outside the control region). Every thread,
@@ -25,38 +15,14 @@
  * thread ran which chunk never changes a result: chunks write disjoint outputs, and reductions across
  * chunks are summed in chunk order by the backend afterwards.
  */
-import { Worker } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import { SplitJudge, type SplitAccount } from './split-judge.ts';
 import { claimChunk, doneCount, finishChunk, GEN_MASK, INDEX_MASK, JOB, JOB_BYTES, MAX_CHUNKS, sleepMs, writeRow } from './pool-jobs.ts';
+import { OP, PoolWorkers } from './pool-workers.ts';
 
 export { claimChunk, finishChunk, JOB, JOB_BYTES, MAX_CHUNKS } from './pool-jobs.ts';
 export { MAX_REST_MS, REST_MS } from './split-judge.ts';
-
-export const SLOT_BASE = 128;
-export const SLOT_BYTES = 256;
-/** Most workers the control region has slots for. */
-export const MAX_WORKERS = 13;
-export const SCRATCH_BASE = 4096;
-/** Most threads (caller included) that can share a kernel. */
-export const MAX_THREADS = MAX_WORKERS + 1;
-/** i32 field indices inside a slot; MSG_BYTE is a byte offset. */
-export const F = { SEQ: 0, DONE: 1, STATE: 2, OP: 3, STATUS: 4, MSG_LEN: 5, CLAIMED: 6, RAN: 7, ARGS: 8, CONTENDED: 16, MSG_BYTE: 128 } as const;
-/** OP.CHUNKS: ARGS[0] = job block address, ARGS[1] = job generation (see {@link JOB}). */
-export const OP = { NOP: 0, STOP: 2, CHUNKS: 4 } as const;
-
-/**
- * Longest the caller spins (ms) for the workers' shares before awaiting: beyond this a worker was
- * descheduled, and blocking the event loop longer would stall other work (timers, I/O).
- */
-export const CALLER_SPIN_MAX_MS = 5;
-
-/** Byte address of thread t's GEMM scratch (t = 0: the calling thread). */
-export function scratchAddress(thread: number, scratchBytes: number): number {
-  const at = SCRATCH_BASE + thread * scratchBytes;
-  if (at + scratchBytes > 65536) throw new RangeError(`rxgrad pool: no scratch for thread ${thread}`);
-  return at;
-}
+export { CALLER_SPIN_MAX_MS, F, MAX_THREADS, MAX_WORKERS, OP, SCRATCH_BASE, scratchAddress, SLOT_BASE, SLOT_BYTES } from './pool-workers.ts';
 
 /** One chunk of a job: which export (index into the pool's `callNames`), its arguments, which are f32. */
 export interface CallTask {
@@ -64,25 +30,6 @@ export interface CallTask {
   readonly args: readonly number[];
   /** Bit i set: argument i is an f32 (default 0: all i32). */
   readonly floatMask?: number;
-}
-
-// Worker indices in use per memory, so that two pools over one memory never share a slot.
-const slotsInUse = new WeakMap<WebAssembly.Memory, Set<number>>();
-
-interface Slot {
-  readonly index: number;
-  readonly i32: Int32Array;
-  readonly f32: Float32Array;
-  worker: Worker | undefined;
-  /** Last SEQ posted. */
-  seq: number;
-  dead: boolean;
-  exitCode: number;
-  lastError: string;
-  /** Kernel running, for error messages. */
-  running: string;
-  /** Thread number of this worker in its backend (1 … size; 0 is the caller). */
-  readonly thread: number;
 }
 
 /** Options of {@link WorkerPool}. */
@@ -133,15 +80,11 @@ export interface PoolTestHooks {
  */
 export class WorkerPool {
   readonly size: number;
-  private readonly slots: Slot[] = [];
+  private readonly workers: PoolWorkers;
   private readonly spinMs: number;
-  private readonly workerSpinMs: number;
   private readonly callNames: readonly string[];
-  private readonly workspace: (thread: number) => number;
-  private readonly gemmPath: number;
   private closed = false;
   private tail: Promise<void> | undefined;
-  private refs = 0;
   private readonly job: Int32Array | undefined;
   private readonly jobF32: Float32Array | undefined;
   private readonly jobBlock: number;
@@ -151,105 +94,31 @@ export class WorkerPool {
   /** Weighs splitting per kind of job (see {@link SplitJudge}); undefined when not adaptive. */
   private readonly judge: SplitJudge | undefined;
 
-  constructor(
-    private readonly module: WebAssembly.Module,
-    private readonly memory: WebAssembly.Memory,
-    workers: number,
-    private readonly scratchBytes: number,
-    options: PoolOptions = {},
-  ) {
+  constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, workers: number, scratchBytes: number, options: PoolOptions = {}) {
     this.spinMs = options.spinMs ?? 0.05;
-    this.workerSpinMs = options.workerSpinMs ?? this.spinMs;
     this.callNames = options.callNames ?? [];
-    this.workspace = options.workspace ?? (() => 0);
-    this.gemmPath = options.gemmPath ?? 0;
     this.hooks = options.testHooks ?? {};
     this.jobBlock = options.jobBlock ?? 0;
-    this.judge = options.adaptive ?? options.testHooks === undefined
-      ? new SplitJudge(() => this.slots.some((slot) => Atomics.load(slot.i32, F.CONTENDED) !== 0))
-      : undefined;
+    this.judge = options.adaptive ?? options.testHooks === undefined ? new SplitJudge(() => this.workers.contended()) : undefined;
     if (this.jobBlock) {
       if (this.jobBlock % 64 !== 0) throw new RangeError(`rxgrad pool: job block ${this.jobBlock} is not 64-byte aligned`);
       this.job = new Int32Array(memory.buffer, this.jobBlock, JOB_BYTES / 4);
       this.jobF32 = new Float32Array(memory.buffer, this.jobBlock, JOB_BYTES / 4);
     }
-    let used = slotsInUse.get(memory);
-    if (!used) slotsInUse.set(memory, (used = new Set()));
-    const buffer = memory.buffer;
-    for (let index = 0; this.slots.length < workers; index++) {
-      if (index >= MAX_WORKERS) {
-        throw new RangeError(`rxgrad pool: the control region has ${MAX_WORKERS} worker slots; ${used.size} are in use`);
-      }
-      if (used.has(index)) continue;
-      used.add(index);
-      const byte = SLOT_BASE + index * SLOT_BYTES;
-      this.slots.push({
-        index,
-        i32: new Int32Array(buffer, byte, SLOT_BYTES / 4),
-        f32: new Float32Array(buffer, byte, SLOT_BYTES / 4),
-        worker: undefined,
-        seq: 0,
-        dead: false,
-        exitCode: 0,
-        lastError: '',
-        running: '',
-        thread: this.slots.length + 1,
-      });
-    }
-    this.size = this.slots.length;
-    for (const slot of this.slots) this.spawn(slot);
-  }
-
-  private spawn(slot: Slot): void {
-    slot.i32.fill(0);
-    slot.seq = 0;
-    slot.dead = false;
-    slot.exitCode = 0;
-    slot.lastError = '';
-    const worker = new Worker(new URL('./pool-worker.mjs', import.meta.url), {
-      workerData: {
-        module: this.module,
-        memory: this.memory,
-        slotByte: SLOT_BASE + slot.index * SLOT_BYTES,
-        slotInts: SLOT_BYTES / 4,
-        scratch: scratchAddress(slot.index + 1, this.scratchBytes),
-        workspace: this.workspace(slot.thread),
-        gemmPath: this.gemmPath,
-        startSeq: 0,
-        spinMs: this.workerSpinMs,
-        callNames: [...this.callNames],
-        F,
-        OP,
-        JOB,
-        slowMs: this.hooks.slowThread === slot.thread ? this.hooks.slowMs ?? 0 : 0,
-        jitterMs: this.hooks.jitterMs ?? 0,
-        contendedForTest: this.hooks.slowThread === slot.thread && this.hooks.contended === true,
+    const { slowThread, slowMs, jitterMs, contended } = this.hooks;
+    this.workers = new PoolWorkers(module, memory, workers, {
+      scratchBytes, workerSpinMs: options.workerSpinMs ?? this.spinMs, callNames: this.callNames, workspace: options.workspace ?? (() => 0),
+      gemmPath: options.gemmPath ?? 0, slowThread, slowMs, jitterMs, contended,
+      onExit: () => {
+        if (this.job) Atomics.notify(this.job, JOB.DONE);
       },
-      // The worker is plain .mjs: no need to load tsx (or any other loader) into it.
-      execArgv: [],
-      stdout: false,
-      stderr: false,
     });
-    slot.worker = worker;
-    worker.on('error', (err) => {
-      slot.lastError = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-    });
-    worker.on('exit', (code) => {
-      if (slot.worker !== worker) return;
-      slot.dead = true;
-      slot.exitCode = code;
-      slot.worker = undefined;
-      // Wake a caller waiting on this slot or on a chunked job so it sees the death.
-      Atomics.notify(slot.i32, F.DONE);
-      if (this.job) Atomics.notify(this.job, JOB.DONE);
-    });
-    if (this.refs === 0) worker.unref();
+    this.size = this.workers.slots.length;
   }
 
   /** True if every worker is spinning (a task within the last spinMs): a split then pays no wake-up. */
   get hot(): boolean {
-    for (const slot of this.slots) if (Atomics.load(slot.i32, F.STATE) !== 1) return false;
-    return true;
+    return this.workers.hot;
   }
 
   /**
@@ -323,7 +192,7 @@ export class WorkerPool {
 
   /** Chunks run so far by each thread (index 0 the caller, w + 1 worker w): test and measurement hook. */
   chunkCounts(): number[] {
-    return [this.callerChunks, ...this.slots.map((s) => Atomics.load(s.i32, F.RAN))];
+    return [this.callerChunks, ...this.workers.ranCounts()];
   }
 
   /** Times the pool stopped splitting because waiting for workers cost more than they saved (measurement hook). */
@@ -349,22 +218,11 @@ export class WorkerPool {
     if (this.hooks.publishDelayMs) sleepMs(this.hooks.publishDelayMs);
     Atomics.store(job, JOB.NEXT, tag); // publishes the job: rows and COUNT are visible to whoever reads this
     const tPublish = performance.now();
-    for (const slot of this.slots) {
-      if (slot.dead || !slot.worker) this.spawn(slot);
-      slot.i32[F.OP] = OP.CHUNKS;
-      slot.i32[F.ARGS] = this.jobBlock;
-      slot.i32[F.ARGS + 1] = this.gen;
-      slot.running = name;
-      slot.seq = (slot.seq + 1) | 0;
-      Atomics.store(slot.i32, F.SEQ, slot.seq);
-      // A spinning worker sees SEQ by itself; only a sleeping one needs the (syscall) wake-up. Sequentially
-      // consistent atomics: a worker that stores STATE = 0 after this load re-checks SEQ before it sleeps.
-      if (Atomics.load(slot.i32, F.STATE) === 0) Atomics.notify(slot.i32, F.SEQ);
-    }
+    for (const slot of this.workers.slots) this.workers.post(slot, OP.CHUNKS, name, [this.jobBlock, this.gen]);
     let localError: unknown;
     const { slowThread, slowMs = 0, jitterMs = 0, workersFirst = false } = this.hooks;
     if (workersFirst && count > 1) {
-      while (Atomics.load(job, JOB.NEXT) === tag && !this.slots.some((s) => s.dead)) sleepMs(0.05);
+      while (Atomics.load(job, JOB.NEXT) === tag && !this.workers.slots.some((s) => s.dead)) sleepMs(0.05);
     }
     const t0 = performance.now();
     let ran = 0;
@@ -391,7 +249,7 @@ export class WorkerPool {
     let done = doneCount(job, tag);
     let last = done;
     let since = performance.now();
-    while (done < count && !this.lostChunk()) {
+    while (done < count && !this.workers.lostChunk()) {
       const now = performance.now();
       if (done !== last) {
         last = done;
@@ -401,14 +259,14 @@ export class WorkerPool {
       }
       done = doneCount(job, tag);
     }
-    if (done >= count || this.lostChunk()) {
+    if (done >= count || this.workers.lostChunk()) {
       weigh();
       return this.finishJob(localError, sync);
     }
     if (sync) {
       for (;;) {
         const word = Atomics.load(job, JOB.DONE);
-        if ((word & INDEX_MASK) >= count || this.lostChunk()) break;
+        if ((word & INDEX_MASK) >= count || this.workers.lostChunk()) break;
         Atomics.wait(job, JOB.DONE, word, 10);
       }
       weigh();
@@ -419,25 +277,19 @@ export class WorkerPool {
 
   private async waitChunks(count: number, tag: number, localError: unknown, weigh: () => void): Promise<void> {
     const job = this.job!;
-    this.ref();
+    this.workers.ref();
     try {
       for (;;) {
         const word = Atomics.load(job, JOB.DONE);
-        if ((word & INDEX_MASK) >= count || (word & ~INDEX_MASK) !== tag || this.lostChunk()) break;
+        if ((word & INDEX_MASK) >= count || (word & ~INDEX_MASK) !== tag || this.workers.lostChunk()) break;
         const r = Atomics.waitAsync(job, JOB.DONE, word, 50);
         if (r.async) await r.value;
       }
     } finally {
-      this.unref();
+      this.workers.unref();
     }
     weigh();
     return this.finishJob(localError, false);
-  }
-
-  /** A worker died holding a chunk of the current job: that chunk will never finish. */
-  private lostChunk(): boolean {
-    for (const slot of this.slots) if (slot.dead && Atomics.load(slot.i32, F.CLAIMED) !== 0) return true;
-    return false;
   }
 
   /**
@@ -446,17 +298,11 @@ export class WorkerPool {
    */
   private finishJob(localError: unknown, sync: boolean): Promise<void> | void {
     let failure: unknown;
-    for (const slot of this.slots) {
-      if (slot.dead && Atomics.load(slot.i32, F.CLAIMED) !== 0) {
-        slot.i32[F.CLAIMED] = 0;
-        const why = slot.lastError ? `: ${slot.lastError}` : '';
-        failure ??= new Error(`rxgrad pool: worker ${slot.index} exited with code ${slot.exitCode} while running ${slot.running}${why}; it will be replaced`);
-      }
-    }
+    for (const slot of this.workers.slots) failure ??= this.workers.takeLostChunk(slot);
     failure ??= localError;
-    for (const slot of this.slots) {
+    for (const slot of this.workers.slots) {
       try {
-        this.takeError(slot);
+        this.workers.takeError(slot);
       } catch (err) {
         failure ??= err;
       }
@@ -476,97 +322,12 @@ export class WorkerPool {
 
   private start(local: () => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
-    const used = this.slots;
-    for (const slot of used) {
-      if (slot.dead || !slot.worker) this.spawn(slot);
-      slot.i32[F.OP] = OP.NOP;
-      slot.running = 'nop';
-      slot.seq = (slot.seq + 1) | 0;
-      Atomics.store(slot.i32, F.SEQ, slot.seq);
-      Atomics.notify(slot.i32, F.SEQ);
-    }
-    let localError: unknown;
-    const tLocal = performance.now();
-    try {
-      local();
-    } catch (err) {
-      localError = err;
-    }
-    // Spin for the workers' shares: they are about as long as ours and started at most a wake-up later,
-    // so spin up to twice our own time (at least spinMs, at most CALLER_SPIN_MAX_MS). Falling back to
-    // Atomics.waitAsync resumes through the event loop, measured at ~0.1 ms median with multi-ms tails here.
-    const t0 = performance.now();
-    const budget = Math.max(this.spinMs, Math.min(CALLER_SPIN_MAX_MS, 2 * (t0 - tLocal) + 0.1));
-    let pending = used.length;
-    while (pending > 0) {
-      pending = 0;
-      for (const slot of used) if (Atomics.load(slot.i32, F.DONE) !== slot.seq && !slot.dead) pending++;
-      if (pending === 0 || performance.now() - t0 > budget) break;
-    }
-    if (pending === 0) {
-      try {
-        this.check(used, localError);
-        return Promise.resolve();
-      } catch (err) {
-        return Promise.reject(err);
-      }
-    }
-    return this.waitAsync(used, localError);
-  }
-
-  private async waitAsync(used: Slot[], localError: unknown): Promise<void> {
-    this.ref();
-    try {
-      for (const slot of used) {
-        for (;;) {
-          const done = Atomics.load(slot.i32, F.DONE);
-          if (done === slot.seq || slot.dead) break;
-          const r = Atomics.waitAsync(slot.i32, F.DONE, done);
-          if (r.async) await r.value;
-        }
-      }
-    } finally {
-      this.unref();
-    }
-    this.check(used, localError);
-  }
-
-  /** Throws the first failure of this round: a dead worker, a worker error, or the caller's own. */
-  private check(used: Slot[], localError: unknown): void {
-    for (const slot of used) {
-      if (slot.dead && Atomics.load(slot.i32, F.DONE) !== slot.seq) {
-        const why = slot.lastError ? `: ${slot.lastError}` : '';
-        throw new Error(
-          `rxgrad pool: worker ${slot.index} exited with code ${slot.exitCode} while running ${slot.running}${why}; it will be replaced`,
-        );
-      }
-      this.takeError(slot);
-    }
-    if (localError !== undefined) throw localError;
-  }
-
-  /** Throws (and clears) the error a worker wrote into its slot, if any. */
-  private takeError(slot: Slot): void {
-    if (slot.i32[F.STATUS] === 0) return;
-    const len = slot.i32[F.MSG_LEN]!;
-    const bytes = new Uint8Array(slot.i32.buffer, slot.i32.byteOffset + F.MSG_BYTE, len).slice();
-    slot.i32[F.STATUS] = 0;
-    throw new Error(`rxgrad pool: worker ${slot.index} failed in ${slot.running}: ${new TextDecoder().decode(bytes)}`);
-  }
-
-  private ref(): void {
-    if (this.refs++ === 0) for (const slot of this.slots) slot.worker?.ref();
-  }
-
-  private unref(): void {
-    if (--this.refs === 0) for (const slot of this.slots) slot.worker?.unref();
+    return this.workers.roundTrip(local, this.spinMs);
   }
 
   /** Test hook: terminates worker i (as if it crashed); resolves with its exit code. */
-  async terminateWorkerForTest(i: number): Promise<number> {
-    const worker = this.slots[i]?.worker;
-    if (!worker) throw new RangeError(`rxgrad pool: no live worker ${i}`);
-    return worker.terminate();
+  terminateWorkerForTest(i: number): Promise<number> {
+    return this.workers.terminateForTest(i);
   }
 
   /** Resolves once every worker has booted and answered a no-op. */
@@ -580,18 +341,6 @@ export class WorkerPool {
     const pending = this.tail;
     if (pending) await pending.catch(() => {});
     this.closed = true;
-    const exits: Promise<number>[] = [];
-    for (const slot of this.slots) {
-      const worker = slot.worker;
-      if (!worker) continue;
-      slot.i32[F.OP] = OP.STOP;
-      slot.seq = (slot.seq + 1) | 0;
-      Atomics.store(slot.i32, F.SEQ, slot.seq);
-      Atomics.notify(slot.i32, F.SEQ);
-      exits.push(worker.terminate());
-    }
-    await Promise.all(exits);
-    const used = slotsInUse.get(this.memory);
-    for (const slot of this.slots) used?.delete(slot.index);
+    await this.workers.stop();
   }
 }

@@ -177,6 +177,14 @@ async function startRedis(): Promise<{ url: string; cpuSeconds: () => number; st
   };
 }
 
+/**
+ * V8 flags of the replica processes. A replica's JS heap is small (~20 MB live) and every step promotes the
+ * entry it read ahead, so V8's heap sizing ran a full mark-compact every 10–20 steps (31 in 300 CNN steps, ~7 ms
+ * each: the slow steps a synchronous round waits for); a larger initial heap leaves 5–6 (measured with
+ * --trace-gc, one pinned replica, docs/DISTRIBUTED.md). Start replicas you launch by hand the same way.
+ */
+const REPLICA_V8_FLAGS = ['--initial-heap-size=128'];
+
 /** What a replica process reports on its RESULT line. */
 interface ReplicaResult {
   index: number; steps: number; rows: number; start: number; end: number; syncMs: number; bytesSent: number; bytesReceived: number;
@@ -227,7 +235,7 @@ async function launch(): Promise<void> {
     console.log(`${train.length} examples on stream '${names(run).stream}' as ${entries} Arrow entries of ${o.batchSize}; ${replicas} replicas, ${o.model}, ${{ average: `averageWeights every ${o.every}`, allreduce: 'allReduceGradients', none: 'no synchronisation' }[o.sync]}${o.lrScaling === 'none' ? '' : `, rate 1e-3 scaled by the ${o.lrScaling} rule`}${o.pin ? ', pinned one core each' : ''}`);
     const started = Date.now();
     const redisCpuBefore = local?.cpuSeconds() ?? Number.NaN;
-    const args = (i: number) => ['--import', 'tsx', 'examples/data-parallel.ts', '--worker', '--index', String(i), '--redis', url, '--run', run, '--replicas', String(replicas), '--sync', o.sync, '--every', String(o.every), '--model', o.model, '--batch-size', String(o.batchSize), '--lr-scaling', o.lrScaling, '--warmup', String(o.warmup), '--examples', String(trainCount), '--test', String(testCount), '--data', o.data, ...(o.seed === undefined ? [] : ['--seed', String(o.seed)]), ...(o.cluster ? ['--cluster', '--payload-shards', String(o.payloadShards)] : [])];
+    const args = (i: number) => [...REPLICA_V8_FLAGS, '--import', 'tsx', 'examples/data-parallel.ts', '--worker', '--index', String(i), '--redis', url, '--run', run, '--replicas', String(replicas), '--sync', o.sync, '--every', String(o.every), '--model', o.model, '--batch-size', String(o.batchSize), '--lr-scaling', o.lrScaling, '--warmup', String(o.warmup), '--examples', String(trainCount), '--test', String(testCount), '--data', o.data, ...(o.seed === undefined ? [] : ['--seed', String(o.seed)]), ...(o.cluster ? ['--cluster', '--payload-shards', String(o.payloadShards)] : [])];
     const results = await Promise.all(
       Array.from({ length: replicas }, (_, i) => {
         const command = o.pin ? 'taskset' : process.execPath;

@@ -11,7 +11,8 @@
  *   npx tsx examples/data-parallel.ts --quick                         # the test's mode: 2 replicas, 2,048 examples
  *   # several hosts: one producer, then N workers (any host) against one Redis:
  *   npx tsx examples/data-parallel.ts --redis redis://10.0.0.5:6379 --run fm1 --produce-only
- *   npx tsx examples/data-parallel.ts --redis redis://10.0.0.5:6379 --run fm1 --replicas 4 --worker --index 0   # … --index 3
+ *   npx tsx --initial-heap-size=128 examples/data-parallel.ts --redis redis://10.0.0.5:6379 --run fm1 --replicas 4 --worker --index 0   # … --index 3
+ *   # (--initial-heap-size: see REPLICA_V8_FLAGS below; the launcher passes it to the replicas it starts)
  *   # a Redis Cluster (any node's URL; each round's message in 3 pieces on 3 hash slots):
  *   npx tsx examples/data-parallel.ts --redis redis://10.0.0.5:7000 --cluster --payload-shards 3 --replicas 4
  */

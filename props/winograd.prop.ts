@@ -6,7 +6,7 @@
  * outC a multiple of 16): odd and even sizes down to 1×1, 'same', 'valid' and uneven explicit padding
  * (more than the window too), batch 1..5. Also: conv2dForward / conv2dBackwardInput / conv2dBackwardFilter
  * dispatch to them (bitwise the same outputs), and a 2-thread split over images equals one thread bitwise
- * (the filter gradient's fixed image chunks: props/split.prop.ts).
+ * (the filter gradient's fixed image chunks: props/split.prop.ts). Both builds (relaxed-SIMD FMA and plain SIMD128).
  *
  * Tolerance: max |err| ≤ 1e-5 · max |reference| over the tensor (the transforms add a few roundings per
  * term; measured ~2e-7).
@@ -29,9 +29,12 @@ const arena = heap.arena();
 const ref = referenceKernels(() => heap.f32, () => heap.i32);
 const one = createWasmCompute(heap.memory, { threads: 1 });
 const two = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0 });
+// The plain SIMD128 build (a mul and an add where the default build fuses them) checked alongside.
+const simd = createWasmCompute(heap.memory, { threads: 1, relaxedSimd: false });
 after(async () => {
   await one.close();
   await two.close();
+  await simd.close();
 });
 
 /** The Winograd entry points (wasm exports outside the Kernels contract). */
@@ -102,6 +105,9 @@ async function check(c: WinogradCase): Promise<void> {
   ref.conv2dForward(x, w, b, yr, ...g);
   const want = get(yr, ny).map((v) => (c.relu ? (v > 0 ? v : 0) : v));
   assertRelClose(get(yw, ny), want, `forward ${what}`);
+  const ysimd = nans(ny);
+  simd.kernels.conv2dForward(x, w, b, ysimd, ...g, act);
+  assertRelClose(get(ysimd, ny), want, `forward, ${simd.name} build ${what}`);
   assert.deepEqual(get(yd, ny), get(yw, ny), `conv2dForward did not take the Winograd path ${what}`);
   assert.deepEqual(get(ys, ny), get(yw, ny), `split forward differs from 1 thread ${what}`);
 
@@ -116,6 +122,9 @@ async function check(c: WinogradCase): Promise<void> {
     const dxw = nans(nx);
     wino.conv2dBackwardInputWinograd(dy, wt, dxw, c.N, c.H, c.W, c.C, c.OH, c.OW, c.CO, c.pt, c.pl);
     assertRelClose(get(dxw, nx), get(dxr, nx), `input gradient ${what}`);
+    const dxsimd = nans(nx);
+    simd.kernels.conv2dBackwardInput(dy, wt, dxsimd, ...g);
+    assertRelClose(get(dxsimd, nx), get(dxr, nx), `input gradient, ${simd.name} build ${what}`);
     assert.deepEqual(get(dxd, nx), get(dxw, nx), `conv2dBackwardInput did not take the Winograd path ${what}`);
   } else {
     assertRelClose(get(dxd, nx), get(dxr, nx), `input gradient (direct) ${what}`);
@@ -130,6 +139,9 @@ async function check(c: WinogradCase): Promise<void> {
   one.kernels.conv2dBackwardFilter(x, dy, dwd, work, workFloats, ...g);
   ref.conv2dBackwardFilter(x, dy, dwr, 0, 0, ...g);
   assertRelClose(get(dww, nw), get(dwr, nw), `filter gradient ${what}`);
+  const dwsimd = nans(nw);
+  simd.kernels.conv2dBackwardFilter(x, dy, dwsimd, work, workFloats, ...g);
+  assertRelClose(get(dwsimd, nw), get(dwr, nw), `filter gradient, ${simd.name} build ${what}`);
   assert.deepEqual(get(dwd, nw), get(dww, nw), `conv2dBackwardFilter did not take the Winograd path ${what}`);
 }
 

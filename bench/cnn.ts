@@ -9,7 +9,10 @@
  *   the same pre-made batches of 256; once with the example's 'same' padding and once with 'valid' (Keras's
  *   default: 26→13→11→5, about 0.6× the work, where TF.js wasm is fastest — ~16–18k ex/s here).
  * - `conv2d <layer> <pass>` (GFLOP/s, batch 64): the conv kernels of each layer shape through the engine's
- *   compute backend (split over the pool like in training), plus the 1-thread direct and im2col + GEMM forward.
+ *   compute backend (split over the pool like in training), plus the 1-thread forward (the path the kernel
+ *   takes for that shape: direct for layer 1, Winograd F(2×2, 3×3) for layer 2, asserted by
+ *   props/winograd.prop.ts) and the im2col + GEMM forward. GFLOP/s always counts the direct convolution's
+ *   2·N·OH·OW·CO·9·C, so a Winograd figure is an effective rate (it does 2.25× fewer multiplications).
  *
  * The lead registers it in bench/run.ts. Usage: `const rows = await cnnBench({ quick: true });`
  */
@@ -198,10 +201,13 @@ async function inferenceRows(quick: boolean, data: Dataset, label: string, paddi
   return [{ benchmark: name, unit: 'examples/s', rxgrad: rx, tfjsWasm: tfRate.wasm, tfjsCpu: tfRate.cpu }];
 }
 
-/** The two conv layers of the example CNN at batch 64 ('same' padding). */
+/**
+ * The two conv layers of the example CNN at batch 64 ('same' padding), with the path conv2dForward takes
+ * for each (workers/assembly/conv-winograd.ts winogradFits: 3×3, stride 1, inC ≥ 8, outC % 16 = 0).
+ */
 const LAYERS = [
-  { name: '28x28x1->16', H: 28, W: 28, C: 1, CO: 16 },
-  { name: '14x14x16->32', H: 14, W: 14, C: 16, CO: 32 },
+  { name: '28x28x1->16', H: 28, W: 28, C: 1, CO: 16, path: 'direct' },
+  { name: '14x14x16->32', H: 14, W: 14, C: 16, CO: 32, path: 'Winograd' },
 ] as const;
 
 async function convRows(quick: boolean): Promise<Row[]> {
@@ -235,12 +241,12 @@ async function convRows(quick: boolean): Promise<Row[]> {
       // own whole-model inference (~8 GFLOP/s), so the per-op figure would misrepresent TF.js. Its model rows compare.
       rows.push(
         { benchmark: `conv2d ${L.name} b64 forward (${compute.threads} threads)`, unit: 'GFLOP/s', rxgrad: gf(fwd.ms), tfjsWasm: null, tfjsCpu: null },
-        { benchmark: `conv2d ${L.name} b64 forward direct, 1 thread`, unit: 'GFLOP/s', rxgrad: gf(fwd1.ms), tfjsWasm: null, tfjsCpu: null },
+        { benchmark: `conv2d ${L.name} b64 forward ${L.path}, 1 thread`, unit: 'GFLOP/s', rxgrad: gf(fwd1.ms), tfjsWasm: null, tfjsCpu: null },
         { benchmark: `conv2d ${L.name} b64 forward im2col+GEMM, 1 thread`, unit: 'GFLOP/s', rxgrad: gf(im2col.ms), tfjsWasm: null, tfjsCpu: null },
         { benchmark: `conv2d ${L.name} b64 backward input (${compute.threads} threads)`, unit: 'GFLOP/s', rxgrad: gf(bin.ms), tfjsWasm: null, tfjsCpu: null },
         { benchmark: `conv2d ${L.name} b64 backward filter (${compute.threads} threads)`, unit: 'GFLOP/s', rxgrad: gf(bfi.ms), tfjsWasm: null, tfjsCpu: null },
       );
-      log(`  conv2d ${L.name}: fwd ${gf(fwd.ms).toFixed(1)} (1 thread direct ${gf(fwd1.ms).toFixed(1)}, im2col ${gf(im2col.ms).toFixed(1)}), bwd input ${gf(bin.ms).toFixed(1)}, bwd filter ${gf(bfi.ms).toFixed(1)} GFLOP/s (${foreignLoad()})`);
+      log(`  conv2d ${L.name}: fwd ${gf(fwd.ms).toFixed(1)} (1 thread ${L.path} ${gf(fwd1.ms).toFixed(1)}, im2col ${gf(im2col.ms).toFixed(1)}), bwd input ${gf(bin.ms).toFixed(1)}, bwd filter ${gf(bfi.ms).toFixed(1)} GFLOP/s (${foreignLoad()})`);
     }
   } finally {
     await engine.close();

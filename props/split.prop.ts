@@ -1,6 +1,7 @@
 /**
  * Determinism of the split kernels: a chunked job gives the same bits whichever thread runs which chunk.
- * Every kernel the pool splits (GEMM in every transpose, conv forward / input gradient / filter gradient,
+ * Every kernel the pool splits (GEMM in every transpose, conv forward / input gradient / filter gradient
+ * (direct and Winograd: inC ≥ 8 and outC = 16 or 32 take conv-winograd.ts),
  * max pooling forward and backward, an elementwise activation, the bias gradient, the optimizer updates,
  * the whole-sequence LSTM / GRU loops)
  * runs on 1, 2 and 3 threads over random shapes; the 2- and 3-thread backends claim chunks at random
@@ -91,8 +92,8 @@ describe('split kernels: bitwise identical on 1, 2 and 3 threads with random cla
     await fc.assert(
       fc.asyncProperty(
         // Up to ~6.6 MFLOP: filter gradients from 2 MFLOP are cut into image chunks (reductionChunks).
-        fc.integer({ min: 1, max: 16 }), fc.integer({ min: 3, max: 12 }), fc.integer({ min: 1, max: 8 }),
-        fc.constantFrom(3, 16, 20), fc.integer(),
+        fc.integer({ min: 1, max: 16 }), fc.integer({ min: 3, max: 12 }), fc.oneof(fc.integer({ min: 1, max: 8 }), fc.constant(16)),
+        fc.constantFrom(3, 16, 20, 32), fc.integer(),
         async (N, HW, C, CO, seed) => {
           arena.reset();
           const g = [N, HW, HW, C, HW, HW, CO, 3, 3, 1, 1, 1, 1, 1, 1] as const;
@@ -120,8 +121,9 @@ describe('split kernels: bitwise identical on 1, 2 and 3 threads with random cla
           await sameBits('maxPool2dBackward', () => fillRandom(p, pooled, seed + 4), [[dp, ys]], (be) => be.maxPool2dBackward(p, argmax, dp, ys, pooled, N));
         },
       ),
-      // A filter gradient above 2 MFLOP (cut into 8 image chunks) always, whatever the random draws.
-      { numRuns: RUNS, examples: [[16, 12, 8, 16, 7]] },
+      // A filter gradient above 2 MFLOP (cut into 8 image chunks), and the Winograd forward and input
+      // gradient (inC 16 → outC 32, the example CNN's second layer), always, whatever the random draws.
+      { numRuns: RUNS, examples: [[16, 12, 8, 16, 7], [9, 12, 16, 32, 5]] },
     );
   });
 

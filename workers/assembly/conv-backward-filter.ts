@@ -11,6 +11,8 @@
 
 import { gemm } from './gemm';
 import { im2col, madd } from './conv-common';
+import { winogradFits } from './conv-winograd';
+import { conv2dBackwardFilterWinograd, FILTER_TILE_BLOCK } from './conv-winograd-filter';
 
 /**
  * Largest dy image (bytes) for the direct filter gradient: it re-reads one image's dy once per (tap, channel
@@ -60,7 +62,7 @@ function dwTap16(x: usize, xr: usize, xc: usize, dy: usize, dyr: usize, dyc: usi
  * 8 accumulators + 4 dy + 2 splats = 14 xmm, the GEMM micro-kernel's budget (dwTap16 with two pixel sets
  * needs 18 and V8 spills accumulators, measured at 18 GFLOP/s).
  */
-function dwTap2x16(x: usize, d: usize, xr: usize, xc: usize, dy: usize, dyr: usize, dyc: usize, rows: i32, cols: i32, acc: usize, acc2: usize): void {
+export function dwTap2x16(x: usize, d: usize, xr: usize, xc: usize, dy: usize, dyr: usize, dyc: usize, rows: i32, cols: i32, acc: usize, acc2: usize): void {
   let a0 = v128.load(acc), a1 = v128.load(acc, 16), a2 = v128.load(acc, 32), a3 = v128.load(acc, 48);
   let b0 = v128.load(acc2), b1 = v128.load(acc2, 16), b2 = v128.load(acc2, 32), b3 = v128.load(acc2, 48);
   for (let r = 0; r < rows; r++) {
@@ -203,11 +205,16 @@ function dwRest(
 /**
  * dw[ky, kx, ci, co] = Σ_{n, oy, ox} x[n, oy·sh − pt + ky·dh, ox·sw − pl + kx·dw, ci] · dy[n, oy, ox, co]
  * (overwritten). work: ≥ KH·KW·C floats; chunks of ⌊workFloats / (KH·KW·C)⌋ pixels are im2col'd there.
+ * 3×3 stride-1 windows with enough channels (winogradFits) go through conv2dBackwardFilterWinograd instead.
  */
 export function conv2dBackwardFilter(
   x: usize, dy: usize, dw_: usize, work: usize, workFloats: i32, batch: i32, H: i32, W: i32, C: i32,
   OH: i32, OW: i32, CO: i32, KH: i32, KW: i32, sh: i32, sw: i32, pt: i32, pl: i32, dh: i32, dw: i32,
 ): void {
+  if (winogradFits(C, CO, KH, KW, sh, sw, dh, dw, FILTER_TILE_BLOCK)) {
+    conv2dBackwardFilterWinograd(x, dy, dw_, batch, H, W, C, OH, OW, CO, pt, pl);
+    return;
+  }
   if (CO % 16 == 0 && OH * OW * CO * 4 <= DIRECT_DW_MAX_IMAGE_BYTES) {
     backwardFilterDirect(x, dy, dw_, batch, H, W, C, OH, OW, CO, KH, KW, sh, sw, pt, pl, dh, dw);
     return;

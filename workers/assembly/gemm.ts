@@ -52,6 +52,17 @@ export function setWorkspace(ptr: usize): void {
   workspace = ptr;
 }
 
+/**
+ * This thread's workspace (0 = none). Other kernels borrow it as per-thread scratch between GEMM calls
+ * (conv-winograd.ts): a kernel call runs to completion on its thread, so the two uses never overlap.
+ */
+export function threadWorkspace(): usize {
+  return workspace;
+}
+
+/** Bytes of {@link threadWorkspace}. */
+export const THREAD_WORKSPACE_BYTES: usize = WORKSPACE_BYTES;
+
 /** Bytes of packing workspace each thread needs. */
 export function workspaceBytes(): i32 {
   return <i32>WORKSPACE_BYTES;

@@ -10,6 +10,8 @@ export {
 export { conv2dForward, conv2dForwardIm2col } from './conv-forward';
 export { conv2dTransposeFilter, conv2dBackwardInput } from './conv-backward-input';
 export { conv2dBackwardFilter } from './conv-backward-filter';
+export { conv2dForwardWinograd, conv2dBackwardInputWinograd } from './conv-winograd';
+export { conv2dBackwardFilterWinograd } from './conv-winograd-filter';
 export {
   maxPool2dForward, maxPool2dForwardPart, maxPool2dBackward, maxPool2dBackwardPart, avgPool2dForward, avgPool2dBackward, globalAvgPool2dForward,
   globalAvgPool2dBackward, batchNormStats, batchNormForward, batchNormBackward,

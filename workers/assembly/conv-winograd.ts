@@ -32,7 +32,7 @@ const MIN_WINOGRAD_CIN: i32 = 8;
  * 14×14 1.7–1.8×; docs/PERFORMANCE.md).
  */
 export function winogradPays(OH: i32, OW: i32): bool {
-  return 4 * ((OH + 1) >> 1) * ((OW + 1) >> 1) * 2 <= 3 * OH * OW;
+  return <i64>8 * <i64>((OH + 1) >> 1) * <i64>((OW + 1) >> 1) <= <i64>3 * <i64>OH * <i64>OW;
 }
 
 /**
@@ -42,9 +42,10 @@ export function winogradPays(OH: i32, OW: i32): bool {
  * one gathered border tile (16·Cin).
  */
 export function winogradFits(Cin: i32, Cout: i32, KH: i32, KW: i32, sh: i32, sw: i32, dh: i32, dw: i32, block: i32 = TILE_BLOCK): bool {
-  const need = ((<usize>16 * <usize>(Cin * Cout + block * (Cin + Cout) + Cin)) << 2) + 32 * PLANE_PAD;
+  // In 64 bits: 16·Cin·Cout·4 passes 2³² from 8192 channels on each side.
+  const need = <u64>64 * (<u64>Cin * <u64>Cout + <u64>block * <u64>(Cin + Cout) + <u64>Cin) + <u64>(32 * PLANE_PAD);
   return KH == 3 && KW == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && Cin >= MIN_WINOGRAD_CIN && Cin % 4 == 0 &&
-    Cout % 16 == 0 && threadWorkspace() != 0 && need <= THREAD_WORKSPACE_BYTES;
+    Cout % 16 == 0 && threadWorkspace() != 0 && need <= <u64>THREAD_WORKSPACE_BYTES;
 }
 
 // Set by outputTileOffset (per-instance globals: each thread has its own instance, nothing is shared).

@@ -11,7 +11,7 @@
 
 import { gemm } from './gemm';
 import { im2col, madd } from './conv-common';
-import { winogradFits } from './conv-winograd';
+import { winogradFits, winogradPays } from './conv-winograd';
 import { conv2dBackwardFilterWinograd, FILTER_TILE_BLOCK } from './conv-winograd-filter';
 
 /**
@@ -205,13 +205,14 @@ function dwRest(
 /**
  * dw[ky, kx, ci, co] = Σ_{n, oy, ox} x[n, oy·sh − pt + ky·dh, ox·sw − pl + kx·dw, ci] · dy[n, oy, ox, co]
  * (overwritten). work: ≥ KH·KW·C floats; chunks of ⌊workFloats / (KH·KW·C)⌋ pixels are im2col'd there.
- * 3×3 stride-1 windows with enough channels (winogradFits) go through conv2dBackwardFilterWinograd instead.
+ * 3×3 stride-1 windows with enough channels and output (winogradFits, winogradPays) go through
+ * conv2dBackwardFilterWinograd instead.
  */
 export function conv2dBackwardFilter(
   x: usize, dy: usize, dw_: usize, work: usize, workFloats: i32, batch: i32, H: i32, W: i32, C: i32,
   OH: i32, OW: i32, CO: i32, KH: i32, KW: i32, sh: i32, sw: i32, pt: i32, pl: i32, dh: i32, dw: i32,
 ): void {
-  if (winogradFits(C, CO, KH, KW, sh, sw, dh, dw, FILTER_TILE_BLOCK)) {
+  if (winogradFits(C, CO, KH, KW, sh, sw, dh, dw, FILTER_TILE_BLOCK) && winogradPays(OH, OW)) {
     conv2dBackwardFilterWinograd(x, dy, dw_, batch, H, W, C, OH, OW, CO, pt, pl);
     return;
   }

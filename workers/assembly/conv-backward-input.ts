@@ -12,7 +12,7 @@
 // over batch images is bitwise identical to one thread.
 
 import { channels, madd } from './conv-common';
-import { conv2dBackwardInputWinograd, winogradFits } from './conv-winograd';
+import { conv2dBackwardInputWinograd, winogradFits, winogradPays } from './conv-winograd';
 
 /** wt[t, co, ci] = w[t, ci, co] for each of `taps` filter positions (ci contiguous for the gather). */
 export function conv2dTransposeFilter(w: usize, wt: usize, taps: i32, C: i32, CO: i32): void {
@@ -138,13 +138,13 @@ function dxC1One(
  * dx[n, iy, ix, ci] = Σ over (ky, kx, co) with iy = oy·sh − pt + ky·dh, ix = ox·sw − pl + kx·dw of
  * dy[n, oy, ox, co] · w[ky, kx, ci, co]; wt is the filter from conv2dTransposeFilter ([ky, kx, co, ci]).
  * Every element of dx is written (0 where no tap reaches it). 3×3 stride-1 windows with enough channels
- * (winogradFits with CO in, C out) go through conv2dBackwardInputWinograd instead.
+ * and input (winogradFits with CO in, C out; winogradPays over H × W) go through conv2dBackwardInputWinograd.
  */
 export function conv2dBackwardInput(
   dy: usize, wt: usize, dx: usize, batch: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32, CO: i32,
   KH: i32, KW: i32, sh: i32, sw: i32, pt: i32, pl: i32, dh: i32, dw: i32,
 ): void {
-  if (winogradFits(CO, C, KH, KW, sh, sw, dh, dw)) {
+  if (winogradFits(CO, C, KH, KW, sh, sw, dh, dw) && winogradPays(H, W)) {
     conv2dBackwardInputWinograd(dy, wt, dx, batch, H, W, C, OH, OW, CO, pt, pl);
     return;
   }

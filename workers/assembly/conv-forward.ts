@@ -16,7 +16,7 @@
 import { gemm } from './gemm';
 import { addBias, reluForward } from './elementwise';
 import { channels, convRow3P16, convRowP16, im2col } from './conv-common';
-import { conv2dForwardWinograd, winogradFits } from './conv-winograd';
+import { conv2dForwardWinograd, winogradFits, winogradPays } from './conv-winograd';
 
 // ---------------------------------------------------------------- tap ranges
 
@@ -40,13 +40,14 @@ import { conv2dForwardWinograd, winogradFits } from './conv-winograd';
  * taps outside the input contributing 0 (zero padding). bias = 0: none. activation = 1: then y = relu(y),
  * applied to each output row while it is still in L1 (reluForward in place, so the same bits as a separate
  * relu pass; a separate pass over a batch-256 feature map costs a full read + write of 12.8 MB).
- * 3×3 stride-1 windows with enough channels (winogradFits) go through conv2dForwardWinograd instead.
+ * 3×3 stride-1 windows with enough channels and output (winogradFits, winogradPays) go through
+ * conv2dForwardWinograd instead.
  */
 export function conv2dForward(
   x: usize, w: usize, bias: usize, y: usize, batch: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32, CO: i32,
   KH: i32, KW: i32, sh: i32, sw: i32, pt: i32, pl: i32, dh: i32, dw: i32, activation: i32,
 ): void {
-  if (winogradFits(C, CO, KH, KW, sh, sw, dh, dw)) {
+  if (winogradFits(C, CO, KH, KW, sh, sw, dh, dw) && winogradPays(OH, OW)) {
     conv2dForwardWinograd(x, w, bias, y, batch, H, W, C, OH, OW, CO, pt, pl, activation);
     return;
   }

@@ -18,7 +18,8 @@ export const FILTER_TILE_BLOCK: i32 = 64;
 /**
  * conv2dBackwardFilter (3×3, stride 1, dilation 1) as Winograd: dw[ky, kx, ci, co] = Σ_{n, oy, ox}
  * x[n, oy − pt + ky, ox − pl + kx, ci] · dy[n, oy, ox, co] (overwritten). Traps unless
- * winogradFits(C, CO, 3, 3, 1, 1, 1, 1, FILTER_TILE_BLOCK). conv2dBackwardFilter calls it for those shapes.
+ * winogradFits(C, CO, 3, 3, 1, 1, 1, 1, FILTER_TILE_BLOCK). conv2dBackwardFilter calls it for those shapes when
+ * winogradPays(OH, OW).
  */
 export function conv2dBackwardFilterWinograd(
   x: usize, dy: usize, dw: usize, batch: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32, CO: i32, pt: i32, pl: i32,

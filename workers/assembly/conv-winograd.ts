@@ -1,6 +1,6 @@
 // Winograd F(2×2, 3×3) convolution over NHWC tensors (transforms: conv-winograd-transforms.ts): the 3×3,
 // stride-1, dilation-1 forward and input gradient with 16 multiplications per 2×2 output tile and channel
-// pair instead of 36 (2.25× fewer), for shapes where that pays (winogradFits; measured: docs/PERFORMANCE.md).
+// pair instead of 36 (2.25× fewer), for shapes where that pays (winogradFits, winogradPays; measured: docs/PERFORMANCE.md).
 //
 // Per block of TILE_BLOCK output tiles (numbered across the batch): input transforms into V (16 planes of
 // tiles × Cin), then per plane ξ the product M[ξ] = V[ξ] · U[ξ] (tiles × Cin by Cin × Cout, conv-common's
@@ -27,15 +27,25 @@ export const PLANE_PAD: usize = 64;
 const MIN_WINOGRAD_CIN: i32 = 8;
 
 /**
- * Whether a convolution from Cin to Cout channels with this window runs as Winograd on this thread, with
+ * Whether Winograd pays for an OH × OW output: its 2×2 tiles may cover at most 1.5× the output (measured,
+ * batch 16, 1 thread, against the direct kernels: 1×1 0.19×, 3×3 0.86–1.06×, 5×5 1.06–1.13×, 7×7 1.24–1.58×,
+ * 14×14 1.7–1.8×; docs/PERFORMANCE.md).
+ */
+export function winogradPays(OH: i32, OW: i32): bool {
+  return <i64>8 * <i64>((OH + 1) >> 1) * <i64>((OW + 1) >> 1) <= <i64>3 * <i64>OH * <i64>OW;
+}
+
+/**
+ * Whether a convolution from Cin to Cout channels with this window can run as Winograd on this thread, with
  * `block` tiles per block: 3×3, stride 1, dilation 1, Cin ≥ MIN_WINOGRAD_CIN and a multiple of 4, Cout a
  * multiple of 16, and the workspace holds U (16·Cin·Cout floats), V (16·block·Cin), M (16·block·Cout) and
  * one gathered border tile (16·Cin).
  */
 export function winogradFits(Cin: i32, Cout: i32, KH: i32, KW: i32, sh: i32, sw: i32, dh: i32, dw: i32, block: i32 = TILE_BLOCK): bool {
-  const need = ((<usize>16 * <usize>(Cin * Cout + block * (Cin + Cout) + Cin)) << 2) + 32 * PLANE_PAD;
+  // In 64 bits: 16·Cin·Cout·4 passes 2³² from 8192 channels on each side.
+  const need = <u64>64 * (<u64>Cin * <u64>Cout + <u64>block * <u64>(Cin + Cout) + <u64>Cin) + <u64>(32 * PLANE_PAD);
   return KH == 3 && KW == 3 && sh == 1 && sw == 1 && dh == 1 && dw == 1 && Cin >= MIN_WINOGRAD_CIN && Cin % 4 == 0 &&
-    Cout % 16 == 0 && threadWorkspace() != 0 && need <= THREAD_WORKSPACE_BYTES;
+    Cout % 16 == 0 && threadWorkspace() != 0 && need <= <u64>THREAD_WORKSPACE_BYTES;
 }
 
 // Set by outputTileOffset (per-instance globals: each thread has its own instance, nothing is shared).
@@ -141,7 +151,8 @@ function winogradConv(
 
 /**
  * conv2dForward (3×3, stride 1, dilation 1) as Winograd F(2×2, 3×3): same contract and arguments minus the
- * fixed ones; traps unless winogradFits(C, CO, 3, 3, 1, 1, 1, 1). conv2dForward calls it for those shapes.
+ * fixed ones, any output size; traps unless winogradFits(C, CO, 3, 3, 1, 1, 1, 1). conv2dForward calls it for
+ * those shapes when winogradPays(OH, OW).
  */
 export function conv2dForwardWinograd(
   x: usize, w: usize, bias: usize, y: usize, batch: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32, CO: i32,
@@ -156,7 +167,8 @@ export function conv2dForwardWinograd(
 /**
  * conv2dBackwardInput (3×3, stride 1, dilation 1) as Winograd: dx is the forward convolution of dy (padding
  * 2 − pt, 2 − pl; 0 outside dy) with the rotated, transposed filter g[ky, kx, co, ci] = wt[2 − ky, 2 − kx, co, ci].
- * Traps unless winogradFits(CO, C, 3, 3, 1, 1, 1, 1). conv2dBackwardInput calls it for those shapes.
+ * Traps unless winogradFits(CO, C, 3, 3, 1, 1, 1, 1). conv2dBackwardInput calls it for those shapes when
+ * winogradPays(H, W).
  */
 export function conv2dBackwardInputWinograd(
   dy: usize, wt: usize, dx: usize, batch: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32, CO: i32, pt: i32, pl: i32,

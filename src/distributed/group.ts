@@ -146,6 +146,19 @@ export async function joinGroup(options: ReplicaGroupOptions): Promise<ReplicaGr
 }
 
 /** A member of a replica group (see the module comment); made by {@link joinGroup}. */
+/** sum = Σ rows·values over `parts` in their order (float64, the first part assigned, then added). */
+function weightedSum(sum: Float64Array, parts: readonly { rows: number; values: Float32Array }[]): void {
+  const first = parts[0]!;
+  const w0 = first.rows;
+  const v0 = first.values;
+  for (let i = 0; i < sum.length; i++) sum[i] = w0 * v0[i]!;
+  for (let p = 1; p < parts.length; p++) {
+    const w = parts[p]!.rows;
+    const v = parts[p]!.values;
+    for (let i = 0; i < sum.length; i++) sum[i]! += w * v[i]!;
+  }
+}
+
 export class ReplicaGroup {
   readonly id: string;
   readonly name: string;
@@ -167,6 +180,8 @@ export class ReplicaGroup {
   private pendingSnapshot: TrainingState | null = null;
   /** The connection a round's wait blocks on (made at the first round; null: the client cannot duplicate, poll). */
   private blocking: (BinaryRedis & { disconnect(): void }) | null | undefined = undefined;
+  /** Float64 sums of a round's weighted messages, reused between rounds. */
+  private sumScratch: Float64Array | undefined;
   /** The one leave (a second call returns it: fitReplica leaves as it ends, and so may its caller). */
   private leaving: Promise<void> | null = null;
   private lastCheckpointRound = -1;
@@ -414,14 +429,15 @@ export class ReplicaGroup {
     });
     const total = parts.reduce((s, p) => s + p.rows, 0);
     const mean = new Float32Array(values.length);
-    if (total > 0) {
-      // Summed in float64 in the closed list's order: every replica computes the same bits.
-      const sum = new Float64Array(values.length);
-      for (const part of parts) {
-        const w = part.rows;
-        const v = part.values;
-        for (let i = 0; i < v.length; i++) sum[i]! += w * v[i]!;
-      }
+    const weighted = parts.filter((p) => p.rows > 0);
+    if (weighted.length === 1) {
+      // One contributor with rows: (w·v)/w is v exactly in float64 (w < 2^24, v a float32).
+      mean.set(weighted[0]!.values);
+    } else if (total > 0) {
+      // Summed in float64 in the closed list's order: every replica computes the same bits. The sum buffer is
+      // kept between rounds (a fresh 8·P bytes each round was most of a round's JS time for the MLP).
+      const sum = (this.sumScratch = this.sumScratch?.length === values.length ? this.sumScratch : new Float64Array(values.length));
+      weightedSum(sum, weighted);
       for (let i = 0; i < sum.length; i++) mean[i] = sum[i]! / total;
     }
     this.round = round + 1;

@@ -124,11 +124,12 @@ export class PoolWorkers {
     for (const slot of this.slots) this.spawn(slot);
   }
 
-  /** Posts `op` (with `args` in ARGS…) to a slot, first replacing its worker if it died; wakes it only if asleep unless `wake`. */
-  post(slot: Slot, op: number, running: string, args: readonly number[] = [], wake = false): void {
+  /** Posts `op` (with ARGS = arg0, arg1) to a slot, first replacing its worker if it died; wakes it only if asleep unless `wake`. */
+  post(slot: Slot, op: number, running: string, wake = false, arg0 = 0, arg1 = 0): void {
     if (slot.dead || !slot.worker) this.spawn(slot);
     slot.i32[F.OP] = op;
-    for (let i = 0; i < args.length; i++) slot.i32[F.ARGS + i] = args[i]!;
+    slot.i32[F.ARGS] = arg0;
+    slot.i32[F.ARGS + 1] = arg1;
     slot.running = running;
     slot.seq = (slot.seq + 1) | 0;
     Atomics.store(slot.i32, F.SEQ, slot.seq);
@@ -242,7 +243,7 @@ export class PoolWorkers {
    */
   roundTrip(local: () => void, spinMs: number): Promise<void> {
     const used = this.slots;
-    for (const slot of used) this.post(slot, OP.NOP, 'nop', [], true);
+    for (const slot of used) this.post(slot, OP.NOP, 'nop', true);
     let localError: unknown;
     const tLocal = performance.now();
     try {
@@ -311,7 +312,7 @@ export class PoolWorkers {
     for (const slot of this.slots) {
       const worker = slot.worker;
       if (!worker) continue;
-      this.post(slot, OP.STOP, 'stop', [], true);
+      this.post(slot, OP.STOP, 'stop', true);
       exits.push(worker.terminate());
     }
     await Promise.all(exits);

@@ -218,7 +218,7 @@ export class WorkerPool {
     if (this.hooks.publishDelayMs) sleepMs(this.hooks.publishDelayMs);
     Atomics.store(job, JOB.NEXT, tag); // publishes the job: rows and COUNT are visible to whoever reads this
     const tPublish = performance.now();
-    for (const slot of this.workers.slots) this.workers.post(slot, OP.CHUNKS, name, [this.jobBlock, this.gen]);
+    for (const slot of this.workers.slots) this.workers.post(slot, OP.CHUNKS, name, false, this.jobBlock, this.gen);
     let localError: unknown;
     const { slowThread, slowMs = 0, jitterMs = 0, workersFirst = false } = this.hooks;
     if (workersFirst && count > 1) {

@@ -117,7 +117,9 @@ async function worker(url: string, run: string): Promise<void> {
   const { stream, group: groupName } = names(run);
   const group = await joinGroup({ redis, group: groupName, replica: `replica-${o.index}`, model, optimizer, minReplicas: o.replicas, roundTimeoutMs: 30_000, ...(o.cluster ? { payloadShards: o.payloadShards } : {}) });
   const sync = o.sync === 'none' ? [] : [o.sync === 'average' ? averageWeights(group, { every: o.every }) : allReduceGradients(group)];
+  // First and last step report (epoch ms): training time, without the wait to see the stream drained after it.
   let start = 0;
+  let end = 0;
   // Wall time between consecutive step reports (ms): the step with its sync, as the group experiences it.
   const stepTimes: number[] = [];
   let last = 0;
@@ -128,17 +130,18 @@ async function worker(url: string, run: string): Promise<void> {
         if (last) stepTimes.push(Math.round((now - last) * 100) / 100);
         last = now;
         start ||= Date.now();
+        end = Date.now();
       }),
       toArray(),
     ),
     { defaultValue: [] },
   );
-  const end = Date.now();
+  const drained = Date.now();
   const evaluation = o.index === 0 ? await model.evaluate(from(batchesFromArrays(test, 500))) : null;
   const rows = reports.reduce((n, r) => n + r.batchSize, 0);
   const mean = (f: (r: ReplicaStepReport) => number) => reports.reduce((s, r) => s + f(r), 0) / Math.max(1, reports.length);
   console.log(`RESULT ${JSON.stringify({
-    index: o.index, steps: reports.length, rows, start, end, syncMs: mean((r) => r.syncMs), bytesSent: mean((r) => r.bytesSent), bytesReceived: mean((r) => r.bytesReceived),
+    index: o.index, steps: reports.length, rows, start, end, drained, syncMs: mean((r) => r.syncMs), bytesSent: mean((r) => r.bytesSent), bytesReceived: mean((r) => r.bytesReceived),
     missingRounds: reports.filter((r) => r.missing.length > 0).length, accuracy: evaluation?.accuracy ?? null, stepTimes,
   })}`);
   await group.leave(); // fitReplica started leaving as it ended: let that finish before the connection closes
@@ -188,7 +191,7 @@ const REPLICA_V8_FLAGS = ['--initial-heap-size=128'];
 
 /** What a replica process reports on its RESULT line. */
 interface ReplicaResult {
-  index: number; steps: number; rows: number; start: number; end: number; syncMs: number; bytesSent: number; bytesReceived: number;
+  index: number; steps: number; rows: number; start: number; end: number; drained: number; syncMs: number; bytesSent: number; bytesReceived: number;
   missingRounds: number; accuracy: number | null; stepTimes: number[];
 }
 
@@ -254,14 +257,16 @@ async function launch(): Promise<void> {
         );
       }),
     );
-    const seconds = (Math.max(...results.map((r) => r.end)) - started) / 1000;
-    // Training time: first step of any replica to the last step of any (process start and data loading excluded).
+    const seconds = (Math.max(...results.map((r) => r.drained)) - started) / 1000;
+    const tail = (Math.max(...results.map((r) => r.drained)) - Math.max(...results.map((r) => r.end))) / 1000;
+    // Training time: first step report of any replica to the last of any (process start, data loading and the
+    // wait to see the stream drained at the end excluded: an unbounded stream never drains).
     const trainingSeconds = (Math.max(...results.map((r) => r.end)) - Math.min(...results.map((r) => r.start))) / 1000;
     const rows = results.reduce((n, r) => n + r.rows, 0);
     for (const r of results) console.log(`replica ${r.index}: ${r.steps} steps, ${r.rows} rows, sync ${r.syncMs.toFixed(2)} ms/step, ${Math.round(r.bytesSent)} B sent and ${Math.round(r.bytesReceived)} B received per step${r.missingRounds ? `, ${r.missingRounds} rounds with a replica missing` : ''}; ${stepTimeSummary(r.stepTimes)}`);
     if (results.length > 1) console.log(`a barrier every step over these step times would cost ${barrierCost(results.map((r) => r.stepTimes)).toFixed(2)} ms per step (mean over steps of the slowest replica's time minus the mean time)`);
     if (local) console.log(`redis-server CPU ${(local.cpuSeconds() - redisCpuBefore).toFixed(2)} s while the replicas ran`);
-    console.log(`done: ${rows} rows trained in ${trainingSeconds.toFixed(2)} s (${(rows / trainingSeconds).toFixed(0)} examples/s; ${seconds.toFixed(1)} s with process start), test accuracy ${((results[0]!.accuracy ?? 0) * 100).toFixed(2)}%`);
+    console.log(`done: ${rows} rows trained in ${trainingSeconds.toFixed(2)} s (${(rows / trainingSeconds).toFixed(0)} examples/s; ${seconds.toFixed(1)} s with process start and ${tail.toFixed(2)} s to see the stream drained), test accuracy ${((results[0]!.accuracy ?? 0) * 100).toFixed(2)}%`);
   } finally {
     stopAll();
     await local?.stop();

@@ -242,8 +242,7 @@ export class PoolWorkers {
    * thread: settles when every worker has answered. The caller spins at least `spinMs` first.
    */
   roundTrip(local: () => void, spinMs: number): Promise<void> {
-    const used = this.slots;
-    for (const slot of used) this.post(slot, OP.NOP, 'nop', true);
+    for (const slot of this.slots) this.post(slot, OP.NOP, 'nop', true);
     let localError: unknown;
     const tLocal = performance.now();
     try {
@@ -256,27 +255,27 @@ export class PoolWorkers {
     // Atomics.waitAsync resumes through the event loop, measured at ~0.1 ms median with multi-ms tails here.
     const t0 = performance.now();
     const budget = Math.max(spinMs, Math.min(CALLER_SPIN_MAX_MS, 2 * (t0 - tLocal) + 0.1));
-    let pending = used.length;
+    let pending = this.slots.length;
     while (pending > 0) {
       pending = 0;
-      for (const slot of used) if (Atomics.load(slot.i32, F.DONE) !== slot.seq && !slot.dead) pending++;
+      for (const slot of this.slots) if (Atomics.load(slot.i32, F.DONE) !== slot.seq && !slot.dead) pending++;
       if (pending === 0 || performance.now() - t0 > budget) break;
     }
     if (pending === 0) {
       try {
-        this.check(used, localError);
+        this.check(localError);
         return Promise.resolve();
       } catch (err) {
         return Promise.reject(err);
       }
     }
-    return this.waitAsync(used, localError);
+    return this.waitAsync(localError);
   }
 
-  private async waitAsync(used: Slot[], localError: unknown): Promise<void> {
+  private async waitAsync(localError: unknown): Promise<void> {
     this.ref();
     try {
-      for (const slot of used) {
+      for (const slot of this.slots) {
         for (;;) {
           const done = Atomics.load(slot.i32, F.DONE);
           if (done === slot.seq || slot.dead) break;
@@ -287,12 +286,12 @@ export class PoolWorkers {
     } finally {
       this.unref();
     }
-    this.check(used, localError);
+    this.check(localError);
   }
 
   /** Throws the first failure of this round: a dead worker, a worker error, or the caller's own. */
-  private check(used: Slot[], localError: unknown): void {
-    for (const slot of used) {
+  private check(localError: unknown): void {
+    for (const slot of this.slots) {
       if (slot.dead && Atomics.load(slot.i32, F.DONE) !== slot.seq) throw this.deathError(slot);
       this.takeError(slot);
     }

@@ -145,7 +145,6 @@ export async function joinGroup(options: ReplicaGroupOptions): Promise<ReplicaGr
   return group;
 }
 
-/** A member of a replica group (see the module comment); made by {@link joinGroup}. */
 /** sum = Σ rows·values over `parts` in their order (float64, the first part assigned, then added). */
 function weightedSum(sum: Float64Array, parts: readonly { rows: number; values: Float32Array }[]): void {
   const first = parts[0]!;
@@ -159,6 +158,7 @@ function weightedSum(sum: Float64Array, parts: readonly { rows: number; values: 
   }
 }
 
+/** A member of a replica group (see the module comment); made by {@link joinGroup}. */
 export class ReplicaGroup {
   readonly id: string;
   readonly name: string;

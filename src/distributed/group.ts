@@ -12,13 +12,13 @@
  *   `:e:<epoch>:r:<round>:…` one round: each contribution, the set of contributors, the `closed` list
  *   and each waiting replica's wake list.
  *
- * A round (src/distributed/round.ts): one script per replica stores its message and closes the round
+ * A round (src/distributed/round.ts): each replica stores its message (a plain SET) and one script closes the round
  * when every live member is in (or `roundTimeoutMs` has passed), writing the sorted contributor list
  * once, so every replica, late ones included, averages exactly the same messages in the same order and
  * the replicas' weights stay bitwise equal. A member whose heartbeat expired is not waited for.
  * Founding an epoch is a compare-and-set on the epoch the founder saw. With `payloadShards` > 1 a
  * round's message is cut into pieces stored under keys of other hash tags (`rxgrad:{<group>#k}:…`,
- * other slots, so other nodes of a cluster carry the bytes) and the script carries a short
+ * other slots, so other nodes of a cluster carry the bytes) and the message key holds a short
  * reference to them. See docs/DISTRIBUTED.md.
  */
 import { randomBytes } from 'node:crypto';
@@ -407,7 +407,7 @@ export class ReplicaGroup {
     let reply: RoundReply;
     try {
       const carried = this.payloadShards > 1 ? await this.storePieces(round, message) : message;
-      reply = await contributeAndWait({ redis: this.redis, blocking: this.blocking, id: this.id, prefix: this.prefix, epoch: this.epoch, keyTtlMs: this.keyTtlMs, memberTtlMs: this.memberTtlMs, roundTimeoutMs: this.roundTimeoutMs, retryForMs: this.retryForMs, retries: this.retries }, round, carried);
+      reply = await contributeAndWait({ redis: this.redis, blocking: this.blocking, id: this.id, prefix: this.prefix, epoch: this.epoch, keyTtlMs: this.keyTtlMs, memberTtlMs: this.memberTtlMs, roundTimeoutMs: this.roundTimeoutMs, retryForMs: this.retryForMs, retries: this.retries, expectedOthers: this.lastRound?.contributors ?? [] }, round, carried);
     } catch (error) {
       if (!(error instanceof EpochGoneError)) throw error;
       const epoch = (await this.call('GET', [this.key('epoch')])) as string | null;

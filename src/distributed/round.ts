@@ -1,25 +1,35 @@
 /**
  * One round of a replica group on the wire: a replica's contribution and the wait for the round to
- * close, in as few Redis round trips as possible.
+ * close, in as few Redis round trips as possible, with the message bytes kept out of Lua.
  *
- * - One Lua script per contribution checks the epoch, renews (or takes) the leader lock, stores the
- *   message, adds the replica to the round's contributors, reads the live members and, if every live
- *   member is in (or the round timed out), closes the round — `closed` = the sorted contributor list,
- *   the group's round counter moved on — and returns the other contributors' messages. The replica
- *   that completes a round therefore pays one round trip.
+ * - A replica stores its message under its own key with a plain SET, pipelined on one connection with
+ *   a Lua script that checks the epoch, renews (or takes) the leader lock, adds the replica to the
+ *   round's contributors, reads the live members and, if every live member is in (or the round timed
+ *   out), closes the round — `closed` = the sorted contributor list, the group's round counter moved
+ *   on — and with an MGET of the messages of the replicas it expects (the previous round's others).
+ *   The replica that completes a round therefore has every message after one round trip.
  * - The others block (BLPOP on a second connection) on their own wake list, into which the closer
- *   pushes the closed list with the other contributors' messages: two round trips in all.
+ *   pushes the closed list, with an MGET of the live members' messages queued behind the BLPOP on the
+ *   same connection: Redis runs it as soon as the wake is served, so they too have every message
+ *   when the wake arrives (two round trips; a message still lacking, a joiner's, is read after).
+ * - Why the bytes stay out of the script: Redis 7.0 pays about 1.1 µs per KB for every string that
+ *   enters its Lua interpreter (an argument or a `redis.call` reply), against ~1.5 µs for a whole plain
+ *   SET of the same bytes (measured: an 82 KB argument to `return 1` costs 97 µs, 407 KB 462 µs). The
+ *   former script carried the message in, read the messages back and concatenated them into the wake
+ *   values: about five crossings per round, 0.4 ms of Redis time for the CNN and 2.4 ms for the MLP.
  * - The blocking wait is cut into slices of a third of the member TTL: after each, the script runs
- *   again without a message, so a member that died mid-round (its heartbeat expired) is noticed and
- *   the round closes without it; after `roundTimeoutMs` it closes with whoever is in.
+ *   again without contributing, so a member that died mid-round (its heartbeat expired) is noticed
+ *   and the round closes without it; after `roundTimeoutMs` it closes with whoever is in.
  */
+import { createHash } from 'node:crypto';
 import { retrying, type BinaryRedis, type RetryStats } from './redis-retry.ts';
 
 /**
  * KEYS epoch, leader, members, joining, round counter, this round's contributors, its closed list.
- * ARGV epoch, replica id, message ('' = none: only look), key TTL ms, leader TTL ms, heartbeat key
- * prefix, wake list prefix, round, '1' to close now whoever is in, round key prefix.
- * Returns {status (1 ok, 0 epoch gone), leader, joiners waiting, closed list or nil, live members, messages of `closed` but the caller}.
+ * ARGV epoch, replica id, '1' to contribute (its message already stored at ARGV[10] .. id) or '' to
+ * only look, key TTL ms, leader TTL ms, heartbeat key prefix, wake list prefix, round, '1' to close now
+ * whoever is in, round key prefix.
+ * Returns {status (1 ok, 0 epoch gone, 2 the caller's message is not stored), leader, joiners waiting, closed list or nil, live members}.
  */
 const ROUND = `if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
 local id = ARGV[2]
@@ -30,8 +40,8 @@ elseif redis.call('SET', KEYS[2], id, 'NX', 'PX', ARGV[5]) then leader = 1 end
 local joining = 0
 if leader == 1 then joining = redis.call('SCARD', KEYS[4]) end
 local closed = redis.call('GET', KEYS[7])
-if not closed and ARGV[3] ~= '' then
-  redis.call('SET', ARGV[10] .. id, ARGV[3], 'PX', ARGV[4])
+if not closed and ARGV[3] == '1' then
+  if redis.call('EXISTS', ARGV[10] .. id) == 0 then return {2} end
   redis.call('SADD', KEYS[6], id)
   redis.call('PEXPIRE', KEYS[6], ARGV[4])
 end
@@ -50,29 +60,17 @@ if not closed then
     closed = #contributors == 0 and '[]' or cjson.encode(contributors)
     redis.call('SET', KEYS[7], closed, 'PX', ARGV[4])
     if tonumber(redis.call('GET', KEYS[5]) or '0') <= tonumber(ARGV[8]) then redis.call('SET', KEYS[5], tonumber(ARGV[8]) + 1) end
-    -- Wake each waiting contributor with the closed list and the others' messages in one value:
-    -- u32 length + closed list, then u32 length + message for each of the list but the recipient.
-    local stored = {}
-    for _, m in ipairs(contributors) do stored[m] = redis.call('GET', ARGV[10] .. m) or '' end
+    -- Wake each waiting contributor with the closed list (the messages it reads itself).
     for _, m in ipairs(contributors) do
       if m ~= id then
-        local parts = {struct.pack('>I4', #closed), closed}
-        for _, other in ipairs(contributors) do
-          if other ~= m then parts[#parts + 1] = struct.pack('>I4', #stored[other]); parts[#parts + 1] = stored[other] end
-        end
-        redis.call('RPUSH', ARGV[7] .. m, table.concat(parts))
+        redis.call('RPUSH', ARGV[7] .. m, closed)
         redis.call('PEXPIRE', ARGV[7] .. m, ARGV[4])
       end
     end
   end
 end
-local messages = {}
-if closed then
-  for _, m in ipairs(cjson.decode(closed)) do
-    if m ~= id then messages[#messages + 1] = redis.call('GET', ARGV[10] .. m) or false end
-  end
-end
-return {1, leader, joining, closed or false, live, messages}`;
+return {1, leader, joining, closed or false, live}`;
+const ROUND_SHA = createHash('sha1').update(ROUND).digest('hex');
 
 /** What the group tells a round: who it is, its keys and its timing. */
 export interface RoundContext {
@@ -88,6 +86,8 @@ export interface RoundContext {
   roundTimeoutMs: number;
   retryForMs: number;
   retries: RetryStats;
+  /** Replicas whose messages to fetch with the contribution (the previous round's others): a guess, never trusted. */
+  expectedOthers: readonly string[];
 }
 
 /** A round's outcome on the wire, before any value is decoded. */
@@ -106,27 +106,21 @@ export interface RoundReply {
 /** Thrown when the group's epoch in Redis is not the replica's (Redis lost its data, or a new group replaced it). */
 export class EpochGoneError extends Error {}
 
-/** The closed list and the messages of its members but `id`, from a wake value (see the script). */
-function unpackWake(value: Buffer, id: string): [string[], (Buffer | null)[]] {
-  const malformed = () => new Error(`round wake value of ${value.length} bytes for replica '${id}' is malformed`);
-  let at = 0;
-  const take = () => {
-    if (at + 4 > value.length) throw malformed();
-    const length = value.readUInt32BE(at);
-    if (at + 4 + length > value.length) throw malformed();
-    at += 4 + length;
-    return value.subarray(at - length, at);
-  };
-  const closed = JSON.parse(take().toString()) as string[];
-  const messages = closed.filter((m) => m !== id).map(() => {
-    const message = take();
-    return message.length > 0 ? message : null;
-  });
-  if (at !== value.length) throw malformed();
-  return [closed, messages];
+/** The closed list in a wake value (see the script). */
+function parseClosed(value: Buffer, id: string): string[] {
+  let closed: unknown;
+  try {
+    closed = JSON.parse(value.toString());
+  } catch {
+    closed = null;
+  }
+  if (!Array.isArray(closed) || !closed.every((m): m is string => typeof m === 'string')) {
+    throw new Error(`round wake value of ${value.length} bytes for replica '${id}' is malformed`);
+  }
+  return closed;
 }
 
-type ScriptReply = [status: number, leader: number, joining: number, closed: Buffer | null, live: Buffer[], messages: (Buffer | null)[]];
+type ScriptReply = [status: number, leader: number, joining: number, closed: Buffer | null, live: Buffer[]];
 
 /**
  * Contributes `message` to `round` and waits until the round closes (see the module comment).
@@ -134,22 +128,48 @@ type ScriptReply = [status: number, leader: number, joining: number, closed: Buf
  * Usage: `const { closed, messages } = await contributeAndWait(context, 7, encodedGradients);`
  */
 export async function contributeAndWait(context: RoundContext, round: number, message: Buffer): Promise<RoundReply> {
-  const { prefix, epoch, id } = context;
+  const { prefix, epoch, id, redis } = context;
   const roundPrefix = `${prefix}:e:${epoch}:r:${round}:`;
   const keys = [`${prefix}:epoch`, `${prefix}:leader`, `${prefix}:members`, `${prefix}:joining`, `${prefix}:round`, `${roundPrefix}in`, `${roundPrefix}closed`];
   const wakeKey = `${roundPrefix}wake:${id}`;
-  const retry = <T>(what: string, command: () => Promise<T>, client: unknown = context.redis) => retrying(command, context.retryForMs, what, context.retries, client);
-  const run = async (payload: Buffer | '', closeNow: boolean) => {
-    const args = [ROUND, keys.length, ...keys, epoch, id, payload, context.keyTtlMs, context.memberTtlMs, `${prefix}:alive:`, `${roundPrefix}wake:`, round, closeNow ? '1' : '0', roundPrefix];
-    const reply = (await retry('EVAL round', () => context.redis.callBuffer('EVAL', args))) as ScriptReply;
-    if (reply[0] !== 1) throw new EpochGoneError(epoch);
-    return { leader: reply[1] === 1, joining: Number(reply[2]), closed: reply[3] ? (JSON.parse(reply[3].toString()) as string[]) : null, live: reply[4].map(String), messages: reply[5] };
+  const messageKey = (replica: string) => `${roundPrefix}${replica}`;
+  const retry = <T>(what: string, command: () => Promise<T>, client: unknown = redis) => retrying(command, context.retryForMs, what, context.retries, client);
+  const store = () => retry('SET message', () => redis.callBuffer('SET', [messageKey(id), message, 'PX', context.keyTtlMs]));
+  const fetch = async (replicas: readonly string[]) =>
+    replicas.length === 0 ? [] : ((await retry('MGET messages', () => redis.callBuffer('MGET', replicas.map(messageKey)))) as (Buffer | null)[]);
+  const script = async (contribute: boolean, closeNow: boolean) => {
+    const args = [keys.length, ...keys, epoch, id, contribute ? '1' : '', context.keyTtlMs, context.memberTtlMs, `${prefix}:alive:`, `${roundPrefix}wake:`, round, closeNow ? '1' : '0', roundPrefix];
+    // EVALSHA: the script's text travels (and is hashed by Redis) only when Redis does not know it yet.
+    const reply = (await retry('EVALSHA round', async () => {
+      try {
+        return await redis.callBuffer('EVALSHA', [ROUND_SHA, ...args]);
+      } catch (error) {
+        if (!/NOSCRIPT/.test((error as Error).message)) throw error;
+        return await redis.callBuffer('EVAL', [ROUND, ...args]);
+      }
+    })) as ScriptReply;
+    if (reply[0] === 0) throw new EpochGoneError(epoch);
+    if (reply[0] === 2) return null;
+    return { leader: reply[1] === 1, joining: Number(reply[2]), closed: reply[3] ? parseClosed(reply[3], id) : null, live: reply[4].map(String) };
   };
-  const first = await run(message, false);
-  const outcome = (closed: string[], messages: (Buffer | null)[]): RoundReply => ({
-    closed, messages: new Map(closed.filter((m) => m !== id).map((m, i) => [m, messages[i] ?? null])),
-    expected: first.live, leader: first.leader, joinersWaiting: first.joining > 0,
-  });
+  // Store, contribute and fetch the expected others' messages in one pipelined round trip (one connection: in order).
+  const guessed = context.expectedOthers.filter((m) => m !== id);
+  let [, first, early] = await Promise.all([store(), script(true, false), fetch(guessed)]);
+  // The message was not there when the script ran (a reconnect reordered the retried commands): store it again first.
+  while (first === null) {
+    await store();
+    first = await script(true, false);
+  }
+  const have = new Map<string, Buffer | null>(guessed.map((m, i) => [m, early[i] ?? null]));
+  const outcome = async (closed: string[]): Promise<RoundReply> => {
+    const lacking = closed.filter((m) => m !== id && !have.get(m));
+    const fetched = await fetch(lacking);
+    lacking.forEach((m, i) => have.set(m, fetched[i] ?? null));
+    return {
+      closed, messages: new Map(closed.filter((m) => m !== id).map((m) => [m, have.get(m) ?? null])),
+      expected: first.live, leader: first.leader, joinersWaiting: first.joining > 0,
+    };
+  };
   let current = first;
   const waitStarted = performance.now();
   let poll = 0.5;
@@ -158,13 +178,21 @@ export async function contributeAndWait(context: RoundContext, round: number, me
     const slice = Math.max(10, Math.min(context.memberTtlMs / 3, context.roundTimeoutMs - elapsed));
     if (context.blocking) {
       const blocking = context.blocking;
-      const woken = (await retry('BLPOP', () => blocking.callBuffer('BLPOP', [wakeKey, (slice / 1000).toFixed(3)]), blocking)) as [Buffer, Buffer] | null;
-      if (woken) return outcome(...unpackWake(woken[1], id));
+      // The MGET queued behind the BLPOP runs the moment the wake arrives, in the same Redis turn as the
+      // closing script's push: the waiter has the messages without another round trip.
+      const wanted = current.live.filter((m) => m !== id && !have.get(m));
+      const [woken, arrived] = await Promise.all([
+        retry('BLPOP', () => blocking.callBuffer('BLPOP', [wakeKey, (slice / 1000).toFixed(3)]), blocking) as Promise<[Buffer, Buffer] | null>,
+        wanted.length === 0 ? [] : (retry('MGET messages', () => blocking.callBuffer('MGET', wanted.map(messageKey)), blocking) as Promise<(Buffer | null)[]>),
+      ]);
+      wanted.forEach((m, i) => arrived[i] && have.set(m, arrived[i]!));
+      if (woken) return outcome(parseClosed(woken[1], id));
     } else {
       await new Promise((resolve) => setTimeout(resolve, Math.min(poll, slice)));
       poll = Math.min(poll * 2, 10);
     }
-    current = await run('', performance.now() - waitStarted >= context.roundTimeoutMs);
+    const looked = await script(false, performance.now() - waitStarted >= context.roundTimeoutMs);
+    if (looked) current = looked;
   }
-  return outcome(current.closed, current.messages);
+  return outcome(current.closed);
 }

@@ -1,7 +1,8 @@
 /**
  * The optional PyTorch column of bench/threads.ts: runs bench/reference/train_speed_torch.py with the
  * Debian `python3-torch` (system python; `RXGRAD_TORCH_PYTHON` overrides) and reads its JSON. Absent
- * PyTorch gives null and a note. OPENBLAS_CORETYPE is removed from that process's environment only (the
+ * PyTorch gives null and a note. Each thread count runs in its own process with OPENBLAS_NUM_THREADS and
+ * OMP_NUM_THREADS set to it, and OPENBLAS_CORETYPE removed from that process's environment only (the
  * machine sets it; PyTorch's BLAS must pick its own kernels); note that Debian's PyTorch uses the generic
  * reference BLAS unless `libopenblas0-pthread` is installed.
  */
@@ -43,12 +44,21 @@ export async function torchRates(quick: boolean, log: (message: string) => void)
   if (!existsSync('/usr/lib/x86_64-linux-gnu/openblas-pthread')) {
     log('  note: libopenblas0-pthread is not installed, so PyTorch multiplies with the reference BLAS (slow)');
   }
-  const env = { ...process.env };
-  delete env['OPENBLAS_CORETYPE'];
   const script = fileURLToPath(new URL('./reference/train_speed_torch.py', import.meta.url));
+  // One process per thread count: OpenBLAS sizes its own pool from the environment (torch.set_num_threads does not).
+  const measure = async (threads: number): Promise<Record<keyof TorchRates, number>> => {
+    // OMP_WAIT_POLICY=PASSIVE: GNU OpenMP's idle threads otherwise spin and take the cores from OpenBLAS's own
+    // threads (measured here: 2 threads 0.3-0.8x of 1 thread with the default policy, 1.0-1.4x with PASSIVE).
+    const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), OMP_WAIT_POLICY: 'PASSIVE' };
+    delete env['OPENBLAS_CORETYPE'];
+    const { stdout } = await run(python, [script, '--threads', String(threads), ...(quick ? ['--quick'] : [])], { env, timeout: 600_000 });
+    return JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<keyof TorchRates, number>;
+  };
   try {
-    const { stdout } = await run(python, [script, ...(quick ? ['--quick'] : [])], { env, timeout: 600_000 });
-    return JSON.parse(stdout.trim().split('\n').at(-1)!) as TorchRates;
+    const one = await measure(1);
+    const two = await measure(2);
+    const models = Object.keys(one) as (keyof TorchRates)[];
+    return Object.fromEntries(models.map((m) => [m, { one: one[m], two: two[m] }])) as TorchRates;
   } catch (error) {
     log(`  ! PyTorch column: ${(error as Error).message.split('\n')[0]}`);
     return null;

@@ -1,11 +1,14 @@
 """PyTorch CPU training throughput for the models of bench/threads.ts (the optional PyTorch column).
 
 Same models, batch sizes and optimizer (Adam 1e-3, cross-entropy on logits) on random inputs of the same
-shapes, each measured with torch.set_num_threads(1) and (2): warm-up steps, then the median of timed
-rounds. Prints one JSON object: {"mlp64": {"one": ex/s, "two": ex/s}, "mlp256": …, "cnn64": …, "lstm64": …}.
-Run by bench/torch.ts with OPENBLAS_CORETYPE removed from this process's environment only.
+shapes, measured with torch.set_num_threads(--threads): warm-up steps, then the median of timed rounds.
+Prints one JSON object: {"mlp64": ex/s, "mlp256": …, "cnn64": …, "lstm64": …}.
+Run by bench/torch.ts once per thread count, each in its own process with OPENBLAS_NUM_THREADS and
+OMP_NUM_THREADS set to that count and OMP_WAIT_POLICY=PASSIVE (OpenBLAS keeps its own thread pool, which torch.set_num_threads does not
+size: one process measuring both counts ran "1 thread" on two cores and "2 threads" on four, oversubscribed)
+and OPENBLAS_CORETYPE removed; without PASSIVE, OpenMP's spinning idle threads made 2 threads 0.3-0.8x of one here.
 
-Usage: /usr/bin/python3 bench/reference/train_speed_torch.py [--quick]
+Usage: OPENBLAS_NUM_THREADS=2 OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/reference/train_speed_torch.py --threads 2 [--quick]
 """
 import argparse
 import json
@@ -17,6 +20,7 @@ import torch.nn as nn
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument('--quick', action='store_true')
+parser.add_argument('--threads', type=int, default=1)
 args = parser.parse_args()
 torch.manual_seed(1)
 
@@ -70,5 +74,5 @@ def rate(batch, shape, steps, make, threads):
 result = {}
 for name, (batch, shape, steps, make) in models().items():
     steps = (steps + 1) // 2 if args.quick else steps
-    result[name] = {'one': rate(batch, shape, steps, make, 1), 'two': rate(batch, shape, steps, make, 2)}
+    result[name] = rate(batch, shape, steps, make, args.threads)
 print(json.dumps(result))

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { from, lastValueFrom, tap, toArray } from 'rxjs';
 import { adam, batchFromArrays, createEngine, dense, Random, relu, sequential, sgd, softmaxCrossEntropy, type Batch, type ParameterGradients } from '../src/index.ts';
 import { addBatchEntries, allReduceGradients, averageWeights, encodeMessage, fitReplica, FingerprintMismatchError, joinGroup, type ReplicaGroup, type ReplicaGroupOptions } from '../src/distributed/index.ts';
+import { coalesced } from '../src/distributed/redis-retry.ts';
 import { hasRedis, relativeError, startRedisCluster, TestRedis } from './redis-server.ts';
 
 const skip = hasRedis ? false : 'redis-server is not on PATH (apt-get install redis-server)';
@@ -404,6 +405,56 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     for (let round = 0; round < 3; round++) await assertOneGroup(a!, b!);
     await Promise.all([a!.leave(), b!.leave()]);
     models.forEach(({ model }) => model.dispose());
+  });
+
+  it("a contribution whose message is not in Redis when the round script runs is stored again: the round closes with it", async () => {
+    // B's client loses its first message SET (as when a reconnect reorders retried commands): the
+    // script finds no message under B's key, says so, and B stores it again before contributing.
+    const options = { group: 'lost-set', minReplicas: 2, roundTimeoutMs: 20_000, memberTtlMs: 20_000 };
+    const models = [testModel(), testModel()];
+    let dropped = 0;
+    const [a, b] = await Promise.all(
+      (['A', 'B'] as const).map((replica, i) => {
+        const client = new Redis({ port: server.port, host: '127.0.0.1' });
+        clients.push(client);
+        const dropping = {
+          call: client.call.bind(client),
+          callBuffer: (command: string, args: (string | number | Buffer)[]) => {
+            if (replica === 'B' && command === 'SET' && String(args[0]).endsWith(':r:0:B') && dropped++ === 0) return Promise.resolve('OK');
+            return client.callBuffer(command, args);
+          },
+          duplicate: () => client.duplicate(),
+        };
+        return joinGroup({ redis: replica === 'B' ? dropping : client, replica, ...models[i]!, ...options });
+      }),
+    );
+    await assertOneGroup(a!, b!);
+    assert.equal(dropped, 2, 'the first SET was dropped, the second went through');
+    await Promise.all([a!.leave(), b!.leave()]);
+    models.forEach(({ model }) => model.dispose());
+  });
+
+  it('coalesced() sends the commands issued inside it in one socket write, and their replies are unchanged', async () => {
+    const client = new Redis({ port: server.port, host: '127.0.0.1' });
+    clients.push(client);
+    await client.ping();
+    const socket = (client as unknown as { stream: { _writev: (...args: unknown[]) => void; _write: (...args: unknown[]) => void } }).stream;
+    let writes = 0;
+    for (const method of ['_write', '_writev'] as const) {
+      const original = socket[method].bind(socket);
+      socket[method] = (...args: unknown[]) => {
+        writes++;
+        original(...args);
+      };
+    }
+    const replies = await coalesced(client, () => Promise.all([client.set('co:a', '1'), client.incr('co:b'), client.get('co:a')]));
+    assert.deepEqual(replies, ['OK', 1, '1']);
+    assert.equal(writes, 1, 'three commands, one write');
+    writes = 0;
+    await Promise.all([client.get('co:a'), client.get('co:b')]);
+    assert.equal(writes, 2, 'without it, one write per command');
+    // A client without a socket (a wrapper, a cluster) just runs the commands.
+    assert.equal(await coalesced({ call: client.call.bind(client) }, () => client.get('co:a')), '1');
   });
 
   /** Waits until `run` has printed n step reports (or exited). */

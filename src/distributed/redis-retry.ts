@@ -20,6 +20,26 @@ export function isTransient(error: unknown): boolean {
   return TRANSIENT.test((error as Error)?.message ?? '');
 }
 
+/**
+ * Runs `issue`, which sends commands synchronously, with the client's socket corked when it exposes one
+ * (ioredis's `stream`), so those commands leave in one write. Each write to a loopback socket is a
+ * syscall that also runs the receiving side and wakes Redis: 0.1-0.25 ms apiece on this machine's VM,
+ * measured in a replica's CPU profile, against a CNN step of ~10 ms with 6-7 commands per step.
+ *
+ * Usage: `const replies = coalesced(redis, () => Promise.all([redis.call('SET', a), redis.call('GET', b)]));`
+ */
+export function coalesced<T>(client: unknown, issue: () => T): T {
+  const socket = (client as { stream?: { cork?: unknown; uncork?: unknown; writable?: boolean } } | null)?.stream;
+  if (!socket || typeof socket.cork !== 'function' || typeof socket.uncork !== 'function' || socket.writable === false) return issue();
+  const { cork, uncork } = socket as { cork: () => void; uncork: () => void };
+  cork.call(socket);
+  try {
+    return issue();
+  } finally {
+    uncork.call(socket);
+  }
+}
+
 /** Counts retries for reports. */
 export interface RetryStats {
   retries: number;

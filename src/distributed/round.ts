@@ -22,7 +22,7 @@
  *   and the round closes without it; after `roundTimeoutMs` it closes with whoever is in.
  */
 import { createHash } from 'node:crypto';
-import { retrying, type BinaryRedis, type RetryStats } from './redis-retry.ts';
+import { coalesced, retrying, type BinaryRedis, type RetryStats } from './redis-retry.ts';
 
 /**
  * KEYS epoch, leader, members, joining, round counter, this round's contributors, its closed list.
@@ -154,7 +154,7 @@ export async function contributeAndWait(context: RoundContext, round: number, me
   };
   // Store, contribute and fetch the expected others' messages in one pipelined round trip (one connection: in order).
   const guessed = context.expectedOthers.filter((m) => m !== id);
-  let [, first, early] = await Promise.all([store(), script(true, false), fetch(guessed)]);
+  let [, first, early] = await coalesced(redis, () => Promise.all([store(), script(true, false), fetch(guessed)]));
   // The message was not there when the script ran (a reconnect reordered the retried commands): store it again first.
   while (first === null) {
     await store();
@@ -181,10 +181,10 @@ export async function contributeAndWait(context: RoundContext, round: number, me
       // The MGET queued behind the BLPOP runs the moment the wake arrives, in the same Redis turn as the
       // closing script's push: the waiter has the messages without another round trip.
       const wanted = current.live.filter((m) => m !== id && !have.get(m));
-      const [woken, arrived] = await Promise.all([
+      const [woken, arrived] = await coalesced(blocking, () => Promise.all([
         retry('BLPOP', () => blocking.callBuffer('BLPOP', [wakeKey, (slice / 1000).toFixed(3)]), blocking) as Promise<[Buffer, Buffer] | null>,
         wanted.length === 0 ? [] : (retry('MGET messages', () => blocking.callBuffer('MGET', wanted.map(messageKey)), blocking) as Promise<(Buffer | null)[]>),
-      ]);
+      ]));
       wanted.forEach((m, i) => arrived[i] && have.set(m, arrived[i]!));
       if (woken) return outcome(parseClosed(woken[1], id));
     } else {

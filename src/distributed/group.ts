@@ -58,7 +58,7 @@ export interface ReplicaGroupOptions {
   keyTtlMs?: number;
   /**
    * Cut each round's message into this many pieces on keys of different hash slots (default 1: the
-   * message travels inside the round script). On a Redis Cluster, the number of masters spreads the
+   * message is stored whole under the replica's round key). On a Redis Cluster, the number of masters spreads the
    * parameter bytes over the nodes; it costs two more round trips per round (write the pieces, read the others').
    */
   payloadShards?: number;
@@ -453,7 +453,7 @@ export class ReplicaGroup {
     return `rxgrad:{${this.name}#${piece}}:e:${this.epoch}:r:${round}:m:${id}`;
   }
 
-  /** Stores `message` as `payloadShards` pieces (in parallel: on a cluster, on several nodes); returns the reference the round script carries. */
+  /** Stores `message` as `payloadShards` pieces (in parallel: on a cluster, on several nodes); returns the reference stored under the replica's round key instead of the message. */
   private async storePieces(round: number, message: Buffer): Promise<Buffer> {
     const n = this.payloadShards;
     const size = Math.ceil(message.length / n);

@@ -1,6 +1,6 @@
 /**
  * The optional PyTorch column of bench/threads.ts: runs bench/reference/train_speed_torch.py with the
- * Debian `python3-torch` (system python; `RXGRAD_TORCH_PYTHON` overrides) and reads its JSON. Absent
+ * Debian `python3-torch` (system python; `RXGRAD_TORCH_PYTHON` overrides, `none` skips the column) and reads its JSON. Absent
  * PyTorch gives null and a note. Each thread count runs in its own process with OPENBLAS_NUM_THREADS and
  * OMP_NUM_THREADS set to it, and OPENBLAS_CORETYPE removed from that process's environment only (the
  * machine sets it; PyTorch's BLAS must pick its own kernels); note that Debian's PyTorch uses the generic
@@ -36,6 +36,10 @@ async function torchPython(): Promise<string | null> {
  * Usage: `const torch = await torchRates(true, log);`
  */
 export async function torchRates(quick: boolean, log: (message: string) => void): Promise<TorchRates | null> {
+  if (process.env['RXGRAD_TORCH_PYTHON'] === 'none') {
+    log('  (no PyTorch column: RXGRAD_TORCH_PYTHON=none)');
+    return null;
+  }
   const python = await torchPython();
   if (!python) {
     log('  (no PyTorch column: python3-torch is not installed; apt-get install python3-torch libopenblas0-pthread)');

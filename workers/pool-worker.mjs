@@ -42,12 +42,7 @@ const sleep = (ms) => {
 // V8's threads and fired on a quiet host: every task then paid a futex wake-up, 0.9 → 14–19 µs per empty
 // dispatch, and 2-thread GEMM scaling fell from 1.9× to 1.0–1.7×.)
 const DESCHEDULED_MS = 0.25;
-// A run-queue wait counts from 0.5 ms: an oversubscribed core makes a thread wait whole scheduler slices (ms),
-// while a V8 helper burst on a quiet host is shorter. At 0.1 ms the quiet host kept tripping the signal (no spin,
-// a futex wake per job); A/B, three alternating runs of bench/threads.ts each, mean 2-vs-1 ratios 0.1 → 0.5 ms:
-// quiet MLP b256 1.47 → 1.61×, CNN 1.36 → 1.51×, LSTM 1.75 → 1.80×, MLP b64 1.17 → 1.15×; one core busy
-// MLP b256 0.96 → 1.08×, CNN 0.96 → 0.97×, LSTM 0.96 → 0.96×, MLP b64 0.93 → 0.90×.
-const RUN_DELAY_EVENT_MS = 0.5;
+const RUN_DELAY_EVENT_MS = 0.1;
 const CONTENDED_MS = 50;
 const CHECK_MS = 0.5;
 const EVENT_WINDOW_MS = 20;

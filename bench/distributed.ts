@@ -33,7 +33,7 @@ const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
 const run = async (command: string, args: string[]) => (await promisify(execFile)(command, args, { maxBuffer: 1 << 24, timeout: 1_800_000 })).stdout;
 const number = (pattern: RegExp, text: string) => Number(pattern.exec(text)?.[1] ?? Number.NaN);
 
-interface DataParallelRun { replicas: number; throughput: number; accuracy: number; syncMs: number; stepMs: number; bytesSent: number; bytesReceived: number; redisCpu: number; trainingSeconds: number; barrierMs: number; load: string }
+interface DataParallelRun { replicas: number; throughput: number; accuracy: number; syncMs: number; stepMs: number; bytesSent: number; bytesReceived: number; redisCpu: number; trainingSeconds: number; barrierMs: number; barrierEveryMs: number; load: string }
 
 async function dataParallel(model: string, batch: number, sync: string, replicas: number, prefix: string[] = [], extra: string[] = []): Promise<DataParallelRun> {
   const before = load();
@@ -46,7 +46,7 @@ async function dataParallel(model: string, batch: number, sync: string, replicas
     replicas, throughput: number(/\((\d+) examples\/s/, out), accuracy: number(/test accuracy ([\d.]+)%/, out),
     syncMs: rows.reduce((s, r) => s + Number(r[3]), 0) / rows.length, stepMs: (seconds * 1000) / steps,
     bytesSent: rows.reduce((s, r) => s + Number(r[4]), 0) / rows.length, bytesReceived: rows.reduce((s, r) => s + Number(r[5]), 0) / rows.length,
-    redisCpu: number(/redis-server CPU ([\d.]+) s/, out), trainingSeconds: seconds, barrierMs: number(/would cost ([\d.]+) ms per step/, out), load: `${before} → ${load()}`,
+    redisCpu: number(/redis-server CPU ([\d.]+) s/, out), trainingSeconds: seconds, barrierMs: number(/every step over these step times would cost ([\d.]+) ms per step/, out), barrierEveryMs: number(/a barrier every \d+ steps would cost ([\d.]+) ms per step/, out), load: `${before} → ${load()}`,
   };
 }
 
@@ -67,7 +67,7 @@ if (!o.only || o.only === 'dp') {
       for (const [label, r] of [['1', one], ['2', two]] as const) {
         console.log(`| ${model} b${batch} | none (ceiling) | ${label} | ${r.throughput} | ${(r.throughput / one.throughput).toFixed(2)} | ${r.accuracy.toFixed(2)} (replica 0 alone) | — | ${r.stepMs.toFixed(1)} | 0 | 0 | 0 | ${((100 * r.redisCpu) / r.trainingSeconds).toFixed(0)} | ${r.load} |`);
       }
-      console.log(`|  |  |  | a barrier every step over the 2 replicas' own step times would cost ${two.barrierMs.toFixed(2)} ms per step |  |  |  |  |  |  |  |  |  |`);
+      console.log(`|  |  |  | a barrier every step over the 2 replicas' own step times would cost ${two.barrierMs.toFixed(2)} ms per step, every 8 steps ${two.barrierEveryMs.toFixed(2)} ms per step |  |  |  |  |  |  |  |  |  |`);
     }
     for (const sync of ['allreduce', 'average'].filter((m) => !o.sync || m === o.sync)) {
       const runs: Record<'one' | 'two' | 'scaled', DataParallelRun[]> = { one: [], two: [], scaled: [] };

@@ -205,20 +205,22 @@ function stepTimeSummary(times: number[]): string {
 }
 
 /**
- * What waiting for the slowest replica every step would cost (ms per step), from the replicas' own step
- * times paired by step index: mean of the per-step maximum minus the mean step. With no synchronisation
- * (--sync none) it prices the barrier of a synchronous round from step-time jitter alone.
+ * What waiting for the slowest replica every `every` steps would cost (ms per step), from the replicas' own
+ * step times paired by step index: per block of `every` steps, the slowest replica's block time minus the
+ * mean block time, averaged over the steps. With no synchronisation (--sync none) it prices the barrier of a
+ * synchronous round from step-time jitter alone (every 1: allReduce; every H: averageWeights every H).
  */
-function barrierCost(perReplica: number[][]): number {
-  const steps = Math.min(...perReplica.map((t) => t.length));
-  if (!(steps > 0)) return Number.NaN;
+function barrierCost(perReplica: number[][], every = 1): number {
+  const blocks = Math.floor(Math.min(...perReplica.map((t) => t.length)) / every);
+  if (!(blocks > 0)) return Number.NaN;
   let slowest = 0;
   let all = 0;
-  for (let k = 0; k < steps; k++) {
-    slowest += Math.max(...perReplica.map((t) => t[k]!));
-    for (const t of perReplica) all += t[k]!;
+  for (let b = 0; b < blocks; b++) {
+    const sums = perReplica.map((t) => t.slice(b * every, (b + 1) * every).reduce((x, y) => x + y, 0));
+    slowest += Math.max(...sums);
+    all += sums.reduce((x, y) => x + y, 0);
   }
-  return slowest / steps - all / (steps * perReplica.length);
+  return (slowest - all / perReplica.length) / (blocks * every);
 }
 
 async function launch(): Promise<void> {
@@ -264,7 +266,11 @@ async function launch(): Promise<void> {
     const trainingSeconds = (Math.max(...results.map((r) => r.end)) - Math.min(...results.map((r) => r.start))) / 1000;
     const rows = results.reduce((n, r) => n + r.rows, 0);
     for (const r of results) console.log(`replica ${r.index}: ${r.steps} steps, ${r.rows} rows, sync ${r.syncMs.toFixed(2)} ms/step, ${Math.round(r.bytesSent)} B sent and ${Math.round(r.bytesReceived)} B received per step${r.missingRounds ? `, ${r.missingRounds} rounds with a replica missing` : ''}; ${stepTimeSummary(r.stepTimes)}`);
-    if (results.length > 1) console.log(`a barrier every step over these step times would cost ${barrierCost(results.map((r) => r.stepTimes)).toFixed(2)} ms per step (mean over steps of the slowest replica's time minus the mean time)`);
+    if (results.length > 1) {
+      const times = results.map((r) => r.stepTimes);
+      console.log(`a barrier every step over these step times would cost ${barrierCost(times).toFixed(2)} ms per step (mean over steps of the slowest replica's time minus the mean time)`);
+      if (o.every > 1) console.log(`a barrier every ${o.every} steps would cost ${barrierCost(times, o.every).toFixed(2)} ms per step`);
+    }
     if (local) console.log(`redis-server CPU ${(local.cpuSeconds() - redisCpuBefore).toFixed(2)} s while the replicas ran`);
     console.log(`done: ${rows} rows trained in ${trainingSeconds.toFixed(2)} s (${(rows / trainingSeconds).toFixed(0)} examples/s; ${seconds.toFixed(1)} s with process start and ${tail.toFixed(2)} s to see the stream drained), test accuracy ${((results[0]!.accuracy ?? 0) * 100).toFixed(2)}%`);
   } finally {

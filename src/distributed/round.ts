@@ -2,12 +2,12 @@
  * One round of a replica group on the wire: a replica's contribution and the wait for the round to
  * close, in as few Redis round trips as possible, with the message bytes kept out of Lua.
  *
- * - A replica stores its message under its own key with a plain SET, pipelined on one connection with
- *   a Lua script that checks the epoch, renews (or takes) the leader lock, adds the replica to the
- *   round's contributors, reads the live members and, if every live member is in (or the round timed
- *   out), closes the round — `closed` = the sorted contributor list, the group's round counter moved
- *   on — and with an MGET of the messages of the replicas it expects (the previous round's others).
- *   The replica that completes a round therefore has every message after one round trip.
+ * - A replica sends three commands in one write on one connection: a plain SET of its message under
+ *   its own key; a Lua script that checks the epoch, renews (or takes) the leader lock, adds the
+ *   replica to the round's contributors, reads the live members and, if every live member is in (or
+ *   the round timed out), closes the round — `closed` = the sorted contributor list, the group's round
+ *   counter moved on; and an MGET of the messages of the replicas it expects (the previous round's
+ *   others). The replica that completes a round therefore has every message after one round trip.
  * - The others block (BLPOP on a second connection) on their own wake list, into which the closer
  *   pushes the closed list, with an MGET of the live members' messages queued behind the BLPOP on the
  *   same connection: Redis runs it as soon as the wake is served, so they too have every message
@@ -156,7 +156,8 @@ export async function contributeAndWait(context: RoundContext, round: number, me
   const guessed = context.expectedOthers.filter((m) => m !== id);
   let [, first, early] = await coalesced(redis, () => Promise.all([store(), script(true, false), fetch(guessed)]));
   // The message was not there when the script ran (a reconnect reordered the retried commands): store it again first.
-  while (first === null) {
+  for (let attempt = 1; first === null; attempt++) {
+    if (attempt > 3) throw new Error(`group round ${round}: replica '${id}' stored its message ${attempt} times and Redis still does not hold it (evicted at once? check maxmemory-policy)`);
     await store();
     first = await script(true, false);
   }

@@ -18,7 +18,7 @@ import { Command } from 'commander';
 import { Redis } from 'ioredis';
 import { adam, dense, sequential } from '../src/index.ts';
 import { joinGroup } from '../src/distributed/index.ts';
-import { freePort } from '../examples/common.ts';
+import { freePort, quantile } from '../examples/common.ts';
 
 const o = new Command()
   .option('--replicas <n>', 'replica processes (replica i pinned to core i mod cores)', Number, 2)
@@ -29,8 +29,6 @@ const o = new Command()
   .option('--redis <url>', 'Redis of the replicas (used by the launcher)')
   .parse()
   .opts<{ replicas: number; inputs: number; rounds: number; workMs: number; worker?: string; redis?: string }>();
-
-const percentile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 
 async function replica(index: number, url: string): Promise<void> {
   const redis = new Redis(url);
@@ -48,7 +46,7 @@ async function replica(index: number, url: string): Promise<void> {
   sync.sort((a, b) => a - b);
   const mean = sync.reduce((a, b) => a + b, 0) / sync.length;
   const f = (x: number) => x.toFixed(2);
-  console.log(`replica ${index}: ${f(wall)} ms per round (work ${o.workMs} ms); sync mean ${f(mean)}, p10 ${f(percentile(sync, 0.1))}, p50 ${f(percentile(sync, 0.5))}, p90 ${f(percentile(sync, 0.9))} ms`);
+  console.log(`replica ${index}: ${f(wall)} ms per round (work ${o.workMs} ms); sync mean ${f(mean)}, p10 ${f(quantile(sync, 0.1))}, p50 ${f(quantile(sync, 0.5))}, p90 ${f(quantile(sync, 0.9))} ms`);
   await group.leave();
   redis.disconnect();
   model.dispose();

@@ -22,6 +22,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { from, lastValueFrom } from 'rxjs';
 import { adam, batchFromArrays, closeDefaultEngine, conv2d, dense, flatten, maxPool2d, relu, saveModel, sequential, softmaxCrossEntropy, type Model } from '../src/index.ts';
 import type { Row } from './harness.ts';
+import { quantile } from '../examples/common.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -111,8 +112,6 @@ async function load(url: string, body: string, clients: number, total: number, s
   return { requests: done, failed, seconds, latenciesMs: latencies.subarray(0, done), firstFailure };
 }
 
-const percentile = (sorted: Float64Array, p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
-
 function exampleBody(shape: readonly number[]): string {
   const n = shape.reduce((a, b) => a * b, 1);
   return JSON.stringify({ instances: [Array.from({ length: n }, (_, i) => Math.round(((i * 37) % 256) / 2.55) / 100)] });
@@ -139,9 +138,9 @@ async function throughputRows(dir: string, name: ModelName, quick: boolean): Pro
         const r = await load(server.url, body, clients, total);
         const sorted = Float64Array.from(r.latenciesMs).sort();
         const tag = `${clients} client${clients > 1 ? 's' : ''} ${batching ? `batching (wait ${MAX_WAIT_MS} ms)` : 'no batching'}`;
-        log(`  ${name} ${tag}: ${(r.requests / r.seconds).toFixed(0)} req/s, p50 ${percentile(sorted, 0.5).toFixed(2)} ms, p99 ${percentile(sorted, 0.99).toFixed(2)} ms, ${r.failed} failed`);
+        log(`  ${name} ${tag}: ${(r.requests / r.seconds).toFixed(0)} req/s, p50 ${quantile(sorted, 0.5).toFixed(2)} ms, p99 ${quantile(sorted, 0.99).toFixed(2)} ms, ${r.failed} failed`);
         if (r.failed) throw new Error(`${name} ${tag}: ${r.failed} failed requests (${r.firstFailure})`);
-        rows.push(row(`${tag}: throughput`, 'req/s', r.requests / r.seconds), row(`${tag}: p50`, 'ms', percentile(sorted, 0.5)), row(`${tag}: p99`, 'ms', percentile(sorted, 0.99)));
+        rows.push(row(`${tag}: throughput`, 'req/s', r.requests / r.seconds), row(`${tag}: p50`, 'ms', quantile(sorted, 0.5)), row(`${tag}: p99`, 'ms', quantile(sorted, 0.99)));
       }
       if (batching) {
         const rowsPerBatch = (await metric(server.url, 'rxgrad_batch_rows_sum')) / (await metric(server.url, 'rxgrad_batch_rows_count'));

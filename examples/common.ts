@@ -15,6 +15,15 @@ export const positiveInt = (name: string) => (value: string): number => {
   return n;
 };
 
+/**
+ * The q-quantile (0 ≤ q ≤ 1) of ascending `sorted` values, nearest rank below (NaN when empty).
+ *
+ * Usage: `const p90 = quantile(times.sort((a, b) => a - b), 0.9);`
+ */
+export function quantile(sorted: ArrayLike<number>, q: number): number {
+  return sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
 /** A free TCP port on loopback (for the multi-process examples). Usage: `const port = await freePort();` */
 export async function freePort(): Promise<number> {
   const server = createServer();

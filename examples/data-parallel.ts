@@ -28,7 +28,7 @@ import {
 } from '../src/index.ts';
 import { addBatchEntries, allReduceGradients, averageWeights, fitReplica, joinGroup, scaledLearningRate, type ReplicaStepReport } from '../src/distributed/index.ts';
 import type { Dataset } from '../src/data/index.ts';
-import { firstExamples, freePort, loadImages, positiveInt, standardize } from './common.ts';
+import { firstExamples, freePort, loadImages, positiveInt, quantile, standardize } from './common.ts';
 
 const program = new Command()
   .name('data-parallel')
@@ -194,8 +194,6 @@ interface ReplicaResult {
   index: number; steps: number; rows: number; start: number; end: number; drained: number; syncMs: number; bytesSent: number; bytesReceived: number;
   missingRounds: number; accuracy: number | null; stepTimes: number[];
 }
-
-const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
 
 /** Mean, median and 10th / 90th percentile of a replica's step times (ms). */
 function stepTimeSummary(times: number[]): string {

@@ -14,6 +14,7 @@
  * Usage: `const rows = await threadsBench({ quick: true });` or `npx tsx bench/threads.ts [--quick] [--only mlp] [--condition quiet|busy]`
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { from, lastValueFrom } from 'rxjs';
@@ -86,8 +87,21 @@ class BusyCore {
   }
 }
 
-/** Training examples/s of each engine, measured in alternating rounds (median per engine). */
-async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number): Promise<number[]> {
+/**
+ * The main thread's time waiting on a run queue while runnable (ms, Linux schedstat), or NaN where the kernel does
+ * not say. On a busy host it shows where a 2-thread engine's time goes: not in its kernels but in the main
+ * thread waiting for a core (docs/PERFORMANCE.md, seventh session).
+ */
+function mainRunQueueWaitMs(): number {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Per engine: training examples/s (median of alternating rounds), and the share of the timed rounds the main thread waited on a run queue. */
+async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number): Promise<{ rate: number; runQueueShare: number }[]> {
   const models = engines.map((engine) => subject.build(rx, engine));
   try {
     const fits = models.map((model) => {
@@ -97,16 +111,22 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
     });
     for (const fit of fits) await fit(); // warm-up: optimizer slots, arenas, JIT, the pool's workers
     const seconds: number[][] = engines.map(() => []);
+    const waited = engines.map(() => 0);
     for (let r = 0; r < rounds; r++) {
       // Alternate which engine goes first, so a drift in the load hits both alike.
       const order = r % 2 ? [...fits.keys()].reverse() : [...fits.keys()];
       for (const i of order) {
+        const w0 = mainRunQueueWaitMs();
         const t0 = performance.now();
         await fits[i]!();
         seconds[i]!.push((performance.now() - t0) / 1000);
+        waited[i]! += mainRunQueueWaitMs() - w0;
       }
     }
-    return seconds.map((s) => (batches.length * subject.batch) / median(s));
+    return seconds.map((s, i) => ({
+      rate: (batches.length * subject.batch) / median(s),
+      runQueueShare: waited[i]! / (1000 * s.reduce((a, b) => a + b, 0)),
+    }));
   } finally {
     for (const model of models) model.dispose();
   }
@@ -189,11 +209,13 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
         const batches = makeBatches(rx, subject, steps);
         const engines = [await makeEngine(2), await makeEngine(1)];
         try {
-          const [two, one] = await trainRates(rx, subject, batches, engines, rounds) as [number, number];
+          const [twoThreads, oneThread] = await trainRates(rx, subject, batches, engines, rounds) as [{ rate: number; runQueueShare: number }, { rate: number; runQueueShare: number }];
+          const two = twoThreads.rate, one = oneThread.rate;
           const note = loadNote();
-          // How often the 2-thread pool judged that splitting did not pay and ran jobs on the caller alone.
+          // How often the 2-thread pool found running a kind of job on the caller alone faster than splitting it.
           const rests = (engines[0]!.compute as { pool?: { restCount: number } }).pool?.restCount ?? 0;
-          log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${(two / one).toFixed(2)}× (${note}; pool rests ${rests})`);
+          const waits = `main thread waited on a run queue ${(100 * twoThreads.runQueueShare).toFixed(0)}% / ${(100 * oneThread.runQueueShare).toFixed(0)}% of the time`;
+          log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${(two / one).toFixed(2)}× (${note}; pool rests ${rests}; ${waits})`);
           const pt = torch?.[torchKey(subject.name)] ?? null;
           const prefix = `train ${subject.name}, ${condition}`;
           rows.push(

@@ -10,6 +10,7 @@ import { SharedHeap } from '../src/heap.ts';
 import { referenceKernels } from '../workers/reference-kernels.ts';
 import { CALL_NAMES, createWasmCompute, partitionGemm, type WasmCompute } from '../workers/wasm-compute.ts';
 import { createEngine } from '../src/engine.ts';
+import { EXPLORE_MS, MAX_EXPLORE_MS, RECHECK_MS, SplitJudge, type SplitAccount, type SplitMode } from '../workers/split-judge.ts';
 
 const heap = new SharedHeap({ initialBytes: 48 << 20 });
 const ref = referenceKernels(() => heap.f32, () => heap.i32);
@@ -260,5 +261,69 @@ describe('pool lifecycle', () => {
     assert.equal(child.status, 0, child.stderr);
     assert.match(child.stdout, /closed/);
     assert.ok(Date.now() - t0 < 10_000);
+  });
+});
+
+describe('split judge (busy host: split or alone, whichever is faster by wall time)', () => {
+  // A clock the test moves: the judge's decisions never depend on how fast this test runs.
+  let clock = 0;
+  let contended = true;
+  const judge = new SplitJudge(() => contended, () => clock);
+  /** Runs one round (8 jobs of 1 unit of work) the way the judge says, each taking `ms[mode]`; returns that way. */
+  const round = (a: SplitAccount, ms: Record<SplitMode, number>): SplitMode => {
+    const mode = judge.mode(a);
+    for (let j = 0; j < 8; j++) {
+      judge.record(a, mode, ms[mode], 1);
+      clock += ms[mode];
+    }
+    return mode;
+  };
+
+  it('quiet host: always split, whatever the times', () => {
+    contended = false;
+    const a = judge.account('quiet', 4);
+    for (let r = 0; r < 5; r++) assert.equal(round(a, { split: 0.2, alone: 0.01 }), 'split');
+    assert.equal(judge.rests, 0);
+  });
+
+  it('busy host: measures both ways, keeps the faster, and checks the other less and less often', () => {
+    contended = true;
+    const a = judge.account('busy', 4);
+    const slowSplit = { split: 0.2, alone: 0.1 };
+    assert.equal(round(a, slowSplit), 'split'); // the first figure: split
+    assert.equal(round(a, slowSplit), 'alone'); // then the other way's first figure
+    assert.equal(judge.rests, 1);
+    // Alone is faster: it stays alone until the split figure is older than the exploration interval.
+    const start = clock;
+    let explored = 0;
+    while (clock - start < 5000) if (round(a, slowSplit) === 'split') explored++;
+    assert.ok(a.exploreMs === MAX_EXPLORE_MS, `the interval grew to ${MAX_EXPLORE_MS} ms while alone kept winning (${a.exploreMs})`);
+    assert.ok(explored >= 3 && explored <= 5000 / EXPLORE_MS, `split was measured again now and then (${explored} rounds in 5 s)`);
+    // The host changes: splitting becomes faster. The next check switches, and the switch is checked again soon.
+    const fastSplit = { split: 0.05, alone: 0.1 };
+    let rounds = 0;
+    // (A round that only measures split again leaves `exploring` set: wait for a decision.)
+    while ((judge.mode(a) === 'alone' || a.exploring) && rounds++ < 10_000) round(a, fastSplit);
+    assert.equal(judge.mode(a), 'split');
+    round(a, fastSplit); // this split round weighs the new figure in
+    assert.equal(judge.mode(a), 'split', 'split keeps running while it is faster');
+    assert.ok(a.exploreMs <= MAX_EXPLORE_MS);
+  });
+
+  it('a switch is checked again after RECHECK_MS, and a quiet host forgets the busy figures', () => {
+    contended = true;
+    const a = judge.account('recheck', 4);
+    round(a, { split: 0.05, alone: 0.1 });
+    round(a, { split: 0.05, alone: 0.1 }); // alone measured: slower
+    assert.equal(judge.mode(a), 'split');
+    // Alone wins its next check: the judge switches and re-measures split after RECHECK_MS, not MAX_EXPLORE_MS.
+    let rounds = 0;
+    while ((judge.mode(a) === 'split' || a.exploring) && rounds++ < 10_000) round(a, { split: 0.3, alone: 0.1 });
+    assert.equal(judge.mode(a), 'alone');
+    assert.equal(a.exploreMs, RECHECK_MS);
+    contended = false;
+    round(a, { split: 0.3, alone: 0.1 });
+    assert.equal(judge.mode(a), 'split');
+    assert.ok(Number.isNaN(a.aloneRate), 'the alone figure of the busy spell is gone');
   });
 });

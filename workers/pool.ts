@@ -21,10 +21,18 @@ import { claimChunk, doneCount, finishChunk, GEN_MASK, INDEX_MASK, JOB, JOB_BYTE
 import { OP, PoolWorkers } from './pool-workers.ts';
 
 export { claimChunk, finishChunk, JOB, JOB_BYTES, MAX_CHUNKS } from './pool-jobs.ts';
-export { MAX_REST_MS, REST_MS } from './split-judge.ts';
+export { EXPLORE_MS, MAX_EXPLORE_MS } from './split-judge.ts';
 export { CALLER_SPIN_MAX_MS, F, MAX_THREADS, MAX_WORKERS, OP, SCRATCH_BASE, scratchAddress, SLOT_BASE, SLOT_BYTES } from './pool-workers.ts';
 
 /** One chunk of a job: which export (index into the pool's `callNames`), its arguments, which are f32. */
+/** How a job may run besides its chunks, and how much work it is: see {@link WorkerPool.runChunks}. */
+export interface JobOptions {
+  /** Work of the whole job (flops or bytes; default its chunk count): the judge compares time per unit of work. */
+  work?: number;
+  /** The whole job as one call on the calling thread (same results as its chunks), used when it runs alone. */
+  whole?: () => void;
+}
+
 export interface CallTask {
   readonly kernel: number;
   readonly args: readonly number[];
@@ -49,8 +57,8 @@ export interface PoolOptions {
   /** Test hooks: slow a thread down and jitter every claim, to exercise chunk claiming (never timing assertions). */
   testHooks?: PoolTestHooks;
   /**
-   * Stop splitting a kind of job for a while when the time the caller waits for workers' chunks exceeds the time
-   * the workers' chunks saved it (a busy host). Default true; false with test hooks, which slow threads on purpose.
+   * On a busy host, time each kind of job split and on the caller alone, and run it the faster way (see
+   * workers/split-judge.ts). Default true; false with test hooks, which slow threads on purpose.
    */
   adaptive?: boolean;
 }
@@ -152,42 +160,33 @@ export class WorkerPool {
    *
    * Usage: `await pool.runChunks('gemm', rows, (row) => call(row), false);`
    */
-  runChunks(name: string, rows: readonly CallTask[], local: (row: CallTask) => void, sync: boolean): Promise<void> | void {
+  runChunks(name: string, rows: readonly CallTask[], local: (row: CallTask) => void, sync: boolean, options: JobOptions = {}): Promise<void> | void {
     if (this.closed) {
       const err = new Error('rxgrad pool: used after close()');
       if (sync) throw err;
       return Promise.reject(err);
     }
     if (rows.length > MAX_CHUNKS) throw new RangeError(`rxgrad pool: ${name} has ${rows.length} chunks, at most ${MAX_CHUNKS} fit a job`);
-    if (!this.job || this.size === 0) {
-      for (const row of rows) local(row);
-      return;
-    }
-    if (this.tail) {
-      if (sync) {
-        for (const row of rows) local(row);
-        return;
-      }
-      return this.afterTail(() => this.startChunks(name, rows, local, false, undefined));
-    }
+    const alone = () => {
+      if (options.whole) options.whole();
+      else for (const row of rows) local(row);
+    };
+    if (!this.job || this.size === 0) return alone();
+    // A job started while an asynchronous one is pending: behind it, or (sync) on the calling thread alone,
+    // which gives the same result (a chunk computes the same whoever runs it).
+    if (this.tail) return sync ? alone() : this.afterTail(() => this.startChunks(name, rows, local, false, undefined, 0));
+    const work = options.work ?? rows.length;
     const account = this.judge?.account(name, rows.length);
-    if (account && this.judge!.resting(account)) {
-      for (const row of rows) local(row);
-      this.callerChunks += rows.length;
+    if (account && this.judge!.mode(account) === 'alone') {
+      const t0 = performance.now();
+      alone();
+      if (!options.whole) this.callerChunks += rows.length;
+      this.judge!.record(account, 'alone', performance.now() - t0, work);
       return;
     }
-    const result = this.startChunks(name, rows, local, sync, account);
+    const result = this.startChunks(name, rows, local, sync, account, work);
     if (result) this.track(result);
     return result;
-  }
-
-  /**
-   * True while jobs of kernel `name` cut into `chunks` run on the caller alone (splitting them stopped paying on
-   * a busy host): a backend whose chunks are row ranges of one call can then make that one call instead, which
-   * computes the same and streams shared operands once instead of once per chunk.
-   */
-  resting(name: string, chunks: number): boolean {
-    return this.judge !== undefined && this.judge.resting(this.judge.account(name, chunks));
   }
 
   /** Chunks run so far by each thread (index 0 the caller, w + 1 worker w): test and measurement hook. */
@@ -195,13 +194,13 @@ export class WorkerPool {
     return [this.callerChunks, ...this.workers.ranCounts()];
   }
 
-  /** Times the pool stopped splitting because waiting for workers cost more than they saved (measurement hook). */
+  /** Times a kind of job went from split to alone on a busy host because alone was faster (measurement hook). */
   get restCount(): number {
     return this.judge?.rests ?? 0;
   }
 
   private startChunks(
-    name: string, rows: readonly CallTask[], local: (row: CallTask) => void, sync: boolean, account: SplitAccount | undefined,
+    name: string, rows: readonly CallTask[], local: (row: CallTask) => void, sync: boolean, account: SplitAccount | undefined, work: number,
   ): Promise<void> | void {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
     const job = this.job!;
@@ -240,9 +239,7 @@ export class WorkerPool {
       ran++;
     }
     this.callerChunks += ran;
-    const tLocalEnd = performance.now();
-    const meanMs = ran > 0 ? (tLocalEnd - t0) / ran : 0;
-    const weigh = () => account && this.judge!.weigh(account, count - ran, meanMs, performance.now() - tLocalEnd + (t0 - tPublish));
+    const weigh = () => account && this.judge!.record(account, 'split', performance.now() - tPublish, work);
     // Spin while the chunks still out keep finishing at about the pace of ours; a worker that makes no
     // progress for twice our mean chunk time was descheduled, and spinning would only keep its core busy.
     const stallMs = Math.min(0.5, Math.max(0.02, ran > 0 ? (2 * (performance.now() - t0)) / ran : 0.05));

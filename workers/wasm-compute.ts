@@ -8,7 +8,7 @@ import { KERNEL_NAMES, type Kernels } from './kernel-api.ts';
 import { defaultThreads, loadModule, provideWorkspace, relaxedSupported, warmUp } from './wasm-setup.ts';
 import { MR, partitionBatch, partitionElements, partitionGemm } from './partition.ts';
 import { SEQUENCE_KERNEL_NAMES, type SequenceKernels } from './sequence-api.ts';
-import { WorkerPool, JOB_BYTES, MAX_CHUNKS, MAX_THREADS, OP, scratchAddress, type CallTask, type PoolTestHooks } from './pool.ts';
+import { WorkerPool, JOB_BYTES, MAX_CHUNKS, MAX_THREADS, OP, scratchAddress, type CallTask, type JobOptions, type PoolTestHooks } from './pool.ts';
 
 /** Options of {@link createWasmCompute}. */
 export interface WasmComputeOptions {
@@ -230,14 +230,15 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
    * Runs `rows` (calls of export `name`): as one chunked job across the pool when `parallel`, else on the
    * calling thread in chunk order (the same results: a chunk computes alike wherever it runs).
    */
-  function runJob(name: CallName, rows: readonly (readonly number[])[], parallel: boolean, sync = false, floatMask = 0): Promise<void> | void {
+  function runJob(name: CallName, rows: readonly (readonly number[])[], parallel: boolean, sync = false, floatMask = 0, options: JobOptions = {}): Promise<void> | void {
     if (!parallel || rows.length < 2 || threads === 1) {
+      if (options.whole) return options.whole();
       const fn = exportOf(name);
       for (const args of rows) fn(...args);
       return;
     }
     const kernel = kernelIds.get(name)!;
-    return getPool().runChunks(name, rows.map((args) => ({ kernel, args, floatMask })), runRow, sync);
+    return getPool().runChunks(name, rows.map((args) => ({ kernel, args, floatMask })), runRow, sync, options);
   }
 
   /** Pointers advanced to element `s` (a 0 pointer, an absent operand, stays 0). */
@@ -250,7 +251,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     // Floats come after the pointers and the count (leakyRelu's slope): mark them f32 for the worker.
     const floatMask = ((1 << floats.length) - 1) << (pointers.length + 1);
     const parts = partitionElements(n, chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold())));
-    return runJob(name, parts.map(([s, e]) => [...advance(pointers, s), e - s, ...floats]), true, false, floatMask);
+    return runJob(name, parts.map(([s, e]) => [...advance(pointers, s), e - s, ...floats]), true, false, floatMask, { work: bytes });
   }
 
   function elementwiseMany(calls: readonly ElementwiseCall[]): void {
@@ -278,7 +279,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
       for (const c of calls) exportOf(c.name)(...c.pointers, c.n, ...(c.tail ?? []));
       return;
     }
-    getPool().runChunks('optimizer update', rows, runRow, true);
+    getPool().runChunks('optimizer update', rows, runRow, true, { work: bytes });
   }
 
   /**
@@ -290,7 +291,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const flops = 25 * rows * U;
     const parallel = threads > 1 && rows > 1 && flops >= threshold();
     const parts = parallel ? partitionBatch(rows, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, rows] as [number, number]];
-    return runJob(name, parts.map(([r0, r1]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, U]), parallel);
+    return runJob(name, parts.map(([r0, r1]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, U]), parallel, false, 0, { work: flops });
   }
 
   const lstmCellForward = (z: number, cPrev: number, c: number, tanhC: number, h: number, rows: number, U: number) =>
@@ -311,17 +312,12 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
    * every step of every range.
    */
   function sequenceJob(name: (typeof SEQUENCE_KERNEL_NAMES)[number], operands: readonly [number, number][], batch: number, U: number, flops: number, tail: readonly number[]): Promise<void> | void {
-    let parallel = threads > 1 && batch >= 2 * MR && flops >= threshold();
-    let parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), MR).ranges : [[0, batch] as [number, number]];
-    // Resting (a busy host): one call over every row, as on one thread; 8-row ranges one after another
-    // would each stream the recurrent kernel through the cache at every step.
-    if (parallel && pool?.resting(name, parts.length)) {
-      parallel = false;
-      parts = [[0, batch]];
-    }
-    return runJob(name, parts.map(([r0, r1]) => [
-      ...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, batch, ...tail, 1,
-    ]), parallel);
+    const parallel = threads > 1 && batch >= 2 * MR && flops >= threshold();
+    const parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), MR).ranges : [[0, batch] as [number, number]];
+    const range = ([r0, r1]: [number, number]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, batch, ...tail, 1];
+    // Alone (one thread, or a busy host where that is faster): one call over every row; 8-row ranges one
+    // after another would each stream the recurrent kernel through the cache at every step.
+    return runJob(name, parts.map(range), parallel, false, 0, { work: flops, whole: () => exportOf(name)(...range([0, batch])) });
   }
   // Work of a sequence: the recurrent GEMM (2·B·U·G·U per step) plus the cell (~25 flops per unit and gate block).
   const sequenceFlops = (B: number, T: number, U: number, G: number) => T * B * G * U * (2 * U + 25);
@@ -345,7 +341,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const parts = partitionBatch(rows, chunks);
     const partial = (c: number) => reduceBase + 4 * (c - 1) * cols;
     runJob('sumRows', parts.map(([r0, r1], c) => [x + 4 * r0 * cols, c === 0 ? out : partial(c), r1 - r0, cols, c === 0 ? beta : 0]),
-      threads > 1 && 4 * rows * cols >= byteThreshold(), true, 1 << 4);
+      threads > 1 && 4 * rows * cols >= byteThreshold(), true, 1 << 4, { work: 4 * rows * cols });
     for (let c = 1; c < parts.length; c++) kernels.axpy(cols, 1, partial(c), out);
   }
 
@@ -356,7 +352,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     if (!(threads > 1 && bytes >= byteThreshold() && batch > 1)) return kernels.maxPool2dForward(x, y, argmax, ...g);
     return runJob('maxPool2dForwardPart', partitionBatch(batch, chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold()))).map(([n0, n1]) => [
       x + 4 * n0 * xImg, y + 4 * n0 * yImg, argmax ? argmax + 4 * n0 * yImg : 0, n0 * xImg, n1 - n0, ...g.slice(1),
-    ]), true);
+    ]), true, false, 0, { work: bytes });
   }
 
   function maxPool2dBackward(dy: number, argmax: number, dx: number, xCount: number, yCount: number, batch = 1): Promise<void> | void {
@@ -367,7 +363,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const xImg = xCount / batch, yImg = yCount / batch;
     return runJob('maxPool2dBackwardPart', partitionBatch(batch, chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold()))).map(([n0, n1]) => [
       dy + 4 * n0 * yImg, argmax + 4 * n0 * yImg, dx, n0 * xImg, (n1 - n0) * xImg, (n1 - n0) * yImg,
-    ]), true);
+    ]), true, false, 0, { work: bytes });
   }
 
   const convFlops = (g: ConvGeometry) => {
@@ -384,7 +380,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const yImg = 4 * OH * OW * CO;
     const parallel = threads > 1 && flops >= threshold();
     const parts = parallel ? partitionBatch(batch, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, batch] as [number, number]];
-    return runJob('conv2dForward', parts.map(([n0, n1]) => [x + n0 * xImg, w, bias, y + n0 * yImg, n1 - n0, ...g.slice(1), activation]), parallel);
+    return runJob('conv2dForward', parts.map(([n0, n1]) => [x + n0 * xImg, w, bias, y + n0 * yImg, n1 - n0, ...g.slice(1), activation]), parallel, false, 0, { work: flops });
   }
 
   function conv2dBackwardInput(dy: number, wt: number, dx: number, ...g: ConvGeometry): Promise<void> | void {
@@ -394,7 +390,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const dyImg = 4 * OH * OW * CO;
     const parallel = threads > 1 && flops >= threshold();
     const parts = parallel ? partitionBatch(batch, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, batch] as [number, number]];
-    return runJob('conv2dBackwardInput', parts.map(([n0, n1]) => [dy + n0 * dyImg, wt, dx + n0 * dxImg, n1 - n0, ...g.slice(1)]), parallel);
+    return runJob('conv2dBackwardInput', parts.map(([n0, n1]) => [dy + n0 * dyImg, wt, dx + n0 * dxImg, n1 - n0, ...g.slice(1)]), parallel, false, 0, { work: flops });
   }
 
   function conv2dBackwardFilter(x: number, dy: number, dw: number, work: number, workFloats: number, ...g: ConvGeometry): Promise<void> | void {
@@ -416,7 +412,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const sum = () => {
       for (let c = 1; c < parts.length; c++) kernels.axpy(filter, 1, partial(c), dw);
     };
-    const pending = runJob('conv2dBackwardFilter', rows, threads > 1 && convFlops(g) >= threshold());
+    const pending = runJob('conv2dBackwardFilter', rows, threads > 1 && convFlops(g) >= threshold(), false, 0, { work: convFlops(g) });
     if (!pending) return sum();
     return pending.then(sum);
   }
@@ -434,18 +430,17 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     // The path of the whole product, for every chunk: chunks compute exactly as one thread would.
     const path = hint === 'packed' ? 2 : exports.gemmChoosePath(transB, m, n, k, ldb);
     const { rows, ranges: parts } = partitionGemm(m, n, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), path === 2 ? PACKED_ROW_TILE : MR);
-    // Fewer than 2 chunks, or resting (a busy host): the whole product in one call on the given path, the same
-    // bits as the chunks (each computes its rows exactly as one thread would) with B packed once, not per chunk.
-    if (parts.length < 2 || pool?.resting('gemmWith', parts.length)) {
-      exports.gemmWith(path, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-      return;
-    }
+    // Fewer than 2 chunks, or alone (a busy host where that is faster): the whole product in one call on the
+    // given path, the same bits as the chunks (each computes its rows exactly as one thread would) with B packed
+    // once, not per chunk.
+    const whole = () => exports.gemmWith(path, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (parts.length < 2) return whole();
     const part = ([s, e]: [number, number]): number[] =>
       rows
         ? [path, transA, transB, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, b, ldb, beta, c + 4 * s * ldc, ldc]
         : [path, transA, transB, m, e - s, k, alpha, a, lda, transB ? b + 4 * s * ldb : b + 4 * s, ldb, beta, c + 4 * s, ldc];
     // alpha (argument 6) and beta (11) are f32.
-    return runJob('gemmWith', parts.map(part), true, false, (1 << 6) | (1 << 11));
+    return runJob('gemmWith', parts.map(part), true, false, (1 << 6) | (1 << 11), { work: flops, whole });
   }
 
   return {

@@ -130,6 +130,7 @@ export class StepRunner {
     }
     if (features.rows === 0) throw new RangeError(`${name}: empty batch (0 rows)`);
     if (checkNumerics && features.values instanceof Float32Array) assertFinite(features.values, sizeOf(inputShape), "batch column 'features'");
+    engine.compute.markStep?.();
     const arena = this.freeArenas.pop() ?? engine.heap.arena();
     this.busy++;
     const step = new StepContext(engine, arena, features.rows, training, this.options.rng, index);

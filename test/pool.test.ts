@@ -11,6 +11,8 @@ import { referenceKernels } from '../workers/reference-kernels.ts';
 import { CALL_NAMES, createWasmCompute, partitionGemm, type WasmCompute } from '../workers/wasm-compute.ts';
 import { createEngine } from '../src/engine.ts';
 import { EXPLORE_MS, MAX_EXPLORE_MS, RECHECK_MS, SplitJudge, type SplitAccount, type SplitMode } from '../workers/split-judge.ts';
+import { STEP_GAP_MS, StepJudge } from '../workers/step-judge.ts';
+import { SUSTAIN_MS } from '../workers/two-way-choice.ts';
 
 const heap = new SharedHeap({ initialBytes: 48 << 20 });
 const ref = referenceKernels(() => heap.f32, () => heap.i32);
@@ -210,7 +212,8 @@ describe('pool lifecycle', () => {
     const slow = createWasmCompute(heap.memory, {
       threads: 2, splitThresholdFlops: 0, adaptive: true, testHooks: { slowThread: 1, slowMs: 5, workersFirst: true, contended: true },
     });
-    for (let i = 0; i < 12; i++) {
+    // Each split takes ≥ 5 ms (the worker's sleep), so the busy signal has held for SUSTAIN_MS after ~20 jobs.
+    for (let i = 0; i < 400 && (slow.pool?.restCount ?? 0) === 0; i++) {
       await slow.gemm(0, 0, 64, 64, 64, 1, a, 64, a, 64, 0, c, 64);
       assert.deepEqual(bytesOf(c, 64 * 64), bytesOf(expected, 64 * 64), `job ${i}`);
     }
@@ -290,40 +293,88 @@ describe('split judge (busy host: split or alone, whichever is faster by wall ti
     contended = true;
     const a = judge.account('busy', 4);
     const slowSplit = { split: 0.2, alone: 0.1 };
-    assert.equal(round(a, slowSplit), 'split'); // the first figure: split
-    assert.equal(round(a, slowSplit), 'alone'); // then the other way's first figure
+    // Split until the host has been said busy for SUSTAIN_MS; then the alone figure is measured, and wins.
+    const start0 = clock;
+    let rounds0 = 0;
+    while (judge.mode(a) === 'split' && rounds0++ < 10_000) round(a, slowSplit);
+    assert.equal(judge.mode(a), 'alone');
+    assert.ok(clock - start0 >= SUSTAIN_MS, `a busy host is acted on once it has been busy for ${SUSTAIN_MS} ms (${clock - start0})`);
     assert.equal(judge.rests, 1);
     // Alone is faster: it stays alone until the split figure is older than the exploration interval.
     const start = clock;
     let explored = 0;
     while (clock - start < 5000) if (round(a, slowSplit) === 'split') explored++;
-    assert.ok(a.exploreMs === MAX_EXPLORE_MS, `the interval grew to ${MAX_EXPLORE_MS} ms while alone kept winning (${a.exploreMs})`);
+    assert.ok(a.choice.exploreMs === MAX_EXPLORE_MS, `the interval grew to ${MAX_EXPLORE_MS} ms while alone kept winning (${a.choice.exploreMs})`);
     assert.ok(explored >= 3 && explored <= 5000 / EXPLORE_MS, `split was measured again now and then (${explored} rounds in 5 s)`);
     // The host changes: splitting becomes faster. The next check switches, and the switch is checked again soon.
     const fastSplit = { split: 0.05, alone: 0.1 };
     let rounds = 0;
     // (A round that only measures split again leaves `exploring` set: wait for a decision.)
-    while ((judge.mode(a) === 'alone' || a.exploring) && rounds++ < 10_000) round(a, fastSplit);
+    while ((judge.mode(a) === 'alone' || a.choice.exploring) && rounds++ < 10_000) round(a, fastSplit);
     assert.equal(judge.mode(a), 'split');
     round(a, fastSplit); // this split round weighs the new figure in
     assert.equal(judge.mode(a), 'split', 'split keeps running while it is faster');
-    assert.ok(a.exploreMs <= MAX_EXPLORE_MS);
+    assert.ok(a.choice.exploreMs <= MAX_EXPLORE_MS);
   });
 
   it('a switch is checked again after RECHECK_MS, and a quiet host forgets the busy figures', () => {
     contended = true;
     const a = judge.account('recheck', 4);
+    let rounds0 = 0;
+    while (Number.isNaN(a.choice.cost[1]) && rounds0++ < 10_000) round(a, { split: 0.05, alone: 0.1 });
     round(a, { split: 0.05, alone: 0.1 });
-    round(a, { split: 0.05, alone: 0.1 }); // alone measured: slower
-    assert.equal(judge.mode(a), 'split');
+    assert.equal(judge.mode(a), 'split', 'alone was measured, and is slower');
     // Alone wins its next check: the judge switches and re-measures split after RECHECK_MS, not MAX_EXPLORE_MS.
     let rounds = 0;
-    while ((judge.mode(a) === 'split' || a.exploring) && rounds++ < 10_000) round(a, { split: 0.3, alone: 0.1 });
+    while ((judge.mode(a) === 'split' || a.choice.exploring) && rounds++ < 10_000) round(a, { split: 0.3, alone: 0.1 });
     assert.equal(judge.mode(a), 'alone');
-    assert.equal(a.exploreMs, RECHECK_MS);
+    assert.equal(a.choice.exploreMs, RECHECK_MS);
+    // The host quietens: once it has been said quiet for SUSTAIN_MS, split again, and the busy figures are gone.
     contended = false;
-    round(a, { split: 0.3, alone: 0.1 });
+    const start = clock;
+    rounds = 0;
+    while ((judge.mode(a) === 'alone' || a.choice.exploring) && rounds++ < 10_000) round(a, { split: 0.3, alone: 0.1 });
     assert.equal(judge.mode(a), 'split');
-    assert.ok(Number.isNaN(a.aloneRate), 'the alone figure of the busy spell is gone');
+    assert.ok(clock - start >= SUSTAIN_MS, `quiet is acted on once it has held for ${SUSTAIN_MS} ms (${clock - start})`);
+    assert.ok(Number.isNaN(a.choice.cost[1]), 'the alone figure of the busy spell is gone');
+  });
+});
+
+describe('step judge (busy host: whole steps with the workers or every job alone)', () => {
+  it('on a busy host takes the way whose steps are faster, re-measures the other now and then; quiet or idle: never alone', () => {
+    let clock = 0;
+    let contended = true;
+    const steps = new StepJudge(() => contended, () => clock);
+    /** Runs `n` steps, each as long as its way says; returns how many ran with every job alone. */
+    const run = (n: number, ms: { pool: number; alone: number }) => {
+      let alone = 0;
+      for (let i = 0; i < n; i++) {
+        steps.mark();
+        const isAlone = steps.alone();
+        if (isAlone) alone++;
+        clock += isAlone ? ms.alone : ms.pool;
+      }
+      return alone;
+    };
+    // Steps with every job alone take 1 ms, with the workers 3 ms (the workers' wake-ups cost the main thread).
+    const aloneFaster = { pool: 3, alone: 1 };
+    run(200, aloneFaster);
+    const alone = run(2000, aloneFaster);
+    assert.ok(alone > 1900, `most steps ran alone (${alone} of 2000)`);
+    assert.ok(alone < 2000, 'the pool was tried again now and then');
+    assert.ok(steps.choice.switches >= 1);
+    // The host quietens: the pool is faster, and the next re-measurement switches back for good.
+    const poolFaster = { pool: 0.5, alone: 1 };
+    run(8000, poolFaster); // (figures are smoothed: a change in the host takes a few re-measurements to show)
+    assert.ok(run(400, poolFaster) < 40, 'back to the workers once they pay');
+    // No steps for a while: jobs outside steps are never forced alone by old step figures.
+    contended = true;
+    run(2000, aloneFaster);
+    clock += STEP_GAP_MS + 1;
+    assert.equal(steps.alone(), false, 'a gap in the steps ends the step judgement');
+    // A quiet host: always with the workers.
+    contended = false;
+    run(300, aloneFaster);
+    assert.equal(run(200, aloneFaster), 0);
   });
 });

@@ -64,6 +64,11 @@ export interface ComputeBackend extends Partial<SequenceKernels> {
   gruCellBackward?(...args: Parameters<Kernels['gruCellBackward']>): Promise<void> | void;
   // The whole-sequence recurrent kernels (SequenceKernels members, optional): one job per sequence, split
   // into row ranges. Without them a recurrent layer loops over the steps with the cell kernels.
+  /**
+   * A step (a batch through a model) begins. A backend with a worker pool weighs whole steps with and without
+   * its workers on a busy host (workers/step-judge.ts). Optional; cheap.
+   */
+  markStep?(): void;
   /** Stops the workers; the backend must not be used afterwards. */
   close(): Promise<void>;
 }

@@ -17,6 +17,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { SplitJudge, type SplitAccount } from './split-judge.ts';
+import { StepJudge } from './step-judge.ts';
 import { claimChunk, doneCount, finishChunk, GEN_MASK, INDEX_MASK, JOB, JOB_BYTES, MAX_CHUNKS, sleepMs, writeRow } from './pool-jobs.ts';
 import { OP, PoolWorkers } from './pool-workers.ts';
 
@@ -101,13 +102,17 @@ export class WorkerPool {
   private callerChunks = 0;
   /** Weighs splitting per kind of job (see {@link SplitJudge}); undefined when not adaptive. */
   private readonly judge: SplitJudge | undefined;
+  /** Weighs whole steps on a busy host: pool or every job alone (see {@link StepJudge}); undefined when not adaptive. */
+  private readonly steps: StepJudge | undefined;
 
   constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, workers: number, scratchBytes: number, options: PoolOptions = {}) {
     this.spinMs = options.spinMs ?? 0.05;
     this.callNames = options.callNames ?? [];
     this.hooks = options.testHooks ?? {};
     this.jobBlock = options.jobBlock ?? 0;
-    this.judge = options.adaptive ?? options.testHooks === undefined ? new SplitJudge(() => this.workers.contended()) : undefined;
+    const adaptive = options.adaptive ?? options.testHooks === undefined;
+    this.judge = adaptive ? new SplitJudge(() => this.workers.contended()) : undefined;
+    this.steps = adaptive ? new StepJudge(() => this.workers.contended()) : undefined;
     if (this.jobBlock) {
       if (this.jobBlock % 64 !== 0) throw new RangeError(`rxgrad pool: job block ${this.jobBlock} is not 64-byte aligned`);
       this.job = new Int32Array(memory.buffer, this.jobBlock, JOB_BYTES / 4);
@@ -175,8 +180,16 @@ export class WorkerPool {
     // A job started while an asynchronous one is pending: behind it, or (sync) on the calling thread alone,
     // which gives the same result (a chunk computes the same whoever runs it).
     if (this.tail) return sync ? alone() : this.afterTail(() => this.startChunks(name, rows, local, false, undefined, 0));
+    // Inside a stream of steps the step judge decides (every job split, or every job alone); outside, the split
+    // judge, per kind of job.
+    const steps = this.steps?.active() ? this.steps : undefined;
+    if (steps?.alone()) {
+      alone();
+      if (!options.whole) this.callerChunks += rows.length;
+      return;
+    }
     const work = options.work ?? rows.length;
-    const account = this.judge?.account(name, rows.length);
+    const account = steps ? undefined : this.judge?.account(name, rows.length);
     if (account && this.judge!.mode(account) === 'alone') {
       const t0 = performance.now();
       alone();
@@ -197,6 +210,19 @@ export class WorkerPool {
   /** Times a kind of job went from split to alone on a busy host because alone was faster (measurement hook). */
   get restCount(): number {
     return this.judge?.rests ?? 0;
+  }
+
+  /** Times whole steps went to every job alone on a busy host because that was faster (measurement hook). */
+  get stepRestCount(): number {
+    return this.steps?.choice.switches ?? 0;
+  }
+
+  /**
+   * A step (a batch through a model) begins: on a busy host the pool weighs whole steps with and without its
+   * workers (see {@link StepJudge}). Cheap: a clock read.
+   */
+  markStep(): void {
+    this.steps?.mark();
   }
 
   private startChunks(

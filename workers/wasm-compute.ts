@@ -449,6 +449,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     threads,
     name,
     workspaceBytes,
+    markStep: () => pool?.markStep(),
     gemm,
     conv2dForward,
     conv2dBackwardInput,

@@ -1,0 +1,71 @@
+/**
+ * The step judge of the worker pool (workers/pool.ts): on a busy host, whether whole steps (training or
+ * inference batches, marked by the engine) run faster with the pool or with every job on the caller alone.
+ *
+ * The split judge (workers/split-judge.ts) times each job; it cannot see what a woken worker costs after its
+ * job. On this 2-vCPU VM with a busy-loop process, a 2-thread engine's main thread waited on a run queue for
+ * 13–23% of a training run against 1–10% for a 1-thread engine, although most jobs ran alone: each wake-up of
+ * the third runnable thread lets the scheduler move threads between cores, at times onto the main thread's
+ * (docs/PERFORMANCE.md, seventh session). Step time counts all of it. So while steps are being marked, a
+ * {@link TwoWayChoice} between way 0, every job split, and way 1, every job alone (the workers
+ * sleep), is decided on the mean wall time per step over windows of at least WINDOW_STEPS steps and WINDOW_MS.
+ * Way 0 splits every job inside steps (the split judge's own choices, made on noisy figures of single kinds, would
+ * blur the comparison). On a quiet host it is always way 0.
+ */
+import { performance } from 'node:perf_hooks';
+import { TwoWayChoice, type ChoiceIntervals } from './two-way-choice.ts';
+
+/** A window (steps and ms, both at least) whose mean step time is one figure for the way it ran. */
+export const WINDOW_STEPS = 8;
+export const WINDOW_MS = 40;
+/** Marks further apart than this (ms) are not one stream of steps: the step judge stops deciding. */
+export const STEP_GAP_MS = 250;
+/**
+ * A step interval this many times the typical one is a pause, not a step (another model's steps, an evaluation,
+ * the source waiting): the window starts again without a figure. A scheduler time slice lost inside a step (1–3
+ * ms against a 1 ms step) stays well below it, and is counted.
+ */
+const PAUSE_FACTOR = 10;
+const INTERVALS: ChoiceIntervals = { exploreMs: 100, maxExploreMs: 1600, recheckMs: 40 };
+
+/**
+ * Usage: `const steps = new StepJudge(() => anyWorkerContended()); steps.mark(); // at each step … if (steps.alone()) …run the job alone…`
+ */
+export class StepJudge {
+  readonly choice = new TwoWayChoice(INTERVALS);
+  private windowStart = NaN;
+  private windowSteps = 0;
+  private lastMark = -Infinity;
+  /** Typical step interval (ms), smoothed; NaN before the first. */
+  private typical = NaN;
+
+  /** `contended`: whether some worker says the host is oversubscribed; `now`: the clock (ms), a test hook. */
+  constructor(private readonly contended: () => boolean, private readonly now: () => number = () => performance.now()) {}
+
+  /** A step begins (the previous one, if any, ended). */
+  mark(): void {
+    const now = this.now();
+    const interval = now - this.lastMark;
+    const pause = interval > STEP_GAP_MS || interval > PAUSE_FACTOR * this.typical;
+    if (interval <= STEP_GAP_MS) this.typical = Number.isNaN(this.typical) ? interval : 0.9 * this.typical + 0.1 * Math.min(interval, 2 * this.typical);
+    if (pause) {
+      this.windowStart = now;
+      this.windowSteps = 0;
+    } else if (++this.windowSteps >= WINDOW_STEPS && now - this.windowStart >= WINDOW_MS) {
+      this.choice.record(this.choice.way, (now - this.windowStart) / this.windowSteps, now, this.contended());
+      this.windowStart = now;
+      this.windowSteps = 0;
+    }
+    this.lastMark = now;
+  }
+
+  /** True while steps are being marked (the last mark at most STEP_GAP_MS ago): this judge decides. */
+  active(): boolean {
+    return this.now() - this.lastMark <= STEP_GAP_MS;
+  }
+
+  /** True while steps are being marked and running every job alone is the faster way. */
+  alone(): boolean {
+    return this.choice.way === 1 && this.active();
+  }
+}

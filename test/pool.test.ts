@@ -13,6 +13,8 @@ import { createEngine } from '../src/engine.ts';
 import { EXPLORE_MS, MAX_EXPLORE_MS, RECHECK_MS, SplitJudge, type SplitAccount, type SplitMode } from '../workers/split-judge.ts';
 import { STEP_GAP_MS, StepJudge } from '../workers/step-judge.ts';
 import { SUSTAIN_MS } from '../workers/two-way-choice.ts';
+import { HostLoad, SAMPLE_MS } from '../workers/host-load.ts';
+import { spawn } from 'node:child_process';
 
 const heap = new SharedHeap({ initialBytes: 48 << 20 });
 const ref = referenceKernels(() => heap.f32, () => heap.i32);
@@ -376,5 +378,25 @@ describe('step judge (busy host: whole steps with the workers or every job alone
     contended = false;
     run(300, aloneFaster);
     assert.equal(run(200, aloneFaster), 0);
+  });
+});
+
+describe('host load (other processes\' CPU time: what makes the judges weigh running alone)', () => {
+  it('says busy while another process spins on a core', { skip: process.platform !== 'linux' && 'reads /proc/stat' }, async () => {
+    const load = new HostLoad();
+    assert.notEqual(load.busy(), undefined, 'Linux says how busy the host is');
+    const child = spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' });
+    try {
+      // Poll until a period with the child spinning has been measured (bounded; no timing is asserted).
+      let busy = false;
+      for (let i = 0; i < 100 && !busy; i++) {
+        await new Promise((resolve) => setTimeout(resolve, SAMPLE_MS));
+        busy = load.busy() === true;
+      }
+      assert.ok(busy, `other processes used ${load.otherCores.toFixed(2)} cores`);
+      assert.ok(load.otherCores > 0 && load.otherCores < 64);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });

@@ -18,6 +18,7 @@
 import { performance } from 'node:perf_hooks';
 import { SplitJudge, type SplitAccount } from './split-judge.ts';
 import { StepJudge } from './step-judge.ts';
+import { HostLoad } from './host-load.ts';
 import { claimChunk, doneCount, finishChunk, GEN_MASK, INDEX_MASK, JOB, JOB_BYTES, MAX_CHUNKS, sleepMs, writeRow } from './pool-jobs.ts';
 import { OP, PoolWorkers } from './pool-workers.ts';
 
@@ -111,8 +112,12 @@ export class WorkerPool {
     this.hooks = options.testHooks ?? {};
     this.jobBlock = options.jobBlock ?? 0;
     const adaptive = options.adaptive ?? options.testHooks === undefined;
-    this.judge = adaptive ? new SplitJudge(() => this.workers.contended()) : undefined;
-    this.steps = adaptive ? new StepJudge(() => this.workers.contended()) : undefined;
+    // Busy host for the judges: other processes' CPU time (workers/host-load.ts), or the workers' run-queue
+    // signal where the host does not say, and in tests whose slowed worker plays a descheduled one.
+    const load = new HostLoad();
+    const busyHost = () => (this.hooks.contended ? undefined : load.busy()) ?? this.workers.contended();
+    this.judge = adaptive ? new SplitJudge(busyHost) : undefined;
+    this.steps = adaptive ? new StepJudge(busyHost) : undefined;
     if (this.jobBlock) {
       if (this.jobBlock % 64 !== 0) throw new RangeError(`rxgrad pool: job block ${this.jobBlock} is not 64-byte aligned`);
       this.job = new Int32Array(memory.buffer, this.jobBlock, JOB_BYTES / 4);

@@ -4,7 +4,7 @@
  *
  * The split judge (workers/split-judge.ts) times each job; it cannot see what a woken worker costs after its
  * job. On this 2-vCPU VM with a busy-loop process, a 2-thread engine's main thread waited on a run queue for
- * 13–23% of a training run against 1–10% for a 1-thread engine, although most jobs ran alone: each wake-up of
+ * 8–28% of a training run against 0–11% for a 1-thread engine, although most jobs ran alone: each wake-up of
  * the third runnable thread lets the scheduler move threads between cores, at times onto the main thread's
  * (docs/PERFORMANCE.md, seventh session). Step time counts all of it. So while steps are being marked, a
  * {@link TwoWayChoice} between way 0, every job split, and way 1, every job alone (the workers

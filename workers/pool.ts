@@ -26,7 +26,6 @@ export { claimChunk, finishChunk, JOB, JOB_BYTES, MAX_CHUNKS } from './pool-jobs
 export { EXPLORE_MS, MAX_EXPLORE_MS } from './split-judge.ts';
 export { CALLER_SPIN_MAX_MS, F, MAX_THREADS, MAX_WORKERS, OP, SCRATCH_BASE, scratchAddress, SLOT_BASE, SLOT_BYTES } from './pool-workers.ts';
 
-/** One chunk of a job: which export (index into the pool's `callNames`), its arguments, which are f32. */
 /** How a job may run besides its chunks, and how much work it is: see {@link WorkerPool.runChunks}. */
 export interface JobOptions {
   /** Work of the whole job (flops or bytes; default its chunk count): the judge compares time per unit of work. */
@@ -35,6 +34,7 @@ export interface JobOptions {
   whole?: () => void;
 }
 
+/** One chunk of a job: which export (index into the pool's `callNames`), its arguments, which are f32. */
 export interface CallTask {
   readonly kernel: number;
   readonly args: readonly number[];
@@ -59,8 +59,9 @@ export interface PoolOptions {
   /** Test hooks: slow a thread down and jitter every claim, to exercise chunk claiming (never timing assertions). */
   testHooks?: PoolTestHooks;
   /**
-   * On a busy host, time each kind of job split and on the caller alone, and run it the faster way (see
-   * workers/split-judge.ts). Default true; false with test hooks, which slow threads on purpose.
+   * On a busy host (other processes' CPU time, workers/host-load.ts), time whole steps (workers/step-judge.ts)
+   * or, outside marked steps, each kind of job (workers/split-judge.ts) with the workers and on the caller
+   * alone, and run the faster way. Default true; false with test hooks, which slow threads on purpose.
    */
   adaptive?: boolean;
 }
@@ -166,7 +167,8 @@ export class WorkerPool {
    * else (`sync` false) a Promise, or (`sync` true) blocks in Atomics.wait: the caller sleeps as soon as the
    * chunks it waits for stop progressing, leaving its core to the worker that holds them. A job started
    * while an asynchronous one is still pending runs after it (`sync`: on the calling thread alone, which
-   * gives the same result: a chunk computes the same whoever runs it).
+   * gives the same result: a chunk computes the same whoever runs it). `options`: the job's work and its
+   * one-call form, used when the judges run it on the caller alone (a busy host).
    *
    * Usage: `await pool.runChunks('gemm', rows, (row) => call(row), false);`
    */
@@ -188,7 +190,7 @@ export class WorkerPool {
     // Inside a stream of steps the step judge decides (every job split, or every job alone); outside, the split
     // judge, per kind of job.
     const steps = this.steps?.active() ? this.steps : undefined;
-    if (steps?.alone()) {
+    if (steps?.alone) {
       alone();
       if (!options.whole) this.callerChunks += rows.length;
       return;

@@ -47,13 +47,13 @@ export interface SplitAccount {
 /**
  * The judge of one pool's jobs, keyed by kernel name and chunk count.
  *
- * Usage: `const judge = new SplitJudge(() => anyWorkerContended()); const a = judge.account('gemm', 8); const mode = judge.mode(a); …run it…; judge.record(a, mode, ms, flops);`
+ * Usage: `const judge = new SplitJudge(() => hostBusy()); const a = judge.account('gemm', 8); const mode = judge.mode(a); …run it…; judge.record(a, mode, ms, flops);`
  */
 export class SplitJudge {
   /** Accounts by kernel name, then chunk count (no key string built per job: this runs on every split). */
   private readonly accounts = new Map<string, Map<number, SplitAccount>>();
 
-  /** `contended`: whether some worker says the host is oversubscribed; `now`: the clock (ms), a test hook. */
+  /** `contended`: whether the host is busy (the pool: workers/host-load.ts); `now`: the clock (ms), a test hook. */
   constructor(private readonly contended: () => boolean, private readonly now: () => number = () => performance.now()) {}
 
   /** Times a kind of job went from split to alone (a measurement hook: the threads bench logs it). */

@@ -29,7 +29,7 @@ const PAUSE_FACTOR = 10;
 const INTERVALS: ChoiceIntervals = { exploreMs: 100, maxExploreMs: 1600, recheckMs: 40 };
 
 /**
- * Usage: `const steps = new StepJudge(() => anyWorkerContended()); steps.mark(); // at each step … if (steps.alone()) …run the job alone…`
+ * Usage: `const steps = new StepJudge(() => hostBusy()); steps.mark(); // at each step … if (steps.active() && steps.alone) …run the job alone…`
  */
 export class StepJudge {
   readonly choice = new TwoWayChoice(INTERVALS);
@@ -39,7 +39,7 @@ export class StepJudge {
   /** Typical step interval (ms), smoothed; NaN before the first. */
   private typical = NaN;
 
-  /** `contended`: whether some worker says the host is oversubscribed; `now`: the clock (ms), a test hook. */
+  /** `contended`: whether the host is busy (the pool: workers/host-load.ts); `now`: the clock (ms), a test hook. */
   constructor(private readonly contended: () => boolean, private readonly now: () => number = () => performance.now()) {}
 
   /** A step begins (the previous one, if any, ended). */
@@ -64,8 +64,8 @@ export class StepJudge {
     return this.now() - this.lastMark <= STEP_GAP_MS;
   }
 
-  /** True while steps are being marked and running every job alone is the faster way. */
-  alone(): boolean {
-    return this.choice.way === 1 && this.active();
+  /** True when running every job alone is the faster way (what it means while steps are being marked, {@link active}). */
+  get alone(): boolean {
+    return this.choice.way === 1;
   }
 }

@@ -1,7 +1,7 @@
 /**
  * A choice between two ways of doing the same thing on a busy host, by measured cost: the split judge
  * (workers/split-judge.ts) uses one per kind of job (split across the pool, or alone on the caller), the step
- * judge (workers/step-judge.ts) one for whole steps (jobs as the split judge says, or every job alone).
+ * judge (workers/step-judge.ts) one for whole steps (every job split, or every job alone).
  *
  * It keeps each way's cost (time per unit, smoothed over its rounds), runs the cheaper, and measures the other
  * again once its figure is older than an interval that starts at `exploreMs`, doubles up to `maxExploreMs`

@@ -100,8 +100,14 @@ function mainRunQueueWaitMs(): number {
   }
 }
 
-/** Per engine: training examples/s (median of alternating rounds), and the share of the timed rounds the main thread waited on a run queue. */
-async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number): Promise<{ rate: number; runQueueShare: number }[]> {
+/** One engine's training examples/s (median of alternating rounds), and the share of its timed rounds the main thread waited on a run queue. */
+interface TrainRate {
+  rate: number;
+  runQueueShare: number;
+}
+
+/** Per engine: its {@link TrainRate}. */
+async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number): Promise<TrainRate[]> {
   const models = engines.map((engine) => subject.build(rx, engine));
   try {
     const fits = models.map((model) => {
@@ -212,7 +218,7 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
         const batches = makeBatches(rx, subject, steps);
         const engines = [await makeEngine(2), await makeEngine(1)];
         try {
-          const [twoThreads, oneThread] = await trainRates(rx, subject, batches, engines, rounds, passes) as [{ rate: number; runQueueShare: number }, { rate: number; runQueueShare: number }];
+          const [twoThreads, oneThread] = await trainRates(rx, subject, batches, engines, rounds, passes) as [TrainRate, TrainRate];
           const two = twoThreads.rate, one = oneThread.rate;
           const note = loadNote();
           // How often the 2-thread pool found running a kind of job, or whole steps, on the caller alone faster than with its workers.

@@ -84,7 +84,7 @@ export class SplitJudge {
     account.roundWork += Math.max(work, 1e-9);
     account.roundJobs++;
     if (account.roundJobs < ROUND_JOBS && account.roundMs < ROUND_MS) return;
-    account.choice.record(account.choice.way, account.roundMs / account.roundWork, this.now(), this.contended());
+    account.choice.record(account.roundMs / account.roundWork, this.now(), this.contended());
     account.roundMs = 0;
     account.roundWork = 0;
     account.roundJobs = 0;

@@ -9,8 +9,8 @@
  * (docs/PERFORMANCE.md, seventh session). Step time counts all of it. So while steps are being marked, a
  * {@link TwoWayChoice} between way 0, every job split, and way 1, every job alone (the workers
  * sleep), is decided on the mean wall time per step over windows of at least WINDOW_STEPS steps and WINDOW_MS.
- * Way 0 splits every job inside steps (the split judge's own choices, made on noisy figures of single kinds, would
- * blur the comparison). On a quiet host it is always way 0.
+ * Way 0 does not ask the split judge: its choices, made on noisy figures of single kinds, would blur the
+ * comparison. On a quiet host it is always way 0.
  */
 import { performance } from 'node:perf_hooks';
 import { TwoWayChoice, type ChoiceIntervals } from './two-way-choice.ts';
@@ -52,7 +52,7 @@ export class StepJudge {
       this.windowStart = now;
       this.windowSteps = 0;
     } else if (++this.windowSteps >= WINDOW_STEPS && now - this.windowStart >= WINDOW_MS) {
-      this.choice.record(this.choice.way, (now - this.windowStart) / this.windowSteps, now, this.contended());
+      this.choice.record((now - this.windowStart) / this.windowSteps, now, this.contended());
       this.windowStart = now;
       this.windowSteps = 0;
     }

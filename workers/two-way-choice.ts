@@ -8,10 +8,11 @@
  * while re-measuring confirms the choice, and drops to `recheckMs` after a switch (one noisy round must not
  * hold the worse way for long). On a quiet host it always takes the first way and forgets the second's figure.
  *
- * Busy or quiet is what the caller says at each decision, held for SUSTAIN_MS before it counts: the busy-host
- * signal (a worker's run-queue waits) also fires for a moment on a quiet host when V8's helper threads run,
- * and a choice made then on a few noisy rounds cost up to a third of the quiet 2-thread speed (seventh
- * session: quiet MLP b64 1.04–1.06× instead of 1.3–1.4×).
+ * Busy or quiet is what the caller says at each decision, held for SUSTAIN_MS before it counts: a busy-host
+ * reading can flicker (other processes' CPU time is counted in 10 ms ticks; the workers' run-queue signal, the
+ * fallback, fires for a moment on a quiet host when V8's helper threads run), and a choice made on a few noisy
+ * rounds of a moment's reading cost up to a third of the quiet 2-thread speed (seventh session: quiet MLP b64
+ * 1.04–1.06× instead of 1.3–1.4×).
  */
 
 /** How long (ms) the host must have been said busy (or quiet) at every decision before the choice treats it so. */
@@ -30,7 +31,7 @@ export interface ChoiceIntervals {
 }
 
 /**
- * Usage: `const c = new TwoWayChoice(intervals); …run way c.way (0 or 1)…; c.record(c.way, msPerUnit, now, contended);`
+ * Usage: `const c = new TwoWayChoice(intervals); …run a round the way c.way says (0 or 1)…; c.record(msPerUnit, now, contended);`
  */
 export class TwoWayChoice {
   /** The way the next round runs: 0 (the default, always on a quiet host) or 1. */
@@ -52,8 +53,9 @@ export class TwoWayChoice {
     this.exploreMs = intervals.exploreMs;
   }
 
-  /** Records a finished round run `way` at cost `cost`, then decides how the next round runs. */
-  record(way: 0 | 1, cost: number, now: number, contended: boolean): void {
+  /** Records the cost of a finished round (run the way {@link way} said), then decides how the next round runs. */
+  record(cost: number, now: number, contended: boolean): void {
+    const way = this.way;
     if (contended === this.busy) this.flipSince = NaN;
     else if (Number.isNaN(this.flipSince)) this.flipSince = now;
     else if (now - this.flipSince >= SUSTAIN_MS) {

@@ -6,7 +6,8 @@
  * one with 2 threads train their own copy of the model on the same pre-made batches (three passes a round), in alternating rounds
  * (median per engine), first quiet, then while a busy-loop child process (`node -e 'for(;;){}'`, started
  * and stopped here, killed on failure too) keeps one core busy. Rows per model and condition: examples/s
- * with 2 threads, with 1 thread, and their ratio (the whole step's 2-vs-1 speed-up).
+ * with 2 threads, with 1 thread, their ratio (the whole step's 2-vs-1 speed-up), and the machine's ceiling for
+ * that ratio under the same load: two 1-thread child processes at once against one (bench/ceiling.ts).
  *
  * Also the MLP's inference at batch 256 through `model.predict()`, next to its two GEMMs alone on the same
  * engine (what the kernels allow), so the share of the rest is visible.
@@ -21,47 +22,13 @@ import { from, lastValueFrom } from 'rxjs';
 import { count, repeat } from 'rxjs/operators';
 import type { Engine } from '../src/engine.ts';
 import type { Batch } from '../src/batch.ts';
-import type { Model } from '../src/model.ts';
-import { loadEmbeddedMnist } from '../src/data/mnist.ts';
 import { median, timeIt, type Row } from './harness.ts';
 import { loadRxgrad, makeEngine, type Rxgrad } from './rxgrad.ts';
 import { torchRates, type TorchRates } from './torch.ts';
+import { SUBJECTS, makeBatches, type Subject } from './train-subjects.ts';
+import { separateProcessCeiling } from './ceiling.ts';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
-
-/** One model of the suite: how to build it and its batches. */
-interface Subject {
-  name: string;
-  batch: number;
-  /** Steps per timed round. */
-  steps: number;
-  build(rx: Rxgrad, engine: Engine): Model;
-  /** Per-example feature shape. */
-  shape: number[];
-}
-
-const SUBJECTS: Subject[] = [
-  {
-    name: 'mlp 784-128-10 b64', batch: 64, steps: 120, shape: [784],
-    build: (rx, engine) => rx.sequential([rx.dense(128), rx.relu(), rx.dense(10)], { inputShape: [784], seed: 1, engine }),
-  },
-  {
-    name: 'mlp 784-128-10 b256', batch: 256, steps: 40, shape: [784],
-    build: (rx, engine) => rx.sequential([rx.dense(128), rx.relu(), rx.dense(10)], { inputShape: [784], seed: 1, engine }),
-  },
-  {
-    name: 'cnn 28x28 conv16-pool-conv32-pool-dense10 b64', batch: 64, steps: 25, shape: [28, 28, 1],
-    build: (rx, engine) => rx.sequential([
-      rx.conv2d(16, 3, { padding: 'same', activation: 'relu' }), rx.maxPool2d(2),
-      rx.conv2d(32, 3, { padding: 'same', activation: 'relu' }), rx.maxPool2d(2),
-      rx.flatten(), rx.dense(10),
-    ], { inputShape: [28, 28, 1], seed: 1, engine }),
-  },
-  {
-    name: 'lstm 28x28 rows->128->10 b64', batch: 64, steps: 8, shape: [28, 28],
-    build: (rx, engine) => rx.sequential([rx.lstm({ units: 128 }), rx.dense(10)], { inputShape: [28, 28], seed: 1, engine }),
-  },
-];
 
 /** A child process spinning on one core until stopped; killed with this process too. */
 class BusyCore {
@@ -138,23 +105,6 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
   }
 }
 
-function makeBatches(rx: Rxgrad, subject: Subject, steps: number): Batch[] {
-  const { train } = loadEmbeddedMnist();
-  const width = 784;
-  const out: Batch[] = [];
-  for (let s = 0; s < steps; s++) {
-    const features = new Float32Array(subject.batch * width);
-    const labels = new Int32Array(subject.batch);
-    for (let i = 0; i < subject.batch; i++) {
-      const row = (s * subject.batch + i) % train.length;
-      features.set(train.features.subarray(row * width, (row + 1) * width), i * width);
-      labels[i] = train.labels[row]!;
-    }
-    out.push(rx.batchFromArrays({ features, shape: subject.shape, labels }));
-  }
-  return out;
-}
-
 const loadNote = () => `load average ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores`;
 const row = (benchmark: string, unit: string, rxgrad: number | null, pytorch: number | null = null): Row =>
   ({ benchmark, unit, rxgrad, tfjsWasm: null, tfjsCpu: null, pytorch });
@@ -226,12 +176,17 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
           const rests = `${pool?.restCount ?? 0} (jobs), ${pool?.stepRestCount ?? 0} (steps)`;
           const waits = `main thread waited on a run queue ${(100 * twoThreads.runQueueShare).toFixed(0)}% / ${(100 * oneThread.runQueueShare).toFixed(0)}% of the time`;
           log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${(two / one).toFixed(2)}× (${note}; pool rests ${rests}; ${waits})`);
+          // What two processes sharing nothing but the machine reach under the same load: no 2-thread engine can beat it.
+          const ceiling = await separateProcessCeiling(subject.name, steps, passes, options.quick ? 1500 : 3000);
+          log(`    ceiling: one 1-thread process ${Math.round(ceiling.solo)} ex/s, two at once ${Math.round(ceiling.pair)} ex/s, ${ceiling.ratio.toFixed(2)}×;` +
+            ` the whole step's 2-vs-1 is ${(100 * (two / one) / ceiling.ratio).toFixed(0)}% of it (${loadNote()})`);
           const pt = torch?.[torchKey(subject.name)] ?? null;
           const prefix = `train ${subject.name}, ${condition}`;
           rows.push(
             row(`${prefix}, 2 threads`, 'examples/s', two, pt?.two ?? null),
             row(`${prefix}, 1 thread`, 'examples/s', one, pt?.one ?? null),
             row(`${prefix}, whole step 2-vs-1 threads`, '×', two / one, pt && pt.one ? pt.two / pt.one : null),
+            row(`${prefix}, ceiling: two 1-thread processes at once vs one`, '×', ceiling.ratio),
           );
         } finally {
           for (const engine of engines) await engine.close();

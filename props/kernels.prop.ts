@@ -482,6 +482,103 @@ describe('fused recurrent cells equal the reference', () => {
   });
 });
 
+/** dst (cols × rows) = srcᵀ (rows × cols), on the heap. */
+function transposeInto(dst: number, src: number, rows: number, cols: number): void {
+  const h = heap.f32;
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) h[(dst >> 2) + j * rows + i] = h[(src >> 2) + i * cols + j]!;
+}
+
+describe('whole-sequence recurrent kernels equal their step loop on the reference', () => {
+  // U = 3: one packed k block; U = 70: the backward's k = 4U (LSTM) or 3U (GRU) spans two blocks of the recurrent
+  // kernel packed once; U = 300: the kernel does not fit a thread's workspace and every step reads it in place.
+  const cases = [[3, 7, 4], [70, 12, 3], [300, 6, 2]] as const;
+  const sequenceBackends = backends.filter(([, be]) => be.lstmForwardSequence);
+
+  it('LSTM forward and backward (bias, skipFirst, dy per step, carry), each build, 1 and 2 threads', async () => {
+    for (const [U, B, T] of cases) {
+      for (const [name, be] of sequenceBackends) {
+        arena.reset();
+        const W = 4 * U, zs = T * B * W, hs = (T + 1) * B * U, ts = T * B * U;
+        const z = alloc(zs), zr = alloc(zs), rk = alloc(U * W), rkT = alloc(W * U), bias = alloc(W);
+        const h = alloc(hs), hr = alloc(hs), c = alloc(hs), cr = alloc(hs), tc = alloc(ts), tcr = alloc(ts);
+        fillRandom(z, zs, U, -1, 1);
+        copyInto(zr, snapshot(z, zs));
+        fillRandom(rk, U * W, U + 1, -1 / Math.sqrt(U), 1 / Math.sqrt(U));
+        transposeInto(rkT, rk, U, W);
+        fillRandom(bias, W, U + 2, -0.5, 0.5);
+        for (const p of [h, hr, c, cr]) heap.f32.fill(0, p >> 2, (p >> 2) + B * U);
+        await be.lstmForwardSequence(z, rk, bias, h, c, tc, B, T, U, 1);
+        for (let t = 0; t < T; t++) {
+          const zt = zr + 4 * t * B * W, s = 4 * t * B * U, s1 = 4 * (t + 1) * B * U;
+          ref.addBias(zt, bias, B, W);
+          if (t > 0) ref.gemm(0, 0, B, W, U, 1, hr + s, U, rk, W, 1, zt, W);
+          ref.lstmCellForward(zt, cr + s, cr + s1, tcr + s, hr + s1, B, U);
+        }
+        const tol = (k: number) => () => 2e-6 * k + 1e-5;
+        assertClose(`${name} U ${U} forward gates`, snapshot(z, zs), snapshot(zr, zs), tol(U));
+        assertClose(`${name} U ${U} forward h`, snapshot(h, hs), snapshot(hr, hs), tol(U));
+        assertClose(`${name} U ${U} forward c`, snapshot(c, hs), snapshot(cr, hs), tol(U));
+        // Backward from the kernel's own activations, dy at every step, the state's gradient carried out.
+        const dy = alloc(ts), dh = alloc(B * U), dhr = alloc(B * U), dc = alloc(B * U), dcr = alloc(B * U), dz = alloc(zs), dzr = alloc(zs);
+        fillRandom(dy, ts, U + 3, -1, 1);
+        for (const p of [dh, dhr, dc, dcr]) heap.f32.fill(0, p >> 2, (p >> 2) + B * U);
+        await be.lstmBackwardSequence(z, c, tc, dh, dy, 1, dc, dz, rkT, B, T, 0, U, 1);
+        for (let t = T - 1; t >= 0; t--) {
+          const zt = z + 4 * t * B * W, s = 4 * t * B * U, dzt = dzr + 4 * t * B * W;
+          ref.lstmCellBackward(zt, c + s, tc + s, dhr, dy + s, dcr, dzt, B, U);
+          ref.gemm(0, 0, B, U, W, 1, dzt, W, rkT, U, 0, dhr, U);
+        }
+        assertClose(`${name} U ${U} backward dz`, snapshot(dz, zs), snapshot(dzr, zs), tol(W));
+        assertClose(`${name} U ${U} backward dh`, snapshot(dh, B * U), snapshot(dhr, B * U), tol(W));
+        assertClose(`${name} U ${U} backward dc`, snapshot(dc, B * U), snapshot(dcr, B * U), tol(W));
+      }
+    }
+  });
+
+  it('GRU forward and backward (both biases, dy per step, carry), each build, 1 and 2 threads', async () => {
+    for (const [U, B, T] of cases) {
+      for (const [name, be] of sequenceBackends) {
+        arena.reset();
+        const W = 3 * U, as = T * B * W, hs = (T + 1) * B * U, ts = T * B * U;
+        const a = alloc(as), ar = alloc(as), q = alloc(as), qr = alloc(as), rk = alloc(U * W), rkT = alloc(W * U);
+        const bi = alloc(W), br = alloc(W), h = alloc(hs), hr = alloc(hs);
+        fillRandom(a, as, U, -1, 1);
+        copyInto(ar, snapshot(a, as));
+        fillRandom(rk, U * W, U + 1, -1 / Math.sqrt(U), 1 / Math.sqrt(U));
+        transposeInto(rkT, rk, U, W);
+        fillRandom(bi, W, U + 2, -0.5, 0.5);
+        fillRandom(br, W, U + 4, -0.5, 0.5);
+        fillRandom(h, B * U, U + 5, -0.5, 0.5);
+        copyInto(hr, snapshot(h, B * U));
+        await be.gruForwardSequence(a, q, rk, bi, br, h, B, T, U, 0);
+        for (let t = 0; t < T; t++) {
+          const at = ar + 4 * t * B * W, qt = qr + 4 * t * B * W, s = 4 * t * B * U;
+          ref.addBias(at, bi, B, W);
+          ref.gemm(0, 0, B, W, U, 1, hr + s, U, rk, W, 0, qt, W);
+          ref.addBias(qt, br, B, W);
+          ref.gruCellForward(at, qt, hr + s, hr + 4 * (t + 1) * B * U, B, U);
+        }
+        const tol = (k: number) => () => 2e-6 * k + 1e-5;
+        assertClose(`${name} U ${U} forward a`, snapshot(a, as), snapshot(ar, as), tol(U));
+        assertClose(`${name} U ${U} forward q`, snapshot(q, as), snapshot(qr, as), tol(U));
+        assertClose(`${name} U ${U} forward h`, snapshot(h, hs), snapshot(hr, hs), tol(U));
+        const dy = alloc(ts), dh = alloc(B * U), dhr = alloc(B * U), da = alloc(as), dar = alloc(as), dq = alloc(as), dqr = alloc(as);
+        fillRandom(dy, ts, U + 3, -1, 1);
+        for (const p of [dh, dhr]) heap.f32.fill(0, p >> 2, (p >> 2) + B * U);
+        await be.gruBackwardSequence(a, q, h, dh, dy, 1, da, dq, rkT, B, T, 0, U, 1);
+        for (let t = T - 1; t >= 0; t--) {
+          const g = 4 * t * B * W, s = 4 * t * B * U;
+          ref.gruCellBackward(a + g, q + g, h + s, dhr, dy + s, dar + g, dqr + g, B, U);
+          ref.gemm(0, 0, B, U, W, 1, dqr + g, W, rkT, U, 1, dhr, U);
+        }
+        assertClose(`${name} U ${U} backward da`, snapshot(da, as), snapshot(dar, as), tol(W));
+        assertClose(`${name} U ${U} backward dq`, snapshot(dq, as), snapshot(dqr, as), tol(W));
+        assertClose(`${name} U ${U} backward dh`, snapshot(dh, B * U), snapshot(dhr, B * U), tol(W));
+      }
+    }
+  });
+});
+
 describe('optimizer and BLAS-1 kernels equal the reference', () => {
   const k = simd.kernels;
   const nArb = fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 130 }));

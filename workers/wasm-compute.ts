@@ -84,6 +84,8 @@ const MIN_CHUNK_BYTES = 64 << 10;
 const REDUCTION_CHUNKS = 8;
 /** Least elements per chunk of a row reduction. */
 const MIN_REDUCTION_FLOATS = 16 << 10;
+/** The sequence kernels' `path` for the recurrent kernel packed once per row range (workers/assembly/recurrent-sequence.ts). */
+const SEQUENCE_PACK_ONCE = 3;
 /** Floats of partial sums a backend keeps for its row reductions. */
 const REDUCE_FLOATS = 64 << 10;
 /** The wasm backend, with test and measurement hooks beyond {@link ComputeBackend}. */
@@ -304,17 +306,18 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     cellJob('gruCellBackward', [[a, 3], [q, 3], [hPrev, 1], [dh, 1], [dy, 1], [da, 3], [dq, 3]], rows, U);
 
   /**
-   * A whole-sequence recurrent kernel (workers/sequence-api.ts) as one job of row ranges (multiples of 4
-   * rows, the direct GEMM tile): rows never interact, so the ranges run on any threads in any order with
-   * the results of one call. `operands`: each pointer with its row width in units of U (0: passed as is,
-   * a weight matrix or a flag; a 0 pointer stays 0); then `rows`, `batch` and `tail`. Every range takes the
-   * direct GEMM path (1): it reads the recurrent kernel in place, where a packed path would repack it at
-   * every step of every range.
+   * A whole-sequence recurrent kernel (workers/sequence-api.ts) as one job of row ranges (multiples of the
+   * packed GEMM's row tile): rows never interact, so the ranges run on any threads in any order with the
+   * results of one call. `operands`: each pointer with its row width in units of U (0: passed as is, a weight
+   * matrix or a flag; a 0 pointer stays 0); then `rows`, `batch` and `tail`. Every range packs the recurrent
+   * kernel once into its thread's workspace and runs the packed micro-kernel at every step (path 3; the direct
+   * path when the kernel does not fit, decided by U alone, so alike on every thread): +10% on the LSTM bench
+   * model over the direct path that read it in place (docs/PERFORMANCE.md, eighth session).
    */
   function sequenceJob(name: (typeof SEQUENCE_KERNEL_NAMES)[number], operands: readonly [number, number][], batch: number, U: number, flops: number, tail: readonly number[]): Promise<void> | void {
     const parallel = threads > 1 && batch >= 2 * MR && flops >= threshold();
-    const parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), MR).ranges : [[0, batch] as [number, number]];
-    const range = ([r0, r1]: [number, number]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, batch, ...tail, 1];
+    const parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), PACKED_ROW_TILE).ranges : [[0, batch] as [number, number]];
+    const range = ([r0, r1]: [number, number]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, batch, ...tail, SEQUENCE_PACK_ONCE];
     // Alone (one thread, or a busy host where that is faster): one call over every row; 8-row ranges one
     // after another would each stream the recurrent kernel through the cache at every step.
     return runJob(name, parts.map(range), parallel, false, 0, { work: flops, whole: () => exportOf(name)(...range([0, batch])) });

@@ -406,19 +406,24 @@ function macroKernel(mc: i32, nc: i32, kc: i32, alpha: f32, beta: f32, pa: usize
   }
 }
 
-/** The packed path (k ≥ 1): B blocks PKC × PNC, A blocks PMC × PKC, in this thread's workspace. */
+/**
+ * The packed path (k ≥ 1): B blocks PKC × PNC, A blocks PMC × PKC, in this thread's workspace; or, when
+ * `prepacked` ≠ 0, B's blocks read from there as {@link packBOnce} laid them out (the same floats, so the
+ * same bits) and only A packed per call.
+ */
 function gemmPacked(
   transA: i32, transB: i32, m: i32, n: i32, k: i32, alpha: f32,
-  a: usize, lda: usize, b: usize, ldb: usize, beta: f32, c: usize, ldc: usize,
+  a: usize, lda: usize, b: usize, ldb: usize, beta: f32, c: usize, ldc: usize, prepacked: usize,
 ): void {
   const pa = workspace;
-  const pb = workspace + PACK_A_BYTES;
   for (let jc = 0; jc < n; jc += PNC) {
     const nc = min(PNC, n - jc);
     for (let pc = 0; pc < k; pc += PKC) {
       const kc = min(PKC, k - pc);
       const bEff: f32 = pc == 0 ? beta : 1;
-      packBPanels(transB, b, ldb, pc, kc, jc, nc, pb);
+      let pb = workspace + PACK_A_BYTES;
+      if (prepacked != 0) pb = prepacked + packedBlockOffset(jc, pc, k, nc);
+      else packBPanels(transB, b, ldb, pc, kc, jc, nc, pb);
       for (let ic = 0; ic < m; ic += PMC) {
         const mc = min(PMC, m - ic);
         packA(transA, a, lda, ic, mc, pc, kc, pa);
@@ -426,6 +431,42 @@ function gemmPacked(
       }
     }
   }
+}
+
+/** Byte offset of B's block (jc, pc) in a whole packed op(B): jc-major, each block kc × nc rounded up to 8 columns. */
+// @ts-ignore: decorator
+@inline function packedBlockOffset(jc: i32, pc: i32, k: i32, nc: i32): usize {
+  return (<usize>jc * <usize>k + <usize>pc * <usize>((nc + 7) & ~7)) << 2;
+}
+
+/**
+ * Packs the whole B (k × n, row stride ldb floats, not transposed) into this thread's workspace for
+ * {@link gemmPrepacked}, and returns where; 0 (nothing packed: use another path) when it does not fit, the
+ * thread has no workspace, or the test hook forbids packing. For a B that many products share (a recurrent
+ * kernel, used at every time step): packed once instead of once per product. Deterministic in k and n alone,
+ * so every thread decides alike.
+ */
+export function packBOnce(k: i32, n: i32, b: usize, ldb: i32): usize {
+  if (workspace == 0 || gemmPath == 1 || k <= 0 || n <= 0) return 0;
+  if ((<i64>k * <i64>((n + 7) & ~7)) << 2 > <i64>PACK_B_BYTES) return 0;
+  const dst = workspace + PACK_A_BYTES;
+  for (let jc = 0; jc < n; jc += PNC) {
+    const nc = min(PNC, n - jc);
+    for (let pc = 0; pc < k; pc += PKC) {
+      packBPanels(0, b, <usize>ldb << 2, pc, min(PKC, k - pc), jc, nc, dst + packedBlockOffset(jc, pc, k, nc));
+    }
+  }
+  return dst;
+}
+
+/**
+ * C = alpha · op(A) · B + beta · C (m, n, k ≥ 1) on the packed path with B packed by {@link packBOnce} on this
+ * thread (`pb`): bitwise the packed path's result, for any rows of C.
+ */
+export function gemmPrepacked(
+  transA: i32, m: i32, n: i32, k: i32, alpha: f32, a: usize, lda: i32, pb: usize, beta: f32, c: usize, ldc: i32,
+): void {
+  gemmPacked(transA, 0, m, n, k, alpha, a, <usize>lda << 2, 0, 0, beta, c, <usize>ldc << 2, pb);
 }
 
 /** Fewest rows for the packed path: below it packing B costs more than it saves (and 6-row tiles idle). */
@@ -496,7 +537,7 @@ function gemmImpl(
     return;
   }
   if (packed) {
-    gemmPacked(transA, transB, m, n, k, alpha, a, ldaB, b, ldbB, beta, c, ldcB);
+    gemmPacked(transA, transB, m, n, k, alpha, a, ldaB, b, ldbB, beta, c, ldcB, 0);
   } else if (!transB && ldb <= DIRECT_MAX_LDB) {
     const nFull = n & ~7;
     for (let j = 0; j < nFull; j += 8) {

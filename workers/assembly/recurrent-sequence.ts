@@ -6,13 +6,32 @@
 // over the whole batch computes, provided every range uses the same GEMM path (`path`, chosen by the
 // caller for the whole batch: see gemmWith).
 
-import { gemmWith } from './gemm';
+import { gemmPrepacked, gemmWith, packBOnce } from './gemm';
 import { addBias, fill } from './elementwise';
 import { gruCellBackward, gruCellForward, lstmCellBackward, lstmCellForward } from './recurrent';
 
 // @ts-ignore: decorator
 @inline function off(i: i32): usize {
   return <usize>i << 2;
+}
+
+/**
+ * `path` value asking for the recurrent kernel packed once per call (per row range) into this thread's
+ * workspace, then the packed micro-kernel at every step; the direct path where it does not fit.
+ */
+const PACK_ONCE: i32 = 3;
+
+/** B for the step GEMMs of a call: packed once (PACK_ONCE and it fits), else 0 (read in place at every step). */
+// @ts-ignore: decorator
+@inline function packedOnce(path: i32, k: i32, n: i32, b: usize): usize {
+  return path == PACK_ONCE ? packBOnce(k, n, b, n) : 0;
+}
+
+/** One step's C = A·B + beta·C over the range's rows (A rows k wide, B k × n, C rows n wide): through B packed once, or `path`. */
+// @ts-ignore: decorator
+@inline function stepGemm(path: i32, pb: usize, rows: i32, n: i32, k: i32, a: usize, b: usize, beta: f32, c: usize): void {
+  if (pb != 0) gemmPrepacked(0, rows, n, k, 1, a, k, pb, beta, c, n);
+  else gemmWith(path == PACK_ONCE ? 1 : path, 0, 0, rows, n, k, 1, a, k, b, n, beta, c, n);
 }
 
 /** dy of step t: per step (`dyEvery` ≠ 0, stride batch·U), only at the last step, or none (dy = 0). */
@@ -33,12 +52,13 @@ export function lstmForwardSequence(
   z: usize, rk: usize, bias: usize, h: usize, c: usize, tanhC: usize, rows: i32, batch: i32, T: i32, U: i32, skipFirst: i32, path: i32,
 ): void {
   const W = 4 * U;
+  const pb = packedOnce(path, U, W, rk);
   for (let t = 0; t < T; t++) {
     const zt = z + off(t * batch * W);
     const s = off(t * batch * U);
     const s1 = off((t + 1) * batch * U);
     if (bias != 0) addBias(zt, bias, rows, W);
-    if (t > 0 || skipFirst == 0) gemmWith(path, 0, 0, rows, W, U, 1, h + s, U, rk, W, 1, zt, W);
+    if (t > 0 || skipFirst == 0) stepGemm(path, pb, rows, W, U, h + s, rk, 1, zt);
     lstmCellForward(zt, c + s, c + s1, tanhC + s, h + s1, rows, U);
   }
 }
@@ -54,11 +74,12 @@ export function lstmBackwardSequence(
   rows: i32, batch: i32, T: i32, t0: i32, U: i32, carry: i32, path: i32,
 ): void {
   const W = 4 * U;
+  const pb = packedOnce(path, W, U, rkT);
   for (let t = T - 1; t >= t0; t--) {
     const dzt = dz + off((t - t0) * batch * W);
     const s = off(t * batch * U);
     lstmCellBackward(z + off(t * batch * W), c + s, tanhC + s, dh, dyAt(dy, dyEvery, t, T, batch, U), dc, dzt, rows, U);
-    if (t > t0 || carry != 0) gemmWith(path, 0, 0, rows, U, W, 1, dzt, W, rkT, U, 0, dh, U);
+    if (t > t0 || carry != 0) stepGemm(path, pb, rows, U, W, dzt, rkT, 0, dh);
   }
 }
 
@@ -71,13 +92,14 @@ export function gruForwardSequence(
   a: usize, q: usize, rk: usize, inputBias: usize, recurrentBias: usize, h: usize, rows: i32, batch: i32, T: i32, U: i32, skipFirst: i32, path: i32,
 ): void {
   const W = 3 * U;
+  const pb = packedOnce(path, U, W, rk);
   for (let t = 0; t < T; t++) {
     const at = a + off(t * batch * W);
     const qt = q + off(t * batch * W);
     const s = off(t * batch * U);
     if (inputBias != 0) addBias(at, inputBias, rows, W);
     if (t == 0 && skipFirst != 0) fill(qt, rows * W, 0);
-    else gemmWith(path, 0, 0, rows, W, U, 1, h + s, U, rk, W, 0, qt, W);
+    else stepGemm(path, pb, rows, W, U, h + s, rk, 0, qt);
     addBias(qt, recurrentBias, rows, W);
     gruCellForward(at, qt, h + s, h + off((t + 1) * batch * U), rows, U);
   }
@@ -92,10 +114,11 @@ export function gruBackwardSequence(
   rows: i32, batch: i32, T: i32, t0: i32, U: i32, carry: i32, path: i32,
 ): void {
   const W = 3 * U;
+  const pb = packedOnce(path, W, U, rkT);
   for (let t = T - 1; t >= t0; t--) {
     const g = off(t * batch * W);
     const d = off((t - t0) * batch * W);
     gruCellBackward(a + g, q + g, h + off(t * batch * U), dh, dyAt(dy, dyEvery, t, T, batch, U), da + d, dq + d, rows, U);
-    if (t > t0 || carry != 0) gemmWith(path, 0, 0, rows, U, W, 1, dq + d, W, rkT, U, 1, dh, U);
+    if (t > t0 || carry != 0) stepGemm(path, pb, rows, U, W, dq + d, rkT, 1, dh);
   }
 }

@@ -14,6 +14,7 @@ import { EXPLORE_MS, MAX_EXPLORE_MS, RECHECK_MS, SplitJudge, type SplitAccount, 
 import { STEP_GAP_MS, StepJudge } from '../workers/step-judge.ts';
 import { SUSTAIN_MS } from '../workers/two-way-choice.ts';
 import { HostLoad, SAMPLE_MS } from '../workers/host-load.ts';
+import { F, HOST, SLOT_BASE, SLOT_BYTES } from '../workers/pool-workers.ts';
 import { spawn } from 'node:child_process';
 
 const heap = new SharedHeap({ initialBytes: 48 << 20 });
@@ -95,6 +96,35 @@ describe('worker pool', () => {
       heap.free(a);
       heap.free(b);
       heap.free(c);
+    }
+  });
+
+  it('tells its workers what it knows of the host: quiet, busy or unknown, a replacement worker too', async () => {
+    // Its own memory, so its one worker has slot 0. Not adaptive: every job is split, so every job posts.
+    const own = new SharedHeap({ initialBytes: 8 << 20 });
+    let busy: boolean | undefined = false;
+    const be = createWasmCompute(own.memory, { threads: 2, splitThresholdFlops: 0, adaptive: false, hostBusy: () => busy });
+    const hostField = () => Atomics.load(new Int32Array(own.memory.buffer, SLOT_BASE, SLOT_BYTES / 4), F.HOST);
+    const n = 64;
+    const a = own.alloc(n * n * 4), c = own.alloc(n * n * 4);
+    const gemm = () => be.gemm(0, 0, n, n, n, 1, a, n, a, n, 0, c, n);
+    try {
+      await gemm();
+      assert.equal(hostField(), HOST.QUIET, 'quiet: the worker spins for its next task whatever its run-queue signal');
+      busy = true;
+      await gemm();
+      assert.equal(hostField(), HOST.BUSY);
+      busy = undefined;
+      await gemm();
+      assert.equal(hostField(), HOST.UNKNOWN, 'unknown (no /proc/stat): the worker\'s own signal decides');
+      busy = false;
+      await gemm();
+      await be.pool!.terminateWorkerForTest(0);
+      await gemm();
+      await be.pool!.ready(); // the replacement has booted and answered
+      assert.equal(hostField(), HOST.QUIET, 'the replacement worker\'s slot says quiet too');
+    } finally {
+      await be.close();
     }
   });
 

@@ -1,16 +1,18 @@
 /**
  * Whether other processes keep this host's cores busy: the pool's judges (workers/split-judge.ts,
- * workers/step-judge.ts) weigh splitting against running alone only then.
+ * workers/step-judge.ts) weigh splitting against running alone only then, and only then may a worker stop
+ * spinning for its next task on its own run-queue signal (pool-worker.mjs, told through its slot's HOST field).
  *
  * The measure is CPU time: the host's busy time (Linux `/proc/stat`, all cores, in clock ticks) minus this
  * process's own (`process.cpuUsage()`, every thread), over periods of at least SAMPLE_MS. Other processes
  * using at least BUSY_CORES of a core on average make the host busy.
  *
- * Why not the workers' own signal (their run-queue waits, which decides whether a worker spins): it also fires
+ * Why not the workers' own signal (their run-queue waits): it also fires
  * on a quiet host whenever this process has more runnable threads than cores for a moment (V8's GC and
  * compiler threads beside the caller and a worker), and a judge acting on it explored running alone on a
  * quiet host: the LSTM bench row fell from 4,474–4,673 to 3,593–4,816 examples/s (seventh session,
- * docs/PERFORMANCE.md). Other processes' CPU time is what "another process keeps a core busy" means.
+ * docs/PERFORMANCE.md); and workers acting on it alone slept at about half the posts of a quiet training step
+ * (eighth session). Other processes' CPU time is what "another process keeps a core busy" means.
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';

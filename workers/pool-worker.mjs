@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { openSync, readSync } from 'node:fs';
 
 const {
-  module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP, JOB, slowMs, jitterMs, contendedForTest,
+  module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP, JOB, HOST_QUIET, slowMs, jitterMs, contendedForTest,
 } = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory } });
 const k = instance.exports;
@@ -103,12 +103,18 @@ function busyHost(now, count) {
   return busy;
 }
 
-/** Waits until SEQ differs from `seen`: spins (STATE = 1, "hot") up to spinMs on a quiet host, then sleeps (STATE = 0). */
+/**
+ * Waits until SEQ differs from `seen`: spins (STATE = 1, "hot") up to spinMs on a quiet host, then sleeps
+ * (STATE = 0). On a host the caller knows to be quiet (HOST: other processes use no CPU) it spins whatever the
+ * run-queue signal says: on 2 cores that signal fired on a quiet host too (V8's helper threads), and a worker
+ * asleep at half the posts of a step cost each a futex wake and the worker's wake-up (eighth session).
+ */
 function waitForTask(seen) {
   Atomics.store(i32, F.STATE, 1);
   const t0 = performance.now();
+  const quiet = Atomics.load(i32, F.HOST) === HOST_QUIET;
   busyHost(t0, runQueueEvents(t0));
-  const contended = t0 < contendedUntil;
+  const contended = !quiet && t0 < contendedUntil;
   if (!contended && !contendedForTest && i32[F.CONTENDED] !== 0) Atomics.store(i32, F.CONTENDED, 0);
   const budget = contended ? 0 : spinMs;
   let last = t0;
@@ -116,7 +122,7 @@ function waitForTask(seen) {
   while (now - t0 < budget) {
     for (let j = 0; j < 128; j++) if (Atomics.load(i32, F.SEQ) !== seen) return;
     now = performance.now();
-    if (busyHost(now, (now - last > DESCHEDULED_MS ? 1 : 0) + runQueueEvents(now))) break;
+    if (busyHost(now, (now - last > DESCHEDULED_MS ? 1 : 0) + runQueueEvents(now)) && !quiet) break;
     last = now;
   }
   Atomics.store(i32, F.STATE, 0);

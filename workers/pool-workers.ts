@@ -9,8 +9,8 @@
  *   SEQ (caller bumps to post a task), DONE (worker copies SEQ when finished), STATE (1 while the worker
  *   spins or runs, 0 while it sleeps in Atomics.wait), OP, STATUS (0 ok, 1 error), MSG_LEN, CLAIMED (1 + the
  *   chunk index the worker holds, 0 none), RAN (chunks run so far), ARGS (OP.CHUNKS: job block, generation),
- *   CONTENDED (1 while the worker judges the host oversubscribed, see pool-worker.mjs), and an error message
- *   (UTF-8) from MSG_BYTE.
+ *   CONTENDED (1 while the worker judges the host oversubscribed, see pool-worker.mjs), HOST (the caller's
+ *   reading of other processes' load: {@link HOST}), and an error message (UTF-8) from MSG_BYTE.
  * - `[SCRATCH_BASE + t·scratchBytes, …)`: GEMM scratch of thread t (t = 0 is the calling thread,
  *   t = w + 1 worker w): one packed B panel and a temp tile.
  * The larger GEMM packing workspaces (~1.1 MiB per thread) live outside the control region, at addresses
@@ -28,7 +28,9 @@ export const SCRATCH_BASE = 4096;
 /** Most threads (caller included) that can share a kernel. */
 export const MAX_THREADS = MAX_WORKERS + 1;
 /** i32 field indices inside a slot; MSG_BYTE is a byte offset. */
-export const F = { SEQ: 0, DONE: 1, STATE: 2, OP: 3, STATUS: 4, MSG_LEN: 5, CLAIMED: 6, RAN: 7, ARGS: 8, CONTENDED: 16, MSG_BYTE: 128 } as const;
+export const F = { SEQ: 0, DONE: 1, STATE: 2, OP: 3, STATUS: 4, MSG_LEN: 5, CLAIMED: 6, RAN: 7, ARGS: 8, CONTENDED: 16, HOST: 17, MSG_BYTE: 128 } as const;
+/** Values of a slot's HOST field: what the caller knows of other processes' load (see {@link PoolWorkers.setHost}). */
+export const HOST = { UNKNOWN: 0, QUIET: 1, BUSY: 2 } as const;
 /** OP.CHUNKS: ARGS[0] = job block address, ARGS[1] = job generation (see {@link JOB}). */
 export const OP = { NOP: 0, STOP: 2, CHUNKS: 4 } as const;
 
@@ -91,6 +93,8 @@ export interface WorkerConfig {
 export class PoolWorkers {
   readonly slots: Slot[] = [];
   private refs = 0;
+  /** The HOST value last told to the workers (a respawned worker's slot gets it too). */
+  private host: number = HOST.UNKNOWN;
 
   constructor(
     private readonly module: WebAssembly.Module,
@@ -140,6 +144,7 @@ export class PoolWorkers {
 
   private spawn(slot: Slot): void {
     slot.i32.fill(0);
+    slot.i32[F.HOST] = this.host;
     slot.seq = 0;
     slot.dead = false;
     slot.exitCode = 0;
@@ -160,6 +165,7 @@ export class PoolWorkers {
         F,
         OP,
         JOB,
+        HOST_QUIET: HOST.QUIET,
         slowMs: config.slowThread === slot.thread ? config.slowMs ?? 0 : 0,
         jitterMs: config.jitterMs ?? 0,
         contendedForTest: config.slowThread === slot.thread && config.contended === true,
@@ -192,6 +198,18 @@ export class PoolWorkers {
   }
 
   /** True if some worker says the host is oversubscribed (slot field CONTENDED). */
+  /**
+   * Tells every worker what the caller knows of other processes' load (workers/host-load.ts): on a host known
+   * to be quiet a worker spins for its next task whatever its own run-queue signal says (that signal also fires
+   * when V8's helper threads take a core for a moment); busy or unknown, the signal decides.
+   */
+  setHost(busy: boolean | undefined): void {
+    const value = busy === undefined ? HOST.UNKNOWN : busy ? HOST.BUSY : HOST.QUIET;
+    if (value === this.host) return;
+    this.host = value;
+    for (const slot of this.slots) Atomics.store(slot.i32, F.HOST, value);
+  }
+
   contended(): boolean {
     return this.slots.some((slot) => Atomics.load(slot.i32, F.CONTENDED) !== 0);
   }

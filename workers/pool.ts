@@ -54,6 +54,12 @@ export interface PoolOptions {
   workspace?: (thread: number) => number;
   /** Passed to every worker instance's setGemmPath (0 = by shape; tests and measurements force a path). */
   gemmPath?: number;
+  /**
+   * Whether other processes keep the host busy (default: {@link HostLoad}, their CPU time from /proc/stat);
+   * undefined where unknown. The judges weigh running alone only on a busy host, and workers spin for their
+   * next task on a quiet one whatever their own run-queue signal says; unknown, that signal decides both.
+   */
+  hostBusy?: () => boolean | undefined;
   /** Address of this pool's job block ({@link JOB_BYTES}, 64-byte aligned); without it runChunks runs every chunk on the caller. */
   jobBlock?: number;
   /** Test hooks: slow a thread down and jitter every claim, to exercise chunk claiming (never timing assertions). */
@@ -106,6 +112,8 @@ export class WorkerPool {
   private readonly judge: SplitJudge | undefined;
   /** Weighs whole steps on a busy host: pool or every job alone (see {@link StepJudge}); undefined when not adaptive. */
   private readonly steps: StepJudge | undefined;
+  /** Whether other processes keep the host busy; undefined where unknown (see PoolOptions.hostBusy). */
+  private readonly hostBusy: () => boolean | undefined;
 
   constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, workers: number, scratchBytes: number, options: PoolOptions = {}) {
     this.spinMs = options.spinMs ?? 0.05;
@@ -116,7 +124,10 @@ export class WorkerPool {
     // Busy host for the judges: other processes' CPU time (workers/host-load.ts), or the workers' run-queue
     // signal where the host does not say, and in tests whose slowed worker plays a descheduled one.
     const load = new HostLoad();
-    const busyHost = () => (this.hooks.contended ? undefined : load.busy()) ?? this.workers.contended();
+    const hostBusy = options.hostBusy ?? (() => load.busy());
+    // Tests whose slowed worker plays a descheduled one (hooks.contended) leave the host unknown: the workers' flag decides.
+    this.hostBusy = () => (this.hooks.contended ? undefined : hostBusy());
+    const busyHost = () => this.hostBusy() ?? this.workers.contended();
     this.judge = adaptive ? new SplitJudge(busyHost) : undefined;
     this.steps = adaptive ? new StepJudge(busyHost) : undefined;
     if (this.jobBlock) {
@@ -250,6 +261,7 @@ export class WorkerPool {
     if (this.hooks.publishDelayMs) sleepMs(this.hooks.publishDelayMs);
     Atomics.store(job, JOB.NEXT, tag); // publishes the job: rows and COUNT are visible to whoever reads this
     const tPublish = performance.now();
+    this.workers.setHost(this.hostBusy());
     for (const slot of this.workers.slots) this.workers.post(slot, OP.CHUNKS, name, false, this.jobBlock, this.gen);
     let localError: unknown;
     const { slowThread, slowMs = 0, jitterMs = 0, workersFirst = false } = this.hooks;

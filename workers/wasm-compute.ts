@@ -31,6 +31,8 @@ export interface WasmComputeOptions {
    * it needs and keeps them (a SharedHeap only hands out pages it grew itself, so the two never overlap).
    */
   alloc?: (bytes: number) => number;
+  /** Whether other processes keep the host busy (PoolOptions.hostBusy; default: their CPU time from /proc/stat). */
+  hostBusy?: () => boolean | undefined;
   /** Measurement / test hook: 'auto' (default) picks the GEMM path by shape; 'packed' / 'unpacked' force it. */
   gemmPath?: 'auto' | 'packed' | 'unpacked';
   /**
@@ -216,6 +218,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
       callNames: CALL_NAMES, workspace: workspaceOf, gemmPath, workerSpinMs: options.workerSpinMs ?? WORKER_SPIN_MS, jobBlock,
       ...(options.testHooks ? { testHooks: options.testHooks } : {}),
       ...(options.adaptive !== undefined ? { adaptive: options.adaptive } : {}),
+      ...(options.hostBusy ? { hostBusy: options.hostBusy } : {}),
     }));
   };
   const threshold = () => options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS);

@@ -6,7 +6,8 @@
  * one with 2 threads train their own copy of the model on the same pre-made batches (three passes a round), in alternating rounds
  * (median per engine), first quiet, then while a busy-loop child process (`node -e 'for(;;){}'`, started
  * and stopped here, killed on failure too) keeps one core busy. Rows per model and condition: examples/s
- * with 2 threads, with 1 thread, their ratio (the whole step's 2-vs-1 speed-up), and the machine's ceiling for
+ * with 2 threads, with 1 thread, their ratio (the whole step's 2-vs-1 speed-up: the median of the rounds'
+ * ratios, each round's two engines having run back to back), and the machine's ceiling for
  * that ratio under the same load: two 1-thread child processes at once against one (bench/ceiling.ts).
  *
  * Also the MLP's inference at batch 256 through `model.predict()`, next to its two GEMMs alone on the same
@@ -67,10 +68,24 @@ function mainRunQueueWaitMs(): number {
   }
 }
 
-/** One engine's training examples/s (median of alternating rounds), and the share of its timed rounds the main thread waited on a run queue. */
+/**
+ * One engine's training examples/s (median of alternating rounds), its seconds per round (round r of every
+ * engine ran back to back), and the share of its timed rounds the main thread waited on a run queue.
+ */
 interface TrainRate {
   rate: number;
+  seconds: number[];
   runQueueShare: number;
+}
+
+/**
+ * The 2-vs-1 ratio of two engines' rates as the median over rounds of each round's ratio: the two engines of a
+ * round ran back to back, so a slowdown of the host lasting seconds (other tenants of the hypervisor: the same
+ * thread's GEMM took 1.2 then 1.9–2.2 ms for a few seconds, eighth session) hits both sides of a round's ratio
+ * instead of landing on one engine's median.
+ */
+function pairedRatio(fast: TrainRate, slow: TrainRate): number {
+  return median(fast.seconds.map((s, r) => slow.seconds[r]! / s));
 }
 
 /** Per engine: its {@link TrainRate}. */
@@ -98,6 +113,7 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
     }
     return seconds.map((s, i) => ({
       rate: (passes * batches.length * subject.batch) / median(s),
+      seconds: s,
       runQueueShare: waited[i]! / (1000 * s.reduce((a, b) => a + b, 0)),
     }));
   } finally {
@@ -154,7 +170,7 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
   const rx = await loadRxgrad();
   const rows: Row[] = [];
   const subjects = SUBJECTS.filter((s) => !options.only || s.name.includes(options.only));
-  const rounds = options.quick ? 3 : 5;
+  const rounds = options.quick ? 3 : 7;
   // Each round goes through its batches this many times (0.3–0.9 s a round): long enough that a pool's judgement
   // of a busy host is measured in its steady state, as in a real training run, not mostly its first decisions.
   const passes = options.quick ? 1 : 3;
@@ -170,22 +186,23 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
         try {
           const [twoThreads, oneThread] = await trainRates(rx, subject, batches, engines, rounds, passes) as [TrainRate, TrainRate];
           const two = twoThreads.rate, one = oneThread.rate;
+          const ratio = pairedRatio(twoThreads, oneThread);
           const note = loadNote();
           // How often the 2-thread pool found running a kind of job, or whole steps, on the caller alone faster than with its workers.
           const pool = (engines[0]!.compute as { pool?: { restCount: number; stepRestCount: number } }).pool;
           const rests = `${pool?.restCount ?? 0} (jobs), ${pool?.stepRestCount ?? 0} (steps)`;
           const waits = `main thread waited on a run queue ${(100 * twoThreads.runQueueShare).toFixed(0)}% / ${(100 * oneThread.runQueueShare).toFixed(0)}% of the time`;
-          log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${(two / one).toFixed(2)}× (${note}; pool rests ${rests}; ${waits})`);
+          log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${ratio.toFixed(2)}× (median of the rounds' ratios; ratio of the medians ${(two / one).toFixed(2)}×; ${note}; pool rests ${rests}; ${waits})`);
           // What two processes sharing nothing but the machine reach under the same load: no 2-thread engine can beat it.
           const ceiling = await separateProcessCeiling(subject.name, steps, passes, options.quick ? 1500 : 3000);
           log(`    ceiling: one 1-thread process ${Math.round(ceiling.solo)} ex/s, two at once ${Math.round(ceiling.pair)} ex/s, ${ceiling.ratio.toFixed(2)}×;` +
-            ` the whole step's 2-vs-1 is ${(100 * (two / one) / ceiling.ratio).toFixed(0)}% of it (${loadNote()})`);
+            ` the whole step's 2-vs-1 is ${(100 * ratio / ceiling.ratio).toFixed(0)}% of it (${loadNote()})`);
           const pt = torch?.[torchKey(subject.name)] ?? null;
           const prefix = `train ${subject.name}, ${condition}`;
           rows.push(
             row(`${prefix}, 2 threads`, 'examples/s', two, pt?.two ?? null),
             row(`${prefix}, 1 thread`, 'examples/s', one, pt?.one ?? null),
-            row(`${prefix}, whole step 2-vs-1 threads`, '×', two / one, pt && pt.one ? pt.two / pt.one : null),
+            row(`${prefix}, whole step 2-vs-1 threads`, '×', ratio, pt && pt.one ? pt.two / pt.one : null),
             row(`${prefix}, ceiling: two 1-thread processes at once vs one`, '×', ceiling.ratio),
           );
         } finally {

@@ -79,13 +79,13 @@ interface TrainRate {
 }
 
 /**
- * The 2-vs-1 ratio of two engines' rates as the median over rounds of each round's ratio: the two engines of a
+ * `engine`'s rate over `baseline`'s (the 2-vs-1 ratio) as the median over rounds of each round's ratio: the two engines of a
  * round ran back to back, so a slowdown of the host lasting seconds (other tenants of the hypervisor: the same
  * thread's GEMM took 1.2 then 1.9–2.2 ms for a few seconds, eighth session) hits both sides of a round's ratio
  * instead of landing on one engine's median.
  */
-function pairedRatio(fast: TrainRate, slow: TrainRate): number {
-  return median(fast.seconds.map((s, r) => slow.seconds[r]! / s));
+function pairedRatio(engine: TrainRate, baseline: TrainRate): number {
+  return median(engine.seconds.map((s, r) => baseline.seconds[r]! / s));
 }
 
 /** Per engine: its {@link TrainRate}. */

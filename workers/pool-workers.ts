@@ -197,7 +197,6 @@ export class PoolWorkers {
     return true;
   }
 
-  /** True if some worker says the host is oversubscribed (slot field CONTENDED). */
   /**
    * Tells every worker what the caller knows of other processes' load (workers/host-load.ts): on a host known
    * to be quiet a worker spins for its next task whatever its own run-queue signal says (that signal also fires
@@ -210,6 +209,7 @@ export class PoolWorkers {
     for (const slot of this.slots) Atomics.store(slot.i32, F.HOST, value);
   }
 
+  /** True if some worker says the host is oversubscribed (slot field CONTENDED). */
   contended(): boolean {
     return this.slots.some((slot) => Atomics.load(slot.i32, F.CONTENDED) !== 0);
   }

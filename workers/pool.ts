@@ -121,11 +121,11 @@ export class WorkerPool {
     this.hooks = options.testHooks ?? {};
     this.jobBlock = options.jobBlock ?? 0;
     const adaptive = options.adaptive ?? options.testHooks === undefined;
-    // Busy host for the judges: other processes' CPU time (workers/host-load.ts), or the workers' run-queue
-    // signal where the host does not say, and in tests whose slowed worker plays a descheduled one.
+    // Busy host for the judges (and the workers' spinning): other processes' CPU time (workers/host-load.ts), or
+    // the workers' run-queue signal where the host does not say, and in tests whose slowed worker plays a
+    // descheduled one (hooks.contended: the host is left unknown).
     const load = new HostLoad();
     const hostBusy = options.hostBusy ?? (() => load.busy());
-    // Tests whose slowed worker plays a descheduled one (hooks.contended) leave the host unknown: the workers' flag decides.
     this.hostBusy = () => (this.hooks.contended ? undefined : hostBusy());
     const busyHost = () => this.hostBusy() ?? this.workers.contended();
     this.judge = adaptive ? new SplitJudge(busyHost) : undefined;

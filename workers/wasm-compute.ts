@@ -321,8 +321,8 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const parallel = threads > 1 && batch >= 2 * MR && flops >= threshold();
     const parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), PACKED_ROW_TILE).ranges : [[0, batch] as [number, number]];
     const range = ([r0, r1]: [number, number]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, batch, ...tail, SEQUENCE_PACK_ONCE];
-    // Alone (one thread, or a busy host where that is faster): one call over every row; 8-row ranges one
-    // after another would each stream the recurrent kernel through the cache at every step.
+    // Alone (one thread, or a busy host where that is faster): one call over every row, packing the recurrent
+    // kernel once; the ranges one after another would each pack it and stream it through the cache at every step.
     return runJob(name, parts.map(range), parallel, false, 0, { work: flops, whole: () => exportOf(name)(...range([0, batch])) });
   }
   // Work of a sequence: the recurrent GEMM (2·B·U·G·U per step) plus the cell (~25 flops per unit and gate block).

@@ -18,6 +18,7 @@ import fc from 'fast-check';
 import { SharedHeap } from '../src/heap.ts';
 import { KERNEL_NAMES, type Kernels } from '../workers/kernel-api.ts';
 import { referenceKernels } from '../workers/reference-kernels.ts';
+import { transpose2d } from '../src/interop/layouts.ts';
 import { createWasmCompute, type WasmCompute } from '../workers/wasm-compute.ts';
 
 const heap = new SharedHeap({ initialBytes: 32 << 20 });
@@ -482,12 +483,6 @@ describe('fused recurrent cells equal the reference', () => {
   });
 });
 
-/** dst (cols × rows) = srcᵀ (rows × cols), on the heap. */
-function transposeInto(dst: number, src: number, rows: number, cols: number): void {
-  const h = heap.f32;
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) h[(dst >> 2) + j * rows + i] = h[(src >> 2) + i * cols + j]!;
-}
-
 describe('whole-sequence recurrent kernels equal their step loop on the reference', () => {
   // U = 3: one packed k block; U = 70: the backward's k = 4U (LSTM) or 3U (GRU) spans two blocks of the recurrent
   // kernel packed once; U = 300: the kernel does not fit a thread's workspace and every step reads it in place.
@@ -504,7 +499,7 @@ describe('whole-sequence recurrent kernels equal their step loop on the referenc
         fillRandom(z, zs, U, -1, 1);
         copyInto(zr, snapshot(z, zs));
         fillRandom(rk, U * W, U + 1, -1 / Math.sqrt(U), 1 / Math.sqrt(U));
-        transposeInto(rkT, rk, U, W);
+        copyInto(rkT, transpose2d(snapshot(rk, U * W), U, W));
         fillRandom(bias, W, U + 2, -0.5, 0.5);
         for (const p of [h, hr, c, cr]) heap.f32.fill(0, p >> 2, (p >> 2) + B * U);
         await be.lstmForwardSequence(z, rk, bias, h, c, tc, B, T, U, 1);
@@ -545,7 +540,7 @@ describe('whole-sequence recurrent kernels equal their step loop on the referenc
         fillRandom(a, as, U, -1, 1);
         copyInto(ar, snapshot(a, as));
         fillRandom(rk, U * W, U + 1, -1 / Math.sqrt(U), 1 / Math.sqrt(U));
-        transposeInto(rkT, rk, U, W);
+        copyInto(rkT, transpose2d(snapshot(rk, U * W), U, W));
         fillRandom(bi, W, U + 2, -0.5, 0.5);
         fillRandom(br, W, U + 4, -0.5, 0.5);
         fillRandom(h, B * U, U + 5, -0.5, 0.5);

@@ -261,6 +261,39 @@ describe('pool lifecycle', () => {
     for (const p of [a, expected, c]) heap.free(p);
   });
 
+  it('while the step judge runs whole steps alone, a kernel is one call on the caller, as on a 1-thread engine, with the same bits', async () => {
+    // As above, the worker loses 5 ms per chunk; here the steps are marked, so the step judge decides. Once it
+    // runs steps alone, an elementwise pass (no one-call form of its own in the pool) must not be cut into
+    // chunks run one by one on the caller: that cost the CNN 5% against a 1-thread engine on a busy host.
+    const n = 1 << 14;
+    const x = random(n, 5);
+    const y = heap.alloc(4 * n);
+    const expected = heap.alloc(4 * n);
+    const one = createWasmCompute(heap.memory, { threads: 1 });
+    await one.elementwise!('leakyReluForward', [x, expected], n, [0.25]);
+    await one.close();
+    const slow = createWasmCompute(heap.memory, {
+      threads: 2, splitThresholdBytes: 0, adaptive: true, testHooks: { slowThread: 1, slowMs: 5, workersFirst: true, contended: true },
+    });
+    const step = async () => {
+      slow.markStep!();
+      await slow.elementwise!('leakyReluForward', [x, y], n, [0.25]);
+    };
+    await step();
+    assert.ok(slow.pool!.chunkCounts()[1]! > 0, 'before the judge rests, the worker runs chunks');
+    assert.deepEqual(bytesOf(y, n), bytesOf(expected, n));
+    // Split steps take ≥ 5 ms, alone ones microseconds: bounded by count, the judge tries alone within ~200k steps.
+    for (let i = 0; i < 200_000 && !slow.pool!.stepsAlone; i++) await step();
+    assert.ok(slow.pool!.stepsAlone, 'the step judge ran steps alone');
+    heap.f32.fill(0, y >> 2, (y >> 2) + n);
+    const before = slow.pool!.chunkCounts();
+    await slow.elementwise!('leakyReluForward', [x, y], n, [0.25]);
+    assert.deepEqual(slow.pool!.chunkCounts(), before, 'while steps run alone, the pass is one call outside the pool');
+    assert.deepEqual(bytesOf(y, n), bytesOf(expected, n));
+    await slow.close();
+    for (const p of [x, y, expected]) heap.free(p);
+  });
+
   it('workerSpinMs 0: a worker sleeps right after its task; a bad value is refused', async () => {
     // (A longer spin is a budget, not a promise: a worker that finds itself descheduled sleeps sooner.)
     const engine = createEngine({ threads: 2, workerSpinMs: 0 });

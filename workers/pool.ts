@@ -230,6 +230,16 @@ export class WorkerPool {
     return this.judge?.rests ?? 0;
   }
 
+  /**
+   * True while the step judge runs every job on the caller alone (a busy host where whole steps ran faster so):
+   * the backend then calls each kernel as a 1-thread engine does, uncut, instead of handing the pool chunks to
+   * run one by one (those cost the CNN 5% against a 1-thread engine on the same busy host, ninth session).
+   * Not while an asynchronous job is pending: a job started then must queue behind it (see {@link runChunks}).
+   */
+  get stepsAlone(): boolean {
+    return this.steps !== undefined && this.steps.alone && !this.tail && this.steps.active();
+  }
+
   /** Times whole steps went to every job alone on a busy host because that was faster (measurement hook). */
   get stepRestCount(): number {
     return this.steps?.choice.switches ?? 0;

@@ -221,6 +221,12 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
       ...(options.hostBusy ? { hostBusy: options.hostBusy } : {}),
     }));
   };
+  /**
+   * Whether kernels are cut for the pool now: more than one thread, and the step judge has not put whole steps on
+   * the caller alone. When not, every kernel runs as on a 1-thread engine: the same bits (a chunk computes what
+   * the whole call computes for its rows; reductions keep their fixed chunks), none of the chunks' per-call costs.
+   */
+  const splitting = () => threads > 1 && !pool?.stepsAlone;
   const threshold = () => options.splitThresholdFlops ?? (pool?.hot ? HOT_SPLIT_FLOPS : COLD_SPLIT_FLOPS);
   const byteThreshold = () => options.splitThresholdBytes ?? (pool?.hot ? HOT_SPLIT_BYTES : COLD_SPLIT_BYTES);
   // Row chunks of a packed GEMM in whole micro-kernel tiles (6×8 with FMA, 5×8 without).
@@ -251,7 +257,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
 
   function elementwise(name: ElementwiseKernel, pointers: readonly number[], n: number, floats: readonly number[] = []): Promise<void> | void {
     const bytes = 4 * n * pointers.length;
-    const parallel = threads > 1 && bytes >= byteThreshold();
+    const parallel = splitting() && bytes >= byteThreshold();
     if (!parallel) return exportOf(name)(...pointers, n, ...floats);
     // Floats come after the pointers and the count (leakyRelu's slope): mark them f32 for the worker.
     const floatMask = ((1 << floats.length) - 1) << (pointers.length + 1);
@@ -264,7 +270,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     for (const c of calls) bytes += 4 * c.n * c.pointers.filter((p) => p !== 0).length;
     // The fused optimizer updates do far more arithmetic per byte than an elementwise pass (Adam: ~110 µs
     // for 1.6 MB on one thread, reluForward ~11 µs for 1 MB), so they pay for a split at a quarter of the bytes.
-    if (threads === 1 || bytes * UPDATE_COST_PER_BYTE < byteThreshold()) {
+    if (!splitting() || bytes * UPDATE_COST_PER_BYTE < byteThreshold()) {
       for (const c of calls) exportOf(c.name)(...c.pointers, c.n, ...(c.tail ?? []));
       return;
     }
@@ -294,7 +300,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
    */
   function cellJob(name: 'lstmCellForward' | 'lstmCellBackward' | 'gruCellForward' | 'gruCellBackward', operands: readonly [number, number][], rows: number, U: number): Promise<void> | void {
     const flops = 25 * rows * U;
-    const parallel = threads > 1 && rows > 1 && flops >= threshold();
+    const parallel = splitting() && rows > 1 && flops >= threshold();
     const parts = parallel ? partitionBatch(rows, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, rows] as [number, number]];
     return runJob(name, parts.map(([r0, r1]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, U]), parallel, false, 0, { work: flops });
   }
@@ -318,7 +324,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
    * model over the direct path that read it in place (docs/PERFORMANCE.md, eighth session).
    */
   function sequenceJob(name: (typeof SEQUENCE_KERNEL_NAMES)[number], operands: readonly [number, number][], batch: number, U: number, flops: number, tail: readonly number[]): Promise<void> | void {
-    const parallel = threads > 1 && batch >= 2 * MR && flops >= threshold();
+    const parallel = splitting() && batch >= 2 * MR && flops >= threshold();
     const parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), PACKED_ROW_TILE).ranges : [[0, batch] as [number, number]];
     const range = ([r0, r1]: [number, number]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, batch, ...tail, SEQUENCE_PACK_ONCE];
     // Alone (one thread, or a busy host where that is faster): one call over every row, packing the recurrent
@@ -347,7 +353,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const parts = partitionBatch(rows, chunks);
     const partial = (c: number) => reduceBase + 4 * (c - 1) * cols;
     runJob('sumRows', parts.map(([r0, r1], c) => [x + 4 * r0 * cols, c === 0 ? out : partial(c), r1 - r0, cols, c === 0 ? beta : 0]),
-      threads > 1 && 4 * rows * cols >= byteThreshold(), true, 1 << 4, { work: 4 * rows * cols });
+      splitting() && 4 * rows * cols >= byteThreshold(), true, 1 << 4, { work: 4 * rows * cols });
     for (let c = 1; c < parts.length; c++) kernels.axpy(cols, 1, partial(c), out);
   }
 
@@ -355,7 +361,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const [batch, H, W, C, OH, OW] = g;
     const xImg = H * W * C, yImg = OH * OW * C;
     const bytes = 4 * batch * (xImg + (argmax ? 2 : 1) * yImg);
-    if (!(threads > 1 && bytes >= byteThreshold() && batch > 1)) return kernels.maxPool2dForward(x, y, argmax, ...g);
+    if (!(splitting() && bytes >= byteThreshold() && batch > 1)) return kernels.maxPool2dForward(x, y, argmax, ...g);
     return runJob('maxPool2dForwardPart', partitionBatch(batch, chunksFor(bytes, Math.min(MIN_CHUNK_BYTES, byteThreshold()))).map(([n0, n1]) => [
       x + 4 * n0 * xImg, y + 4 * n0 * yImg, argmax ? argmax + 4 * n0 * yImg : 0, n0 * xImg, n1 - n0, ...g.slice(1),
     ]), true, false, 0, { work: bytes });
@@ -363,7 +369,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
 
   function maxPool2dBackward(dy: number, argmax: number, dx: number, xCount: number, yCount: number, batch = 1): Promise<void> | void {
     const bytes = 4 * (xCount + 2 * yCount);
-    const ok = threads > 1 && batch > 1 && xCount % batch === 0 && yCount % batch === 0 && bytes >= byteThreshold();
+    const ok = splitting() && batch > 1 && xCount % batch === 0 && yCount % batch === 0 && bytes >= byteThreshold();
     if (!ok) return kernels.maxPool2dBackward(dy, argmax, dx, xCount, yCount);
     // Per image slice: its dx range zeroed and its outputs scattered (indices never leave their image).
     const xImg = xCount / batch, yImg = yCount / batch;
@@ -384,7 +390,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const flops = convFlops(g);
     const xImg = 4 * H * W * C;
     const yImg = 4 * OH * OW * CO;
-    const parallel = threads > 1 && flops >= threshold();
+    const parallel = splitting() && flops >= threshold();
     const parts = parallel ? partitionBatch(batch, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, batch] as [number, number]];
     return runJob('conv2dForward', parts.map(([n0, n1]) => [x + n0 * xImg, w, bias, y + n0 * yImg, n1 - n0, ...g.slice(1), activation]), parallel, false, 0, { work: flops });
   }
@@ -394,7 +400,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const flops = convFlops(g);
     const dxImg = 4 * H * W * C;
     const dyImg = 4 * OH * OW * CO;
-    const parallel = threads > 1 && flops >= threshold();
+    const parallel = splitting() && flops >= threshold();
     const parts = parallel ? partitionBatch(batch, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold()))) : [[0, batch] as [number, number]];
     return runJob('conv2dBackwardInput', parts.map(([n0, n1]) => [dy + n0 * dyImg, wt, dx + n0 * dxImg, n1 - n0, ...g.slice(1)]), parallel, false, 0, { work: flops });
   }
@@ -418,7 +424,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     const sum = () => {
       for (let c = 1; c < parts.length; c++) kernels.axpy(filter, 1, partial(c), dw);
     };
-    const pending = runJob('conv2dBackwardFilter', rows, threads > 1 && convFlops(g) >= threshold(), false, 0, { work: convFlops(g) });
+    const pending = runJob('conv2dBackwardFilter', rows, splitting() && convFlops(g) >= threshold(), false, 0, { work: convFlops(g) });
     if (!pending) return sum();
     return pending.then(sum);
   }
@@ -428,7 +434,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     a: number, lda: number, b: number, ldb: number, beta: number, c: number, ldc: number, hint: GemmPath = 'auto',
   ): Promise<void> | void {
     const flops = 2 * m * n * k;
-    if (threads === 1 || flops < threshold()) {
+    if (!splitting() || flops < threshold()) {
       if (hint === 'packed') exports.gemmWith(2, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       else kernels.gemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
       return;

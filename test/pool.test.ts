@@ -405,42 +405,65 @@ describe('split judge (busy host: split or alone, whichever is faster by wall ti
   });
 });
 
+/**
+ * A step judge on a fake clock. `run(n, ms)` runs `n` steps, each as long as its way says, the first step after a
+ * change of way `changeMs` longer; it returns how many ran with every job alone.
+ */
+function judgedSteps(contended: () => boolean, changeMs = 0) {
+  const clock = { ms: 0 };
+  const steps = new StepJudge(contended, () => clock.ms);
+  let previous: boolean | undefined;
+  const run = (n: number, ms: { pool: number; alone: number }) => {
+    let alone = 0;
+    for (let i = 0; i < n; i++) {
+      steps.mark();
+      const isAlone = steps.active() && steps.alone;
+      if (isAlone) alone++;
+      clock.ms += (isAlone ? ms.alone : ms.pool) + (previous !== undefined && isAlone !== previous ? changeMs : 0);
+      previous = isAlone;
+    }
+    return alone;
+  };
+  return { steps, clock, run };
+}
+
 describe('step judge (busy host: whole steps with the workers or every job alone)', () => {
   it('on a busy host takes the way whose steps are faster, re-measures the other now and then; quiet or idle: never alone', () => {
-    let clock = 0;
     let contended = true;
-    const steps = new StepJudge(() => contended, () => clock);
-    /** Runs `n` steps, each as long as its way says; returns how many ran with every job alone. */
-    const run = (n: number, ms: { pool: number; alone: number }) => {
-      let alone = 0;
-      for (let i = 0; i < n; i++) {
-        steps.mark();
-        const isAlone = steps.active() && steps.alone;
-        if (isAlone) alone++;
-        clock += isAlone ? ms.alone : ms.pool;
-      }
-      return alone;
-    };
+    const { steps, clock, run } = judgedSteps(() => contended);
     // Steps with every job alone take 1 ms, with the workers 3 ms (the workers' wake-ups cost the main thread).
     const aloneFaster = { pool: 3, alone: 1 };
-    run(200, aloneFaster);
+    run(2000, aloneFaster); // (the re-measurement interval grows while alone keeps winning)
     const alone = run(2000, aloneFaster);
     assert.ok(alone > 1900, `most steps ran alone (${alone} of 2000)`);
     assert.ok(alone < 2000, 'the pool was tried again now and then');
     assert.ok(steps.choice.switches >= 1);
     // The host quietens: the pool is faster, and the next re-measurement switches back for good.
     const poolFaster = { pool: 0.5, alone: 1 };
-    run(8000, poolFaster); // (figures are smoothed: a change in the host takes a few re-measurements to show)
+    run(20_000, poolFaster); // (figures are smoothed, a window weighing a quarter: a 2× change in the host took 10–14 s to show)
     assert.ok(run(400, poolFaster) < 40, 'back to the workers once they pay');
     // No steps for a while: jobs outside steps are never forced alone by old step figures.
     contended = true;
     run(2000, aloneFaster);
-    clock += STEP_GAP_MS + 1;
+    clock.ms += STEP_GAP_MS + 1;
     assert.equal(steps.active(), false, 'a gap in the steps ends the step judgement');
     // A quiet host: always with the workers.
     contended = false;
     run(300, aloneFaster);
     assert.equal(run(200, aloneFaster), 0);
+  });
+});
+
+describe('step judge: the cost of changing ways', () => {
+  it('leaves the first step after a change of way out of its figures: it pays for the change, not for the way', () => {
+    // The first step after each change of way costs 5 ms more (a worker woken or put to sleep).
+    const { run } = judgedSteps(() => true, 5);
+    run(20_000, { pool: 3, alone: 1 });
+    assert.ok(run(2000, { pool: 3, alone: 1 }) > 1900, 'alone, while it is faster');
+    // The pool becomes 7% faster. Counted, the 5 ms of each change would make every re-measurement of the
+    // pool (about 86 steps) look 6% dearer, and alone would hold.
+    run(40_000, { pool: 0.93, alone: 1 });
+    assert.ok(run(2000, { pool: 0.93, alone: 1 }) < 200, 'back to the pool, which is faster');
   });
 });
 

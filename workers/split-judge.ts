@@ -17,7 +17,7 @@
  * (workers/step-judge.ts) weighs whole steps for that.
  */
 import { performance } from 'node:perf_hooks';
-import { TwoWayChoice, type ChoiceIntervals } from './two-way-choice.ts';
+import { TwoWayChoice, type ChoiceSettings } from './two-way-choice.ts';
 
 /** How old (ms) the other way's figure may get before it is measured again, at first. */
 export const EXPLORE_MS = 25;
@@ -25,7 +25,7 @@ export const EXPLORE_MS = 25;
 export const RECHECK_MS = 10;
 /** Longest exploration interval (ms): it doubles while re-measuring confirms the choice. */
 export const MAX_EXPLORE_MS = 800;
-const INTERVALS: ChoiceIntervals = { exploreMs: EXPLORE_MS, maxExploreMs: MAX_EXPLORE_MS, recheckMs: RECHECK_MS };
+const INTERVALS: ChoiceSettings = { exploreMs: EXPLORE_MS, maxExploreMs: MAX_EXPLORE_MS, recheckMs: RECHECK_MS };
 /** Jobs of one round: their wall times are summed into one figure for the way they ran. */
 const ROUND_JOBS = 8;
 /** A round also ends once its jobs took this long (ms): long jobs make rounds of one or two. */

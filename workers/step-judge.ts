@@ -13,11 +13,11 @@
  * comparison. On a quiet host it is always way 0.
  */
 import { performance } from 'node:perf_hooks';
-import { TwoWayChoice, type ChoiceIntervals } from './two-way-choice.ts';
+import { TwoWayChoice, type ChoiceSettings } from './two-way-choice.ts';
 
 /** A window (steps and ms, both at least) whose mean step time is one figure for the way it ran. */
 export const WINDOW_STEPS = 8;
-export const WINDOW_MS = 40;
+export const WINDOW_MS = 80;
 /** Marks further apart than this (ms) are not one stream of steps: the step judge stops deciding. */
 export const STEP_GAP_MS = 250;
 /**
@@ -26,21 +26,34 @@ export const STEP_GAP_MS = 250;
  * ms against a 1 ms step) stays well below it, and is counted.
  */
 const PAUSE_FACTOR = 10;
-const INTERVALS: ChoiceIntervals = { exploreMs: 100, maxExploreMs: 1600, recheckMs: 40 };
+/**
+ * Each window's figure weighs a quarter in its way's cost, and windows are 80 ms, not 40: with one core busy,
+ * 40 ms windows of the same way varied by ±15% and the choice followed single windows (a half weight), so
+ * whole steps spent most of their time alone although split steps were faster on average (forced split
+ * 1.09–1.22× a 1-thread engine on three models of four, the judge 0.98–1.02×; ninth session).
+ */
+const SETTINGS: ChoiceSettings = { exploreMs: 100, maxExploreMs: 1600, recheckMs: 40, weight: 0.25 };
 
 /**
  * Usage: `const steps = new StepJudge(() => hostBusy()); steps.mark(); // at each step … if (steps.active() && steps.alone) …run the job alone…`
  */
 export class StepJudge {
-  readonly choice = new TwoWayChoice(INTERVALS);
+  readonly choice: TwoWayChoice;
   private windowStart = NaN;
   private windowSteps = 0;
+  /** The way just changed: the step under way pays for the change and is left out of the next window. */
+  private settling = false;
   private lastMark = -Infinity;
   /** Typical step interval (ms), smoothed; NaN before the first. */
   private typical = NaN;
 
   /** `contended`: whether the host is busy (the pool: workers/host-load.ts); `now`: the clock (ms), a test hook. */
-  constructor(private readonly contended: () => boolean, private readonly now: () => number = () => performance.now()) {}
+  constructor(
+    private readonly contended: () => boolean, private readonly now: () => number = () => performance.now(),
+    private readonly windowMs = WINDOW_MS, settings: ChoiceSettings = SETTINGS,
+  ) {
+    this.choice = new TwoWayChoice(settings);
+  }
 
   /** A step begins (the previous one, if any, ended). */
   mark(): void {
@@ -48,13 +61,18 @@ export class StepJudge {
     const interval = now - this.lastMark;
     const pause = interval > STEP_GAP_MS || interval > PAUSE_FACTOR * this.typical;
     if (interval <= STEP_GAP_MS) this.typical = Number.isNaN(this.typical) ? interval : 0.9 * this.typical + 0.1 * Math.min(interval, 2 * this.typical);
-    if (pause) {
+    if (pause || this.settling) {
       this.windowStart = now;
       this.windowSteps = 0;
-    } else if (++this.windowSteps >= WINDOW_STEPS && now - this.windowStart >= WINDOW_MS) {
+      this.settling = false;
+    } else if (++this.windowSteps >= WINDOW_STEPS && now - this.windowStart >= this.windowMs) {
+      const before = this.choice.way;
       this.choice.record((now - this.windowStart) / this.windowSteps, now, this.contended());
       this.windowStart = now;
       this.windowSteps = 0;
+      // The first step the other way wakes a sleeping worker (or lets it go to sleep) and the scheduler places
+      // the threads again: a cost of the change, not of the way.
+      this.settling = this.choice.way !== before;
     }
     this.lastMark = now;
   }

@@ -20,18 +20,23 @@ export const SUSTAIN_MS = 100;
 /** How much cheaper (a fraction) the other way must be for the choice to switch to it. */
 export const MARGIN = 0.03;
 
-/** Intervals (ms) of a {@link TwoWayChoice}. */
-export interface ChoiceIntervals {
+/** Intervals (ms) and smoothing of a {@link TwoWayChoice}. */
+export interface ChoiceSettings {
   /** How old the other way's figure may get before it is measured again, at first. */
   readonly exploreMs: number;
   /** Longest such interval: it doubles while re-measuring confirms the choice. */
   readonly maxExploreMs: number;
   /** The interval right after a switch. */
   readonly recheckMs: number;
+  /**
+   * Weight of a round's figure in its way's smoothed cost (the rest is the cost before it); 0.5 unless given.
+   * Lower for figures that are noisy from round to round, so one round cannot flip the choice.
+   */
+  readonly weight?: number;
 }
 
 /**
- * Usage: `const c = new TwoWayChoice(intervals); …run a round the way c.way says (0 or 1)…; c.record(msPerUnit, now, contended);`
+ * Usage: `const c = new TwoWayChoice(settings); …run a round the way c.way says (0 or 1)…; c.record(msPerUnit, now, contended);`
  */
 export class TwoWayChoice {
   /** The way the next round runs: 0 (the default, always on a quiet host) or 1. */
@@ -49,8 +54,8 @@ export class TwoWayChoice {
   private busy = false;
   private flipSince = NaN;
 
-  constructor(private readonly intervals: ChoiceIntervals) {
-    this.exploreMs = intervals.exploreMs;
+  constructor(private readonly settings: ChoiceSettings) {
+    this.exploreMs = settings.exploreMs;
   }
 
   /** Records the cost of a finished round (run the way {@link way} said), then decides how the next round runs. */
@@ -62,7 +67,8 @@ export class TwoWayChoice {
       this.busy = contended;
       this.flipSince = NaN;
     }
-    this.cost[way] = Number.isNaN(this.cost[way]) ? cost : (this.cost[way] + cost) / 2;
+    const weight = this.settings.weight ?? 0.5;
+    this.cost[way] = Number.isNaN(this.cost[way]) ? cost : (1 - weight) * this.cost[way] + weight * cost;
     this.at[way] = now;
     const before = this.way;
     const other = before === 0 ? 1 : 0;
@@ -71,13 +77,13 @@ export class TwoWayChoice {
     const incumbent = this.exploring ? other : before;
     const challenger = incumbent === 0 ? 1 : 0;
     const best = this.cost[challenger] < (1 - MARGIN) * this.cost[incumbent] ? challenger : incumbent;
-    const { recheckMs, maxExploreMs } = this.intervals;
+    const { recheckMs, maxExploreMs } = this.settings;
     if (!this.busy) {
       // A quiet host: the first way; figures of the second from a busy spell are forgotten.
       this.way = 0;
       this.cost[1] = NaN;
       this.exploring = false;
-      this.exploreMs = this.intervals.exploreMs;
+      this.exploreMs = this.settings.exploreMs;
     } else if (Number.isNaN(this.cost[0]) || Number.isNaN(this.cost[1])) {
       this.way = other; // the other way's first figure
       this.exploring = true;

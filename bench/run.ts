@@ -28,6 +28,7 @@ import type { SoakResult } from './soak.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { closeRxgradEngines, defaultRxgradEngine } from './rxgrad.ts';
+import { hostProbe } from './host-probe.ts';
 import { initTfjs } from './tfjs.ts';
 
 const program = new Command()
@@ -115,9 +116,13 @@ log(`tfjs ${tfjs.version}: wasm binary ${tfjs.wasmBinary} (simd ${tfjs.wasmSimd}
   `rxgrad: ${rxEngine ? `${rxEngine.backend}, ${rxEngine.threads} threads` : 'unavailable'}`);
 
 const rows: Row[] = [];
+/** Per suite: the host's 1-thread speed before and after it (bench/host-probe.ts), GFLOP/s. */
+const hostSpeed: { suite: string; before: number | null; after: number | null }[] = [];
+const probe = () => attempt(ctx, 'host probe', hostProbe);
 for (const c of cases) {
   const t0 = performance.now();
-  log(`▶ ${c.name}`);
+  const before = await probe();
+  log(`▶ ${c.name} (host probe: 1-thread GEMM 256³ at ${fmt(before)} GFLOP/s)`);
   try {
     rows.push(...await c.run(ctx));
   } catch (error) {
@@ -125,8 +130,11 @@ for (const c of cases) {
   }
   // A fresh engine per case: idle rxgrad workers must not overlap TF.js measurements.
   await attempt(ctx, 'rxgrad engine close', closeRxgradEngines);
-  log(`  done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const after = await probe();
+  hostSpeed.push({ suite: c.name, before, after });
+  log(`  done in ${((performance.now() - t0) / 1000).toFixed(1)} s (host probe after: ${fmt(after)} GFLOP/s)`);
 }
+const probes = hostSpeed.flatMap((h) => [h.before, h.after]).filter((v): v is number => v !== null);
 
 const cpus = os.cpus();
 const result = {
@@ -137,6 +145,7 @@ const result = {
     threads: os.availableParallelism(),
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     loadAverage1m: { start: loadAtStart, end: os.loadavg()[0]! },
+    hostSpeedGflops: hostSpeed,
   },
   date: new Date().toISOString(),
   mode: options.quick ? 'quick' : 'full',
@@ -167,6 +176,10 @@ const widths = header.map((h, i) => Math.max(h.length, ...table.map((cells) => c
 const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
 console.log(`\n${result.machine.cpu}, ${result.machine.threads} threads, Node ${result.machine.node}; ${result.mode} run; ` +
   `load average ${loadAtStart.toFixed(1)} → ${result.machine.loadAverage1m.end.toFixed(1)}`);
+if (probes.length) {
+  console.log(`host probe (1-thread GEMM 256³, before and after each suite): ${fmt(Math.min(...probes))}–${fmt(Math.max(...probes))} GFLOP/s; ` +
+    'a suite whose probes sit well below the run\'s best ran on a slow host (bench/host-probe.ts)');
+}
 console.log(line(header));
 console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 for (const cells of table) console.log(line(cells));

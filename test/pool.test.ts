@@ -294,6 +294,42 @@ describe('pool lifecycle', () => {
     for (const p of [x, y, expected]) heap.free(p);
   });
 
+  it('while steps run on a busy host, a whole-sequence job is one call on the caller, with the same bits', async () => {
+    // The pool says so through sequencesAlone (the step judge's sustained busy reading: tested above); here the
+    // backend must honour it even while the step judge keeps the other jobs split.
+    const B = 24, T = 5, U = 16, W = 4 * U;
+    // The kernel writes the gates into z: each run starts from a fresh copy.
+    const z0 = random(T * B * W, 21), rk = random(U * W, 22), bias = random(W, 23);
+    const z = heap.alloc(4 * T * B * W);
+    const freshZ = () => heap.f32.copyWithin(z >> 2, z0 >> 2, (z0 >> 2) + T * B * W);
+    const states = () => [heap.alloc(4 * (T + 1) * B * U), heap.alloc(4 * (T + 1) * B * U), heap.alloc(4 * T * B * U)] as const;
+    const [h1, c1, t1] = states(), [h2, c2, t2] = states();
+    for (const p of [h1, c1, h2, c2]) heap.f32.fill(0, p >> 2, (p >> 2) + (T + 1) * B * U);
+    const one = createWasmCompute(heap.memory, { threads: 1 });
+    freshZ();
+    await one.lstmForwardSequence!(z, rk, bias, h1, c1, t1, B, T, U, 0);
+    await one.close();
+    const busy = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0, adaptive: true, hostBusy: () => true });
+    await busy.ping();
+    const pool = busy.pool!;
+    Object.defineProperty(pool, 'sequencesAlone', { get: () => true, configurable: true });
+    Object.defineProperty(pool, 'stepsAlone', { get: () => false, configurable: true });
+    const before = pool.chunkCounts();
+    freshZ();
+    await busy.lstmForwardSequence!(z, rk, bias, h2, c2, t2, B, T, U, 0);
+    assert.deepEqual(pool.chunkCounts(), before, 'the sequence job ran as one call outside the pool');
+    assert.deepEqual(bytesOf(h2, (T + 1) * B * U), bytesOf(h1, (T + 1) * B * U));
+    assert.deepEqual(bytesOf(c2, (T + 1) * B * U), bytesOf(c1, (T + 1) * B * U));
+    // Not alone: the same job is cut into ranges across the pool.
+    Object.defineProperty(pool, 'sequencesAlone', { get: () => false, configurable: true });
+    freshZ();
+    await busy.lstmForwardSequence!(z, rk, bias, h2, c2, t2, B, T, U, 0);
+    const after = pool.chunkCounts();
+    assert.ok(after[0]! + after[1]! > before[0]! + before[1]!, 'split when sequences are not sent alone');
+    await busy.close();
+    for (const p of [z0, z, rk, bias, h1, c1, t1, h2, c2, t2]) heap.free(p);
+  });
+
   it('workerSpinMs 0: a worker sleeps right after its task; a bad value is refused', async () => {
     // (A longer spin is a budget, not a promise: a worker that finds itself descheduled sleeps sooner.)
     const engine = createEngine({ threads: 2, workerSpinMs: 0 });
@@ -451,6 +487,23 @@ describe('step judge (busy host: whole steps with the workers or every job alone
     contended = false;
     run(300, aloneFaster);
     assert.equal(run(200, aloneFaster), 0);
+  });
+});
+
+describe('step judge: the host counts as busy', () => {
+  it('once said busy at every window for SUSTAIN_MS, and quiet again once said quiet as long (what sends sequence jobs alone)', () => {
+    let contended = false;
+    const { steps, clock, run } = judgedSteps(() => contended);
+    run(500, { pool: 1, alone: 1 });
+    assert.equal(steps.busy, false);
+    contended = true;
+    const start = clock.ms;
+    while (!steps.busy && clock.ms - start < 10 * SUSTAIN_MS) run(1, { pool: 1, alone: 1 });
+    assert.ok(steps.busy, 'busy once said so long enough');
+    assert.ok(clock.ms - start >= SUSTAIN_MS, `not before SUSTAIN_MS (${clock.ms - start} ms)`);
+    contended = false;
+    run(500, { pool: 1, alone: 1 });
+    assert.equal(steps.busy, false, 'quiet again');
   });
 });
 

@@ -240,6 +240,17 @@ export class WorkerPool {
     return this.steps !== undefined && this.steps.alone && !this.tail && this.steps.active();
   }
 
+  /**
+   * True while steps are marked on a host that counts as busy: the whole-sequence recurrent jobs then run on the
+   * caller alone, whichever way the step judge runs the rest. Their chunks are long (an LSTM range is every step
+   * of 12 rows, about 1 ms), and a worker descheduled while it holds one stalls the caller for a scheduler slice.
+   * With one core busy, split sequences trained the LSTM at 0.92–0.97× a 1-thread engine in four runs, alone at
+   * 0.99–1.00× (ninth session).
+   */
+  get sequencesAlone(): boolean {
+    return this.steps !== undefined && this.steps.busy && !this.tail && this.steps.active();
+  }
+
   /** Times whole steps went to every job alone on a busy host because that was faster (measurement hook). */
   get stepRestCount(): number {
     return this.steps?.choice.switches ?? 0;

@@ -82,6 +82,11 @@ export class StepJudge {
     return this.now() - this.lastMark <= STEP_GAP_MS;
   }
 
+  /** Whether the host counts as busy (said so at every window for SUSTAIN_MS, workers/two-way-choice.ts). */
+  get busy(): boolean {
+    return this.choice.hostBusy;
+  }
+
   /** True when running every job alone is the faster way (what it means while steps are being marked, {@link active}). */
   get alone(): boolean {
     return this.choice.way === 1;

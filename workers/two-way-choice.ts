@@ -58,6 +58,11 @@ export class TwoWayChoice {
     this.exploreMs = settings.exploreMs;
   }
 
+  /** Whether the host counts as busy: what the caller said at every decision for SUSTAIN_MS. */
+  get hostBusy(): boolean {
+    return this.busy;
+  }
+
   /** Records the cost of a finished round (run the way {@link way} said), then decides how the next round runs. */
   record(cost: number, now: number, contended: boolean): void {
     const way = this.way;

@@ -324,10 +324,10 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
    * model over the direct path that read it in place (docs/PERFORMANCE.md, eighth session).
    */
   function sequenceJob(name: (typeof SEQUENCE_KERNEL_NAMES)[number], operands: readonly [number, number][], batch: number, U: number, flops: number, tail: readonly number[]): Promise<void> | void {
-    const parallel = splitting() && batch >= 2 * MR && flops >= threshold();
+    const parallel = splitting() && !pool?.sequencesAlone && batch >= 2 * MR && flops >= threshold();
     const parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), PACKED_ROW_TILE).ranges : [[0, batch] as [number, number]];
     const range = ([r0, r1]: [number, number]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, batch, ...tail, SEQUENCE_PACK_ONCE];
-    // Alone (one thread, or a busy host where that is faster): one call over every row, packing the recurrent
+    // Alone (one thread, or a busy host: see WorkerPool.sequencesAlone): one call over every row, packing the recurrent
     // kernel once; the ranges one after another would each pack it and stream it through the cache at every step.
     return runJob(name, parts.map(range), parallel, false, 0, { work: flops, whole: () => exportOf(name)(...range([0, batch])) });
   }

@@ -15,8 +15,12 @@
 import { performance } from 'node:perf_hooks';
 import { TwoWayChoice, type ChoiceSettings } from './two-way-choice.ts';
 
-/** A window (steps and ms, both at least) whose mean step time is one figure for the way it ran. */
-export const WINDOW_STEPS = 8;
+/**
+ * A window (steps and ms, both at least) whose mean step time is one figure for the way it ran. Mostly the ms
+ * decide: 3 steps at least, so that a model with long steps (the LSTM's take ~22 ms with one core busy) does not
+ * spend 8 of them, 180 ms, on every re-measurement of the dearer way (8 steps: the LSTM's busy row 0.93×).
+ */
+export const WINDOW_STEPS = 3;
 export const WINDOW_MS = 80;
 /** Marks further apart than this (ms) are not one stream of steps: the step judge stops deciding. */
 export const STEP_GAP_MS = 250;

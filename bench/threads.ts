@@ -3,7 +3,7 @@
  *
  * For each model (MLP 784-128-10 at batch 64 and 256, the example CNN at batch 64, LSTM 128 over 28 rows
  * at batch 64; Adam 1e-3, softmax cross-entropy, the embedded MNIST digits) one engine with 1 thread and
- * one with 2 threads train their own copy of the model on the same pre-made batches (three passes a round), in alternating rounds
+ * one with 2 threads train their own copy of the model on the same pre-made batches (three passes a round; first 2 s of training each, untimed), in alternating rounds
  * (median per engine), first quiet, then while a busy-loop child process (`node -e 'for(;;){}'`, started
  * and stopped here, killed on failure too) keeps one core busy. Rows per model and condition: examples/s
  * with 2 threads, with 1 thread, their ratio (the whole step's 2-vs-1 speed-up: the median of the rounds'
@@ -89,7 +89,7 @@ function pairedRatio(engine: TrainRate, baseline: TrainRate): number {
 }
 
 /** Per engine: its {@link TrainRate}. */
-async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number): Promise<TrainRate[]> {
+async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number, warmUpMs: number): Promise<TrainRate[]> {
   const models = engines.map((engine) => subject.build(rx, engine));
   try {
     const fits = models.map((model) => {
@@ -97,7 +97,14 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
       const loss = rx.softmaxCrossEntropy();
       return () => lastValueFrom(from(batches).pipe(repeat(passes), model.fit({ loss, optimizer }), count()));
     });
-    for (const fit of fits) await fit(); // warm-up: optimizer slots, arenas, JIT, the pool's workers
+    // Warm-up (optimizer slots, arenas, JIT, the pool's workers) for WARM_UP_MS of training per engine: one fit was
+    // not enough, as a 2-thread engine's first seconds are slower. The first MLP b64 engine of a process trained at
+    // 70, 91, 81, 106, 112, 109, 119, 113k ex/s in its first eight rounds (the third engine of the process from 111k),
+    // so the suite's first rows read 0.93–0.96× quiet in some runs (ninth session).
+    for (const fit of fits) {
+      const t0 = performance.now();
+      do await fit(); while (performance.now() - t0 < warmUpMs);
+    }
     const seconds: number[][] = engines.map(() => []);
     const waited = engines.map(() => 0);
     for (let r = 0; r < rounds; r++) {
@@ -120,6 +127,9 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
     for (const model of models) model.dispose();
   }
 }
+
+/** Training each engine does before its timed rounds (ms; see trainRates). */
+const WARM_UP_MS = 2000;
 
 const loadNote = () => `load average ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores`;
 const row = (benchmark: string, unit: string, rxgrad: number | null, pytorch: number | null = null): Row =>
@@ -184,7 +194,7 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
         const batches = makeBatches(rx, subject, steps);
         const engines = [await makeEngine(2), await makeEngine(1)];
         try {
-          const [twoThreads, oneThread] = await trainRates(rx, subject, batches, engines, rounds, passes) as [TrainRate, TrainRate];
+          const [twoThreads, oneThread] = await trainRates(rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS) as [TrainRate, TrainRate];
           const two = twoThreads.rate, one = oneThread.rate;
           const ratio = pairedRatio(twoThreads, oneThread);
           const note = loadNote();

@@ -86,6 +86,15 @@ export async function timeIt(fn: () => unknown, options: TimeOptions = {}): Prom
   return { ms: median(times), samples: times.length, iterationsPerSample: iterations };
 }
 
+/**
+ * Untimed training (ms) a training row does before its timed part: a 2-thread engine's first seconds are slower.
+ * The first MLP b64 engine of a process trained at 70, 91, 81, 106, 112, 109, 119, 113k ex/s in its first eight
+ * rounds of 0.3 s (the third engine of the same process from 111k); the threads suite's first rows read 0.93–0.96×
+ * quiet in some runs, and the CNN row, warmed by 5 batches, 9,990 and 12,580 ex/s against 14,770 and 14,201 for
+ * the threads suite's 2-thread CNN in the same two runs (ninth session).
+ */
+export const WARM_UP_MS = 2000;
+
 /** Median of a non-empty list. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -3,9 +3,10 @@
  *
  * For each model (MLP 784-128-10 at batch 64 and 256, the example CNN at batch 64, LSTM 128 over 28 rows
  * at batch 64; Adam 1e-3, softmax cross-entropy, the embedded MNIST digits) one engine with 1 thread and
- * one with 2 threads train their own copy of the model on the same pre-made batches (three passes a round; first 2 s of training each, untimed), in alternating rounds
- * (median per engine), first quiet, then while a busy-loop child process (`node -e 'for(;;){}'`, started
- * and stopped here, killed on failure too) keeps one core busy. Rows per model and condition: examples/s
+ * one with 2 threads train their own copy of the model on the same pre-made batches (three passes a round;
+ * first 2 s of training each, untimed), in alternating rounds (median per engine), first quiet, then while
+ * a busy-loop child process (`node -e 'for(;;){}'`, started and stopped here, killed on failure too) keeps
+ * one core busy. Rows per model and condition: examples/s
  * with 2 threads, with 1 thread, their ratio (the whole step's 2-vs-1 speed-up: the median of the rounds'
  * ratios, each round's two engines having run back to back), and the machine's ceiling for
  * that ratio under the same load: two 1-thread child processes at once against one (bench/ceiling.ts).
@@ -23,7 +24,7 @@ import { from, lastValueFrom } from 'rxjs';
 import { count, repeat } from 'rxjs/operators';
 import type { Engine } from '../src/engine.ts';
 import type { Batch } from '../src/batch.ts';
-import { median, timeIt, type Row } from './harness.ts';
+import { median, timeIt, WARM_UP_MS, type Row } from './harness.ts';
 import { loadRxgrad, makeEngine, type Rxgrad } from './rxgrad.ts';
 import { torchRates, type TorchRates } from './torch.ts';
 import { SUBJECTS, makeBatches, type Subject } from './train-subjects.ts';
@@ -97,10 +98,7 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
       const loss = rx.softmaxCrossEntropy();
       return () => lastValueFrom(from(batches).pipe(repeat(passes), model.fit({ loss, optimizer }), count()));
     });
-    // Warm-up (optimizer slots, arenas, JIT, the pool's workers) for WARM_UP_MS of training per engine: one fit was
-    // not enough, as a 2-thread engine's first seconds are slower. The first MLP b64 engine of a process trained at
-    // 70, 91, 81, 106, 112, 109, 119, 113k ex/s in its first eight rounds (the third engine of the process from 111k),
-    // so the suite's first rows read 0.93–0.96× quiet in some runs (ninth session).
+    // Warm-up (optimizer slots, arenas, JIT, the pool's workers): warmUpMs of training per engine (WARM_UP_MS).
     for (const fit of fits) {
       const t0 = performance.now();
       do await fit(); while (performance.now() - t0 < warmUpMs);
@@ -127,9 +125,6 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
     for (const model of models) model.dispose();
   }
 }
-
-/** Training each engine does before its timed rounds (ms; see trainRates). */
-const WARM_UP_MS = 2000;
 
 const loadNote = () => `load average ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores`;
 const row = (benchmark: string, unit: string, rxgrad: number | null, pytorch: number | null = null): Row =>

@@ -25,7 +25,7 @@ export const EXPLORE_MS = 25;
 export const RECHECK_MS = 10;
 /** Longest exploration interval (ms): it doubles while re-measuring confirms the choice. */
 export const MAX_EXPLORE_MS = 800;
-const INTERVALS: ChoiceSettings = { exploreMs: EXPLORE_MS, maxExploreMs: MAX_EXPLORE_MS, recheckMs: RECHECK_MS };
+const SETTINGS: ChoiceSettings = { exploreMs: EXPLORE_MS, maxExploreMs: MAX_EXPLORE_MS, recheckMs: RECHECK_MS };
 /** Jobs of one round: their wall times are summed into one figure for the way they ran. */
 const ROUND_JOBS = 8;
 /** A round also ends once its jobs took this long (ms): long jobs make rounds of one or two. */
@@ -68,7 +68,7 @@ export class SplitJudge {
     let byChunks = this.accounts.get(name);
     if (!byChunks) this.accounts.set(name, (byChunks = new Map()));
     let account = byChunks.get(chunks);
-    if (!account) byChunks.set(chunks, (account = { choice: new TwoWayChoice(INTERVALS), roundMs: 0, roundWork: 0, roundJobs: 0 }));
+    if (!account) byChunks.set(chunks, (account = { choice: new TwoWayChoice(SETTINGS), roundMs: 0, roundWork: 0, roundJobs: 0 }));
     return account;
   }
 

@@ -33,8 +33,8 @@ const PAUSE_FACTOR = 10;
 /**
  * Each window's figure weighs a quarter in its way's cost, and windows are 80 ms, not 40: with one core busy,
  * 40 ms windows of the same way varied by ±15% and the choice followed single windows (a half weight), so
- * whole steps spent most of their time alone although split steps were faster on average (forced split
- * 1.09–1.22× a 1-thread engine on three models of four, the judge 0.98–1.02×; ninth session).
+ * whole steps spent most of their time alone although split steps were faster on average (in one run, forced
+ * split 1.09–1.22× a 1-thread engine on three models of four, the judge 0.98–1.02×; ninth session).
  */
 const SETTINGS: ChoiceSettings = { exploreMs: 100, maxExploreMs: 1600, recheckMs: 40, weight: 0.25 };
 
@@ -42,7 +42,7 @@ const SETTINGS: ChoiceSettings = { exploreMs: 100, maxExploreMs: 1600, recheckMs
  * Usage: `const steps = new StepJudge(() => hostBusy()); steps.mark(); // at each step … if (steps.active() && steps.alone) …run the job alone…`
  */
 export class StepJudge {
-  readonly choice: TwoWayChoice;
+  readonly choice = new TwoWayChoice(SETTINGS);
   private windowStart = NaN;
   private windowSteps = 0;
   /** The way just changed: the step under way pays for the change and is left out of the next window. */
@@ -52,12 +52,7 @@ export class StepJudge {
   private typical = NaN;
 
   /** `contended`: whether the host is busy (the pool: workers/host-load.ts); `now`: the clock (ms), a test hook. */
-  constructor(
-    private readonly contended: () => boolean, private readonly now: () => number = () => performance.now(),
-    private readonly windowMs = WINDOW_MS, settings: ChoiceSettings = SETTINGS,
-  ) {
-    this.choice = new TwoWayChoice(settings);
-  }
+  constructor(private readonly contended: () => boolean, private readonly now: () => number = () => performance.now()) {}
 
   /** A step begins (the previous one, if any, ended). */
   mark(): void {
@@ -69,7 +64,7 @@ export class StepJudge {
       this.windowStart = now;
       this.windowSteps = 0;
       this.settling = false;
-    } else if (++this.windowSteps >= WINDOW_STEPS && now - this.windowStart >= this.windowMs) {
+    } else if (++this.windowSteps >= WINDOW_STEPS && now - this.windowStart >= WINDOW_MS) {
       const before = this.choice.way;
       this.choice.record((now - this.windowStart) / this.windowSteps, now, this.contended());
       this.windowStart = now;

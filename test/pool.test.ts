@@ -282,8 +282,9 @@ describe('pool lifecycle', () => {
     await step();
     assert.ok(slow.pool!.chunkCounts()[1]! > 0, 'before the judge rests, the worker runs chunks');
     assert.deepEqual(bytesOf(y, n), bytesOf(expected, n));
-    // Split steps take ≥ 5 ms, alone ones microseconds: bounded by count, the judge tries alone within ~200k steps.
-    for (let i = 0; i < 200_000 && !slow.pool!.stepsAlone; i++) await step();
+    // Split steps take ≥ 5 ms, so the busy signal has held for SUSTAIN_MS after ~20 of them and the judge then
+    // tries alone (bounded by count: about 50 steps are needed).
+    for (let i = 0; i < 2000 && !slow.pool!.stepsAlone; i++) await step();
     assert.ok(slow.pool!.stepsAlone, 'the step judge ran steps alone');
     heap.f32.fill(0, y >> 2, (y >> 2) + n);
     const before = slow.pool!.chunkCounts();

@@ -23,7 +23,7 @@ import { count } from 'rxjs/operators';
 import type { Dataset } from '../src/data/dataset.ts';
 import { FASHION_MNIST_DIR, loadFashionMnist } from '../src/data/idx.ts';
 import type { Engine } from '../src/engine.ts';
-import { fillRandom, median, timeIt, WARM_UP_MS, type Row } from './harness.ts';
+import { fillRandom, median, repeatFor, timeIt, WARM_UP_MS, type Row } from './harness.ts';
 import { loadRxgrad, makeEngine } from './rxgrad.ts';
 import { initTfjs, tf, useBackend } from './tfjs.ts';
 
@@ -124,9 +124,8 @@ async function trainRows(quick: boolean, data: Dataset, label: string): Promise<
       const arrow = batches.map((b) => batchFromArrays({ features: b.x, shape: [...SHAPE], labels: b.labels }));
       const fit = () => lastValueFrom(from(arrow).pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: 1e-3 }) }), count()));
       // Untimed training first (WARM_UP_MS, bench/harness.ts): a 2-thread engine's first seconds are slower.
-      const warm = performance.now();
-      do await lastValueFrom(from(arrow.slice(0, 25)).pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: 1e-3 }) }), count()));
-      while (performance.now() - warm < (quick ? 300 : WARM_UP_MS));
+      await repeatFor(quick ? 300 : WARM_UP_MS, () =>
+        lastValueFrom(from(arrow.slice(0, 25)).pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: 1e-3 }) }), count())));
       const { seconds, cpuShare } = await withCpuShare(fit);
       rx = (arrow.length * 64) / seconds;
       log(`  rxgrad cnn train: ${Math.round(rx)} ex/s (${engine.compute.threads} threads, CPU share ${cpuShare.toFixed(2)}; ${foreignLoad()})`);

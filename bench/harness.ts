@@ -95,6 +95,16 @@ export async function timeIt(fn: () => unknown, options: TimeOptions = {}): Prom
  */
 export const WARM_UP_MS = 2000;
 
+/**
+ * Runs `work` again and again until `ms` have passed (at least once): the untimed warm-up of a training row.
+ *
+ * Usage: `await repeatFor(WARM_UP_MS, fit);`
+ */
+export async function repeatFor(ms: number, work: () => Promise<unknown>): Promise<void> {
+  const t0 = performance.now();
+  do await work(); while (performance.now() - t0 < ms);
+}
+
 /** Median of a non-empty list. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -24,7 +24,7 @@ import { from, lastValueFrom } from 'rxjs';
 import { count, repeat } from 'rxjs/operators';
 import type { Engine } from '../src/engine.ts';
 import type { Batch } from '../src/batch.ts';
-import { median, timeIt, WARM_UP_MS, type Row } from './harness.ts';
+import { median, repeatFor, timeIt, WARM_UP_MS, type Row } from './harness.ts';
 import { loadRxgrad, makeEngine, type Rxgrad } from './rxgrad.ts';
 import { torchRates, type TorchRates } from './torch.ts';
 import { SUBJECTS, makeBatches, type Subject } from './train-subjects.ts';
@@ -99,10 +99,7 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
       return () => lastValueFrom(from(batches).pipe(repeat(passes), model.fit({ loss, optimizer }), count()));
     });
     // Warm-up (optimizer slots, arenas, JIT, the pool's workers): warmUpMs of training per engine (WARM_UP_MS).
-    for (const fit of fits) {
-      const t0 = performance.now();
-      do await fit(); while (performance.now() - t0 < warmUpMs);
-    }
+    for (const fit of fits) await repeatFor(warmUpMs, fit);
     const seconds: number[][] = engines.map(() => []);
     const waited = engines.map(() => 0);
     for (let r = 0; r < rounds; r++) {

@@ -477,7 +477,7 @@ describe('step judge (busy host: whole steps with the workers or every job alone
     assert.ok(steps.choice.switches >= 1);
     // The host quietens: the pool is faster, and the next re-measurement switches back for good.
     const poolFaster = { pool: 0.5, alone: 1 };
-    run(20_000, poolFaster); // (figures are smoothed, a window weighing a quarter: a 2× change in the host took 10–14 s to show)
+    run(20_000, poolFaster); // (a way's cost is the median of its last three windows: two re-measurements, up to 1.6 s apart)
     assert.ok(run(400, poolFaster) < 40, 'back to the workers once they pay');
     // No steps for a while: jobs outside steps are never forced alone by old step figures.
     contended = true;
@@ -488,6 +488,23 @@ describe('step judge (busy host: whole steps with the workers or every job alone
     contended = false;
     run(300, aloneFaster);
     assert.equal(run(200, aloneFaster), 0);
+  });
+});
+
+describe('step judge: an outlier figure', () => {
+  it('neither holds the choice nor lingers: once the pool is faster, the judge is back on it within seconds', () => {
+    const { steps, clock, run } = judgedSteps(() => true);
+    // The host turns busy while the pool's steps are slow (3 ms: say, the moment the other process started) ...
+    while (Number.isNaN(steps.choice.cost[1]) && clock.ms < 60_000) run(1, { pool: 3, alone: 1 });
+    assert.ok(steps.alone, 'alone, while it was the faster way');
+    // ... and then the pool is faster for good. With each window weighing a quarter of a smoothed cost, the first
+    // figures (3 ms) needed seven re-measurements, about 6 s, to fall below alone's (the ninth session's judge).
+    const start = clock.ms;
+    // (A round on the pool that re-measures it does not count as choosing it.)
+    while ((steps.alone || steps.choice.exploring) && clock.ms - start < 60_000) run(1, { pool: 0.6, alone: 1 });
+    assert.ok(clock.ms - start < 1000, `back on the pool after ${clock.ms - start} ms of steps`);
+    run(20_000, { pool: 0.6, alone: 1 }); // (re-measuring alone less and less often)
+    assert.ok(run(2000, { pool: 0.6, alone: 1 }) < 200, 'and it stays there');
   });
 });
 

@@ -31,12 +31,14 @@ export const STEP_GAP_MS = 250;
  */
 const PAUSE_FACTOR = 10;
 /**
- * Each window's figure weighs a quarter in its way's cost, and windows are 80 ms, not 40: with one core busy,
- * 40 ms windows of the same way varied by ±15% and the choice followed single windows (a half weight), so
- * whole steps spent most of their time alone although split steps were faster on average (in one run, forced
- * split 1.09–1.22× a 1-thread engine on three models of four, the judge 0.98–1.02×; ninth session).
+ * A way's cost is the median of its last three windows, and windows are 80 ms, not 40: with one core busy, 40 ms
+ * windows of the same way varied by ±15% and the choice followed single windows (a half weight), so whole steps
+ * spent most of their time alone although split steps were faster on average (in one run, forced split 1.09–1.22×
+ * a 1-thread engine on three models of four, the judge 0.98–1.02×; ninth session). The ninth session's quarter
+ * weight held an outlier too long instead: a first split figure of 1.57 ms per step, taken as the host turned
+ * busy, took seven re-measurements (about 6 s) to fall below alone's 0.85 while split steps ran at 0.65 (tenth).
  */
-const SETTINGS: ChoiceSettings = { exploreMs: 100, maxExploreMs: 1600, recheckMs: 40, weight: 0.25 };
+const SETTINGS: ChoiceSettings = { exploreMs: 100, maxExploreMs: 1600, recheckMs: 40, figures: 3 };
 
 /**
  * Usage: `const steps = new StepJudge(() => hostBusy()); steps.mark(); // at each step … if (steps.active() && steps.alone) …run the job alone…`

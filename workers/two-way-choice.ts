@@ -33,6 +33,18 @@ export interface ChoiceSettings {
    * Lower for figures that are noisy from round to round, so one round cannot flip the choice.
    */
   readonly weight?: number;
+  /**
+   * When given, a way's cost is instead the median of its last `figures` figures (the mean of two): one outlier
+   * round neither flips the choice nor lingers in the cost, and a real change shows after two rounds of it.
+   */
+  readonly figures?: number;
+}
+
+/** The median of `values` (one to a few numbers), the mean of the middle two for an even count. */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /**
@@ -43,6 +55,8 @@ export class TwoWayChoice {
   way: 0 | 1 = 0;
   /** Cost (time per unit) of each way, smoothed over its rounds; NaN before its first. */
   readonly cost: [number, number] = [NaN, NaN];
+  /** Each way's latest figures (with {@link ChoiceSettings.figures}), oldest first. */
+  private readonly recent: [number[], number[]] = [[], []];
   /** When each way's cost was last measured. */
   readonly at: [number, number] = [-Infinity, -Infinity];
   exploreMs: number;
@@ -72,8 +86,15 @@ export class TwoWayChoice {
       this.busy = contended;
       this.flipSince = NaN;
     }
-    const weight = this.settings.weight ?? 0.5;
-    this.cost[way] = Number.isNaN(this.cost[way]) ? cost : (1 - weight) * this.cost[way] + weight * cost;
+    const { figures, weight = 0.5 } = this.settings;
+    if (figures) {
+      const recent = this.recent[way];
+      recent.push(cost);
+      if (recent.length > figures) recent.shift();
+      this.cost[way] = median(recent);
+    } else {
+      this.cost[way] = Number.isNaN(this.cost[way]) ? cost : (1 - weight) * this.cost[way] + weight * cost;
+    }
     this.at[way] = now;
     const before = this.way;
     const other = before === 0 ? 1 : 0;
@@ -87,6 +108,7 @@ export class TwoWayChoice {
       // A quiet host: the first way; figures of the second from a busy spell are forgotten.
       this.way = 0;
       this.cost[1] = NaN;
+      this.recent[1].length = 0;
       this.exploring = false;
       this.exploreMs = this.settings.exploreMs;
     } else if (Number.isNaN(this.cost[0]) || Number.isNaN(this.cost[1])) {

@@ -28,7 +28,7 @@ import type { SoakResult } from './soak.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { closeRxgradEngines, defaultRxgradEngine } from './rxgrad.ts';
-import { hostProbe } from './host-probe.ts';
+import { hostProbe, twoCoreProbe } from './host-probe.ts';
 import { initTfjs } from './tfjs.ts';
 
 const program = new Command()
@@ -116,13 +116,17 @@ log(`tfjs ${tfjs.version}: wasm binary ${tfjs.wasmBinary} (simd ${tfjs.wasmSimd}
   `rxgrad: ${rxEngine ? `${rxEngine.backend}, ${rxEngine.threads} threads` : 'unavailable'}`);
 
 const rows: Row[] = [];
-/** Per suite: the host's 1-thread speed before and after it (bench/host-probe.ts), GFLOP/s. */
-const hostSpeed: { suite: string; before: number | null; after: number | null }[] = [];
-const probe = () => attempt(ctx, 'host probe', hostProbe);
+/**
+ * Per suite: the host's 1-thread speed before and after it, GFLOP/s, and what two threads get done at once against
+ * one (bench/host-probe.ts).
+ */
+const hostSpeed: { suite: string; before: number | null; after: number | null; twoCoresBefore: number | null; twoCoresAfter: number | null }[] = [];
+const probe = async () => ({ gflops: await attempt(ctx, 'host probe', hostProbe), twoCores: await attempt(ctx, 'two-core probe', twoCoreProbe) });
+const probeNote = (p: { gflops: number | null; twoCores: number | null }) => `1-thread GEMM 256³ at ${fmt(p.gflops)} GFLOP/s, two threads at once ${fmt(p.twoCores)}× one`;
 for (const c of cases) {
   const t0 = performance.now();
   const before = await probe();
-  log(`▶ ${c.name} (host probe: 1-thread GEMM 256³ at ${fmt(before)} GFLOP/s)`);
+  log(`▶ ${c.name} (host probe: ${probeNote(before)})`);
   try {
     rows.push(...await c.run(ctx));
   } catch (error) {
@@ -131,8 +135,8 @@ for (const c of cases) {
   // A fresh engine per case: idle rxgrad workers must not overlap TF.js measurements.
   await attempt(ctx, 'rxgrad engine close', closeRxgradEngines);
   const after = await probe();
-  hostSpeed.push({ suite: c.name, before, after });
-  log(`  done in ${((performance.now() - t0) / 1000).toFixed(1)} s (host probe after: ${fmt(after)} GFLOP/s)`);
+  hostSpeed.push({ suite: c.name, before: before.gflops, after: after.gflops, twoCoresBefore: before.twoCores, twoCoresAfter: after.twoCores });
+  log(`  done in ${((performance.now() - t0) / 1000).toFixed(1)} s (host probe after: ${probeNote(after)})`);
 }
 const probes = hostSpeed.flatMap((h) => [h.before, h.after]).filter((v): v is number => v !== null);
 
@@ -179,6 +183,11 @@ console.log(`\n${result.machine.cpu}, ${result.machine.threads} threads, Node ${
 if (probes.length) {
   console.log(`host probe (1-thread GEMM 256³, before and after each suite): ${fmt(Math.min(...probes))}–${fmt(Math.max(...probes))} GFLOP/s; ` +
     'a suite whose probes sit well below the run\'s best ran on a slow host (bench/host-probe.ts)');
+}
+const twoCores = hostSpeed.flatMap((h) => [h.twoCoresBefore, h.twoCoresAfter]).filter((v): v is number => v !== null);
+if (twoCores.length) {
+  console.log(`two-core probe (two threads at once against one, before and after each suite): ${Math.min(...twoCores).toFixed(2)}–${Math.max(...twoCores).toFixed(2)}×; ` +
+    'a suite whose probes sit well below 2 ran while the host withheld a core: its 2-thread figures are contaminated');
 }
 console.log(line(header));
 console.log(widths.map((w) => '-'.repeat(w)).join('  '));

@@ -35,8 +35,8 @@ const PAUSE_FACTOR = 10;
  * windows of the same way varied by ±15% and the choice followed single windows (a half weight), so whole steps
  * spent most of their time alone although split steps were faster on average (in one run, forced split 1.09–1.22×
  * a 1-thread engine on three models of four, the judge 0.98–1.02×; ninth session). The ninth session's quarter
- * weight held an outlier too long instead: a first split figure of 1.57 ms per step, taken as the host turned
- * busy, took seven re-measurements (about 6 s) to fall below alone's 0.85 while split steps ran at 0.65 (tenth).
+ * weight then held an outlier too long: a first split figure of 1.57 ms per step, taken as the host turned busy,
+ * still weighed in after five re-measurements of 0.87–1.03 (cost 1.115 against alone's 0.81; tenth session).
  */
 const SETTINGS: ChoiceSettings = { exploreMs: 100, maxExploreMs: 1600, recheckMs: 40, figures: 3 };
 

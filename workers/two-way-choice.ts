@@ -3,9 +3,9 @@
  * (workers/split-judge.ts) uses one per kind of job (split across the pool, or alone on the caller), the step
  * judge (workers/step-judge.ts) one for whole steps (every job split, or every job alone).
  *
- * It keeps each way's cost (time per unit, smoothed over its rounds), runs the cheaper, and measures the other
- * again once its figure is older than an interval that starts at `exploreMs`, doubles up to `maxExploreMs`
- * while re-measuring confirms the choice, and drops to `recheckMs` after a switch (one noisy round must not
+ * It keeps each way's cost (time per unit, smoothed over its rounds or the median of its latest), runs the
+ * cheaper, and measures the other again once its figure is older than an interval that starts at `exploreMs`,
+ * doubles up to `maxExploreMs` while re-measuring confirms the choice, and drops to `recheckMs` after a switch (one noisy round must not
  * hold the worse way for long). On a quiet host it always takes the first way and forgets the second's figure.
  *
  * Busy or quiet is what the caller says at each decision, held for SUSTAIN_MS before it counts: a busy-host
@@ -53,7 +53,7 @@ function median(values: readonly number[]): number {
 export class TwoWayChoice {
   /** The way the next round runs: 0 (the default, always on a quiet host) or 1. */
   way: 0 | 1 = 0;
-  /** Cost (time per unit) of each way, smoothed over its rounds; NaN before its first. */
+  /** Cost (time per unit) of each way: smoothed over its rounds, or the median of its latest; NaN before its first. */
   readonly cost: [number, number] = [NaN, NaN];
   /** Each way's latest figures (with {@link ChoiceSettings.figures}), oldest first. */
   private readonly recent: [number[], number[]] = [[], []];

@@ -77,6 +77,14 @@ interface TrainRate {
   rate: number;
   seconds: number[];
   runQueueShare: number;
+  /** The workers' share of the split jobs' chunks over the timed rounds (NaN without a pool). */
+  workerChunkShare: number;
+}
+
+/** Chunks run so far by the caller and by each worker of `engine`'s pool, or [] without one. */
+function chunkCounts(engine: Engine): number[] {
+  const pool = (engine.compute as { pool?: { chunkCounts(): number[] } }).pool;
+  return pool?.chunkCounts() ?? [];
 }
 
 /**
@@ -102,6 +110,7 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
     for (const fit of fits) await repeatFor(warmUpMs, fit);
     const seconds: number[][] = engines.map(() => []);
     const waited = engines.map(() => 0);
+    const chunksBefore = engines.map(chunkCounts);
     for (let r = 0; r < rounds; r++) {
       // Alternate which engine goes first, so a drift in the load hits both alike.
       const order = r % 2 ? [...fits.keys()].reverse() : [...fits.keys()];
@@ -113,11 +122,16 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
         waited[i]! += mainRunQueueWaitMs() - w0;
       }
     }
-    return seconds.map((s, i) => ({
-      rate: (passes * batches.length * subject.batch) / median(s),
-      seconds: s,
-      runQueueShare: waited[i]! / (1000 * s.reduce((a, b) => a + b, 0)),
-    }));
+    return seconds.map((s, i) => {
+      const ran = chunkCounts(engines[i]!).map((n, t) => n - (chunksBefore[i]![t] ?? 0));
+      const total = ran.reduce((a, b) => a + b, 0);
+      return {
+        rate: (passes * batches.length * subject.batch) / median(s),
+        seconds: s,
+        runQueueShare: waited[i]! / (1000 * s.reduce((a, b) => a + b, 0)),
+        workerChunkShare: total > 0 ? (total - ran[0]!) / total : NaN,
+      };
+    });
   } finally {
     for (const model of models) model.dispose();
   }
@@ -194,7 +208,12 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
           const pool = (engines[0]!.compute as { pool?: { restCount: number; stepRestCount: number } }).pool;
           const rests = `${pool?.restCount ?? 0} (jobs), ${pool?.stepRestCount ?? 0} (steps)`;
           const waits = `main thread waited on a run queue ${(100 * twoThreads.runQueueShare).toFixed(0)}% / ${(100 * oneThread.runQueueShare).toFixed(0)}% of the time`;
-          log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${ratio.toFixed(2)}× (median of the rounds' ratios; ratio of the medians ${(two / one).toFixed(2)}×; ${note}; pool rests ${rests}; ${waits})`);
+          // The rounds' spread, and who ran the split chunks: a slow round with the chunks shared evenly and the main
+          // thread never waiting for a core is the host running both vCPUs slower, not the pool (eleventh session).
+          const roundRatios = twoThreads.seconds.map((s, r) => oneThread.seconds[r]! / s);
+          const spread = `rounds ${Math.min(...roundRatios).toFixed(2)}–${Math.max(...roundRatios).toFixed(2)}×`;
+          const shared = `workers ran ${(100 * twoThreads.workerChunkShare).toFixed(0)}% of the chunks`;
+          log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${ratio.toFixed(2)}× (median of the rounds' ratios, ${spread}; ratio of the medians ${(two / one).toFixed(2)}×; ${note}; pool rests ${rests}; ${waits}; ${shared})`);
           // What two processes sharing nothing but the machine reach under the same load: no 2-thread engine can beat it.
           const ceiling = await separateProcessCeiling(subject.name, steps, passes, options.quick ? 1500 : 3000);
           log(`    ceiling: one 1-thread process ${Math.round(ceiling.solo)} ex/s, two at once ${Math.round(ceiling.pair)} ex/s, ${ceiling.ratio.toFixed(2)}×;` +

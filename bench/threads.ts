@@ -29,6 +29,7 @@ import { loadRxgrad, makeEngine, type Rxgrad } from './rxgrad.ts';
 import { torchRates, type TorchRates } from './torch.ts';
 import { SUBJECTS, makeBatches, type Subject } from './train-subjects.ts';
 import { separateProcessCeiling } from './ceiling.ts';
+import { SimdPairProbe } from './simd-pair.ts';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
 
@@ -97,8 +98,13 @@ function pairedRatio(engine: TrainRate, baseline: TrainRate): number {
   return median(engine.seconds.map((s, r) => baseline.seconds[r]! / s));
 }
 
-/** Per engine: its {@link TrainRate}. */
-async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number, warmUpMs: number): Promise<TrainRate[]> {
+/**
+ * Per engine: its {@link TrainRate}; and after each round, a {@link SimdPairProbe} reading (what two threads that
+ * share nothing got from the host then).
+ */
+async function trainRates(
+  rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number, warmUpMs: number, pair: SimdPairProbe,
+): Promise<{ rates: TrainRate[]; pairs: number[] }> {
   const models = engines.map((engine) => subject.build(rx, engine));
   try {
     const fits = models.map((model) => {
@@ -111,6 +117,7 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
     const seconds: number[][] = engines.map(() => []);
     const waited = engines.map(() => 0);
     const chunksBefore = engines.map(chunkCounts);
+    const pairs: number[] = [];
     for (let r = 0; r < rounds; r++) {
       // Alternate which engine goes first, so a drift in the load hits both alike.
       const order = r % 2 ? [...fits.keys()].reverse() : [...fits.keys()];
@@ -121,8 +128,9 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
         seconds[i]!.push((performance.now() - t0) / 1000);
         waited[i]! += mainRunQueueWaitMs() - w0;
       }
+      pairs.push(await pair.measure());
     }
-    return seconds.map((s, i) => {
+    const rates = seconds.map((s, i) => {
       const ran = chunkCounts(engines[i]!).map((n, t) => n - (chunksBefore[i]![t] ?? 0));
       const total = ran.reduce((a, b) => a + b, 0);
       return {
@@ -132,6 +140,7 @@ async function trainRates(rx: Rxgrad, subject: Subject, batches: Batch[], engine
         workerChunkShare: total > 0 ? (total - ran[0]!) / total : NaN,
       };
     });
+    return { rates, pairs };
   } finally {
     for (const model of models) model.dispose();
   }
@@ -191,48 +200,57 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
   // of a busy host is measured in its steady state, as in a real training run, not mostly its first decisions.
   const passes = options.quick ? 1 : 3;
   const busy = new BusyCore();
-  for (const condition of (['quiet', 'one core busy'] as const).filter((c) => !options.condition || c === options.condition)) {
-    try {
-      if (condition === 'one core busy') await busy.start();
-      const torch = await torchRates(options.quick, log);
-      for (const subject of subjects) {
-        const steps = options.quick ? Math.ceil(subject.steps / 2) : subject.steps;
-        const batches = makeBatches(rx, subject, steps);
-        const engines = [await makeEngine(2), await makeEngine(1)];
-        try {
-          const [twoThreads, oneThread] = await trainRates(rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS) as [TrainRate, TrainRate];
-          const two = twoThreads.rate, one = oneThread.rate;
-          const ratio = pairedRatio(twoThreads, oneThread);
-          const note = loadNote();
-          // How often the 2-thread pool found running a kind of job, or whole steps, on the caller alone faster than with its workers.
-          const pool = (engines[0]!.compute as { pool?: { restCount: number; stepRestCount: number } }).pool;
-          const rests = `${pool?.restCount ?? 0} (jobs), ${pool?.stepRestCount ?? 0} (steps)`;
-          const waits = `main thread waited on a run queue ${(100 * twoThreads.runQueueShare).toFixed(0)}% / ${(100 * oneThread.runQueueShare).toFixed(0)}% of the time`;
-          // The rounds' spread, and who ran the split chunks: a slow round with the chunks shared evenly and the main
-          // thread never waiting for a core is the host running both vCPUs slower, not the pool (eleventh session).
-          const roundRatios = twoThreads.seconds.map((s, r) => oneThread.seconds[r]! / s);
-          const spread = `rounds ${Math.min(...roundRatios).toFixed(2)}–${Math.max(...roundRatios).toFixed(2)}×`;
-          const shared = `workers ran ${(100 * twoThreads.workerChunkShare).toFixed(0)}% of the chunks`;
-          log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${ratio.toFixed(2)}× (median of the rounds' ratios, ${spread}; ratio of the medians ${(two / one).toFixed(2)}×; ${note}; pool rests ${rests}; ${waits}; ${shared})`);
-          // What two processes sharing nothing but the machine reach under the same load: no 2-thread engine can beat it.
-          const ceiling = await separateProcessCeiling(subject.name, steps, passes, options.quick ? 1500 : 3000);
-          log(`    ceiling: one 1-thread process ${Math.round(ceiling.solo)} ex/s, two at once ${Math.round(ceiling.pair)} ex/s, ${ceiling.ratio.toFixed(2)}×;` +
-            ` the whole step's 2-vs-1 is ${(100 * ratio / ceiling.ratio).toFixed(0)}% of it (${loadNote()})`);
-          const pt = torch?.[torchKey(subject.name)] ?? null;
-          const prefix = `train ${subject.name}, ${condition}`;
-          rows.push(
-            row(`${prefix}, 2 threads`, 'examples/s', two, pt?.two ?? null),
-            row(`${prefix}, 1 thread`, 'examples/s', one, pt?.one ?? null),
-            row(`${prefix}, whole step 2-vs-1 threads`, '×', ratio, pt && pt.one ? pt.two / pt.one : null),
-            row(`${prefix}, ceiling: two 1-thread processes at once vs one`, '×', ceiling.ratio),
-          );
-        } finally {
-          for (const engine of engines) await engine.close();
+  const pair = await SimdPairProbe.start();
+  try {
+    for (const condition of (['quiet', 'one core busy'] as const).filter((c) => !options.condition || c === options.condition)) {
+      try {
+        if (condition === 'one core busy') await busy.start();
+        const torch = await torchRates(options.quick, log);
+        for (const subject of subjects) {
+          const steps = options.quick ? Math.ceil(subject.steps / 2) : subject.steps;
+          const batches = makeBatches(rx, subject, steps);
+          const engines = [await makeEngine(2), await makeEngine(1)];
+          try {
+            const { rates, pairs } = await trainRates(rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS, pair);
+            const [twoThreads, oneThread] = rates as [TrainRate, TrainRate];
+            const two = twoThreads.rate, one = oneThread.rate;
+            const ratio = pairedRatio(twoThreads, oneThread);
+            const note = loadNote();
+            // How often the 2-thread pool found running a kind of job, or whole steps, on the caller alone faster than with its workers.
+            const pool = (engines[0]!.compute as { pool?: { restCount: number; stepRestCount: number } }).pool;
+            const rests = `${pool?.restCount ?? 0} (jobs), ${pool?.stepRestCount ?? 0} (steps)`;
+            const waits = `main thread waited on a run queue ${(100 * twoThreads.runQueueShare).toFixed(0)}% / ${(100 * oneThread.runQueueShare).toFixed(0)}% of the time`;
+            // The rounds' spread, and who ran the split chunks: a slow round with the chunks shared evenly and the main
+            // thread never waiting for a core is the host running both vCPUs slower, not the pool (eleventh session).
+            const roundRatios = twoThreads.seconds.map((s, r) => oneThread.seconds[r]! / s);
+            const spread = `rounds ${Math.min(...roundRatios).toFixed(2)}–${Math.max(...roundRatios).toFixed(2)}×`;
+            const shared = `workers ran ${(100 * twoThreads.workerChunkShare).toFixed(0)}% of the chunks`;
+            log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${ratio.toFixed(2)}× (median of the rounds' ratios, ${spread}; ratio of the medians ${(two / one).toFixed(2)}×; ${note}; pool rests ${rests}; ${waits}; ${shared})`);
+            const pairRatio = median(pairs);
+            log(`    two threads sharing nothing, a GEMM loop each after every round: ${pairRatio.toFixed(2)}× one (${Math.min(...pairs).toFixed(2)}–${Math.max(...pairs).toFixed(2)}×)`);
+            // What two processes sharing nothing but the machine reach under the same load: no 2-thread engine can beat it.
+            const ceiling = await separateProcessCeiling(subject.name, steps, passes, options.quick ? 1500 : 3000);
+            log(`    ceiling: one 1-thread process ${Math.round(ceiling.solo)} ex/s, two at once ${Math.round(ceiling.pair)} ex/s, ${ceiling.ratio.toFixed(2)}×;` +
+              ` the whole step's 2-vs-1 is ${(100 * ratio / ceiling.ratio).toFixed(0)}% of it (${loadNote()})`);
+            const pt = torch?.[torchKey(subject.name)] ?? null;
+            const prefix = `train ${subject.name}, ${condition}`;
+            rows.push(
+              row(`${prefix}, 2 threads`, 'examples/s', two, pt?.two ?? null),
+              row(`${prefix}, 1 thread`, 'examples/s', one, pt?.one ?? null),
+              row(`${prefix}, whole step 2-vs-1 threads`, '×', ratio, pt && pt.one ? pt.two / pt.one : null),
+              row(`${prefix}, ceiling: two 1-thread processes at once vs one`, '×', ceiling.ratio),
+              row(`${prefix}, two threads sharing nothing (GEMM loops) vs one, during the rounds`, '×', pairRatio),
+            );
+          } finally {
+            for (const engine of engines) await engine.close();
+          }
         }
+      } finally {
+        await busy.stop();
       }
-    } finally {
-      await busy.stop();
     }
+  } finally {
+    await pair.close();
   }
   if (!options.only || 'mlp 784-128-10 b256'.includes(options.only)) rows.push(...await inferenceRows(rx, options.quick));
   return rows;

@@ -1,0 +1,69 @@
+/**
+ * What two threads that share nothing get from this host right now, with the work the engine does: a 1-thread
+ * engine on this thread and another on a worker thread (each its own memory) run the same GEMMs
+ * (256×784·784×128, the MLP's first layer, ~1.2 ms each) at once, against this thread alone just before. The
+ * reading is the two threads' summed throughput over the one thread's: about 2 when the host gives two full
+ * cores.
+ *
+ * Why beside the threads suite's rounds: the host slows one vCPU or both for stretches of a second or more. In
+ * one process (eleventh session), after each of 20 CNN training rounds, two such independent GEMM loops read
+ * 1.12–2.05× one (median 1.42; the worker's loop at 55–65% of full speed in 11 rounds), while the 2-thread
+ * engine's whole step read 1.28–2.19× the 1-thread engine's. The plain-JS two-core probe (host-probe.ts), one
+ * dependency chain per thread, read 1.96–2.02 throughout a bench run whose quiet CNN row read 1.26×: SIMD work
+ * sees slowdowns that a scalar loop does not.
+ *
+ * Usage: `const pair = await SimdPairProbe.start(); const ratio = await pair.measure(); await pair.close();`
+ */
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import { makeEngine } from './rxgrad.ts';
+import { gemmLoop, PAIR_GEMMS } from './simd-pair-worker.ts';
+import type { Engine } from '../src/engine.ts';
+
+/** Signal words: 0 go (a counter; −1 stops), 1 the worker's last time (µs), 2 readings done (a counter). */
+const GO = 0, TIME_US = 1, DONE = 2;
+
+export class SimdPairProbe {
+  private constructor(
+    private readonly engine: Engine,
+    private readonly run: (calls: number) => number,
+    private readonly worker: Worker,
+    private readonly signal: Int32Array,
+  ) {}
+
+  /** Starts the worker thread (its engine built and warm) and warms this thread's engine. */
+  static async start(): Promise<SimdPairProbe> {
+    const engine = await makeEngine(1);
+    const run = gemmLoop(engine);
+    run(PAIR_GEMMS);
+    const signal = new Int32Array(new SharedArrayBuffer(16));
+    // The bench runs under tsx; the worker registers it to load the TypeScript engine too.
+    const entry = new URL('./simd-pair-worker.ts', import.meta.url).href;
+    const source = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry)}); }).then((m) => m.serve());`;
+    const worker = new Worker(source, { eval: true, workerData: signal.buffer });
+    worker.unref();
+    const [message] = await once(worker, 'message') as [unknown];
+    if (message !== 'ready') throw new Error(`simd pair probe: the worker said ${String(message)}`);
+    return new SimdPairProbe(engine, run, worker, signal);
+  }
+
+  /** One reading (~80 ms): the two threads' summed GEMM throughput at once over this thread's alone. */
+  async measure(): Promise<number> {
+    const alone = this.run(PAIR_GEMMS);
+    const done = Atomics.load(this.signal, DONE);
+    Atomics.add(this.signal, GO, 1);
+    Atomics.notify(this.signal, GO);
+    const mine = this.run(PAIR_GEMMS);
+    // The worker's loop takes about as long as ours; this waits for its end (never the event loop's turn: ~1 ms).
+    if (Atomics.wait(this.signal, DONE, done, 5000) === 'timed-out') throw new Error('simd pair probe: the worker did not answer in 5 s');
+    const theirs = Atomics.load(this.signal, TIME_US) / 1000;
+    return alone / mine + alone / theirs;
+  }
+
+  async close(): Promise<void> {
+    Atomics.store(this.signal, GO, -1);
+    Atomics.notify(this.signal, GO);
+    await this.worker.terminate();
+    await this.engine.close();
+  }
+}

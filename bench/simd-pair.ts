@@ -9,8 +9,9 @@
  * one process (eleventh session), after each of 20 CNN training rounds, two such independent GEMM loops read
  * 1.12–2.05× one (median 1.42; the worker's loop at 55–65% of full speed in 11 rounds), while the 2-thread
  * engine's whole step read 1.28–2.19× the 1-thread engine's. The plain-JS two-core probe (host-probe.ts), one
- * dependency chain per thread, read 1.96–2.02 throughout a bench run whose quiet CNN row read 1.26×: SIMD work
- * sees slowdowns that a scalar loop does not.
+ * dependency chain per thread, read 1.96–2.02 before and after every suite of a bench run whose quiet CNN row
+ * read 1.26×; it does not measure what SIMD work on both cores gets. A row slow while this probe reads ~2 is not
+ * the host's doing (docs/PERFORMANCE.md, eleventh session: the MLP b256 slow mode).
  *
  * Usage: `const pair = await SimdPairProbe.start(); const ratio = await pair.measure(); await pair.close();`
  */

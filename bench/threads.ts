@@ -221,7 +221,8 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
             const rests = `${pool?.restCount ?? 0} (jobs), ${pool?.stepRestCount ?? 0} (steps)`;
             const waits = `main thread waited on a run queue ${(100 * twoThreads.runQueueShare).toFixed(0)}% / ${(100 * oneThread.runQueueShare).toFixed(0)}% of the time`;
             // The rounds' spread, and who ran the split chunks: a slow round with the chunks shared evenly and the main
-            // thread never waiting for a core is the host running both vCPUs slower, not the pool (eleventh session).
+            // thread never waiting for a core is both threads running slower, not the pool sharing work badly; the
+            // pair probe below tells whether the host was the cause then (docs/PERFORMANCE.md, eleventh session).
             const roundRatios = twoThreads.seconds.map((s, r) => oneThread.seconds[r]! / s);
             const spread = `rounds ${Math.min(...roundRatios).toFixed(2)}–${Math.max(...roundRatios).toFixed(2)}×`;
             const shared = `workers ran ${(100 * twoThreads.workerChunkShare).toFixed(0)}% of the chunks`;

@@ -8,8 +8,10 @@
  * a busy-loop child process (`node -e 'for(;;){}'`, started and stopped here, killed on failure too) keeps
  * one core busy. Rows per model and condition: examples/s
  * with 2 threads, with 1 thread, their ratio (the whole step's 2-vs-1 speed-up: the median of the rounds'
- * ratios, each round's two engines having run back to back), and the machine's ceiling for
- * that ratio under the same load: two 1-thread child processes at once against one (bench/ceiling.ts).
+ * ratios, each round's two engines having run back to back), the machine's ceiling for
+ * that ratio under the same load: two 1-thread child processes at once against one (bench/ceiling.ts), and what two
+ * threads sharing nothing got from the host during the rounds: a GEMM loop on each, measured after every round
+ * (bench/simd-pair.ts).
  *
  * Also the MLP's inference at batch 256 through `model.predict()`, next to its two GEMMs alone on the same
  * engine (what the kernels allow), so the share of the rest is visible.

@@ -1,9 +1,11 @@
 /**
  * What two threads that share nothing get from this host right now, with the work the engine does: a 1-thread
  * engine on this thread and another on a worker thread (each its own memory) run the same GEMMs
- * (256×784·784×128, the MLP's first layer, ~1.2 ms each) at once, against this thread alone just before. The
- * reading is the two threads' summed throughput over the one thread's: about 2 when the host gives two full
- * cores.
+ * (256×784·784×128, the MLP's first layer, ~1.2 ms each) at once. The reading is the two threads' summed
+ * throughput over one thread at full speed: the fastest this thread ran the loop alone in the probe's life (it is
+ * timed alone before every reading). About 2 when the host gives two full cores; less when it slows one vCPU or
+ * both. (Against the alone time of the same reading, a slowdown of both vCPUs would not show, and one alone
+ * loop caught in a slow stretch read up to 2.48×.)
  *
  * Why beside the threads suite's rounds: the host slows one vCPU or both for stretches of a second or more. In
  * one process (eleventh session), after each of 20 CNN training rounds, two such independent GEMM loops read
@@ -13,7 +15,7 @@
  * read 1.26×; it does not measure what SIMD work on both cores gets. A row slow while this probe reads ~2 is not
  * the host's doing (docs/PERFORMANCE.md, eleventh session: the MLP b256 slow mode).
  *
- * Usage: `const pair = await SimdPairProbe.start(); const ratio = await pair.measure(); await pair.close();`
+ * Usage: `const pair = await SimdPairProbe.start(); const ratio = pair.measure(); await pair.close();`
  */
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
@@ -32,6 +34,9 @@ export class SimdPairProbe {
     private readonly signal: Int32Array,
   ) {}
 
+  /** The fastest loop this thread has run alone (ms): full speed. */
+  private fastestAlone = Infinity;
+
   /** Starts the worker thread (its engine built and warm) and warms this thread's engine. */
   static async start(): Promise<SimdPairProbe> {
     const engine = await makeEngine(1);
@@ -48,14 +53,14 @@ export class SimdPairProbe {
     return new SimdPairProbe(engine, run, worker, signal);
   }
 
-  /** One reading (~80 ms): the two threads' summed GEMM throughput at once over this thread's alone. */
-  async measure(): Promise<number> {
-    const alone = this.run(PAIR_GEMMS);
+  /** One reading (~80 ms, blocking this thread): the two threads' summed GEMM throughput at once over one thread at full speed. */
+  measure(): number {
+    const alone = (this.fastestAlone = Math.min(this.fastestAlone, this.run(PAIR_GEMMS)));
     const done = Atomics.load(this.signal, DONE);
     Atomics.add(this.signal, GO, 1);
     Atomics.notify(this.signal, GO);
     const mine = this.run(PAIR_GEMMS);
-    // The worker's loop takes about as long as ours; this waits for its end (never the event loop's turn: ~1 ms).
+    // Blocks until the worker's loop ends (it takes about as long as ours): nothing else runs in the bench meanwhile.
     if (Atomics.wait(this.signal, DONE, done, 5000) === 'timed-out') throw new Error('simd pair probe: the worker did not answer in 5 s');
     const theirs = Atomics.load(this.signal, TIME_US) / 1000;
     return alone / mine + alone / theirs;

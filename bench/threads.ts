@@ -130,7 +130,7 @@ async function trainRates(
         seconds[i]!.push((performance.now() - t0) / 1000);
         waited[i]! += mainRunQueueWaitMs() - w0;
       }
-      pairs.push(await pair.measure());
+      pairs.push(pair.measure());
     }
     const rates = seconds.map((s, i) => {
       const ran = chunkCounts(engines[i]!).map((n, t) => n - (chunksBefore[i]![t] ?? 0));

@@ -45,7 +45,9 @@ export class SimdPairProbe {
     const signal = new Int32Array(new SharedArrayBuffer(16));
     // The bench runs under tsx; the worker registers it to load the TypeScript engine too.
     const entry = new URL('./simd-pair-worker.ts', import.meta.url).href;
-    const source = `import('tsx/esm/api').then(({ register }) => { register(); return import(${JSON.stringify(entry)}); }).then((m) => m.serve());`;
+    const source = `import('tsx/esm/api')
+      .then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })
+      .then((m) => m.serve());`;
     const worker = new Worker(source, { eval: true, workerData: signal.buffer });
     worker.unref();
     const [message] = await once(worker, 'message') as [unknown];
@@ -53,7 +55,7 @@ export class SimdPairProbe {
     return new SimdPairProbe(engine, run, worker, signal);
   }
 
-  /** One reading (~80 ms, blocking this thread): the two threads' summed GEMM throughput at once over one thread at full speed. */
+  /** One reading (~80 ms, blocking this thread): the two threads' summed GEMM throughput at once over one at full speed. */
   measure(): number {
     const alone = (this.fastestAlone = Math.min(this.fastestAlone, this.run(PAIR_GEMMS)));
     const done = Atomics.load(this.signal, DONE);
@@ -61,7 +63,9 @@ export class SimdPairProbe {
     Atomics.notify(this.signal, GO);
     const mine = this.run(PAIR_GEMMS);
     // Blocks until the worker's loop ends (it takes about as long as ours): nothing else runs in the bench meanwhile.
-    if (Atomics.wait(this.signal, DONE, done, 5000) === 'timed-out') throw new Error('simd pair probe: the worker did not answer in 5 s');
+    if (Atomics.wait(this.signal, DONE, done, 5000) === 'timed-out') {
+      throw new Error('simd pair probe: the worker did not answer in 5 s');
+    }
     const theirs = Atomics.load(this.signal, TIME_US) / 1000;
     return alone / mine + alone / theirs;
   }

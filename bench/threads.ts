@@ -84,20 +84,22 @@ interface TrainRate {
   workerChunkShare: number;
 }
 
-/** Chunks run so far by the caller and by each worker of `engine`'s pool, or [] without one. */
-function chunkCounts(engine: Engine): number[] {
-  const pool = (engine.compute as { pool?: { chunkCounts(): number[] } }).pool;
-  return pool?.chunkCounts() ?? [];
+/** The measurement hooks of an engine's worker pool (workers/pool.ts), or undefined for a 1-thread engine. */
+function poolOf(engine: Engine): { restCount: number; stepRestCount: number; chunkCounts(): number[] } | undefined {
+  return (engine.compute as { pool?: { restCount: number; stepRestCount: number; chunkCounts(): number[] } }).pool;
 }
 
+/** Chunks run so far by the caller and by each worker of `engine`'s pool, or [] without one. */
+const chunkCounts = (engine: Engine): number[] => poolOf(engine)?.chunkCounts() ?? [];
+
 /**
- * `engine`'s rate over `baseline`'s (the 2-vs-1 ratio) as the median over rounds of each round's ratio: the two engines of a
- * round ran back to back, so a slowdown of the host lasting seconds (other tenants of the hypervisor: the same
+ * `engine`'s rate over `baseline`'s per round (the 2-vs-1 ratio; its median is the row's figure): the two engines
+ * of a round ran back to back, so a slowdown of the host lasting seconds (other tenants of the hypervisor: the same
  * thread's GEMM took 1.2 then 1.9–2.2 ms for a few seconds, eighth session) hits both sides of a round's ratio
  * instead of landing on one engine's median.
  */
-function pairedRatio(engine: TrainRate, baseline: TrainRate): number {
-  return median(engine.seconds.map((s, r) => baseline.seconds[r]! / s));
+function roundRatios(engine: TrainRate, baseline: TrainRate): number[] {
+  return engine.seconds.map((s, r) => baseline.seconds[r]! / s);
 }
 
 /**
@@ -216,17 +218,17 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
             const { rates, pairs } = await trainRates(rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS, pair);
             const [twoThreads, oneThread] = rates as [TrainRate, TrainRate];
             const two = twoThreads.rate, one = oneThread.rate;
-            const ratio = pairedRatio(twoThreads, oneThread);
+            const perRound = roundRatios(twoThreads, oneThread);
+            const ratio = median(perRound);
             const note = loadNote();
             // How often the 2-thread pool found running a kind of job, or whole steps, on the caller alone faster than with its workers.
-            const pool = (engines[0]!.compute as { pool?: { restCount: number; stepRestCount: number } }).pool;
+            const pool = poolOf(engines[0]!);
             const rests = `${pool?.restCount ?? 0} (jobs), ${pool?.stepRestCount ?? 0} (steps)`;
             const waits = `main thread waited on a run queue ${(100 * twoThreads.runQueueShare).toFixed(0)}% / ${(100 * oneThread.runQueueShare).toFixed(0)}% of the time`;
             // The rounds' spread, and who ran the split chunks: a slow round with the chunks shared evenly and the main
             // thread never waiting for a core is both threads running slower, not the pool sharing work badly; the
             // pair probe below tells whether the host was the cause then (docs/PERFORMANCE.md, eleventh session).
-            const roundRatios = twoThreads.seconds.map((s, r) => oneThread.seconds[r]! / s);
-            const spread = `rounds ${Math.min(...roundRatios).toFixed(2)}–${Math.max(...roundRatios).toFixed(2)}×`;
+            const spread = `rounds ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×`;
             const shared = `workers ran ${(100 * twoThreads.workerChunkShare).toFixed(0)}% of the chunks`;
             log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${ratio.toFixed(2)}× (median of the rounds' ratios, ${spread}; ratio of the medians ${(two / one).toFixed(2)}×; ${note}; pool rests ${rests}; ${waits}; ${shared})`);
             const pairRatio = median(pairs);

@@ -6,7 +6,8 @@
  * It keeps each way's cost (time per unit, smoothed over its rounds or the median of its latest), runs the
  * cheaper, and measures the other again once its figure is older than an interval that starts at `exploreMs`,
  * doubles up to `maxExploreMs` while re-measuring confirms the choice, and drops to `recheckMs` after a switch
- * (one noisy round must not hold the worse way for long). On a quiet host it always takes the first way and forgets the second's figure.
+ * (one noisy round must not hold the worse way for long). On a quiet host it always takes the first way and
+ * forgets the second's figure.
  *
  * Busy or quiet is what the caller says at each decision, held for SUSTAIN_MS before it counts: a busy-host
  * reading can flicker (other processes' CPU time is counted in 10 ms ticks; the workers' run-queue signal, the

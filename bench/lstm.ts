@@ -19,7 +19,7 @@ import { count, tap } from 'rxjs/operators';
 import type { Dataset } from '../src/data/dataset.ts';
 import { loadEmbeddedMnist } from '../src/data/mnist.ts';
 import { FASHION_MNIST_DIR, loadFashionMnist } from '../src/data/idx.ts';
-import { fillRandom, repeatFor, WARM_UP_MS } from './harness.ts';
+import { fillRandom, repeatFor, segmentedThroughput, WARM_UP_MS, type Throughput } from './harness.ts';
 import { closeRxgradEngines, loadRxgrad } from './rxgrad.ts';
 import { tf, useBackend } from './tfjs.ts';
 
@@ -93,34 +93,13 @@ function hostBatches(train: Dataset, n: number): HostBatch[] {
   return batches;
 }
 
-interface Throughput {
-  /** Median over segments of SEGMENT_BATCHES timed batches (the whole run's rate when it has fewer than 3). */
-  examplesPerSecond: number;
-  /** The whole timed run's rate. */
-  overall: number;
-  batches: number;
-  seconds: number;
-}
-
 /**
  * Timed batches per segment: the reported rate is the median segment's, so that a few seconds of foreign
  * load on this shared machine (another process, a GC of the runner) move it less than a whole-run mean.
  */
 const SEGMENT_BATCHES = 25;
 
-/** The throughput of timed batches that started at `t0` and ended at `ends[i]` (ms): per-segment median and overall. */
-function throughputOf(t0: number, ends: readonly number[]): Throughput {
-  const segmentRates: number[] = [];
-  for (let end = SEGMENT_BATCHES; end <= ends.length; end += SEGMENT_BATCHES) {
-    const start = end === SEGMENT_BATCHES ? t0 : ends[end - SEGMENT_BATCHES - 1]!;
-    segmentRates.push((SEGMENT_BATCHES * BATCH * 1000) / (ends[end - 1]! - start));
-  }
-  const seconds = ((ends.at(-1) ?? t0) - t0) / 1000;
-  const overall = (ends.length * BATCH) / seconds;
-  const sorted = [...segmentRates].sort((a, b) => a - b);
-  const median = sorted.length >= 3 ? sorted[Math.floor(sorted.length / 2)]! : overall;
-  return { examplesPerSecond: median, overall, batches: ends.length, seconds };
-}
+const throughputOf = (t0: number, ends: readonly number[]): Throughput => segmentedThroughput(t0, ends, BATCH, SEGMENT_BATCHES);
 
 /** Runs `trainOne(i)` for warm-up batches, then timed batches within the budget. */
 async function measure(budget: Budget, trainOne: (b: number) => Promise<void>): Promise<Throughput> {

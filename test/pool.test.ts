@@ -538,6 +538,26 @@ describe('step judge: the cost of changing ways', () => {
   });
 });
 
+describe('step judge: training in bursts', () => {
+  it('ages a way\'s figure only while steps run: gaps between bursts do not make it re-measure the dearer way more often', () => {
+    const { steps, clock, run } = judgedSteps(() => true);
+    const aloneFaster = { pool: 3, alone: 1 };
+    // Bursts of 200 ms of steps with 1 s between them (another engine's round in the threads bench, a source
+    // that pauses): with figures aging in wall time, the pool was re-measured at about every burst.
+    const burst = () => {
+      const pooled = 200 - run(200, aloneFaster);
+      clock.ms += 1000;
+      return pooled;
+    };
+    for (let b = 0; b < 100; b++) burst(); // (the re-measurement interval grows while alone keeps winning)
+    let pooled = 0;
+    for (let b = 0; b < 100; b++) pooled += burst();
+    // 100 bursts are 20 s of steps: at most every 6.4 s of them a window (≥ 80 ms: ~27 pool steps) plus one.
+    assert.ok(pooled <= 4 * 30, `${pooled} of 20,000 steps re-measured the pool`);
+    assert.ok(steps.alone);
+  });
+});
+
 describe('host load (other processes\' CPU time: what makes the judges weigh running alone)', () => {
   it('says busy while another process spins on a core', { skip: process.platform !== 'linux' && 'reads /proc/stat' }, async () => {
     const load = new HostLoad();

@@ -37,8 +37,13 @@ const PAUSE_FACTOR = 10;
  * a 1-thread engine on three models of four, the judge 0.98–1.02×; ninth session). The ninth session's quarter
  * weight then held an outlier too long: a first split figure of 1.57 ms per step, taken as the host turned busy,
  * still weighed in after five re-measurements of 0.87–1.03 (cost 1.115 against alone's 0.81; tenth session).
+ *
+ * The intervals count stepping time only (see {@link StepJudge.mark}), and a confirmed choice is re-measured at most
+ * every 6.4 s of it. With wall time and 1.6 s, a busy-host LSTM in the threads bench (rounds of ~0.55 s, another
+ * engine's round between them) re-measured the dearer way about once a round: 40 of its 216 steps ran split, 13%
+ * slower than alone (median 24.2 against 21.3 ms), which cost the row ~2.4% (twelfth session, docs/PERFORMANCE.md).
  */
-const SETTINGS: ChoiceSettings = { exploreMs: 100, maxExploreMs: 1600, recheckMs: 40, figures: 3 };
+const SETTINGS: ChoiceSettings = { exploreMs: 100, maxExploreMs: 6400, recheckMs: 40, figures: 3 };
 
 /**
  * Usage: `const steps = new StepJudge(() => hostBusy()); steps.mark(); // at each step … if (steps.active() && steps.alone) …run the job alone…`
@@ -52,6 +57,12 @@ export class StepJudge {
   private lastMark = -Infinity;
   /** Typical step interval (ms), smoothed; NaN before the first. */
   private typical = NaN;
+  /**
+   * Time spent stepping (ms): step intervals summed, pauses left out. The choice's clock: a way's figure ages
+   * while this judge's steps run, not while the process does something else (another model's steps, the
+   * source waiting), or a model trained in bursts would re-measure the dearer way at nearly every burst.
+   */
+  private steppingMs = 0;
 
   /** `contended`: whether the host is busy (the pool: workers/host-load.ts); `now`: the clock (ms), a test hook. */
   constructor(private readonly contended: () => boolean, private readonly now: () => number = () => performance.now()) {}
@@ -62,13 +73,14 @@ export class StepJudge {
     const interval = now - this.lastMark;
     const pause = interval > STEP_GAP_MS || interval > PAUSE_FACTOR * this.typical;
     if (interval <= STEP_GAP_MS) this.typical = Number.isNaN(this.typical) ? interval : 0.9 * this.typical + 0.1 * Math.min(interval, 2 * this.typical);
+    if (!pause) this.steppingMs += interval;
     if (pause || this.settling) {
       this.windowStart = now;
       this.windowSteps = 0;
       this.settling = false;
     } else if (++this.windowSteps >= WINDOW_STEPS && now - this.windowStart >= WINDOW_MS) {
       const before = this.choice.way;
-      this.choice.record((now - this.windowStart) / this.windowSteps, now, this.contended());
+      this.choice.record((now - this.windowStart) / this.windowSteps, this.steppingMs, this.contended());
       this.windowStart = now;
       this.windowSteps = 0;
       // The first step the other way wakes a sleeping worker (or lets it go to sleep) and the scheduler places

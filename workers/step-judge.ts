@@ -7,13 +7,15 @@
  * 8–28% of a training run against 0–11% for a 1-thread engine, although most jobs ran alone: each wake-up of
  * the third runnable thread lets the scheduler move threads between cores, at times onto the main thread's
  * (docs/PERFORMANCE.md, seventh session). Step time counts all of it. So while steps are being marked, a
- * {@link TwoWayChoice} between way 0, every job split, and way 1, every job alone (the workers
- * sleep), is decided on the mean wall time per step over windows of at least WINDOW_STEPS steps and WINDOW_MS.
+ * {@link PairedChoice} between way 0, every job split, and way 1, every job alone (the workers
+ * sleep), is decided on the mean wall time per step over windows of at least WINDOW_STEPS steps and WINDOW_MS:
+ * the other way's window between two of the chosen way's, their ratio the figure (workers/paired-choice.ts).
  * Way 0 does not ask the split judge: its choices, made on noisy figures of single kinds, would blur the
  * comparison. On a quiet host it is always way 0.
  */
 import { performance } from 'node:perf_hooks';
-import { TwoWayChoice, type ChoiceSettings } from './two-way-choice.ts';
+import { PairedChoice } from './paired-choice.ts';
+import type { ChoiceSettings } from './two-way-choice.ts';
 
 /**
  * A window (steps and ms, both at least) whose mean step time is one figure for the way it ran. Mostly the ms
@@ -31,7 +33,7 @@ export const STEP_GAP_MS = 250;
  */
 const PAUSE_FACTOR = 10;
 /**
- * A way's cost is the median of its last three windows, and windows are 80 ms, not 40: with one core busy, 40 ms
+ * Windows are 80 ms, not 40 (and until the twelfth session a way's cost was the median of its last three): with one core busy, 40 ms
  * windows of the same way varied by ±15% and the choice followed single windows (a half weight), so whole steps
  * spent most of their time alone although split steps were faster on average (in one run, forced split 1.09–1.22×
  * a 1-thread engine on three models of four, the judge 0.98–1.02×; ninth session). The ninth session's quarter
@@ -43,13 +45,13 @@ const PAUSE_FACTOR = 10;
  * engine's round between them) re-measured the dearer way about once a round: 40 of its 216 steps ran split, 13%
  * slower than alone (median 24.2 against 21.3 ms), which cost the row ~2.4% (twelfth session, docs/PERFORMANCE.md).
  */
-const SETTINGS: ChoiceSettings = { exploreMs: 100, maxExploreMs: 6400, recheckMs: 40, figures: 3 };
+const SETTINGS: ChoiceSettings = { exploreMs: 100, maxExploreMs: 6400, recheckMs: 40 };
 
 /**
  * Usage: `const steps = new StepJudge(() => hostBusy()); steps.mark(); // at each step … if (steps.active() && steps.alone) …run the job alone…`
  */
 export class StepJudge {
-  readonly choice = new TwoWayChoice(SETTINGS);
+  readonly choice = new PairedChoice(SETTINGS);
   private windowStart = NaN;
   private windowSteps = 0;
   /** The way just changed: the step under way pays for the change and is left out of the next window. */

@@ -42,10 +42,30 @@ export interface ChoiceSettings {
 }
 
 /** The median of `values` (one to a few numbers), the mean of the middle two for an even count. */
-function median(values: readonly number[]): number {
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * Whether the host counts as busy: what the caller said at every decision for SUSTAIN_MS (see the module comment).
+ *
+ * Usage: `const busy = new SustainedBusy(); busy.say(contended, now); if (busy.busy) …`
+ */
+export class SustainedBusy {
+  busy = false;
+  private flipSince = NaN;
+
+  /** The caller's word at a decision at time `now` (ms). */
+  say(contended: boolean, now: number): void {
+    if (contended === this.busy) this.flipSince = NaN;
+    else if (Number.isNaN(this.flipSince)) this.flipSince = now;
+    else if (now - this.flipSince >= SUSTAIN_MS) {
+      this.busy = contended;
+      this.flipSince = NaN;
+    }
+  }
 }
 
 /**
@@ -65,9 +85,8 @@ export class TwoWayChoice {
   exploring = false;
   /** Times the choice went from way 0 to way 1 (a measurement hook). */
   switches = 0;
-  /** Whether the host counts as busy, and since when the caller has said otherwise at every decision. */
-  private busy = false;
-  private flipSince = NaN;
+  /** Whether the host counts as busy. */
+  private readonly host = new SustainedBusy();
 
   constructor(private readonly settings: ChoiceSettings) {
     this.exploreMs = settings.exploreMs;
@@ -75,18 +94,13 @@ export class TwoWayChoice {
 
   /** Whether the host counts as busy: what the caller said at every decision for SUSTAIN_MS. */
   get hostBusy(): boolean {
-    return this.busy;
+    return this.host.busy;
   }
 
   /** Records the cost of a finished round (run the way {@link way} said), then decides how the next round runs. */
   record(cost: number, now: number, contended: boolean): void {
     const way = this.way;
-    if (contended === this.busy) this.flipSince = NaN;
-    else if (Number.isNaN(this.flipSince)) this.flipSince = now;
-    else if (now - this.flipSince >= SUSTAIN_MS) {
-      this.busy = contended;
-      this.flipSince = NaN;
-    }
+    this.host.say(contended, now);
     const { figures, weight = 0.5 } = this.settings;
     if (figures) {
       const recent = this.recent[way];
@@ -105,7 +119,7 @@ export class TwoWayChoice {
     const challenger = incumbent === 0 ? 1 : 0;
     const best = this.cost[challenger] < (1 - MARGIN) * this.cost[incumbent] ? challenger : incumbent;
     const { recheckMs, maxExploreMs } = this.settings;
-    if (!this.busy) {
+    if (!this.host.busy) {
       // A quiet host: the first way; figures of the second from a busy spell are forgotten.
       this.way = 0;
       this.cost[1] = NaN;

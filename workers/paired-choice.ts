@@ -1,0 +1,98 @@
+/**
+ * A choice between two ways of running whole steps on a busy host, decided on paired figures: the step judge's
+ * (workers/step-judge.ts). Way 0 is every job split across the pool, way 1 every job alone on the caller.
+ *
+ * Why paired: this VM's speed moves in phases of a second or so (the pair probe of the threads bench, eleventh
+ * session), and a figure of one way taken in a slow phase, weighed against the other's from a fast one, picks
+ * the wrong way. The {@link TwoWayChoice} it replaces did: with one core busy, the CNN's split steps ran 18%
+ * faster than its alone steps in the same run (median 9.6 against 11.6 ms), yet 59% of the steps ran alone,
+ * over 29 switches in 11 rounds (twelfth session, docs/PERFORMANCE.md). So the other way is only ever measured
+ * between two windows of the chosen way, and the figure is its cost over theirs: a ratio taken within ~0.3 s,
+ * which a phase moves little. The choice follows the median of the last RATIOS ratios, and switches only when
+ * the other way is cheaper by MARGIN.
+ *
+ * Intervals as in {@link TwoWayChoice}: the other way is measured again once the last pair is older than an
+ * interval that starts at `exploreMs`, doubles up to `maxExploreMs` while pairs confirm the choice, and drops to
+ * `recheckMs` after a switch. On a quiet host it is always way 0, and the ratios of a busy spell are forgotten.
+ */
+import { MARGIN, median, SustainedBusy, type ChoiceSettings } from './two-way-choice.ts';
+
+/** Paired ratios the choice follows (the median of): one odd pair neither flips it nor lingers. */
+export const RATIOS = 3;
+
+/**
+ * Usage: `const c = new PairedChoice(settings); …run a window the way c.way says (0 or 1)…; c.record(msPerStep, now, contended);`
+ */
+export class PairedChoice {
+  /** The way the next window runs: the chosen way, or the other while {@link exploring}. */
+  way: 0 | 1 = 0;
+  /** The chosen way. */
+  chosen: 0 | 1 = 0;
+  /** The next window runs the way not chosen, between two windows of the chosen way. */
+  exploring = false;
+  /** Times the choice went from way 0 to way 1 (a measurement hook). */
+  switches = 0;
+  /** Each way's latest window figure; NaN before its first (a measurement hook). */
+  readonly cost: [number, number] = [NaN, NaN];
+  /** Latest paired ratios, cost of way 1 over cost of way 0, oldest first. */
+  readonly ratios: number[] = [];
+  exploreMs: number;
+  private readonly host = new SustainedBusy();
+  /** The chosen way's window before the other way's, and the other way's, of the pair under way. */
+  private before = NaN;
+  private other = NaN;
+  /** When the last pair was completed (or the first window was judged). */
+  private pairedAt = -Infinity;
+
+  constructor(private readonly settings: ChoiceSettings) {
+    this.exploreMs = settings.exploreMs;
+  }
+
+  /** Whether the host counts as busy: what the caller said at every window for SUSTAIN_MS. */
+  get hostBusy(): boolean {
+    return this.host.busy;
+  }
+
+  /** Records the figure of a finished window (run the way {@link way} said), then decides how the next runs. */
+  record(cost: number, now: number, contended: boolean): void {
+    this.host.say(contended, now);
+    this.cost[this.way] = cost;
+    if (!this.host.busy) {
+      this.way = this.chosen = 0;
+      this.exploring = false;
+      this.ratios.length = 0;
+      this.before = this.other = NaN;
+      this.exploreMs = this.settings.exploreMs;
+      return;
+    }
+    if (this.exploring) {
+      // The other way's window: the chosen way's next closes the pair.
+      this.other = cost;
+      this.exploring = false;
+      this.way = this.chosen;
+      return;
+    }
+    if (!Number.isNaN(this.other)) {
+      const mine = (this.before + cost) / 2;
+      this.ratios.push(this.chosen === 0 ? this.other / mine : mine / this.other);
+      if (this.ratios.length > RATIOS) this.ratios.shift();
+      this.other = NaN;
+      this.pairedAt = now;
+      const ratio = median(this.ratios);
+      const best = this.chosen === 0 ? (ratio < 1 - MARGIN ? 1 : 0) : ratio > 1 / (1 - MARGIN) ? 0 : 1;
+      if (best !== this.chosen) {
+        if (best === 1) this.switches++;
+        this.chosen = this.way = best;
+        this.exploreMs = this.settings.recheckMs;
+      } else {
+        this.exploreMs = Math.min(this.settings.maxExploreMs, 2 * this.exploreMs);
+      }
+      return;
+    }
+    if (this.ratios.length === 0 || now - this.pairedAt > this.exploreMs) {
+      this.before = cost;
+      this.exploring = true;
+      this.way = this.chosen === 0 ? 1 : 0;
+    }
+  }
+}

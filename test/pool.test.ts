@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { SharedHeap } from '../src/heap.ts';
 import { referenceKernels } from '../workers/reference-kernels.ts';
-import { CALL_NAMES, createWasmCompute, partitionGemm, type WasmCompute } from '../workers/wasm-compute.ts';
+import { CALL_NAMES, createWasmCompute, partitionGemm, partitionGuided, type WasmCompute } from '../workers/wasm-compute.ts';
 import { createEngine } from '../src/engine.ts';
 import { EXPLORE_MS, MAX_EXPLORE_MS, RECHECK_MS, SplitJudge, type SplitAccount, type SplitMode } from '../workers/split-judge.ts';
 import { STEP_GAP_MS, StepJudge } from '../workers/step-judge.ts';
@@ -535,6 +535,32 @@ describe('step judge: the cost of changing ways', () => {
     // pool (about 86 steps) look 6% dearer, and alone would hold.
     run(40_000, { pool: 0.93, alone: 1 });
     assert.ok(run(2000, { pool: 0.93, alone: 1 }) < 200, 'back to the pool, which is faster');
+  });
+});
+
+describe('guided partition (whole-sequence recurrent jobs)', () => {
+  it('covers the rows in tile-aligned chunks that shrink, so threads claiming them in order finish within a tile of each other', () => {
+    for (const [len, threads, tile] of [[64, 2, 6], [64, 2, 5], [256, 2, 6], [64, 3, 6], [12, 2, 6], [5, 2, 6], [1000, 4, 4]] as const) {
+      const parts = partitionGuided(len, threads, tile);
+      assert.equal(parts[0]![0], 0);
+      assert.equal(parts.at(-1)![1], len);
+      for (let i = 0; i < parts.length; i++) {
+        const [s, e] = parts[i]!;
+        assert.equal(s % tile, 0, `chunk ${i} of ${len} starts on a tile`);
+        assert.ok(e > s);
+        if (i > 0) assert.equal(s, parts[i - 1]![1]);
+        if (i > 0 && i < parts.length - 1) assert.ok(e - s <= parts[i - 1]![1] - parts[i - 1]![0], 'sizes never grow');
+      }
+      // Threads at the same pace, each claiming the next chunk as it finishes one.
+      const finish = new Array<number>(threads).fill(0);
+      for (const [s, e] of parts) {
+        const t = finish.indexOf(Math.min(...finish));
+        finish[t]! += e - s;
+      }
+      assert.ok(Math.max(...finish) - Math.min(...finish) <= tile, `${len} rows on ${threads} threads: ${finish.join(' / ')}`);
+    }
+    // The LSTM bench's batch: 34 and 30 rows, where equal chunks of 12 gave 36 and 28.
+    assert.deepEqual(partitionGuided(64, 2, 6).map(([s, e]) => e - s), [18, 12, 12, 6, 6, 6, 4]);
   });
 });
 

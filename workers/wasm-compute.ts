@@ -6,7 +6,7 @@ import { FILTER_GRADIENT_CHUNKS, type ComputeBackend, type GemmPath, type Elemen
 import { KERNEL_NAMES, type Kernels } from './kernel-api.ts';
 
 import { defaultThreads, loadModule, provideWorkspace, relaxedSupported, warmUp } from './wasm-setup.ts';
-import { MR, partitionBatch, partitionElements, partitionGemm } from './partition.ts';
+import { MR, partitionBatch, partitionElements, partitionGemm, partitionGuided } from './partition.ts';
 import { SEQUENCE_KERNEL_NAMES, type SequenceKernels } from './sequence-api.ts';
 import { WorkerPool, JOB_BYTES, MAX_CHUNKS, MAX_THREADS, OP, scratchAddress, type CallTask, type JobOptions, type PoolTestHooks } from './pool.ts';
 
@@ -316,7 +316,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
 
   /**
    * A whole-sequence recurrent kernel (workers/sequence-api.ts) as one job of row ranges (multiples of the
-   * packed GEMM's row tile): rows never interact, so the ranges run on any threads in any order with the
+   * packed GEMM's row tile, in guided sizes): rows never interact, so the ranges run on any threads in any order with the
    * results of one call. `operands`: each pointer with its row width in units of U (0: passed as is, a weight
    * matrix or a flag; a 0 pointer stays 0); then `rows`, `batch` and `tail`. Every range packs the recurrent
    * kernel once into its thread's workspace and runs the packed micro-kernel at every step (path 3; the direct
@@ -325,7 +325,8 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
    */
   function sequenceJob(name: (typeof SEQUENCE_KERNEL_NAMES)[number], operands: readonly [number, number][], batch: number, U: number, flops: number, tail: readonly number[]): Promise<void> | void {
     const parallel = splitting() && !pool?.sequencesAlone && batch >= 2 * MR && flops >= threshold();
-    const parts = parallel ? partitionGemm(batch, 0, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), PACKED_ROW_TILE).ranges : [[0, batch] as [number, number]];
+    // Guided sizes (workers/partition.ts): the chunks are few and long, and equal ones left one thread idle at the end.
+    const parts = parallel ? partitionGuided(batch, threads, PACKED_ROW_TILE) : [[0, batch] as [number, number]];
     const range = ([r0, r1]: [number, number]) => [...operands.map(([p, width]) => (p === 0 ? 0 : p + 4 * r0 * width * U)), r1 - r0, batch, ...tail, SEQUENCE_PACK_ONCE];
     // Alone (one thread, or a busy host: see WorkerPool.sequencesAlone): one call over every row, packing the recurrent
     // kernel once; the ranges one after another would each pack it and stream it through the cache at every step.
@@ -498,4 +499,4 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   };
 }
 
-export { partitionBatch, partitionElements, partitionGemm } from './partition.ts';
+export { partitionBatch, partitionElements, partitionGemm, partitionGuided } from './partition.ts';

@@ -477,7 +477,7 @@ describe('step judge (busy host: whole steps with the workers or every job alone
     assert.ok(steps.choice.switches >= 1);
     // The host quietens: the pool is faster, and the next re-measurement switches back for good.
     const poolFaster = { pool: 0.5, alone: 1 };
-    run(20_000, poolFaster); // (a way's cost is the median of its last three windows: two re-measurements, up to 1.6 s apart)
+    run(20_000, poolFaster); // (the choice follows the median of its last three paired ratios: two re-measurements)
     assert.ok(run(400, poolFaster) < 40, 'back to the workers once they pay');
     // No steps for a while: jobs outside steps are never forced alone by old step figures.
     contended = true;

@@ -243,7 +243,7 @@ export class WorkerPool {
   /**
    * True while steps are marked on a host that counts as busy: the whole-sequence recurrent jobs then run on the
    * caller alone, whichever way the step judge runs the rest. Their chunks are long (an LSTM range is every step
-   * of 12 rows, about 1 ms), and a worker descheduled while it holds one stalls the caller for a scheduler slice.
+   * of up to 18 rows, about 1 ms), and a worker descheduled while it holds one stalls the caller for a scheduler slice.
    * With one core busy, split sequences trained the LSTM at 0.92–0.97× a 1-thread engine in four runs, alone at
    * 0.99–1.00× (ninth session).
    */

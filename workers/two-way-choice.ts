@@ -1,9 +1,10 @@
 /**
  * A choice between two ways of doing the same thing on a busy host, by measured cost: the split judge
- * (workers/split-judge.ts) uses one per kind of job (split across the pool, or alone on the caller), the step
- * judge (workers/step-judge.ts) one for whole steps (every job split, or every job alone).
+ * (workers/split-judge.ts) uses one per kind of job (split across the pool, or alone on the caller). The step
+ * judge (workers/step-judge.ts) uses a PairedChoice (workers/paired-choice.ts), which shares this module's margin,
+ * settings and busy-host reading.
  *
- * It keeps each way's cost (time per unit, smoothed over its rounds or the median of its latest), runs the
+ * It keeps each way's cost (time per unit, smoothed over its rounds), runs the
  * cheaper, and measures the other again once its figure is older than an interval that starts at `exploreMs`,
  * doubles up to `maxExploreMs` while re-measuring confirms the choice, and drops to `recheckMs` after a switch
  * (one noisy round must not hold the worse way for long). On a quiet host it always takes the first way and
@@ -34,11 +35,6 @@ export interface ChoiceSettings {
    * Lower for figures that are noisy from round to round, so one round cannot flip the choice.
    */
   readonly weight?: number;
-  /**
-   * When given, a way's cost is instead the median of its last `figures` figures (the mean of two): one outlier
-   * round neither flips the choice nor lingers in the cost, and a real change shows after two rounds of it.
-   */
-  readonly figures?: number;
 }
 
 /** The median of `values` (one to a few numbers), the mean of the middle two for an even count. */
@@ -74,10 +70,8 @@ export class SustainedBusy {
 export class TwoWayChoice {
   /** The way the next round runs: 0 (the default, always on a quiet host) or 1. */
   way: 0 | 1 = 0;
-  /** Cost (time per unit) of each way: smoothed over its rounds, or the median of its latest; NaN before its first. */
+  /** Cost (time per unit) of each way, smoothed over its rounds; NaN before its first. */
   readonly cost: [number, number] = [NaN, NaN];
-  /** Each way's latest figures (with {@link ChoiceSettings.figures}), oldest first. */
-  private readonly recent: [number[], number[]] = [[], []];
   /** When each way's cost was last measured. */
   readonly at: [number, number] = [-Infinity, -Infinity];
   exploreMs: number;
@@ -101,15 +95,8 @@ export class TwoWayChoice {
   record(cost: number, now: number, contended: boolean): void {
     const way = this.way;
     this.host.say(contended, now);
-    const { figures, weight = 0.5 } = this.settings;
-    if (figures) {
-      const recent = this.recent[way];
-      recent.push(cost);
-      if (recent.length > figures) recent.shift();
-      this.cost[way] = median(recent);
-    } else {
-      this.cost[way] = Number.isNaN(this.cost[way]) ? cost : (1 - weight) * this.cost[way] + weight * cost;
-    }
+    const { weight = 0.5 } = this.settings;
+    this.cost[way] = Number.isNaN(this.cost[way]) ? cost : (1 - weight) * this.cost[way] + weight * cost;
     this.at[way] = now;
     const before = this.way;
     const other = before === 0 ? 1 : 0;
@@ -123,7 +110,6 @@ export class TwoWayChoice {
       // A quiet host: the first way; figures of the second from a busy spell are forgotten.
       this.way = 0;
       this.cost[1] = NaN;
-      this.recent[1].length = 0;
       this.exploring = false;
       this.exploreMs = this.settings.exploreMs;
     } else if (Number.isNaN(this.cost[0]) || Number.isNaN(this.cost[1])) {

@@ -138,7 +138,8 @@ async function trainRows(quick: boolean, data: Dataset, label: string): Promise<
       if (ends.length !== arrow.length) throw new Error(`fit emitted ${ends.length} steps for ${arrow.length} batches`);
       const run = segmentedThroughput(t0, ends, 64, SEGMENT_BATCHES);
       rx = run.examplesPerSecond;
-      log(`  rxgrad cnn train: ${Math.round(run.overall)} ex/s overall, ${Math.round(rx)} the median ${SEGMENT_BATCHES}-batch segment (reported); ${engine.compute.threads} threads, CPU share ${cpuShare.toFixed(2)}; ${foreignLoad()}`);
+      log(`  rxgrad cnn train: ${Math.round(run.overall)} ex/s overall, ${Math.round(rx)} the median ${SEGMENT_BATCHES}-batch segment` +
+        ` (reported); ${engine.compute.threads} threads, CPU share ${cpuShare.toFixed(2)}; ${foreignLoad()}`);
       model.dispose();
     } finally {
       await engine.close();

@@ -21,7 +21,8 @@ import { MARGIN, median, SustainedBusy, type ChoiceSettings } from './two-way-ch
 export const RATIOS = 3;
 
 /**
- * Usage: `const c = new PairedChoice(settings); …run a window the way c.way says (0 or 1)…; c.record(msPerStep, now, contended);`
+ * Usage: `const c = new PairedChoice(settings); …run a window the way c.way says (0 or 1)…;
+ * c.record(msPerStep, now, contended);`
  */
 export class PairedChoice {
   /** The way the next window runs: the chosen way, or the other while {@link exploring}. */

@@ -33,10 +33,10 @@ export const STEP_GAP_MS = 250;
  */
 const PAUSE_FACTOR = 10;
 /**
- * Windows are 80 ms, not 40 (and until the twelfth session a way's cost was the median of its last three): with one core busy, 40 ms
- * windows of the same way varied by ±15% and the choice followed single windows (a half weight), so whole steps
- * spent most of their time alone although split steps were faster on average (in one run, forced split 1.09–1.22×
- * a 1-thread engine on three models of four, the judge 0.98–1.02×; ninth session). The ninth session's quarter
+ * Windows are 80 ms, not 40 (until the twelfth session a way's cost was the median of its last three windows):
+ * with one core busy, 40 ms windows of the same way varied by ±15% and the choice followed single windows (a half
+ * weight), so whole steps spent most of their time alone although split steps were faster on average (in one run,
+ * forced split 1.09–1.22× a 1-thread engine on three models of four, the judge 0.98–1.02×; ninth session). The ninth session's quarter
  * weight then held an outlier too long: a first split figure of 1.57 ms per step, taken as the host turned busy,
  * still weighed in after five re-measurements of 0.87–1.03 (cost 1.115 against alone's 0.81; tenth session).
  *

@@ -4,8 +4,8 @@
  *
  * Rows:
  * - `cnn train b64` (examples/s): rxgrad `fit` over pre-made Arrow batches, after WARM_UP_MS of untimed
- *   training (the median rate of its 50-batch segments; the whole run's rate is logged too), vs TF.js cpu `trainOnBatch` (only a handful of TF.js batches are timed: it trains ~12 ex/s).
- *   No augmentation on either side.
+ *   training (the median rate of its 50-batch segments; the whole run's rate is logged too), vs TF.js cpu
+ *   `trainOnBatch` (only a handful of TF.js batches are timed: it trains ~12 ex/s). No augmentation on either side.
  * - `cnn inference b256` (examples/s): rxgrad `predict` vs TF.js wasm and cpu `predict(...).dataSync()` on
  *   the same pre-made batches of 256; once with the example's 'same' padding and once with 'valid' (Keras's
  *   default: 26→13→11→5, about 0.6× the work, where TF.js wasm is fastest — ~16–18k ex/s here).

@@ -25,16 +25,12 @@ export const RATIOS = 3;
  * c.record(msPerStep, now, contended);`
  */
 export class PairedChoice {
-  /** The way the next window runs: the chosen way, or the other while {@link exploring}. */
-  way: 0 | 1 = 0;
   /** The chosen way. */
   chosen: 0 | 1 = 0;
   /** The next window runs the way not chosen, between two windows of the chosen way. */
   exploring = false;
   /** Times the choice went from way 0 to way 1 (a measurement hook). */
   switches = 0;
-  /** Each way's latest window figure; NaN before its first (a measurement hook). */
-  readonly cost: [number, number] = [NaN, NaN];
   /** Latest paired ratios, cost of way 1 over cost of way 0, oldest first. */
   readonly ratios: number[] = [];
   exploreMs: number;
@@ -49,6 +45,11 @@ export class PairedChoice {
     this.exploreMs = settings.exploreMs;
   }
 
+  /** The way the next window runs: the chosen way, or the other while {@link exploring}. */
+  get way(): 0 | 1 {
+    return this.exploring ? (this.chosen === 0 ? 1 : 0) : this.chosen;
+  }
+
   /** Whether the host counts as busy: what the caller said at every window for SUSTAIN_MS. */
   get hostBusy(): boolean {
     return this.host.busy;
@@ -57,9 +58,8 @@ export class PairedChoice {
   /** Records the figure of a finished window (run the way {@link way} said), then decides how the next runs. */
   record(cost: number, now: number, contended: boolean): void {
     this.host.say(contended, now);
-    this.cost[this.way] = cost;
     if (!this.host.busy) {
-      this.way = this.chosen = 0;
+      this.chosen = 0;
       this.exploring = false;
       this.ratios.length = 0;
       this.before = this.other = NaN;
@@ -70,7 +70,6 @@ export class PairedChoice {
       // The other way's window: the chosen way's next closes the pair.
       this.other = cost;
       this.exploring = false;
-      this.way = this.chosen;
       return;
     }
     if (!Number.isNaN(this.other)) {
@@ -83,7 +82,7 @@ export class PairedChoice {
       const best = this.chosen === 0 ? (ratio < 1 - MARGIN ? 1 : 0) : ratio > 1 / (1 - MARGIN) ? 0 : 1;
       if (best !== this.chosen) {
         if (best === 1) this.switches++;
-        this.chosen = this.way = best;
+        this.chosen = best;
         this.exploreMs = this.settings.recheckMs;
       } else {
         this.exploreMs = Math.min(this.settings.maxExploreMs, 2 * this.exploreMs);
@@ -93,7 +92,6 @@ export class PairedChoice {
     if (this.ratios.length === 0 || now - this.pairedAt > this.exploreMs) {
       this.before = cost;
       this.exploring = true;
-      this.way = this.chosen === 0 ? 1 : 0;
     }
   }
 }

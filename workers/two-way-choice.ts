@@ -22,7 +22,7 @@ export const SUSTAIN_MS = 100;
 /** How much cheaper (a fraction) the other way must be for the choice to switch to it. */
 export const MARGIN = 0.03;
 
-/** Intervals (ms) and smoothing of a {@link TwoWayChoice}. */
+/** Intervals (ms) of a {@link TwoWayChoice} or a PairedChoice (workers/paired-choice.ts). */
 export interface ChoiceSettings {
   /** How old the other way's figure may get before it is measured again, at first. */
   readonly exploreMs: number;
@@ -30,12 +30,10 @@ export interface ChoiceSettings {
   readonly maxExploreMs: number;
   /** The interval right after a switch. */
   readonly recheckMs: number;
-  /**
-   * Weight of a round's figure in its way's smoothed cost (the rest is the cost before it); 0.5 unless given.
-   * Lower for figures that are noisy from round to round, so one round cannot flip the choice.
-   */
-  readonly weight?: number;
 }
+
+/** Weight of a round's figure in its way's smoothed cost (the rest is the cost before it). */
+const WEIGHT = 0.5;
 
 /** The median of `values` (one to a few numbers), the mean of the middle two for an even count. */
 export function median(values: readonly number[]): number {
@@ -95,8 +93,7 @@ export class TwoWayChoice {
   record(cost: number, now: number, contended: boolean): void {
     const way = this.way;
     this.host.say(contended, now);
-    const { weight = 0.5 } = this.settings;
-    this.cost[way] = Number.isNaN(this.cost[way]) ? cost : (1 - weight) * this.cost[way] + weight * cost;
+    this.cost[way] = Number.isNaN(this.cost[way]) ? cost : (1 - WEIGHT) * this.cost[way] + WEIGHT * cost;
     this.at[way] = now;
     const before = this.way;
     const other = before === 0 ? 1 : 0;

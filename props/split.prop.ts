@@ -88,6 +88,56 @@ describe('split kernels: bitwise identical on 1, 2 and 3 threads with random cla
     );
   });
 
+  it('gemm row splits on the packed path, op(B) packed once for every chunk (k across packing blocks)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        // m ≥ n: split by rows; the 'packed' hint: the packed path on every build; k past 256: two k blocks.
+        fc.integer({ min: 16, max: 40 }), fc.integer({ min: 40, max: 90 }), fc.integer({ min: 200, max: 600 }),
+        fc.integer({ min: 0, max: 3 }), fc.boolean(), fc.integer(),
+        async (n, extra, k, t, accumulate, seed) => {
+          arena.reset();
+          const m = n + extra;
+          const [tA, tB] = [t & 1, t >> 1];
+          const a = alloc(m * k), b = alloc(k * n), c = alloc(m * n);
+          const reset = () => {
+            fillRandom(a, m * k, seed);
+            fillRandom(b, k * n, seed + 1);
+            fillRandom(c, m * n, seed + 2);
+          };
+          await sameBits(`gemm ${m}×${n}×${k} t${t}`, reset, [[c, m * n]], (be) =>
+            be.gemm(tA, tB, m, n, k, 0.75, a, tA ? m : k, b, tB ? k : n, accumulate ? 1 : 0, c, n, 'packed'));
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('two packed GEMM row splits in flight at once: the second does not pack over the first\'s shared op(B)', async () => {
+    const m = 120, n = 48, k = 300;
+    arena.reset();
+    const a = alloc(m * k), b1 = alloc(k * n), b2 = alloc(k * n), c1 = alloc(m * n), c2 = alloc(m * n);
+    fillRandom(a, m * k, 1);
+    fillRandom(b1, k * n, 2);
+    fillRandom(b2, k * n, 3);
+    await one.gemm(0, 0, m, n, k, 1, a, k, b1, n, 0, c1, n, 'packed');
+    await one.gemm(0, 0, m, n, k, 1, a, k, b2, n, 0, c2, n, 'packed');
+    const expected = [bits(c1, m * n), bits(c2, m * n)];
+    heap.f32.fill(0, c1 >> 2, (c1 >> 2) + m * n);
+    heap.f32.fill(0, c2 >> 2, (c2 >> 2) + m * n);
+    // The worker holds its chunk 20 ms before running it, past the caller's spin (5 ms): the first product is
+    // still pending when the second is asked for, not awaited in between.
+    const held = createWasmCompute(heap.memory, { threads: 2, ...forced, testHooks: { slowThread: 1, slowMs: 20, workersFirst: true } });
+    try {
+      const first = held.gemm(0, 0, m, n, k, 1, a, k, b1, n, 0, c1, n, 'packed');
+      const second = held.gemm(0, 0, m, n, k, 1, a, k, b2, n, 0, c2, n, 'packed');
+      await Promise.all([first, second]);
+    } finally {
+      await held.close();
+    }
+    assert.deepEqual(bits(c1, m * n), expected[0], 'first product differs from 1 thread');
+    assert.deepEqual(bits(c2, m * n), expected[1], 'second product differs from 1 thread');
+  });
+
   it('conv2d forward, input gradient and filter gradient; max pooling forward and backward', async () => {
     await fc.assert(
       fc.asyncProperty(

@@ -220,6 +220,11 @@ export class WorkerPool {
     return result;
   }
 
+  /** True while a job is pending (an asynchronous one not yet settled): a new job would queue behind it. */
+  get pending(): boolean {
+    return this.tail !== undefined;
+  }
+
   /** Chunks run so far by each thread (index 0 the caller, w + 1 worker w): test and measurement hook. */
   chunkCounts(): number[] {
     return [this.callerChunks, ...this.workers.ranCounts()];

@@ -102,6 +102,10 @@ export interface WasmCompute extends ComputeBackend {
     setGemmPath(mode: number): void;
     gemmWith(path: number, ...args: Parameters<Kernels['gemm']>): void;
     gemmChoosePath(transB: number, m: number, n: number, k: number, ldb: number): number;
+    packBWhole(transB: number, k: number, n: number, b: number, ldb: number, dst: number): void;
+    packedBBytes(k: number, n: number): number;
+    packedBCapacity(): number;
+    gemmPrepacked(transA: number, m: number, n: number, k: number, alpha: number, a: number, lda: number, pb: number, beta: number, c: number, ldc: number): void;
   };
   elementwiseMany(calls: readonly ElementwiseCall[]): void;
   lstmCellForward(...args: Parameters<Kernels['lstmCellForward']>): Promise<void> | void;
@@ -145,7 +149,7 @@ export function reductionChunks(batch: number, flops: number): number {
  * entry points of the splits that are not part of the Kernels contract.
  */
 export const CALL_NAMES = [
-  ...KERNEL_NAMES, 'maxPool2dForwardPart', 'maxPool2dBackwardPart', 'gemmWith',
+  ...KERNEL_NAMES, 'maxPool2dForwardPart', 'maxPool2dBackwardPart', 'gemmWith', 'gemmPrepacked',
   ...SEQUENCE_KERNEL_NAMES,
 ] as const;
 type CallName = (typeof CALL_NAMES)[number];
@@ -199,11 +203,15 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
   // One packing workspace per thread, each on its own cache lines (64-byte multiples), taken up front so
   // that wasm never allocates and a worker never waits for memory.
   const workspaceBytes = Math.ceil(exports.workspaceBytes() / 64) * 64;
-  // Then the pool's job block and the partial sums of chunked reductions, on lines of their own.
-  const workspaceBase = provideWorkspace(memory, threads * workspaceBytes + JOB_BYTES + 4 * REDUCE_FLOATS, options.alloc);
+  // Then the pool's job block, the partial sums of chunked reductions and (with a pool) the op(B) that the
+  // chunks of a split GEMM share, on lines of their own.
+  const sharedPackBytes = threads > 1 ? Math.ceil(exports.packedBCapacity() / 64) * 64 : 0;
+  const reduceBytes = Math.ceil((4 * REDUCE_FLOATS) / 64) * 64;
+  const workspaceBase = provideWorkspace(memory, threads * workspaceBytes + JOB_BYTES + reduceBytes + sharedPackBytes, options.alloc);
   const workspaceOf = (t: number) => workspaceBase + t * workspaceBytes;
   const jobBlock = workspaceOf(threads);
   const reduceBase = jobBlock + JOB_BYTES;
+  const sharedPackB = reduceBase + reduceBytes;
   const gemmPath = { auto: 0, unpacked: 1, packed: 2 }[options.gemmPath ?? 'auto'];
   exports.setWorkspace(workspaceOf(0));
   warmUp(exports, scratch, scratchBytes);
@@ -448,6 +456,17 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     // once, not per chunk.
     const whole = () => exports.gemmWith(path, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     if (parts.length < 2) return whole();
+    // A row split on the packed path: op(B) packed once here and shared by the chunks, instead of packed again
+    // by each of them (up to 8 times): 4–10% off the split 512³, 256×512×512 (A transposed) and 384×256×1024
+    // products (thirteenth session, docs/PERFORMANCE.md). Only with no job pending: the shared area is then
+    // free (a job queued behind another would run later, after this one may have packed over it).
+    if (rows && path === 2 && !getPool().pending && exports.packedBBytes(k, n) <= sharedPackBytes) {
+      exports.packBWhole(transB, k, n, b, ldb, sharedPackB);
+      const prepacked = ([s, e]: [number, number]): number[] =>
+        [transA, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, sharedPackB, beta, c + 4 * s * ldc, ldc];
+      // alpha (argument 4) and beta (8) are f32.
+      return runJob('gemmPrepacked', parts.map(prepacked), true, false, (1 << 4) | (1 << 8), { work: flops, whole });
+    }
     const part = ([s, e]: [number, number]): number[] =>
       rows
         ? [path, transA, transB, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, b, ldb, beta, c + 4 * s * ldc, ldc]

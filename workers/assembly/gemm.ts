@@ -439,6 +439,29 @@ function gemmPacked(
   return (<usize>jc * <usize>k + <usize>pc * <usize>((nc + 7) & ~7)) << 2;
 }
 
+/** Bytes of a whole op(B) (k × n) packed by {@link packBWhole}: k rows of n columns rounded up to 8. */
+export function packedBBytes(k: i32, n: i32): i32 {
+  return k * ((n + 7) & ~7) << 2;
+}
+
+/** Largest whole op(B) (bytes) the packed path may be given packed: what one thread's workspace holds. */
+export function packedBCapacity(): i32 {
+  return <i32>PACK_B_BYTES;
+}
+
+/**
+ * Packs the whole op(B) (k × n, row stride ldb floats) at dst ({@link packedBBytes} bytes) in the blocks the
+ * packed path reads ({@link gemmPrepacked}): the same floats it packs per call, so the same bits.
+ */
+export function packBWhole(transB: i32, k: i32, n: i32, b: usize, ldb: i32, dst: usize): void {
+  for (let jc = 0; jc < n; jc += PNC) {
+    const nc = min(PNC, n - jc);
+    for (let pc = 0; pc < k; pc += PKC) {
+      packBPanels(transB, b, <usize>ldb << 2, pc, min(PKC, k - pc), jc, nc, dst + packedBlockOffset(jc, pc, k, nc));
+    }
+  }
+}
+
 /**
  * Packs the whole B (k × n, row stride ldb floats, not transposed) into this thread's workspace for
  * {@link gemmPrepacked}, and returns where; 0 (nothing packed: use another path) when it does not fit, the
@@ -450,18 +473,14 @@ export function packBOnce(k: i32, n: i32, b: usize, ldb: i32): usize {
   if (workspace == 0 || gemmPath == 1 || k <= 0 || n <= 0) return 0;
   if ((<i64>k * <i64>((n + 7) & ~7)) << 2 > <i64>PACK_B_BYTES) return 0;
   const dst = workspace + PACK_A_BYTES;
-  for (let jc = 0; jc < n; jc += PNC) {
-    const nc = min(PNC, n - jc);
-    for (let pc = 0; pc < k; pc += PKC) {
-      packBPanels(0, b, <usize>ldb << 2, pc, min(PKC, k - pc), jc, nc, dst + packedBlockOffset(jc, pc, k, nc));
-    }
-  }
+  packBWhole(0, k, n, b, ldb, dst);
   return dst;
 }
 
 /**
- * C = alpha · op(A) · B + beta · C (m, n, k ≥ 1) on the packed path with B packed by {@link packBOnce} on this
- * thread (`pb`): bitwise the packed path's result, for any rows of C.
+ * C = alpha · op(A) · op(B) + beta · C (m, n, k ≥ 1) on the packed path with op(B) already packed at `pb` (by
+ * {@link packBOnce} on this thread, or {@link packBWhole} anywhere): bitwise the packed path's result, for any rows
+ * of C. A row split of a product shares one packed B this way instead of packing it again per chunk.
  */
 export function gemmPrepacked(
   transA: i32, m: i32, n: i32, k: i32, alpha: f32, a: usize, lda: i32, pb: usize, beta: f32, c: usize, ldc: i32,

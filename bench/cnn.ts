@@ -4,7 +4,8 @@
  *
  * Rows:
  * - `cnn train b64` (examples/s): rxgrad `fit` over pre-made Arrow batches, after WARM_UP_MS of untimed
- *   training (the median rate of its 50-batch segments; the whole run's rate is logged too), vs TF.js cpu
+ *   training (the median rate of its 50-batch segments; the whole run's rate is logged too; measured again, at
+ *   most three times, while the host gives less than two cores close together: bench/clean-host.ts), vs TF.js cpu
  *   `trainOnBatch` (only a handful of TF.js batches are timed: it trains ~12 ex/s). No augmentation on either side.
  * - `cnn inference b256` (examples/s): rxgrad `predict` vs TF.js wasm and cpu `predict(...).dataSync()` on
  *   the same pre-made batches of 256; once with the example's 'same' padding and once with 'valid' (Keras's
@@ -25,6 +26,9 @@ import { FASHION_MNIST_DIR, loadFashionMnist } from '../src/data/idx.ts';
 import type { Engine } from '../src/engine.ts';
 import { fillRandom, median, repeatFor, segmentedThroughput, timeIt, WARM_UP_MS, type Row } from './harness.ts';
 import { loadRxgrad, makeEngine } from './rxgrad.ts';
+import { onCleanHost } from './clean-host.ts';
+import { SimdPairProbe } from './simd-pair.ts';
+import { CoherenceProbe } from './coherence-probe.ts';
 import { initTfjs, tf, useBackend } from './tfjs.ts';
 
 const CLASSES = 10;
@@ -130,16 +134,26 @@ async function trainRows(quick: boolean, data: Dataset, label: string): Promise<
       // Untimed training first (WARM_UP_MS, bench/harness.ts): a 2-thread engine's first seconds are slower.
       await repeatFor(quick ? 300 : WARM_UP_MS, () =>
         lastValueFrom(from(arrow.slice(0, 25)).pipe(model.fit({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: 1e-3 }) }), count())));
-      // Each step's end is stamped as the fit emits it; the row is the median segment's rate (as the LSTM row's).
-      const ends: number[] = [];
-      const t0 = performance.now();
-      const stamped = model.fit({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: 1e-3 }) });
-      const { cpuShare } = await withCpuShare(() => lastValueFrom(from(arrow).pipe(stamped, tap(() => ends.push(performance.now())), count())));
-      if (ends.length !== arrow.length) throw new Error(`fit emitted ${ends.length} steps for ${arrow.length} batches`);
-      const run = segmentedThroughput(t0, ends, 64, SEGMENT_BATCHES);
-      rx = run.examplesPerSecond;
-      log(`  rxgrad cnn train: ${Math.round(run.overall)} ex/s overall, ${Math.round(rx)} the median ${SEGMENT_BATCHES}-batch segment` +
-        ` (reported); ${engine.compute.threads} threads, CPU share ${cpuShare.toFixed(2)}; ${foreignLoad()}`);
+      // Each step's end is stamped as the fit emits it; the row is the median segment's rate (as the LSTM row's),
+      // measured again while the host gives less than two cores close together (bench/clean-host.ts).
+      const timedRun = async () => {
+        const ends: number[] = [];
+        const t0 = performance.now();
+        const stamped = model.fit({ loss: softmaxCrossEntropy(), optimizer: adam({ learningRate: 1e-3 }) });
+        const { cpuShare } = await withCpuShare(() => lastValueFrom(from(arrow).pipe(stamped, tap(() => ends.push(performance.now())), count())));
+        if (ends.length !== arrow.length) throw new Error(`fit emitted ${ends.length} steps for ${arrow.length} batches`);
+        return { result: { ...segmentedThroughput(t0, ends, 64, SEGMENT_BATCHES), cpuShare } };
+      };
+      const probes = { pair: await SimdPairProbe.start(), coherence: await CoherenceProbe.start() };
+      try {
+        const { result: run } = await onCleanHost(probes, 'rxgrad cnn train', timedRun, (r) => `${Math.round(r.examplesPerSecond)} ex/s`, log);
+        rx = run.examplesPerSecond;
+        log(`  rxgrad cnn train: ${Math.round(run.overall)} ex/s overall, ${Math.round(rx)} the median ${SEGMENT_BATCHES}-batch segment` +
+          ` (reported); ${engine.compute.threads} threads, CPU share ${run.cpuShare.toFixed(2)}; ${foreignLoad()}`);
+      } finally {
+        await probes.pair.close();
+        await probes.coherence.close();
+      }
       model.dispose();
     } finally {
       await engine.close();

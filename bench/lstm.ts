@@ -9,7 +9,8 @@
  *
  * TF.js is far slower here, so each library runs until it has trained `batches` batches or spent
  * `budgetSeconds`, whichever comes first (at least `minBatches`), and reports examples per second: the
- * median of its 25-batch segments (the whole run's rate when it has fewer than 3), both logged.
+ * median of its 25-batch segments (the whole run's rate when it has fewer than 3), both logged. rxgrad's timed
+ * run is measured again (at most three times) while the host gives less than two cores close together (bench/clean-host.ts).
  *
  * Usage: `const rows = await lstmBench({ quick: true });` or standalone `npx tsx bench/lstm.ts [--quick]`
  */
@@ -21,6 +22,9 @@ import { loadEmbeddedMnist } from '../src/data/mnist.ts';
 import { FASHION_MNIST_DIR, loadFashionMnist } from '../src/data/idx.ts';
 import { fillRandom, repeatFor, segmentedThroughput, WARM_UP_MS, type Throughput } from './harness.ts';
 import { closeRxgradEngines, loadRxgrad } from './rxgrad.ts';
+import { onCleanHost } from './clean-host.ts';
+import { SimdPairProbe } from './simd-pair.ts';
+import { CoherenceProbe } from './coherence-probe.ts';
 import { tf, useBackend } from './tfjs.ts';
 
 const STEPS = 28;
@@ -128,11 +132,21 @@ async function trainRxgrad(batches: HostBatch[], budget: Budget): Promise<Throug
   try {
     await repeatFor(budget.warmUpMs, () => lastValueFrom(from(arrow.slice(0, WARMUP_BATCHES)).pipe(model.fit({ loss, optimizer }), count())));
     const timed = arrow.slice(WARMUP_BATCHES, WARMUP_BATCHES + budget.batches);
-    const ends: number[] = [];
-    const t0 = performance.now();
-    await lastValueFrom(from(timed).pipe(model.fit({ loss, optimizer }), tap(() => ends.push(performance.now())), count()));
-    if (ends.length !== timed.length) throw new Error(`fit emitted ${ends.length} steps for ${timed.length} batches`);
-    return throughputOf(t0, ends);
+    const timedRun = async () => {
+      const ends: number[] = [];
+      const t0 = performance.now();
+      await lastValueFrom(from(timed).pipe(model.fit({ loss, optimizer }), tap(() => ends.push(performance.now())), count()));
+      if (ends.length !== timed.length) throw new Error(`fit emitted ${ends.length} steps for ${timed.length} batches`);
+      return { result: throughputOf(t0, ends) };
+    };
+    // Measured again while the host gives less than two cores close together (bench/clean-host.ts).
+    const probes = { pair: await SimdPairProbe.start(), coherence: await CoherenceProbe.start() };
+    try {
+      return (await onCleanHost(probes, 'rxgrad', timedRun, (r) => `${Math.round(r.examplesPerSecond)} examples/s`, log)).result;
+    } finally {
+      await probes.pair.close();
+      await probes.coherence.close();
+    }
   } finally {
     model.dispose();
   }

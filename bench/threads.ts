@@ -11,7 +11,9 @@
  * ratios, each round's two engines having run back to back), the machine's ceiling for
  * that ratio under the same load: two 1-thread child processes at once against one (bench/ceiling.ts), and what two
  * threads sharing nothing got from the host during the rounds: a GEMM loop on each, measured after every round
- * (bench/simd-pair.ts).
+ * (bench/simd-pair.ts), and what a write to memory the other thread has just read cost then (bench/coherence-probe.ts).
+ * A quiet model's rounds are measured again (at most three times, every attempt logged) while those readings say
+ * the host gave less than two cores close together (bench/clean-host.ts).
  *
  * Also the MLP's inference at batch 256 through `model.predict()`, next to its two GEMMs alone on the same
  * engine (what the kernels allow), so the share of the rest is visible.
@@ -32,6 +34,8 @@ import { torchRates, type TorchRates } from './torch.ts';
 import { SUBJECTS, makeBatches, type Subject } from './train-subjects.ts';
 import { separateProcessCeiling } from './ceiling.ts';
 import { SimdPairProbe } from './simd-pair.ts';
+import { onCleanHost, readHost, type HostProbes } from './clean-host.ts';
+import { CoherenceProbe } from './coherence-probe.ts';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
 
@@ -107,8 +111,8 @@ function roundRatios(engine: TrainRate, baseline: TrainRate): number[] {
  * share nothing got from the host then).
  */
 async function trainRates(
-  rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number, warmUpMs: number, pair: SimdPairProbe,
-): Promise<{ rates: TrainRate[]; pairs: number[] }> {
+  rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number, warmUpMs: number, probes: HostProbes,
+): Promise<{ rates: TrainRate[]; pairs: number[]; coherences: number[] }> {
   const models = engines.map((engine) => subject.build(rx, engine));
   try {
     const fits = models.map((model) => {
@@ -122,6 +126,7 @@ async function trainRates(
     const waited = engines.map(() => 0);
     const chunksBefore = engines.map(chunkCounts);
     const pairs: number[] = [];
+    const coherences: number[] = [];
     for (let r = 0; r < rounds; r++) {
       // Alternate which engine goes first, so a drift in the load hits both alike.
       const order = r % 2 ? [...fits.keys()].reverse() : [...fits.keys()];
@@ -132,7 +137,9 @@ async function trainRates(
         seconds[i]!.push((performance.now() - t0) / 1000);
         waited[i]! += mainRunQueueWaitMs() - w0;
       }
-      pairs.push(pair.measure());
+      const host = readHost(probes);
+      pairs.push(host.pair);
+      coherences.push(host.coherence);
     }
     const rates = seconds.map((s, i) => {
       const ran = chunkCounts(engines[i]!).map((n, t) => n - (chunksBefore[i]![t] ?? 0));
@@ -144,7 +151,7 @@ async function trainRates(
         workerChunkShare: total > 0 ? (total - ran[0]!) / total : NaN,
       };
     });
-    return { rates, pairs };
+    return { rates, pairs, coherences };
   } finally {
     for (const model of models) model.dispose();
   }
@@ -204,7 +211,7 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
   // of a busy host is measured in its steady state, as in a real training run, not mostly its first decisions.
   const passes = options.quick ? 1 : 3;
   const busy = new BusyCore();
-  const pair = await SimdPairProbe.start();
+  const probes: HostProbes = { pair: await SimdPairProbe.start(), coherence: await CoherenceProbe.start() };
   try {
     for (const condition of (['quiet', 'one core busy'] as const).filter((c) => !options.condition || c === options.condition)) {
       try {
@@ -215,7 +222,15 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
           const batches = makeBatches(rx, subject, steps);
           const engines = [await makeEngine(2), await makeEngine(1)];
           try {
-            const { rates, pairs } = await trainRates(rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS, pair);
+            const measure = () => trainRates(rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS, probes);
+            // Quiet rows are measured again while the host gives two threads less than two cores close together
+            // (bench/clean-host.ts); with one core busy the load is the point, and both engines share it.
+            const { rates, pairs, coherences } = condition === 'quiet'
+              ? (await onCleanHost(probes, `${subject.name} quiet`, async () => {
+                const r = await measure();
+                return { result: r, host: { pair: median(r.pairs), coherence: median(r.coherences) } };
+              }, (r) => `2-vs-1 ${median(roundRatios(r.rates[0]!, r.rates[1]!)).toFixed(2)}×`, log)).result
+              : await measure();
             const [twoThreads, oneThread] = rates as [TrainRate, TrainRate];
             const two = twoThreads.rate, one = oneThread.rate;
             const perRound = roundRatios(twoThreads, oneThread);
@@ -233,6 +248,8 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
             log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${ratio.toFixed(2)}× (median of the rounds' ratios, ${spread}; ratio of the medians ${(two / one).toFixed(2)}×; ${note}; pool rests ${rests}; ${waits}; ${shared})`);
             const pairRatio = median(pairs);
             log(`    two threads sharing nothing, a GEMM loop each after every round: ${pairRatio.toFixed(2)}× one (${Math.min(...pairs).toFixed(2)}–${Math.max(...pairs).toFixed(2)}×)`);
+            const coherence = median(coherences);
+            log(`    a write to 400 KB the other thread just read, after every round: ${coherence.toFixed(1)}× an unshared one (${Math.min(...coherences).toFixed(1)}–${Math.max(...coherences).toFixed(1)}×)`);
             // What two processes sharing nothing but the machine reach under the same load: no 2-thread engine can beat it.
             const ceiling = await separateProcessCeiling(subject.name, steps, passes, options.quick ? 1500 : 3000);
             log(`    ceiling: one 1-thread process ${Math.round(ceiling.solo)} ex/s, two at once ${Math.round(ceiling.pair)} ex/s, ${ceiling.ratio.toFixed(2)}×;` +
@@ -245,6 +262,7 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
               row(`${prefix}, whole step 2-vs-1 threads`, '×', ratio, pt && pt.one ? pt.two / pt.one : null),
               row(`${prefix}, ceiling: two 1-thread processes at once vs one`, '×', ceiling.ratio),
               row(`${prefix}, two threads sharing nothing (GEMM loops) vs one, during the rounds`, '×', pairRatio),
+              row(`${prefix}, a write to what the other thread just read vs an unshared one, during the rounds`, '×', coherence),
             );
           } finally {
             for (const engine of engines) await engine.close();
@@ -255,7 +273,8 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
       }
     }
   } finally {
-    await pair.close();
+    await probes.pair.close();
+    await probes.coherence.close();
   }
   if (!options.only || 'mlp 784-128-10 b256'.includes(options.only)) rows.push(...await inferenceRows(rx, options.quick));
   return rows;

@@ -11,7 +11,8 @@
  *   ({@link CoherenceProbe}: 52 µs, then 182 µs, in one engine-free run). The quiet MLP b256 2-thread engine then
  *   ran 2.4 ms a step instead of 1.5 for stretches of 5–15 s while the pair probe read ~2 (thirteenth session,
  *   docs/PERFORMANCE.md).
- * A quiet row timed in such a stretch measures the host, so it is measured again (a bounded number of times):
+ * A quiet row timed in such a stretch measures the host, so each attempt waits (a bounded time) for the probes to
+ * read clean, and the row is measured again (a bounded number of times) when they did not read clean around it:
  * the first attempt on a clean host is reported, else the least contaminated one; every attempt is logged.
  *
  * Usage: `const { result } = await onCleanHost(probes, 'cnn train', async () => ({ result: await train() }), String, log);`
@@ -25,6 +26,10 @@ export const CLEAN_PAIR = 1.85;
 export const CLEAN_COHERENCE = 3;
 /** Attempts at most per figure (the first included). */
 export const CLEAN_ATTEMPTS = 3;
+/** Longest wait (ms) for a clean reading before an attempt (the host's stretches last seconds to a minute). */
+export const CLEAN_WAIT_MS = 20_000;
+/** Between two readings while waiting (ms). */
+const POLL_MS = 300;
 
 /** The two probes of the host. */
 export interface HostProbes {
@@ -55,6 +60,21 @@ export const cleanliness = (r: HostReading): number => Math.min(r.pair / CLEAN_P
 export const readHost = (probes: HostProbes): HostReading => ({ pair: probes.pair.measure(), coherence: probes.coherence.measure() });
 
 /**
+ * Reads the host until it reads clean or `maxMs` passed; returns the last reading and how long it waited.
+ *
+ * Usage: `const { reading, waitedMs } = await awaitCleanHost(probes, CLEAN_WAIT_MS);`
+ */
+export async function awaitCleanHost(probes: HostProbes, maxMs: number): Promise<{ reading: HostReading; waitedMs: number }> {
+  const t0 = performance.now();
+  let reading = readHost(probes);
+  while (cleanliness(reading) < 1 && performance.now() - t0 < maxMs) {
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    reading = readHost(probes);
+  }
+  return { reading, waitedMs: performance.now() - t0 };
+}
+
+/**
  * Runs `measure` until the host reads clean or CLEAN_ATTEMPTS ran, and returns the first clean attempt, else the
  * cleanest. `measure` may report its own reading of the host (the threads suite probes after every round and
  * takes the medians); without one, the attempt is bracketed by readings before and after, and the worse counts.
@@ -66,7 +86,8 @@ export async function onCleanHost<T>(
 ): Promise<CleanMeasurement<T>> {
   let best: CleanMeasurement<T> | undefined;
   for (let attempt = 1; attempt <= CLEAN_ATTEMPTS; attempt++) {
-    const before = readHost(probes);
+    const { reading: before, waitedMs } = await awaitCleanHost(probes, CLEAN_WAIT_MS);
+    if (waitedMs > 1000) log(`    ${label}: waited ${(waitedMs / 1000).toFixed(1)} s for the host to read clean${cleanliness(before) >= 1 ? '' : ' (it did not)'}`);
     const measured = await measure();
     let host = measured.host;
     if (!host) {

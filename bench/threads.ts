@@ -12,8 +12,8 @@
  * that ratio under the same load: two 1-thread child processes at once against one (bench/ceiling.ts), and what two
  * threads sharing nothing got from the host during the rounds: a GEMM loop on each, measured after every round
  * (bench/simd-pair.ts), and what a write to memory the other thread has just read cost then (bench/coherence-probe.ts).
- * A quiet model's rounds are measured again (at most three times, every attempt logged) while those readings say
- * the host gave less than two cores close together (bench/clean-host.ts).
+ * A quiet model's rounds count only when those readings say the host gave two cores close together before and
+ * after the round; rounds go on until seven counted (at most 21), and every round is logged (bench/clean-host.ts).
  *
  * Also the MLP's inference at batch 256 through `model.predict()`, next to its two GEMMs alone on the same
  * engine (what the kernels allow), so the share of the rest is visible.
@@ -34,7 +34,7 @@ import { torchRates, type TorchRates } from './torch.ts';
 import { SUBJECTS, makeBatches, type Subject } from './train-subjects.ts';
 import { separateProcessCeiling } from './ceiling.ts';
 import { SimdPairProbe } from './simd-pair.ts';
-import { onCleanHost, readHost, type HostProbes } from './clean-host.ts';
+import { awaitCleanHost, CLEAN_WAIT_MS, cleanliness, readHost, type HostProbes } from './clean-host.ts';
 import { CoherenceProbe } from './coherence-probe.ts';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
@@ -112,7 +112,8 @@ function roundRatios(engine: TrainRate, baseline: TrainRate): number[] {
  */
 async function trainRates(
   rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number, warmUpMs: number, probes: HostProbes,
-): Promise<{ rates: TrainRate[]; pairs: number[]; coherences: number[] }> {
+  cleanOnly: boolean,
+): Promise<{ rates: TrainRate[]; pairs: number[]; coherences: number[]; counted: boolean[]; roundLog: string }> {
   const models = engines.map((engine) => subject.build(rx, engine));
   try {
     const fits = models.map((model) => {
@@ -127,7 +128,20 @@ async function trainRates(
     const chunksBefore = engines.map(chunkCounts);
     const pairs: number[] = [];
     const coherences: number[] = [];
-    for (let r = 0; r < rounds; r++) {
+    // With `cleanOnly` (quiet rows), a round counts when the host read clean before and after it (the previous
+    // round's reading is this one's before: bench/clean-host.ts), and rounds go on until `rounds` counted, at most
+    // MAX_ROUNDS_FACTOR times as many; before a round on a contaminated host it waits for a clean reading (at most
+    // CLEAN_WAIT_MS per row in all).
+    const counted: boolean[] = [];
+    let before = readHost(probes);
+    let waitedMs = 0;
+    for (let r = 0; cleanOnly ? counted.filter(Boolean).length < rounds && r < MAX_ROUNDS_FACTOR * rounds : r < rounds; r++) {
+      if (cleanOnly && cleanliness(before) < 1 && waitedMs < CLEAN_WAIT_MS) {
+        // A contaminated host: wait (within one budget per row) for a clean reading before the round.
+        const waited = await awaitCleanHost(probes, CLEAN_WAIT_MS - waitedMs);
+        before = waited.reading;
+        waitedMs += waited.waitedMs;
+      }
       // Alternate which engine goes first, so a drift in the load hits both alike.
       const order = r % 2 ? [...fits.keys()].reverse() : [...fits.keys()];
       for (const i of order) {
@@ -137,25 +151,38 @@ async function trainRates(
         seconds[i]!.push((performance.now() - t0) / 1000);
         waited[i]! += mainRunQueueWaitMs() - w0;
       }
-      const host = readHost(probes);
-      pairs.push(host.pair);
-      coherences.push(host.coherence);
+      const after = readHost(probes);
+      pairs.push(after.pair);
+      coherences.push(after.coherence);
+      counted.push(!cleanOnly || (cleanliness(before) >= 1 && cleanliness(after) >= 1));
+      before = after;
     }
-    const rates = seconds.map((s, i) => {
+    // Every round: the 2-vs-1 ratio (first engine over the last), the host's readings after it, * when not counted.
+    const roundLog = counted.map((c, r) => `${(seconds.at(-1)![r]! / seconds[0]![r]!).toFixed(2)}/${pairs[r]!.toFixed(2)}/${coherences[r]!.toFixed(1)}${c ? '' : '*'}`).join(' ');
+    // A host never clean for MIN_COUNTED rounds: every round counts (the log says so).
+    if (counted.filter(Boolean).length < MIN_COUNTED) counted.fill(true);
+    const rates = seconds.map((all, i) => {
+      const s = all.filter((_, r) => counted[r]);
       const ran = chunkCounts(engines[i]!).map((n, t) => n - (chunksBefore[i]![t] ?? 0));
       const total = ran.reduce((a, b) => a + b, 0);
       return {
         rate: (passes * batches.length * subject.batch) / median(s),
         seconds: s,
-        runQueueShare: waited[i]! / (1000 * s.reduce((a, b) => a + b, 0)),
+        runQueueShare: waited[i]! / (1000 * all.reduce((a, b) => a + b, 0)),
         workerChunkShare: total > 0 ? (total - ran[0]!) / total : NaN,
       };
     });
-    return { rates, pairs, coherences };
+    if (waitedMs > 1000) log(`    waited ${(waitedMs / 1000).toFixed(1)} s in all for the host to read clean before rounds`);
+    return { rates, pairs, coherences, counted, roundLog };
   } finally {
     for (const model of models) model.dispose();
   }
 }
+
+/** Quiet rounds run until the wanted number counted, at most this many times that number (bench/clean-host.ts). */
+const MAX_ROUNDS_FACTOR = 3;
+/** Fewest counted rounds a row is reported on; with fewer, every round counts. */
+const MIN_COUNTED = 3;
 
 const loadNote = () => `load average ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores`;
 const row = (benchmark: string, unit: string, rxgrad: number | null, pytorch: number | null = null): Row =>
@@ -222,15 +249,10 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
           const batches = makeBatches(rx, subject, steps);
           const engines = [await makeEngine(2), await makeEngine(1)];
           try {
-            const measure = () => trainRates(rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS, probes);
-            // Quiet rows are measured again while the host gives two threads less than two cores close together
-            // (bench/clean-host.ts); with one core busy the load is the point, and both engines share it.
-            const { rates, pairs, coherences } = condition === 'quiet'
-              ? (await onCleanHost(probes, `${subject.name} quiet`, async () => {
-                const r = await measure();
-                return { result: r, host: { pair: median(r.pairs), coherence: median(r.coherences) } };
-              }, (r) => `2-vs-1 ${median(roundRatios(r.rates[0]!, r.rates[1]!)).toFixed(2)}×`, log)).result
-              : await measure();
+            // Quiet rows count only the rounds the host gave two threads two cores close together (bench/clean-host.ts);
+            // with one core busy the load is the point, and both engines share it.
+            const { rates, pairs, coherences, counted, roundLog } = await trainRates(
+              rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS, probes, condition === 'quiet');
             const [twoThreads, oneThread] = rates as [TrainRate, TrainRate];
             const two = twoThreads.rate, one = oneThread.rate;
             const perRound = roundRatios(twoThreads, oneThread);
@@ -243,9 +265,12 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
             // The rounds' spread, and who ran the split chunks: a slow round with the chunks shared evenly and the main
             // thread never waiting for a core is both threads running slower, not the pool sharing work badly; the
             // pair probe below tells whether the host was the cause then (docs/PERFORMANCE.md, eleventh session).
-            const spread = `rounds ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×`;
+            const clean = counted.filter(Boolean).length;
+            const spread = `rounds ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×` +
+              (condition === 'quiet' ? `, ${clean === counted.length ? 'every' : clean} of ${counted.length} rounds counted (the host clean before and after)` : '');
             const shared = `workers ran ${(100 * twoThreads.workerChunkShare).toFixed(0)}% of the chunks`;
             log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${ratio.toFixed(2)}× (median of the rounds' ratios, ${spread}; ratio of the medians ${(two / one).toFixed(2)}×; ${note}; pool rests ${rests}; ${waits}; ${shared})`);
+            if (condition === 'quiet') log(`    rounds (2-vs-1 / pair probe / coherence probe after it; * not counted): ${roundLog}`);
             const pairRatio = median(pairs);
             log(`    two threads sharing nothing, a GEMM loop each after every round: ${pairRatio.toFixed(2)}× one (${Math.min(...pairs).toFixed(2)}–${Math.max(...pairs).toFixed(2)}×)`);
             const coherence = median(coherences);

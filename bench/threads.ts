@@ -113,7 +113,7 @@ function roundRatios(engine: TrainRate, baseline: TrainRate): number[] {
 async function trainRates(
   rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number, warmUpMs: number, probes: HostProbes,
   cleanOnly: boolean,
-): Promise<{ rates: TrainRate[]; pairs: number[]; coherences: number[]; counted: boolean[]; roundLog: string }> {
+): Promise<{ rates: TrainRate[]; pairs: number[]; coherences: number[]; counted: boolean[]; clean: number; roundLog: string }> {
   const models = engines.map((engine) => subject.build(rx, engine));
   try {
     const fits = models.map((model) => {
@@ -160,8 +160,10 @@ async function trainRates(
     // Every round: the 2-vs-1 ratio (first engine over the last), the host's readings after it, * when not counted.
     const roundLog = counted.map((c, r) => `${(seconds.at(-1)![r]! / seconds[0]![r]!).toFixed(2)}/${pairs[r]!.toFixed(2)}/${coherences[r]!.toFixed(1)}${c ? '' : '*'}`).join(' ');
     // A host never clean for MIN_COUNTED rounds: every round counts (the log says so).
-    if (counted.filter(Boolean).length < MIN_COUNTED) counted.fill(true);
+    const clean = counted.filter(Boolean).length;
+    if (clean < MIN_COUNTED) counted.fill(true);
     const rates = seconds.map((all, i) => {
+      // Counted rounds only (every round with one core busy, or when the host was never clean).
       const s = all.filter((_, r) => counted[r]);
       const ran = chunkCounts(engines[i]!).map((n, t) => n - (chunksBefore[i]![t] ?? 0));
       const total = ran.reduce((a, b) => a + b, 0);
@@ -173,7 +175,7 @@ async function trainRates(
       };
     });
     if (waitedMs > 1000) log(`    waited ${(waitedMs / 1000).toFixed(1)} s in all for the host to read clean before rounds`);
-    return { rates, pairs, coherences, counted, roundLog };
+    return { rates, pairs, coherences, counted, clean, roundLog };
   } finally {
     for (const model of models) model.dispose();
   }
@@ -251,7 +253,7 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
           try {
             // Quiet rows count only the rounds the host gave two threads two cores close together (bench/clean-host.ts);
             // with one core busy the load is the point, and both engines share it.
-            const { rates, pairs, coherences, counted, roundLog } = await trainRates(
+            const { rates, pairs, coherences, counted, clean, roundLog } = await trainRates(
               rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS, probes, condition === 'quiet');
             const [twoThreads, oneThread] = rates as [TrainRate, TrainRate];
             const two = twoThreads.rate, one = oneThread.rate;
@@ -265,9 +267,9 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
             // The rounds' spread, and who ran the split chunks: a slow round with the chunks shared evenly and the main
             // thread never waiting for a core is both threads running slower, not the pool sharing work badly; the
             // pair probe below tells whether the host was the cause then (docs/PERFORMANCE.md, eleventh session).
-            const clean = counted.filter(Boolean).length;
-            const spread = `rounds ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×` +
-              (condition === 'quiet' ? `, ${clean === counted.length ? 'every' : clean} of ${counted.length} rounds counted (the host clean before and after)` : '');
+            const spread = `rounds ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×` + (condition !== 'quiet' ? '' : clean < MIN_COUNTED
+              ? `, the host clean around only ${clean} of ${counted.length} rounds: all counted`
+              : `, ${clean} of ${counted.length} rounds counted (the host clean before and after)`);
             const shared = `workers ran ${(100 * twoThreads.workerChunkShare).toFixed(0)}% of the chunks`;
             log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${ratio.toFixed(2)}× (median of the rounds' ratios, ${spread}; ratio of the medians ${(two / one).toFixed(2)}×; ${note}; pool rests ${rests}; ${waits}; ${shared})`);
             if (condition === 'quiet') log(`    rounds (2-vs-1 / pair probe / coherence probe after it; * not counted): ${roundLog}`);

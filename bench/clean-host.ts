@@ -7,7 +7,8 @@
  * engine cannot see and a 1-thread engine does not feel:
  * - it takes part of a core away ({@link SimdPairProbe}: two threads sharing nothing, a GEMM loop each, read
  *   1.84–2.00× one thread in bench runs whose quiet rows reached their targets and 1.37–1.70× in others);
- * - it places the two vCPUs far apart, and a write to memory the other thread has just read costs 3.5× as much
+ * - a write to memory the other thread has just read costs 3.5× as much (most likely the vCPUs placed far apart;
+ *   the guest cannot see where they run)
  *   ({@link CoherenceProbe}: 52 µs, then 182 µs, in one engine-free run). The quiet MLP b256 2-thread engine then
  *   ran 2.4 ms a step instead of 1.5 for stretches of 5–15 s while the pair probe read ~2 (thirteenth session,
  *   docs/PERFORMANCE.md).
@@ -76,8 +77,9 @@ export async function awaitCleanHost(probes: HostProbes, maxMs: number): Promise
 
 /**
  * Runs `measure` until the host reads clean or CLEAN_ATTEMPTS ran, and returns the first clean attempt, else the
- * cleanest. `measure` may report its own reading of the host (the threads suite probes after every round and
- * takes the medians); without one, the attempt is bracketed by readings before and after, and the worse counts.
+ * cleanest. `measure` may report its own reading of the host (taken during the attempt); without one, the
+ * attempt is bracketed by readings before and after, and the worse counts. (The threads suite selects single
+ * rounds instead, with {@link cleanliness} and {@link awaitCleanHost}.)
  * `describe` turns a result into the figure logged per attempt.
  */
 export async function onCleanHost<T>(

@@ -3,8 +3,8 @@
  * data-parallel training where the optimizer updates weights that every thread read in the forward pass. Plain
  * JavaScript, no engine: a worker thread reads one float per cache line of a 400 KB buffer (the MLP's first
  * weight matrix), then this thread overwrites the buffer; the reading is that write's time over the time of the
- * same write to a buffer no other thread touched. About 1.7 when the two vCPUs share a cache close by; 6 when the
- * host has placed them far apart.
+ * same write to a buffer no other thread touched. 1.2–1.9 in most stretches; 4–6 in others, most likely when the
+ * host has placed the two vCPUs far apart (the guest cannot see where they run).
  *
  * Why (thirteenth session, docs/PERFORMANCE.md): the quiet MLP b256 2-thread engine's "slow mode" (step 1.5 →
  * 2.4 ms for stretches of seconds, both threads running on their own vCPU the whole time, the pair probe reading

@@ -107,8 +107,9 @@ function roundRatios(engine: TrainRate, baseline: TrainRate): number[] {
 }
 
 /**
- * Per engine: its {@link TrainRate}; and after each round, a {@link SimdPairProbe} reading (what two threads that
- * share nothing got from the host then).
+ * Per engine: its {@link TrainRate} over the counted rounds; after each round, the host's readings (what two threads
+ * that share nothing got then, and what a write to memory the other thread had just read cost); which rounds
+ * counted, and a one-line log of every round.
  */
 async function trainRates(
   rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number, warmUpMs: number, probes: HostProbes,

@@ -65,24 +65,27 @@ async function sameBits(what: string, reset: () => void, outputs: [number, numbe
   }
 }
 
+/** C = alpha·op(A)·op(B) (+ C) from random operands (transposes: bits of `t`), the same bits on every variant. */
+async function gemmSameBits(m: number, n: number, k: number, t: number, accumulate: boolean, seed: number, alpha: number, hint: 'auto' | 'packed'): Promise<void> {
+  arena.reset();
+  const [tA, tB] = [t & 1, t >> 1];
+  const a = alloc(m * k), b = alloc(k * n), c = alloc(m * n);
+  const reset = () => {
+    fillRandom(a, m * k, seed);
+    fillRandom(b, k * n, seed + 1);
+    fillRandom(c, m * n, seed + 2);
+  };
+  await sameBits(`gemm ${m}×${n}×${k} t${t} ${hint}`, reset, [[c, m * n]], (be) =>
+    be.gemm(tA, tB, m, n, k, alpha, a, tA ? m : k, b, tB ? k : n, accumulate ? 1 : 0, c, n, hint));
+}
+
 describe('split kernels: bitwise identical on 1, 2 and 3 threads with random claiming and a slowed thread', () => {
   it('gemm (every transpose, beta 0 and 1, rows and columns)', async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 150 }), fc.integer({ min: 1, max: 150 }), fc.integer({ min: 1, max: 90 }),
         fc.integer({ min: 0, max: 3 }), fc.boolean(), fc.integer(),
-        async (m, n, k, t, accumulate, seed) => {
-          arena.reset();
-          const [tA, tB] = [t & 1, t >> 1];
-          const a = alloc(m * k), b = alloc(k * n), c = alloc(m * n);
-          const reset = () => {
-            fillRandom(a, m * k, seed);
-            fillRandom(b, k * n, seed + 1);
-            fillRandom(c, m * n, seed + 2);
-          };
-          await sameBits(`gemm ${m}×${n}×${k} t${t}`, reset, [[c, m * n]], (be) =>
-            be.gemm(tA, tB, m, n, k, 1.5, a, tA ? m : k, b, tB ? k : n, accumulate ? 1 : 0, c, n));
-        },
+        (m, n, k, t, accumulate, seed) => gemmSameBits(m, n, k, t, accumulate, seed, 1.5, 'auto'),
       ),
       { numRuns: RUNS * 2 },
     );
@@ -94,19 +97,7 @@ describe('split kernels: bitwise identical on 1, 2 and 3 threads with random cla
         // m ≥ n: split by rows; the 'packed' hint: the packed path on every build; k past 256: two k blocks.
         fc.integer({ min: 16, max: 40 }), fc.integer({ min: 40, max: 90 }), fc.integer({ min: 200, max: 600 }),
         fc.integer({ min: 0, max: 3 }), fc.boolean(), fc.integer(),
-        async (n, extra, k, t, accumulate, seed) => {
-          arena.reset();
-          const m = n + extra;
-          const [tA, tB] = [t & 1, t >> 1];
-          const a = alloc(m * k), b = alloc(k * n), c = alloc(m * n);
-          const reset = () => {
-            fillRandom(a, m * k, seed);
-            fillRandom(b, k * n, seed + 1);
-            fillRandom(c, m * n, seed + 2);
-          };
-          await sameBits(`gemm ${m}×${n}×${k} t${t}`, reset, [[c, m * n]], (be) =>
-            be.gemm(tA, tB, m, n, k, 0.75, a, tA ? m : k, b, tB ? k : n, accumulate ? 1 : 0, c, n, 'packed'));
-        },
+        (n, extra, k, t, accumulate, seed) => gemmSameBits(n + extra, n, k, t, accumulate, seed, 0.75, 'packed'),
       ),
       { numRuns: RUNS },
     );

@@ -14,7 +14,8 @@
  *   docs/PERFORMANCE.md).
  * A quiet row timed in such a stretch measures the host, so each attempt waits (a bounded time) for the probes to
  * read clean, and the row is measured again (a bounded number of times) when they did not read clean around it:
- * the first attempt on a clean host is reported, else the least contaminated one; every attempt is logged.
+ * the first attempt on a clean host is reported, else the least contaminated one; every attempt is logged. Rows
+ * with one core kept busy by another process ask the coherence probe only ({@link isCleanBusy}).
  *
  * Usage: `const { result } = await onCleanHost(probes, 'cnn train', async () => ({ result: await train() }), String, log);`
  */
@@ -57,6 +58,14 @@ export interface CleanMeasurement<T> extends HostReading {
 /** How clean a reading is: ≥ 1 is clean; the lower of the two probes' margins. */
 export const cleanliness = (r: HostReading): number => Math.min(r.pair / CLEAN_PAIR, CLEAN_COHERENCE / r.coherence);
 
+/** Clean for a quiet row: both probes. */
+export const isCleanQuiet = (r: HostReading): boolean => cleanliness(r) >= 1;
+/**
+ * Clean for a row with one core kept busy: the coherence probe only. The busy-loop child takes a core, so two
+ * threads sharing nothing are not expected to get two; but the vCPUs' distance is the host's, as on a quiet host.
+ */
+export const isCleanBusy = (r: HostReading): boolean => r.coherence <= CLEAN_COHERENCE;
+
 /** Both probes once. */
 export const readHost = (probes: HostProbes): HostReading => ({ pair: probes.pair.measure(), coherence: probes.coherence.measure() });
 
@@ -65,10 +74,12 @@ export const readHost = (probes: HostProbes): HostReading => ({ pair: probes.pai
  *
  * Usage: `const { reading, waitedMs } = await awaitCleanHost(probes, CLEAN_WAIT_MS);`
  */
-export async function awaitCleanHost(probes: HostProbes, maxMs: number): Promise<{ reading: HostReading; waitedMs: number }> {
+export async function awaitCleanHost(
+  probes: HostProbes, maxMs: number, isClean: (r: HostReading) => boolean = isCleanQuiet,
+): Promise<{ reading: HostReading; waitedMs: number }> {
   const t0 = performance.now();
   let reading = readHost(probes);
-  while (cleanliness(reading) < 1 && performance.now() - t0 < maxMs) {
+  while (!isClean(reading) && performance.now() - t0 < maxMs) {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     reading = readHost(probes);
   }
@@ -79,7 +90,7 @@ export async function awaitCleanHost(probes: HostProbes, maxMs: number): Promise
  * Runs `measure` until the host reads clean or CLEAN_ATTEMPTS ran, and returns the first clean attempt, else the
  * cleanest. `measure` may report its own reading of the host (taken during the attempt); without one, the
  * attempt is bracketed by readings before and after, and the worse counts. (The threads suite selects single
- * rounds instead, with {@link cleanliness} and {@link awaitCleanHost}.)
+ * rounds instead, with {@link isCleanQuiet} / {@link isCleanBusy} and {@link awaitCleanHost}.)
  * `describe` turns a result into the figure logged per attempt.
  */
 export async function onCleanHost<T>(

@@ -13,7 +13,8 @@
  * threads sharing nothing got from the host during the rounds: a GEMM loop on each, measured after every round
  * (bench/simd-pair.ts), and what a write to memory the other thread has just read cost then (bench/coherence-probe.ts).
  * A quiet model's rounds count only when those readings say the host gave two cores close together before and
- * after the round; rounds go on until seven counted (at most 21), and every round is logged (bench/clean-host.ts).
+ * after the round (with one core busy: when the coherence probe says the two vCPUs were close); rounds go on until
+ * seven counted (at most 21), and every round is logged (bench/clean-host.ts).
  *
  * Also the MLP's inference at batch 256 through `model.predict()`, next to its two GEMMs alone on the same
  * engine (what the kernels allow), so the share of the rest is visible.
@@ -34,7 +35,7 @@ import { torchRates, type TorchRates } from './torch.ts';
 import { SUBJECTS, makeBatches, type Subject } from './train-subjects.ts';
 import { separateProcessCeiling } from './ceiling.ts';
 import { SimdPairProbe } from './simd-pair.ts';
-import { awaitCleanHost, CLEAN_WAIT_MS, cleanliness, readHost, type HostProbes } from './clean-host.ts';
+import { awaitCleanHost, CLEAN_WAIT_MS, isCleanBusy, isCleanQuiet, readHost, type HostProbes, type HostReading } from './clean-host.ts';
 import { CoherenceProbe } from './coherence-probe.ts';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
@@ -113,7 +114,7 @@ function roundRatios(engine: TrainRate, baseline: TrainRate): number[] {
  */
 async function trainRates(
   rx: Rxgrad, subject: Subject, batches: Batch[], engines: Engine[], rounds: number, passes: number, warmUpMs: number, probes: HostProbes,
-  cleanOnly: boolean,
+  isClean: (r: HostReading) => boolean,
 ): Promise<{ rates: TrainRate[]; pairs: number[]; coherences: number[]; counted: boolean[]; clean: number; roundLog: string }> {
   const models = engines.map((engine) => subject.build(rx, engine));
   try {
@@ -129,17 +130,16 @@ async function trainRates(
     const chunksBefore = engines.map(chunkCounts);
     const pairs: number[] = [];
     const coherences: number[] = [];
-    // With `cleanOnly` (quiet rows), a round counts when the host read clean before and after it (the previous
-    // round's reading is this one's before: bench/clean-host.ts), and rounds go on until `rounds` counted, at most
-    // MAX_ROUNDS_FACTOR times as many; before a round on a contaminated host it waits for a clean reading (at most
-    // CLEAN_WAIT_MS per row in all).
+    // A round counts when the host read clean (`isClean`) before and after it (the previous round's reading is this
+    // one's before: bench/clean-host.ts), and rounds go on until `rounds` counted, at most MAX_ROUNDS_FACTOR times as
+    // many; before a round on a contaminated host it waits for a clean reading (at most CLEAN_WAIT_MS per row in all).
     const counted: boolean[] = [];
     let before = readHost(probes);
     let waitedMs = 0;
-    for (let r = 0; cleanOnly ? counted.filter(Boolean).length < rounds && r < MAX_ROUNDS_FACTOR * rounds : r < rounds; r++) {
-      if (cleanOnly && cleanliness(before) < 1 && waitedMs < CLEAN_WAIT_MS) {
+    for (let r = 0; counted.filter(Boolean).length < rounds && r < MAX_ROUNDS_FACTOR * rounds; r++) {
+      if (!isClean(before) && waitedMs < CLEAN_WAIT_MS) {
         // A contaminated host: wait (within one budget per row) for a clean reading before the round.
-        const waited = await awaitCleanHost(probes, CLEAN_WAIT_MS - waitedMs);
+        const waited = await awaitCleanHost(probes, CLEAN_WAIT_MS - waitedMs, isClean);
         before = waited.reading;
         waitedMs += waited.waitedMs;
       }
@@ -155,7 +155,7 @@ async function trainRates(
       const after = readHost(probes);
       pairs.push(after.pair);
       coherences.push(after.coherence);
-      counted.push(!cleanOnly || (cleanliness(before) >= 1 && cleanliness(after) >= 1));
+      counted.push(isClean(before) && isClean(after));
       before = after;
     }
     // Every round: the 2-vs-1 ratio (first engine over the last), the host's readings after it, * when not counted.
@@ -164,7 +164,7 @@ async function trainRates(
     const clean = counted.filter(Boolean).length;
     if (clean < MIN_COUNTED) counted.fill(true);
     const rates = seconds.map((all, i) => {
-      // Counted rounds only (every round with one core busy, or when the host was never clean).
+      // Counted rounds only (every round when the host was never clean).
       const s = all.filter((_, r) => counted[r]);
       const ran = chunkCounts(engines[i]!).map((n, t) => n - (chunksBefore[i]![t] ?? 0));
       const total = ran.reduce((a, b) => a + b, 0);
@@ -252,10 +252,10 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
           const batches = makeBatches(rx, subject, steps);
           const engines = [await makeEngine(2), await makeEngine(1)];
           try {
-            // Quiet rows count only the rounds the host gave two threads two cores close together (bench/clean-host.ts);
-            // with one core busy the load is the point, and both engines share it.
+            // Quiet rows count only the rounds the host gave two threads two cores close together; with one core busy,
+            // the rounds the host kept the two vCPUs close (the load itself is the point: bench/clean-host.ts).
             const { rates, pairs, coherences, counted, clean, roundLog } = await trainRates(
-              rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS, probes, condition === 'quiet');
+              rx, subject, batches, engines, rounds, passes, options.quick ? 300 : WARM_UP_MS, probes, condition === 'quiet' ? isCleanQuiet : isCleanBusy);
             const [twoThreads, oneThread] = rates as [TrainRate, TrainRate];
             const two = twoThreads.rate, one = oneThread.rate;
             const perRound = roundRatios(twoThreads, oneThread);
@@ -268,12 +268,12 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
             // The rounds' spread, and who ran the split chunks: a slow round with the chunks shared evenly and the main
             // thread never waiting for a core is both threads running slower, not the pool sharing work badly; the
             // pair probe below tells whether the host was the cause then (docs/PERFORMANCE.md, eleventh session).
-            const spread = `rounds ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×` + (condition !== 'quiet' ? '' : clean < MIN_COUNTED
+            const spread = `rounds ${Math.min(...perRound).toFixed(2)}–${Math.max(...perRound).toFixed(2)}×` + (clean < MIN_COUNTED
               ? `, the host clean around only ${clean} of ${counted.length} rounds: all counted`
               : `, ${clean} of ${counted.length} rounds counted (the host clean before and after)`);
             const shared = `workers ran ${(100 * twoThreads.workerChunkShare).toFixed(0)}% of the chunks`;
             log(`  ${subject.name} ${condition}: 2 threads ${Math.round(two)} ex/s, 1 thread ${Math.round(one)} ex/s, ${ratio.toFixed(2)}× (median of the rounds' ratios, ${spread}; ratio of the medians ${(two / one).toFixed(2)}×; ${note}; pool rests ${rests}; ${waits}; ${shared})`);
-            if (condition === 'quiet') log(`    rounds (2-vs-1 / pair probe / coherence probe after it; * not counted): ${roundLog}`);
+            log(`    rounds (2-vs-1 / pair probe / coherence probe after it; * not counted): ${roundLog}`);
             const pairRatio = median(pairs);
             log(`    two threads sharing nothing, a GEMM loop each after every round: ${pairRatio.toFixed(2)}× one (${Math.min(...pairs).toFixed(2)}–${Math.max(...pairs).toFixed(2)}×)`);
             const coherence = median(coherences);

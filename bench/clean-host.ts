@@ -19,8 +19,8 @@
  *
  * Usage: `const { result } = await onCleanHost(probes, 'cnn train', async () => ({ result: await train() }), String, log);`
  */
-import type { CoherenceProbe } from './coherence-probe.ts';
-import type { SimdPairProbe } from './simd-pair.ts';
+import { CoherenceProbe } from './coherence-probe.ts';
+import { SimdPairProbe } from './simd-pair.ts';
 
 /** Two threads sharing nothing at this many times one thread or more: the host gave two full cores. */
 export const CLEAN_PAIR = 1.85;
@@ -37,6 +37,17 @@ const POLL_MS = 300;
 export interface HostProbes {
   pair: SimdPairProbe;
   coherence: CoherenceProbe;
+}
+
+/** Starts both probes (each a thread of its own that sleeps between readings). */
+export async function startHostProbes(): Promise<HostProbes> {
+  return { pair: await SimdPairProbe.start(), coherence: await CoherenceProbe.start() };
+}
+
+/** Stops both probes' threads. */
+export async function closeHostProbes(probes: HostProbes): Promise<void> {
+  await probes.pair.close();
+  await probes.coherence.close();
 }
 
 /** Readings of the host during (or around) one attempt. */
@@ -111,7 +122,7 @@ export async function onCleanHost<T>(
     log(`    ${label}, attempt ${attempt}: ${describe(measured.result)}; host: two threads sharing nothing ${host.pair.toFixed(2)}× one,` +
       ` a write to what the other thread just read ${host.coherence.toFixed(1)}× an unshared one` +
       (clean ? '' : ` (contaminated: under ${CLEAN_PAIR}× or over ${CLEAN_COHERENCE}×${attempt < CLEAN_ATTEMPTS ? ', measuring again' : ''})`));
-    if (!best || cleanliness(host) > cleanliness(best)) best = { result: measured.result, ...host, attempt, attempts: attempt };
+    if (!best || cleanliness(host) > cleanliness(best)) best = { result: measured.result, ...host, attempt, attempts: 0 };
     best.attempts = attempt;
     if (clean) break;
   }

@@ -26,9 +26,7 @@ import { FASHION_MNIST_DIR, loadFashionMnist } from '../src/data/idx.ts';
 import type { Engine } from '../src/engine.ts';
 import { fillRandom, median, repeatFor, segmentedThroughput, timeIt, WARM_UP_MS, type Row } from './harness.ts';
 import { loadRxgrad, makeEngine } from './rxgrad.ts';
-import { onCleanHost } from './clean-host.ts';
-import { SimdPairProbe } from './simd-pair.ts';
-import { CoherenceProbe } from './coherence-probe.ts';
+import { closeHostProbes, onCleanHost, startHostProbes } from './clean-host.ts';
 import { initTfjs, tf, useBackend } from './tfjs.ts';
 
 const CLASSES = 10;
@@ -144,15 +142,14 @@ async function trainRows(quick: boolean, data: Dataset, label: string): Promise<
         if (ends.length !== arrow.length) throw new Error(`fit emitted ${ends.length} steps for ${arrow.length} batches`);
         return { result: { ...segmentedThroughput(t0, ends, 64, SEGMENT_BATCHES), cpuShare } };
       };
-      const probes = { pair: await SimdPairProbe.start(), coherence: await CoherenceProbe.start() };
+      const probes = await startHostProbes();
       try {
         const { result: run } = await onCleanHost(probes, 'rxgrad cnn train', timedRun, (r) => `${Math.round(r.examplesPerSecond)} ex/s`, log);
         rx = run.examplesPerSecond;
         log(`  rxgrad cnn train: ${Math.round(run.overall)} ex/s overall, ${Math.round(rx)} the median ${SEGMENT_BATCHES}-batch segment` +
           ` (reported); ${engine.compute.threads} threads, CPU share ${run.cpuShare.toFixed(2)}; ${foreignLoad()}`);
       } finally {
-        await probes.pair.close();
-        await probes.coherence.close();
+        await closeHostProbes(probes);
       }
       model.dispose();
     } finally {

@@ -16,6 +16,7 @@
  */
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
+import { median } from './harness.ts';
 
 /** Floats in the probed buffer: 784 × 128, the MLP's first weight matrix. */
 const FLOATS = 784 * 128;
@@ -92,7 +93,6 @@ export class CoherenceProbe {
     } finally {
       Atomics.store(this.control, REST, 1);
     }
-    const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
     return median(sharedMs) / median(unsharedMs);
   }
 

@@ -22,9 +22,7 @@ import { loadEmbeddedMnist } from '../src/data/mnist.ts';
 import { FASHION_MNIST_DIR, loadFashionMnist } from '../src/data/idx.ts';
 import { fillRandom, repeatFor, segmentedThroughput, WARM_UP_MS, type Throughput } from './harness.ts';
 import { closeRxgradEngines, loadRxgrad } from './rxgrad.ts';
-import { onCleanHost } from './clean-host.ts';
-import { SimdPairProbe } from './simd-pair.ts';
-import { CoherenceProbe } from './coherence-probe.ts';
+import { closeHostProbes, onCleanHost, startHostProbes } from './clean-host.ts';
 import { tf, useBackend } from './tfjs.ts';
 
 const STEPS = 28;
@@ -140,12 +138,11 @@ async function trainRxgrad(batches: HostBatch[], budget: Budget): Promise<Throug
       return { result: throughputOf(t0, ends) };
     };
     // Measured again while the host gives less than two cores close together (bench/clean-host.ts).
-    const probes = { pair: await SimdPairProbe.start(), coherence: await CoherenceProbe.start() };
+    const probes = await startHostProbes();
     try {
       return (await onCleanHost(probes, 'rxgrad', timedRun, (r) => `${Math.round(r.examplesPerSecond)} examples/s`, log)).result;
     } finally {
-      await probes.pair.close();
-      await probes.coherence.close();
+      await closeHostProbes(probes);
     }
   } finally {
     model.dispose();

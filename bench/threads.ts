@@ -34,9 +34,7 @@ import { loadRxgrad, makeEngine, type Rxgrad } from './rxgrad.ts';
 import { torchRates, type TorchRates } from './torch.ts';
 import { SUBJECTS, makeBatches, type Subject } from './train-subjects.ts';
 import { separateProcessCeiling } from './ceiling.ts';
-import { SimdPairProbe } from './simd-pair.ts';
-import { awaitCleanHost, CLEAN_WAIT_MS, isCleanBusy, isCleanQuiet, readHost, type HostProbes, type HostReading } from './clean-host.ts';
-import { CoherenceProbe } from './coherence-probe.ts';
+import { awaitCleanHost, CLEAN_WAIT_MS, closeHostProbes, isCleanBusy, isCleanQuiet, readHost, startHostProbes, type HostProbes, type HostReading } from './clean-host.ts';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
 
@@ -241,7 +239,7 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
   // of a busy host is measured in its steady state, as in a real training run, not mostly its first decisions.
   const passes = options.quick ? 1 : 3;
   const busy = new BusyCore();
-  const probes: HostProbes = { pair: await SimdPairProbe.start(), coherence: await CoherenceProbe.start() };
+  const probes = await startHostProbes();
   try {
     for (const condition of (['quiet', 'one core busy'] as const).filter((c) => !options.condition || c === options.condition)) {
       try {
@@ -301,8 +299,7 @@ export async function threadsBench(options: { quick: boolean; only?: string; con
       }
     }
   } finally {
-    await probes.pair.close();
-    await probes.coherence.close();
+    await closeHostProbes(probes);
   }
   if (!options.only || 'mlp 784-128-10 b256'.includes(options.only)) rows.push(...await inferenceRows(rx, options.quick));
   return rows;

@@ -59,6 +59,18 @@ describe('worker pool', () => {
     heap.free(c);
   });
 
+  it('a whole op(B) fits the shared packing area by its true size, never by an overflowed one', () => {
+    const { exports } = compute;
+    const capacity = exports.packedBCapacity();
+    assert.equal(exports.packedBFits(784, 128), 1);
+    // Rows of 1,024 columns: capacity / 4 KiB rows fit exactly, one more does not.
+    assert.equal(exports.packedBFits(capacity / 4096, 1024), 1);
+    assert.equal(exports.packedBFits(capacity / 4096 + 1, 1024), 0);
+    // 65,536 × 65,536 floats is 16 GiB: in 32-bit arithmetic its byte count wraps to 0, and used to "fit".
+    assert.equal(exports.packedBFits(65536, 65536), 0);
+    assert.equal(exports.packedBFits(0, 128), 0);
+  });
+
   it('a trap in a chunk fails the job with the message, and the pool stays usable', async () => {
     const split = createWasmCompute(heap.memory, { threads: 2, splitThresholdFlops: 0, testHooks: { workersFirst: true } });
     const a = random(64 * 64, 5);

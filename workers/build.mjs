@@ -137,7 +137,7 @@ const expectedExports = [
   'sigmoidForward', 'sigmoidBackward', 'tanhForward', 'tanhBackward', 'geluForward', 'geluBackward',
   'softmaxForward', 'softmaxBackward', 'softmaxCrossEntropy',
   'adamUpdate', 'sgdUpdate', 'fill', 'copy', 'scale', 'axpy',
-  'gemmWith', 'gemmChoosePath', 'packBWhole', 'packedBBytes', 'packedBCapacity', 'gemmPrepacked', 'setScratch', 'scratchBytes', 'setWorkspace', 'workspaceBytes', 'setGemmPath', 'nop',
+  'gemmWith', 'gemmChoosePath', 'packBWhole', 'packedBFits', 'packedBCapacity', 'gemmPrepacked', 'setScratch', 'scratchBytes', 'setWorkspace', 'workspaceBytes', 'setGemmPath', 'nop',
   'conv2dForward', 'conv2dForwardIm2col', 'conv2dForwardWinograd', 'conv2dBackwardInputWinograd', 'conv2dBackwardFilterWinograd', 'conv2dTransposeFilter', 'conv2dBackwardInput', 'conv2dBackwardFilter',
   'maxPool2dForward', 'maxPool2dForwardPart', 'maxPool2dBackward', 'maxPool2dBackwardPart', 'avgPool2dForward', 'avgPool2dBackward',
   'globalAvgPool2dForward', 'globalAvgPool2dBackward', 'batchNormStats', 'batchNormForward', 'batchNormBackward',

@@ -103,7 +103,7 @@ export interface WasmCompute extends ComputeBackend {
     gemmWith(path: number, ...args: Parameters<Kernels['gemm']>): void;
     gemmChoosePath(transB: number, m: number, n: number, k: number, ldb: number): number;
     packBWhole(transB: number, k: number, n: number, b: number, ldb: number, dst: number): void;
-    packedBBytes(k: number, n: number): number;
+    packedBFits(k: number, n: number): number;
     packedBCapacity(): number;
     gemmPrepacked(transA: number, m: number, n: number, k: number, alpha: number, a: number, lda: number, pb: number, beta: number, c: number, ldc: number): void;
   };
@@ -460,7 +460,7 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     // by each of them (up to 8 times): 4–10% off the split 512³, 256×512×512 (A transposed) and 384×256×1024
     // products (thirteenth session, docs/PERFORMANCE.md). Only with no job pending: the shared area is then
     // free (a job queued behind another would run later, after this one may have packed over it).
-    if (rows && path === 2 && !getPool().pending && exports.packedBBytes(k, n) <= sharedPackBytes) {
+    if (rows && path === 2 && sharedPackBytes > 0 && !getPool().pending && exports.packedBFits(k, n)) {
       exports.packBWhole(transB, k, n, b, ldb, sharedPackB);
       const prepacked = ([s, e]: [number, number]): number[] =>
         [transA, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, sharedPackB, beta, c + 4 * s * ldc, ldc];

@@ -439,9 +439,12 @@ function gemmPacked(
   return (<usize>jc * <usize>k + <usize>pc * <usize>((nc + 7) & ~7)) << 2;
 }
 
-/** Bytes of a whole op(B) (k × n) packed by {@link packBWhole}: k rows of n columns rounded up to 8. */
-export function packedBBytes(k: i32, n: i32): i32 {
-  return k * ((n + 7) & ~7) << 2;
+/**
+ * Whether a whole op(B) (k × n) packed by {@link packBWhole} (k rows of n columns rounded up to 8) fits
+ * {@link packedBCapacity}: counted in 64 bits, so no shape overflows into a false yes.
+ */
+export function packedBFits(k: i32, n: i32): bool {
+  return k > 0 && n > 0 && (<i64>k * <i64>((n + 7) & ~7)) << 2 <= <i64>PACK_B_BYTES;
 }
 
 /** Largest whole op(B) (bytes) the packed path may be given packed: what one thread's workspace holds. */
@@ -450,8 +453,9 @@ export function packedBCapacity(): i32 {
 }
 
 /**
- * Packs the whole op(B) (k × n, row stride ldb floats) at dst ({@link packedBBytes} bytes) in the blocks the
- * packed path reads ({@link gemmPrepacked}): the same floats it packs per call, so the same bits.
+ * Packs the whole op(B) (k × n, row stride ldb floats) at dst (of {@link packedBCapacity} bytes, when
+ * {@link packedBFits}) in the blocks the packed path reads ({@link gemmPrepacked}): the same floats it packs per
+ * call, so the same bits.
  */
 export function packBWhole(transB: i32, k: i32, n: i32, b: usize, ldb: i32, dst: usize): void {
   for (let jc = 0; jc < n; jc += PNC) {
@@ -470,8 +474,7 @@ export function packBWhole(transB: i32, k: i32, n: i32, b: usize, ldb: i32, dst:
  * so every thread decides alike.
  */
 export function packBOnce(k: i32, n: i32, b: usize, ldb: i32): usize {
-  if (workspace == 0 || gemmPath == 1 || k <= 0 || n <= 0) return 0;
-  if ((<i64>k * <i64>((n + 7) & ~7)) << 2 > <i64>PACK_B_BYTES) return 0;
+  if (workspace == 0 || gemmPath == 1 || !packedBFits(k, n)) return 0;
   const dst = workspace + PACK_A_BYTES;
   packBWhole(0, k, n, b, ldb, dst);
   return dst;

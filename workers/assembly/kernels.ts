@@ -1,8 +1,8 @@
 // Entry of the kernel module: every export of the Kernels contract (workers/kernel-api.ts) plus the
-// pool's helpers (gemmWith, gemmChoosePath, packBWhole, packedBBytes, packedBCapacity, gemmPrepacked, setScratch, scratchBytes, setWorkspace, workspaceBytes, setGemmPath, nop).
+// pool's helpers (gemmWith, gemmChoosePath, packBWhole, packedBFits, packedBCapacity, gemmPrepacked, setScratch, scratchBytes, setWorkspace, workspaceBytes, setGemmPath, nop).
 // Pointer-only code: no managed objects, no data segments.
 export {
-  gemm, gemmWith, gemmChoosePath, packBWhole, packedBBytes, packedBCapacity, gemmPrepacked, setScratch, scratchBytes, setWorkspace, workspaceBytes, setGemmPath, nop,
+  gemm, gemmWith, gemmChoosePath, packBWhole, packedBFits, packedBCapacity, gemmPrepacked, setScratch, scratchBytes, setWorkspace, workspaceBytes, setGemmPath, nop,
 } from './gemm';
 export {
   addBias, sumRows, reluForward, reluBackward, leakyReluForward, leakyReluBackward,

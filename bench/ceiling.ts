@@ -12,11 +12,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { from, lastValueFrom } from 'rxjs';
-import { count, repeat } from 'rxjs/operators';
 import { median } from './harness.ts';
 import { loadRxgrad, makeEngine } from './rxgrad.ts';
-import { SUBJECTS, makeBatches } from './train-subjects.ts';
+import { SUBJECTS, makeBatches, trainRound } from './train-subjects.ts';
 
 /** What the parent and a child say to each other over the IPC channel. */
 type ChildMessage = { ready: true } | { rates: number[] };
@@ -79,9 +77,7 @@ async function child(subjectName: string, steps: number, passes: number, ms: num
   const engine = await makeEngine(1);
   const batches = makeBatches(rx, subject, steps);
   const model = subject.build(rx, engine);
-  const optimizer = rx.adam({ learningRate: 1e-3 });
-  const loss = rx.softmaxCrossEntropy();
-  const fit = () => lastValueFrom(from(batches).pipe(repeat(passes), model.fit({ loss, optimizer }), count()));
+  const fit = trainRound(rx, model, batches, passes);
   await fit(); // warm-up, as the threads suite does
   const go = new Promise<void>((resolve) => process.once('message', () => resolve()));
   process.send!({ ready: true } satisfies ChildMessage);

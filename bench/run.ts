@@ -20,6 +20,7 @@ import { attentionBench } from './attention.ts';
 import { onlineBench } from './online.ts';
 import { recommenderBench } from './recommender.ts';
 import { threadsBench } from './threads.ts';
+import { placementBench } from './placement.ts';
 import { dashboardBench } from './dashboard.ts';
 import { serveBench } from './serve.ts';
 import { guardBench } from './guard.ts';
@@ -63,6 +64,7 @@ const suiteCases: BenchCase[] = [
   { name: 'testThenTrain one vs two forwards', quick: true, run: (c) => onlineBench({ quick: c.quick }) },
   { name: 'recommender online MF and top-k', quick: true, run: (c) => recommenderBench({ quick: c.quick }) },
   { name: 'threads and load: training steps on 1 vs 2 threads, quiet and one core busy; mlp inference b256', quick: true, run: (c) => threadsBench({ quick: c.quick }) },
+  { name: 'threads placement: one core busy, each way the kernel can stack the main thread, the worker and the busy loop', quick: true, run: (c) => placementBench({ quick: c.quick }) },
   { name: 'dashboard viewers and history', quick: true, run: (c) => dashboardBench({ quick: c.quick }) },
   { name: 'serve http: batching, reloads under load, memory', quick: true, run: (c) => serveBench({ quick: c.quick }) },
   { name: 'non-finite guard on vs off', quick: true, run: (c) => guardBench({ quick: c.quick }) },

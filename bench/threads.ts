@@ -26,13 +26,13 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { from, lastValueFrom } from 'rxjs';
-import { count, repeat } from 'rxjs/operators';
+import { count } from 'rxjs/operators';
 import type { Engine } from '../src/engine.ts';
 import type { Batch } from '../src/batch.ts';
 import { median, repeatFor, timeIt, WARM_UP_MS, type Row } from './harness.ts';
 import { loadRxgrad, makeEngine, type Rxgrad } from './rxgrad.ts';
 import { torchRates, type TorchRates } from './torch.ts';
-import { SUBJECTS, makeBatches, type Subject } from './train-subjects.ts';
+import { SUBJECTS, makeBatches, trainRound, type Subject } from './train-subjects.ts';
 import { separateProcessCeiling } from './ceiling.ts';
 import { awaitCleanHost, CLEAN_WAIT_MS, closeHostProbes, isCleanBusy, isCleanQuiet, readHost, startHostProbes, type HostProbes, type HostReading } from './clean-host.ts';
 
@@ -116,11 +116,7 @@ async function trainRates(
 ): Promise<{ rates: TrainRate[]; pairs: number[]; coherences: number[]; counted: boolean[]; clean: number; roundLog: string }> {
   const models = engines.map((engine) => subject.build(rx, engine));
   try {
-    const fits = models.map((model) => {
-      const optimizer = rx.adam({ learningRate: 1e-3 });
-      const loss = rx.softmaxCrossEntropy();
-      return () => lastValueFrom(from(batches).pipe(repeat(passes), model.fit({ loss, optimizer }), count()));
-    });
+    const fits = models.map((model) => trainRound(rx, model, batches, passes));
     // Warm-up (optimizer slots, arenas, JIT, the pool's workers): warmUpMs of training per engine (WARM_UP_MS).
     for (const fit of fits) await repeatFor(warmUpMs, fit);
     const seconds: number[][] = engines.map(() => []);

@@ -608,6 +608,22 @@ describe('step judge: a host whose speed moves in phases', () => {
   });
 });
 
+describe('step judge: a pool that gains nothing', () => {
+  it('runs whole steps alone (the 1-thread path) when the pool is not faster, and the pool only when it beats alone by the margin', () => {
+    // The pool 2% dearer than alone: inside a symmetric 3% margin the pool, the first way, held, and busy rows of
+    // models that gain nothing on a busy host sat at 0.97–0.99× a 1-thread engine (fourteenth session).
+    const dearer = judgedSteps(() => true);
+    dearer.run(20_000, { pool: 1.02, alone: 1 });
+    assert.ok(dearer.run(2000, { pool: 1.02, alone: 1 }) > 1900, 'alone, the cheaper way');
+    // The pool 2% cheaper: not enough to leave alone for it ...
+    dearer.run(20_000, { pool: 0.98, alone: 1 });
+    assert.ok(dearer.run(2000, { pool: 0.98, alone: 1 }) > 1900, 'still alone: the pool must win by the margin');
+    // ... 5% cheaper is.
+    dearer.run(40_000, { pool: 0.95, alone: 1 });
+    assert.ok(dearer.run(2000, { pool: 0.95, alone: 1 }) < 200, 'back on the pool once it wins by more than the margin');
+  });
+});
+
 describe('step judge: training in bursts', () => {
   it('ages a way\'s figure only while steps run: gaps between bursts do not make it re-measure the dearer way more often', () => {
     const { steps, clock, run } = judgedSteps(() => true);

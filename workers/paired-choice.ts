@@ -8,8 +8,14 @@
  * faster than its alone steps in the same run (median 9.6 against 11.6 ms), yet 59% of the steps ran alone,
  * over 29 switches in 11 rounds (twelfth session, docs/PERFORMANCE.md). So the other way is only ever measured
  * between two windows of the chosen way, and the figure is its cost over theirs: a ratio taken within ~0.3 s,
- * which a phase moves little. The choice follows the median of the last RATIOS ratios, and switches only when
- * the other way is cheaper by MARGIN.
+ * which a phase moves little. The choice follows the median of the last RATIOS ratios.
+ *
+ * The margin is one-sided. Every job alone is the 1-thread engine's path, so the pool is chosen, or kept, only while
+ * it is cheaper by MARGIN, and alone as soon as the pool is no cheaper. With a symmetric margin and the pool as the
+ * first way, a pool up to 3% dearer held: with one core busy the LSTM and MLP b64 rows, which gain nothing there,
+ * read 0.96–1.00× (LSTM) and 0.90–1.25× (MLP b64) a 1-thread engine in the twelfth and thirteenth sessions' runs.
+ * Two A/B runs of the busy threads rows, one-sided against symmetric: LSTM 1.00 / 1.04 against 0.99 / 0.99, MLP b64
+ * 1.03 / 1.10 against 1.00 / 1.00 (fourteenth session, docs/PERFORMANCE.md).
  *
  * Intervals as in {@link TwoWayChoice}: the other way is measured again once the last pair is older than an
  * interval that starts at `exploreMs`, doubles up to `maxExploreMs` while pairs confirm the choice, and drops to
@@ -79,7 +85,8 @@ export class PairedChoice {
       this.other = NaN;
       this.pairedAt = now;
       const ratio = median(this.ratios);
-      const best = this.chosen === 0 ? (ratio < 1 - MARGIN ? 1 : 0) : ratio > 1 / (1 - MARGIN) ? 0 : 1;
+      // Alone must only not be dearer; the pool must be cheaper by MARGIN (see the class comment).
+      const best = this.chosen === 0 ? (ratio < 1 ? 1 : 0) : ratio > 1 / (1 - MARGIN) ? 0 : 1;
       if (best !== this.chosen) {
         if (best === 1) this.switches++;
         this.chosen = best;

@@ -13,9 +13,8 @@
  * The margin is one-sided. Every job alone is the 1-thread engine's path, so the pool is chosen, or kept, only while
  * it is cheaper by MARGIN, and alone as soon as the pool is no cheaper. With a symmetric margin and the pool as the
  * first way, a pool up to 3% dearer held: with one core busy the LSTM and MLP b64 rows, which gain nothing there,
- * read 0.96–1.00× (LSTM) and 0.90–1.25× (MLP b64) a 1-thread engine in the twelfth and thirteenth sessions' runs.
- * Two A/B runs of the busy threads rows, one-sided against symmetric: LSTM 1.00 / 1.04 against 0.99 / 0.99, MLP b64
- * 1.03 / 1.10 against 1.00 / 1.00 (fourteenth session, docs/PERFORMANCE.md).
+ * read 0.96–1.00× (LSTM) and 0.90–1.25× (MLP b64) a 1-thread engine in the runs M–S (twelfth and thirteenth sessions;
+ * the A/B of the fourteenth is in docs/PERFORMANCE.md).
  *
  * Intervals as in {@link TwoWayChoice}: the other way is measured again once the last pair is older than an
  * interval that starts at `exploreMs`, doubles up to `maxExploreMs` while pairs confirm the choice, and drops to

@@ -4,10 +4,10 @@
  * `taskset` (B on CPU 1 throughout; C and W pinned per placement), and the 2-thread engine's rate is set against
  * a 1-thread engine on the same busy host with its main thread free (where the kernel puts it: a core of its own).
  *
- * Why: on this 2-vCPU VM the threads suite's busy rows sat at 0.94–1.01× for most models across thirteen sessions,
- * and rose above 1.2× only in some runs. With three runnable threads on two cores one core always runs two of them,
- * and the kernel does not move a thread to even out a 2:1 split (the other side would be 1:2), so which two share
- * stays for seconds. The rows here measure what each placement allows the engine as it ships (its judges on):
+ * Why: on this 2-vCPU VM the threads suite's busy rows mostly read 0.94–1.01×, and above 1.2× in some runs only.
+ * With three runnable threads on two cores one core always runs two of them; moving one to the other core would only
+ * turn a 2:1 split into 1:2, so which two share can stay put for seconds (a row's rounds then all read ~1.0× or all
+ * ~1.3×). The rows here measure what each placement allows the engine as it ships (its judges on):
  * - W beside B, C alone: the engine's second thread gets the half core B leaves it;
  * - W beside C, B alone: the process has one core, whatever it does;
  * - C beside B, W alone: the main thread gets half a core (the 1-thread engine, free, would get a whole one).

@@ -19,7 +19,7 @@
 
 /** How long (ms) the host must have been said busy (or quiet) at every decision before the choice treats it so. */
 export const SUSTAIN_MS = 100;
-/** How much cheaper (a fraction) the other way must be for the choice to switch to it. */
+/** How much cheaper (a fraction) the other way must be for the choice to switch to it (PairedChoice: the pool only). */
 export const MARGIN = 0.03;
 
 /** Intervals (ms) of a {@link TwoWayChoice} or a PairedChoice (workers/paired-choice.ts). */

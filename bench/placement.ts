@@ -16,7 +16,7 @@
  *
  * Usage: `rows.push(...await placementBench({ quick: ctx.quick }));` or `npx tsx bench/placement.ts [--quick] [--only cnn]`
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
@@ -24,6 +24,7 @@ import type { Engine } from '../src/engine.ts';
 import { median, repeatFor, WARM_UP_MS, type Row } from './harness.ts';
 import { loadRxgrad, makeEngine } from './rxgrad.ts';
 import { SUBJECTS, makeBatches, trainRound } from './train-subjects.ts';
+import { BusyCore } from './busy-core.ts';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
 
@@ -64,12 +65,12 @@ function currentAffinity(): string {
 function unavailable(): string | undefined {
   if (process.platform !== 'linux') return 'not Linux';
   if (os.availableParallelism() < 2) return 'fewer than 2 CPUs';
+  let mine: string;
   try {
-    currentAffinity();
+    mine = currentAffinity();
   } catch {
     return 'taskset (util-linux) not found';
   }
-  const mine = currentAffinity();
   if (mine !== '0,1' && mine !== '0-1' && !/^0-\d+$/.test(mine)) return `this process may run only on CPUs ${mine}, not 0 and 1`;
   return undefined;
 }
@@ -90,13 +91,9 @@ export async function placementBench(options: { quick: boolean; only?: string })
   const passes = options.quick ? 1 : 3;
   const affinity = currentAffinity();
   const main = String(process.pid);
-  let busy: ChildProcess | undefined;
-  const killBusy = () => busy?.kill('SIGKILL');
-  process.once('exit', killBusy);
+  const busy = new BusyCore(1);
   try {
-    busy = spawn('taskset', ['-c', '1', process.execPath, '-e', 'for(;;){}'], { stdio: 'ignore' });
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    if (busy.exitCode !== null) throw new Error(`the busy-loop child exited with code ${busy.exitCode}`);
+    await busy.start();
     for (const name of MODELS.filter((m) => !options.only || m.includes(options.only))) {
       const subject = SUBJECTS.find((s) => s.name === name)!;
       const batches = makeBatches(rx, subject, options.quick ? Math.ceil(subject.steps / 2) : subject.steps);
@@ -148,12 +145,7 @@ export async function placementBench(options: { quick: boolean; only?: string })
       }
     }
   } finally {
-    process.removeListener('exit', killBusy);
-    if (busy && busy.exitCode === null) {
-      const exited = new Promise((resolve) => busy!.once('exit', resolve));
-      busy.kill('SIGKILL');
-      await exited;
-    }
+    await busy.stop();
   }
   return rows;
 }

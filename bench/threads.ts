@@ -21,7 +21,6 @@
  *
  * Usage: `const rows = await threadsBench({ quick: true });` or `npx tsx bench/threads.ts [--quick] [--only mlp] [--condition quiet|busy]`
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
@@ -34,33 +33,10 @@ import { loadRxgrad, makeEngine, type Rxgrad } from './rxgrad.ts';
 import { torchRates, type TorchRates } from './torch.ts';
 import { SUBJECTS, makeBatches, trainRound, type Subject } from './train-subjects.ts';
 import { separateProcessCeiling } from './ceiling.ts';
+import { BusyCore } from './busy-core.ts';
 import { awaitCleanHost, CLEAN_WAIT_MS, closeHostProbes, isCleanBusy, isCleanQuiet, readHost, startHostProbes, type HostProbes, type HostReading } from './clean-host.ts';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
-
-/** A child process spinning on one core until stopped; killed with this process too. */
-class BusyCore {
-  private child: ChildProcess | undefined;
-  private readonly onExit = () => this.child?.kill('SIGKILL');
-
-  async start(): Promise<void> {
-    this.child = spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' });
-    process.once('exit', this.onExit);
-    // Let it get scheduled and reach its loop before anything is timed.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    if (this.child.exitCode !== null) throw new Error(`the busy-loop child exited with code ${this.child.exitCode}`);
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    this.child = undefined;
-    process.removeListener('exit', this.onExit);
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
 
 /**
  * The main thread's time waiting on a run queue while runnable (ms, Linux schedstat), or NaN where the kernel does

@@ -14,6 +14,14 @@ export interface Row {
   pytorch?: number | null;
 }
 
+/**
+ * A row that only rxgrad (and, where measured, PyTorch) fills: TF.js has no figure for it.
+ *
+ * Usage: `rows.push(rxgradRow('train cnn b64, 2 threads', 'examples/s', rate));`
+ */
+export const rxgradRow = (benchmark: string, unit: string, rxgrad: number | null, pytorch: number | null = null): Row =>
+  ({ benchmark, unit, rxgrad, tfjsWasm: null, tfjsCpu: null, pytorch });
+
 /** What a case gets from the runner. */
 export interface BenchContext {
   quick: boolean;

@@ -21,7 +21,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 import type { Engine } from '../src/engine.ts';
-import { median, repeatFor, WARM_UP_MS, type Row } from './harness.ts';
+import { median, repeatFor, rxgradRow, WARM_UP_MS, type Row } from './harness.ts';
 import { loadRxgrad, makeEngine } from './rxgrad.ts';
 import { SUBJECTS, makeBatches, trainRound } from './train-subjects.ts';
 import { BusyCore } from './busy-core.ts';
@@ -134,8 +134,8 @@ export async function placementBench(options: { quick: boolean; only?: string })
             `${ratio.toFixed(2)}× (rounds ${ratios.map((x) => x.toFixed(2)).join(' ')}; load average ${os.loadavg()[0]!.toFixed(1)})`);
           const prefix = `train ${name}, one core busy, ${placement.name}`;
           rows.push(
-            { benchmark: `${prefix}, 2 threads`, unit: 'examples/s', rxgrad: two, tfjsWasm: null, tfjsCpu: null },
-            { benchmark: `${prefix}, 2 threads vs 1 thread (its main thread free)`, unit: '×', rxgrad: ratio, tfjsWasm: null, tfjsCpu: null },
+            rxgradRow(`${prefix}, 2 threads`, 'examples/s', two),
+            rxgradRow(`${prefix}, 2 threads vs 1 thread (its main thread free)`, '×', ratio),
           );
         }
       } finally {

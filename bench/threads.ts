@@ -28,7 +28,7 @@ import { from, lastValueFrom } from 'rxjs';
 import { count } from 'rxjs/operators';
 import type { Engine } from '../src/engine.ts';
 import type { Batch } from '../src/batch.ts';
-import { median, repeatFor, timeIt, WARM_UP_MS, type Row } from './harness.ts';
+import { median, repeatFor, rxgradRow as row, timeIt, WARM_UP_MS, type Row } from './harness.ts';
 import { loadRxgrad, makeEngine, type Rxgrad } from './rxgrad.ts';
 import { torchRates, type TorchRates } from './torch.ts';
 import { SUBJECTS, makeBatches, trainRound, type Subject } from './train-subjects.ts';
@@ -152,14 +152,12 @@ async function trainRates(
   }
 }
 
-/** Quiet rounds run until the wanted number counted, at most this many times that number (bench/clean-host.ts). */
+/** Rounds run until the wanted number counted, at most this many times that number (bench/clean-host.ts). */
 const MAX_ROUNDS_FACTOR = 3;
 /** Fewest counted rounds a row is reported on; with fewer, every round counts. */
 const MIN_COUNTED = 3;
 
 const loadNote = () => `load average ${os.loadavg()[0]!.toFixed(1)} on ${os.availableParallelism()} cores`;
-const row = (benchmark: string, unit: string, rxgrad: number | null, pytorch: number | null = null): Row =>
-  ({ benchmark, unit, rxgrad, tfjsWasm: null, tfjsCpu: null, pytorch });
 
 /** MLP inference at batch 256: predict() against its two GEMMs alone, on a 2-thread engine. */
 async function inferenceRows(rx: Rxgrad, quick: boolean): Promise<Row[]> {

@@ -624,6 +624,30 @@ describe('step judge: a pool that gains nothing', () => {
   });
 });
 
+describe('step judge: a host that changes under a settled choice', () => {
+  it('pairs again soon when one pair contradicts a settled choice, so a change is followed within one grown interval, not two', () => {
+    // With one core busy the kernel may move the worker beside the other process, and from then on the pool wins.
+    // When a settled choice doubled its interval whatever the latest pair said, the first pair after such a change
+    // was outvoted by the two before it (the median of three), and the second came a whole interval later: in
+    // the placement bench the worker sat beside the busy loop, the pool ran steps 1.3× faster, and the judge
+    // stayed alone through the arrangement (fifteenth session).
+    const { steps, clock, run } = judgedSteps(() => true);
+    run(40_000, { pool: 1.3, alone: 1 }); // alone wins; its interval has grown to the longest
+    assert.ok(steps.alone && steps.choice.exploreMs === 6400, `settled alone (interval ${steps.choice.exploreMs} ms)`);
+    // The change comes just after a pair: the worst case, a whole interval before the next.
+    const pairs = () => steps.choice.ratios.join();
+    const before = pairs();
+    while (pairs() === before) run(1, { pool: 1.3, alone: 1 });
+    const start = clock.ms;
+    while (steps.choice.chosen === 1 && clock.ms - start < 60_000) run(1, { pool: 0.75, alone: 1 });
+    assert.equal(steps.choice.chosen, 0, 'on the pool once it is faster');
+    assert.ok(clock.ms - start < 6400 + 1000, `on the pool after ${Math.round(clock.ms - start)} ms of steps`);
+    // A lone odd pair under a settled choice costs a second pair soon, and the choice holds.
+    run(40_000, { pool: 0.75, alone: 1 });
+    assert.ok(run(2000, { pool: 0.75, alone: 1 }) < 200, 'and it stays there');
+  });
+});
+
 describe('step judge: training in bursts', () => {
   it('ages a way\'s figure only while steps run: gaps between bursts do not make it re-measure the dearer way more often', () => {
     const { steps, clock, run } = judgedSteps(() => true);

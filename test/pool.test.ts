@@ -629,8 +629,8 @@ describe('step judge: a host that changes under a settled choice', () => {
     // With one core busy the kernel may move the worker beside the other process, and from then on the pool wins.
     // When a settled choice doubled its interval whatever the latest pair said, the first pair after such a change
     // was outvoted by the two before it (the median of three), and the second came a whole interval later: in
-    // the placement bench the worker sat beside the busy loop, the pool ran steps 1.3× faster, and the judge
-    // stayed alone through the arrangement (fifteenth session).
+    // the placement bench, with the worker beside the busy loop, a pair read the pool 1.32× as fast as alone and
+    // the next was due after the arrangement had ended (fifteenth session).
     const { steps, clock, run } = judgedSteps(() => true);
     run(40_000, { pool: 1.3, alone: 1 }); // alone wins; its interval has grown to the longest
     assert.ok(steps.alone && steps.choice.exploreMs === 6400, `settled alone (interval ${steps.choice.exploreMs} ms)`);

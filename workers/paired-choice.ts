@@ -21,9 +21,9 @@
  * `recheckMs` after a switch. A pair that contradicts the choice, which the median of three still keeps, is
  * followed by another after `recheckMs`, the interval kept. Without that second pair soon, a change of the host
  * under a settled choice was followed only two intervals later, up to 12.8 s of steps: with one core busy and the
- * worker pinned beside the busy loop, the pool ran steps 1.3× faster than alone, and the judge stayed alone through
- * the placement bench's whole arrangement (a pair read 1.32, outvoted by two from before the pinning; fifteenth
- * session). On a quiet host it is always way 0, and the ratios of a busy spell are forgotten.
+ * worker pinned beside the busy loop, a pair read the pool 1.32× as fast as alone, the two before it (0.92 and 0.82)
+ * outvoted it, and the next pair was due 2.56 s of steps later, after the placement bench's arrangement had ended
+ * (fifteenth session). On a quiet host it is always way 0, and the ratios of a busy spell are forgotten.
  */
 import { MARGIN, median, SustainedBusy, type ChoiceSettings } from './two-way-choice.ts';
 
@@ -100,19 +100,16 @@ export class PairedChoice {
       this.other = NaN;
       this.pairedAt = now;
       const best = bestWay(this.chosen, median(this.ratios));
+      // This pair alone says the other way while the median keeps the choice: the host may have changed under a
+      // settled choice (the kernel moved a thread). One more pair soon settles it, the interval kept (class comment).
+      this.soon = best === this.chosen && bestWay(this.chosen, this.ratios.at(-1)!) !== this.chosen;
       if (best !== this.chosen) {
         if (best === 1) this.switches++;
         this.chosen = best;
         this.exploreMs = this.settings.recheckMs;
-      } else if (bestWay(this.chosen, this.ratios.at(-1)!) !== this.chosen) {
-        // This pair alone says the other way: the host may have changed under a settled choice (the kernel moved a
-        // thread). One more pair soon settles it, the interval kept: see the class comment.
-        this.soon = true;
-        return;
-      } else {
+      } else if (!this.soon) {
         this.exploreMs = Math.min(this.settings.maxExploreMs, 2 * this.exploreMs);
       }
-      this.soon = false;
       return;
     }
     if (this.ratios.length === 0 || now - this.pairedAt > (this.soon ? this.settings.recheckMs : this.exploreMs)) {

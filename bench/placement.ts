@@ -12,6 +12,10 @@
  * - W beside C, B alone: the process has one core, whatever it does;
  * - C beside B, W alone: the main thread gets half a core (the 1-thread engine, free, would get a whole one).
  *
+ * Each placement's rows include the coherence probe's reading (bench/coherence-probe.ts), the worse of just before
+ * and just after it: with W beside B the pool gained ~1.4× in runs where it read close at both ends and ~1.0× in
+ * runs where it read far at one (fifteenth session, docs/PERFORMANCE.md).
+ *
  * Linux only (`taskset` from util-linux); elsewhere the suite returns no rows and says why.
  *
  * Usage: `rows.push(...await placementBench({ quick: ctx.quick }));` or `npx tsx bench/placement.ts [--quick] [--only cnn]`
@@ -25,6 +29,8 @@ import { median, repeatFor, rxgradRow, WARM_UP_MS, type Row } from './harness.ts
 import { loadRxgrad, makeEngine } from './rxgrad.ts';
 import { SUBJECTS, makeBatches, trainRound } from './train-subjects.ts';
 import { BusyCore } from './busy-core.ts';
+import { CoherenceProbe } from './coherence-probe.ts';
+import { CLEAN_COHERENCE } from './clean-host.ts';
 
 const log = (message: string) => process.stderr.write(`${message}\n`);
 
@@ -92,6 +98,10 @@ export async function placementBench(options: { quick: boolean; only?: string })
   const affinity = currentAffinity();
   const main = String(process.pid);
   const busy = new BusyCore(1);
+  // Read before and after each arrangement: with the worker beside the busy loop the pool gains ~1.4× while the host
+  // keeps the two vCPUs close and ~1.0× in its far stretches (fifteenth session, docs/PERFORMANCE.md). Started before
+  // the engines, so its reader is not taken for the pool's worker.
+  const coherence = await CoherenceProbe.start();
   try {
     await busy.start();
     for (const name of MODELS.filter((m) => !options.only || m.includes(options.only))) {
@@ -110,6 +120,7 @@ export async function placementBench(options: { quick: boolean; only?: string })
         const examples = passes * batches.length * subject.batch;
         for (const placement of PLACEMENTS) {
           const ones: number[] = [], twos: number[] = [], ratios: number[] = [];
+          const coherenceBefore = coherence.measure();
           for (let r = 0; r < rounds; r++) {
             // The 1-thread engine with its main thread free; the 2-thread engine in the placement; alternating order.
             const times = [0, 0];
@@ -128,14 +139,18 @@ export async function placementBench(options: { quick: boolean; only?: string })
             ratios.push(times[0]! / times[1]!);
           }
           pin(worker, affinity);
+          const coherenceAfter = coherence.measure();
+          const far = Math.max(coherenceBefore, coherenceAfter) > CLEAN_COHERENCE;
           const ratio = median(ratios);
           const two = (1000 * examples) / median(twos), one = (1000 * examples) / median(ones);
           log(`  ${name}, one core busy, ${placement.name}: 2 threads ${Math.round(two)} ex/s, 1 thread (free) ${Math.round(one)} ex/s, ` +
-            `${ratio.toFixed(2)}× (rounds ${ratios.map((x) => x.toFixed(2)).join(' ')}; load average ${os.loadavg()[0]!.toFixed(1)})`);
+            `${ratio.toFixed(2)}× (rounds ${ratios.map((x) => x.toFixed(2)).join(' ')}; coherence probe ${coherenceBefore.toFixed(1)} before, ` +
+            `${coherenceAfter.toFixed(1)} after${far ? ': the vCPUs far apart at one end' : ''}; load average ${os.loadavg()[0]!.toFixed(1)})`);
           const prefix = `train ${name}, one core busy, ${placement.name}`;
           rows.push(
             rxgradRow(`${prefix}, 2 threads`, 'examples/s', two),
             rxgradRow(`${prefix}, 2 threads vs 1 thread (its main thread free)`, '×', ratio),
+            rxgradRow(`${prefix}, a write to what the other thread just read vs an unshared one, the worse of before and after`, '×', Math.max(coherenceBefore, coherenceAfter)),
           );
         }
       } finally {
@@ -146,6 +161,7 @@ export async function placementBench(options: { quick: boolean; only?: string })
     }
   } finally {
     await busy.stop();
+    await coherence.close();
   }
   return rows;
 }

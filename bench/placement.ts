@@ -140,7 +140,8 @@ export async function placementBench(options: { quick: boolean; only?: string })
           }
           pin(worker, affinity);
           const coherenceAfter = coherence.measure();
-          const far = Math.max(coherenceBefore, coherenceAfter) > CLEAN_COHERENCE;
+          const coherenceWorse = Math.max(coherenceBefore, coherenceAfter);
+          const far = coherenceWorse > CLEAN_COHERENCE;
           const ratio = median(ratios);
           const two = (1000 * examples) / median(twos), one = (1000 * examples) / median(ones);
           log(`  ${name}, one core busy, ${placement.name}: 2 threads ${Math.round(two)} ex/s, 1 thread (free) ${Math.round(one)} ex/s, ` +
@@ -150,7 +151,7 @@ export async function placementBench(options: { quick: boolean; only?: string })
           rows.push(
             rxgradRow(`${prefix}, 2 threads`, 'examples/s', two),
             rxgradRow(`${prefix}, 2 threads vs 1 thread (its main thread free)`, '×', ratio),
-            rxgradRow(`${prefix}, a write to what the other thread just read vs an unshared one, the worse of before and after`, '×', Math.max(coherenceBefore, coherenceAfter)),
+            rxgradRow(`${prefix}, a write to what the other thread just read vs an unshared one, the worse of before and after`, '×', coherenceWorse),
           );
         }
       } finally {

@@ -101,7 +101,8 @@ export class PairedChoice {
       this.pairedAt = now;
       const best = bestWay(this.chosen, median(this.ratios));
       // This pair alone says the other way while the median keeps the choice: the host may have changed under a
-      // settled choice (the kernel moved a thread). One more pair soon settles it, the interval kept (class comment).
+      // settled choice (the kernel moved a thread, or the host moved the vCPUs apart or together). One more pair
+      // soon settles it, the interval kept (class comment).
       this.soon = best === this.chosen && bestWay(this.chosen, this.ratios.at(-1)!) !== this.chosen;
       if (best !== this.chosen) {
         if (best === 1) this.switches++;

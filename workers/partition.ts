@@ -64,25 +64,3 @@ export function partitionElements(n: number, chunks: number): [number, number][]
   return ranges(n, Math.max(LINE_FLOATS, Math.ceil(n / Math.max(1, chunks) / LINE_FLOATS) * LINE_FLOATS));
 }
 
-
-/**
- * Which thread's share each range of [0, len) belongs to: thread t owns the ranges whose middle falls in the
- * t-th of `threads` equal parts of [0, len). Jobs that cut the same memory differently (a weight gradient's rows
- * in GEMM tiles, then the optimizer's update of those weights in cache lines) give each part to the same thread,
- * so its cache lines stay on one core (workers/pool-jobs.ts, JOB). Nondecreasing for ascending ranges.
- *
- * Usage: `shareOwners([[0, 102], [102, 204], [204, 306], [306, 392]], 392, 2) // [0, 0, 1, 1]`
- */
-export function shareOwners(parts: readonly [number, number][], len: number, threads: number): number[] {
-  return parts.map(([s, e]) => Math.min(threads - 1, Math.floor(((s + e) / 2) * threads / Math.max(1, len))));
-}
-
-/** First index of each thread's share (see {@link shareOwners}) for the pool's JobOptions.shares. */
-export function shareStarts(owners: readonly number[], threads: number): number[] {
-  const starts: number[] = [];
-  for (let t = 0; t < threads; t++) {
-    const i = owners.findIndex((o) => o >= t);
-    starts.push(i < 0 ? owners.length : i);
-  }
-  return starts;
-}

@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { openSync, readSync } from 'node:fs';
 
 const {
-  module, memory, slotByte, slotInts, thread, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP, JOB, HOST_QUIET, slowMs, jitterMs, contendedForTest,
+  module, memory, slotByte, slotInts, scratch, workspace, gemmPath, startSeq, spinMs, callNames, F, OP, JOB, HOST_QUIET, slowMs, jitterMs, contendedForTest,
 } = workerData;
 const instance = new WebAssembly.Instance(module, { env: { memory } });
 const k = instance.exports;
@@ -150,10 +150,7 @@ function callAt(ints, floats, at) {
   fn(...args);
 }
 
-/**
- * Claims and runs chunks of the job of generation `gen` until none is left: this thread's own share first, then
- * the others' (pool-jobs.ts claimChunk / finishChunk, JOB).
- */
+/** Claims and runs chunks of the job of generation `gen` until none is left (pool.ts claimChunk / finishChunk). */
 function runChunks(base, gen) {
   if (base !== jobBase) {
     jobBase = base;
@@ -161,22 +158,15 @@ function runChunks(base, gen) {
     jobF32 = new Float32Array(memory.buffer, base, JOB.ROWS + 256 * JOB.ROW_WORDS);
   }
   const tag = gen << JOB.INDEX_BITS;
-  const threads = Atomics.load(job, JOB.THREADS);
-  let share = 0;
   for (;;) {
     if (jitterMs > 0) sleep(Math.random() * jitterMs);
-    if (share >= threads) return;
-    const at = JOB.HOME + ((thread + share) % threads) * JOB.HOME_WORDS;
-    const v = Atomics.load(job, at);
+    const v = Atomics.load(job, JOB.NEXT);
     if ((v & ~INDEX_MASK) !== tag) return;
     const index = v & INDEX_MASK;
-    if (index >= Atomics.load(job, at + 1)) {
-      share++;
-      continue;
-    }
+    if (index >= Atomics.load(job, JOB.COUNT)) return;
     // CLAIMED before the claim: a worker that dies while it is set fails the job instead of hanging it.
     Atomics.store(i32, F.CLAIMED, index + 1);
-    if (Atomics.compareExchange(job, at, v, v + 1) !== v) {
+    if (Atomics.compareExchange(job, JOB.NEXT, v, v + 1) !== v) {
       Atomics.store(i32, F.CLAIMED, 0);
       continue;
     }

@@ -27,7 +27,6 @@ export const MAX_WORKERS = 13;
 export const SCRATCH_BASE = 4096;
 /** Most threads (caller included) that can share a kernel. */
 export const MAX_THREADS = MAX_WORKERS + 1;
-if (MAX_THREADS > JOB.HOMES) throw new Error(`rxgrad pool: the job block has ${JOB.HOMES} shares for ${MAX_THREADS} threads`);
 /** i32 field indices inside a slot; MSG_BYTE is a byte offset. */
 export const F = { SEQ: 0, DONE: 1, STATE: 2, OP: 3, STATUS: 4, MSG_LEN: 5, CLAIMED: 6, RAN: 7, ARGS: 8, CONTENDED: 16, HOST: 17, MSG_BYTE: 128 } as const;
 /** Values of a slot's HOST field: what the caller knows of other processes' load (see {@link PoolWorkers.setHost}). */
@@ -157,7 +156,6 @@ export class PoolWorkers {
         memory: this.memory,
         slotByte: SLOT_BASE + slot.index * SLOT_BYTES,
         slotInts: SLOT_BYTES / 4,
-        thread: slot.thread,
         scratch: scratchAddress(slot.index + 1, config.scratchBytes),
         workspace: config.workspace(slot.thread),
         gemmPath: config.gemmPath,

@@ -10,9 +10,8 @@
  *
  * Chunked jobs ({@link WorkerPool.runChunks}): a kernel cut into more chunks than threads, written as a
  * table of calls into the pool's job block ({@link JOB_BYTES}, outside the control region). Every thread,
- * the caller included, claims its own share of the chunks first, then the others' (compare-and-swap on one
- * counter per share, see {@link JOB}) until none is left, so a descheduled worker only delays the chunk it
- * holds and the others take the rest, while on a steady host each thread keeps the same rows step after step. Which
+ * the caller included, claims the next chunk through one shared counter (compare-and-swap) until none
+ * is left, so a descheduled worker only delays the chunk it holds and the others take the rest. Which
  * thread ran which chunk never changes a result: chunks write disjoint outputs, and reductions across
  * chunks are summed in chunk order by the backend afterwards.
  */
@@ -20,7 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { SplitJudge, type SplitAccount } from './split-judge.ts';
 import { StepJudge } from './step-judge.ts';
 import { HostLoad } from './host-load.ts';
-import { claimChunk, claimedCount, doneCount, finishChunk, GEN_MASK, INDEX_MASK, JOB, JOB_BYTES, MAX_CHUNKS, openJob, shareBounds, sleepMs, writeRow } from './pool-jobs.ts';
+import { claimChunk, doneCount, finishChunk, GEN_MASK, INDEX_MASK, JOB, JOB_BYTES, MAX_CHUNKS, sleepMs, writeRow } from './pool-jobs.ts';
 import { OP, PoolWorkers } from './pool-workers.ts';
 
 export { claimChunk, finishChunk, JOB, JOB_BYTES, MAX_CHUNKS } from './pool-jobs.ts';
@@ -33,13 +32,6 @@ export interface JobOptions {
   work?: number;
   /** The whole job as one call on the calling thread (same results as its chunks), used when it runs alone. */
   whole?: () => void;
-  /**
-   * First chunk of each thread's share (index 0 the caller, then worker w at w + 1; ascending from 0): the chunks
-   * a thread claims before the others'. Default about 1 / threads of the chunks each, in order. A job that
-   * updates the same memory as an earlier one (the optimizer after a weight gradient) gives each thread the same
-   * part of it, so those cache lines stay on one core.
-   */
-  shares?: readonly number[];
 }
 
 /** One chunk of a job: which export (index into the pool's `callNames`), its arguments, which are f32. */
@@ -198,10 +190,6 @@ export class WorkerPool {
       return Promise.reject(err);
     }
     if (rows.length > MAX_CHUNKS) throw new RangeError(`rxgrad pool: ${name} has ${rows.length} chunks, at most ${MAX_CHUNKS} fit a job`);
-    const { shares } = options;
-    if (shares && (shares.length !== this.size + 1 || shares[0] !== 0 || shares.some((s, t) => !Number.isInteger(s) || s > rows.length || (t > 0 && s < shares[t - 1]!)))) {
-      throw new RangeError(`rxgrad pool: ${name}'s shares [${shares.join(', ')}] are not ${this.size + 1} ascending chunk indices from 0 up to ${rows.length}`);
-    }
     const alone = () => {
       if (options.whole) options.whole();
       else for (const row of rows) local(row);
@@ -209,7 +197,7 @@ export class WorkerPool {
     if (!this.job || this.size === 0) return alone();
     // A job started while an asynchronous one is pending: behind it, or (sync) on the calling thread alone,
     // which gives the same result (a chunk computes the same whoever runs it).
-    if (this.tail) return sync ? alone() : this.afterTail(() => this.startChunks(name, rows, local, false, undefined, 0, options.shares));
+    if (this.tail) return sync ? alone() : this.afterTail(() => this.startChunks(name, rows, local, false, undefined, 0));
     // Inside a stream of steps the step judge decides (every job split, or every job alone); outside, the split
     // judge, per kind of job.
     const steps = this.steps?.active() ? this.steps : undefined;
@@ -227,7 +215,7 @@ export class WorkerPool {
       this.judge!.record(account, 'alone', performance.now() - t0, work);
       return;
     }
-    const result = this.startChunks(name, rows, local, sync, account, work, options.shares);
+    const result = this.startChunks(name, rows, local, sync, account, work);
     if (result) this.track(result);
     return result;
   }
@@ -283,29 +271,34 @@ export class WorkerPool {
 
   private startChunks(
     name: string, rows: readonly CallTask[], local: (row: CallTask) => void, sync: boolean, account: SplitAccount | undefined, work: number,
-    shares: readonly number[] | undefined,
   ): Promise<void> | void {
     if (this.closed) return Promise.reject(new Error('rxgrad pool: used after close()'));
     const job = this.job!;
     const count = rows.length;
     this.gen = (this.gen + 1) & GEN_MASK;
     const tag = this.gen << JOB.INDEX_BITS;
-    openJob(job, tag, shareBounds(count, this.size + 1, shares), () => {
-      for (let c = 0; c < count; c++) writeRow(job, this.jobF32!, JOB.ROWS + c * JOB.ROW_WORDS, rows[c]!, this.callNames);
-    }, this.hooks.publishDelayMs ? () => sleepMs(this.hooks.publishDelayMs!) : undefined);
+    // Close the block first: a thread still claiming from the previous job (it arrived late, found it finished,
+    // and is between reading NEXT and its compare-and-swap) would otherwise claim chunks of this job under the
+    // old tag once COUNT grows, and run them untracked while the caller moves on (they would run twice).
+    Atomics.store(job, JOB.NEXT, tag | INDEX_MASK);
+    for (let c = 0; c < count; c++) writeRow(job, this.jobF32!, JOB.ROWS + c * JOB.ROW_WORDS, rows[c]!, this.callNames);
+    Atomics.store(job, JOB.COUNT, count);
+    Atomics.store(job, JOB.DONE, tag);
+    if (this.hooks.publishDelayMs) sleepMs(this.hooks.publishDelayMs);
+    Atomics.store(job, JOB.NEXT, tag); // publishes the job: rows and COUNT are visible to whoever reads this
     const tPublish = performance.now();
     this.workers.setHost(this.hostBusy());
     for (const slot of this.workers.slots) this.workers.post(slot, OP.CHUNKS, name, false, this.jobBlock, this.gen);
     let localError: unknown;
     const { slowThread, slowMs = 0, jitterMs = 0, workersFirst = false } = this.hooks;
     if (workersFirst && count > 1) {
-      while (claimedCount(job, tag) === 0 && !this.workers.slots.some((s) => s.dead)) sleepMs(0.05);
+      while (Atomics.load(job, JOB.NEXT) === tag && !this.workers.slots.some((s) => s.dead)) sleepMs(0.05);
     }
     const t0 = performance.now();
     let ran = 0;
     for (;;) {
       if (jitterMs > 0) sleepMs(Math.random() * jitterMs);
-      const index = claimChunk(job, tag, 0);
+      const index = claimChunk(job, tag);
       if (index < 0) break;
       if (slowThread === 0) sleepMs(slowMs);
       try {

@@ -6,7 +6,7 @@ import { FILTER_GRADIENT_CHUNKS, type ComputeBackend, type GemmPath, type Elemen
 import { KERNEL_NAMES, type Kernels } from './kernel-api.ts';
 
 import { defaultThreads, loadModule, provideWorkspace, relaxedSupported, warmUp } from './wasm-setup.ts';
-import { MR, partitionBatch, partitionElements, partitionGemm, partitionGuided, shareOwners, shareStarts } from './partition.ts';
+import { MR, partitionBatch, partitionElements, partitionGemm, partitionGuided } from './partition.ts';
 import { SEQUENCE_KERNEL_NAMES, type SequenceKernels } from './sequence-api.ts';
 import { WorkerPool, JOB_BYTES, MAX_CHUNKS, MAX_THREADS, OP, scratchAddress, type CallTask, type JobOptions, type PoolTestHooks } from './pool.ts';
 
@@ -282,28 +282,23 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
       for (const c of calls) exportOf(c.name)(...c.pointers, c.n, ...(c.tail ?? []));
       return;
     }
-    // One job for every call: each cut into line-aligned ranges of about the same number of bytes, and the ranges
-    // of each call given to threads by position (shareOwners), as the split GEMMs give the rows of its gradient:
-    // each thread then updates the weights, moments and gradient rows it last touched (sixteenth session).
+    // One job for every call: each cut into line-aligned ranges of about the same number of bytes.
     const per = Math.max(1, bytes / chunksFor(bytes * UPDATE_COST_PER_BYTE, Math.min(MIN_CHUNK_BYTES, byteThreshold())));
-    const byThread: CallTask[][] = Array.from({ length: threads }, () => []);
+    const rows: CallTask[] = [];
     for (const c of calls) {
       const tail = c.tail ?? [];
       const floatMask = (c.tailFloatMask ?? (1 << tail.length) - 1) << (c.pointers.length + 1);
       const callBytes = 4 * c.n * c.pointers.filter((p) => p !== 0).length;
       const kernel = kernelIds.get(c.name)!;
-      const parts = partitionElements(c.n, Math.max(1, Math.round(callBytes / per)));
-      const owners = shareOwners(parts, c.n, threads);
-      parts.forEach(([s, e], i) => byThread[owners[i]!]!.push({ kernel, args: [...advance(c.pointers, s), e - s, ...tail], floatMask }));
+      for (const [s, e] of partitionElements(c.n, Math.max(1, Math.round(callBytes / per)))) {
+        rows.push({ kernel, args: [...advance(c.pointers, s), e - s, ...tail], floatMask });
+      }
     }
-    const rows = byThread.flat();
     if (rows.length > MAX_CHUNKS) {
       for (const c of calls) exportOf(c.name)(...c.pointers, c.n, ...(c.tail ?? []));
       return;
     }
-    const shares: number[] = [];
-    for (let t = 0, at = 0; t < threads; at += byThread[t]!.length, t++) shares.push(at);
-    getPool().runChunks('optimizer update', rows, runRow, true, { work: bytes, shares });
+    getPool().runChunks('optimizer update', rows, runRow, true, { work: bytes });
   }
 
   /**
@@ -456,8 +451,6 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
     // The path of the whole product, for every chunk: chunks compute exactly as one thread would.
     const path = hint === 'packed' ? 2 : exports.gemmChoosePath(transB, m, n, k, ldb);
     const { rows, ranges: parts } = partitionGemm(m, n, chunksFor(flops, Math.min(MIN_CHUNK_FLOPS, threshold())), path === 2 ? PACKED_ROW_TILE : MR);
-    // Each thread's share by position (the t-th part of the rows or columns), as the optimizer's update cuts the weights.
-    const shares = shareStarts(shareOwners(parts, rows ? m : n, threads), threads);
     // Fewer than 2 chunks, or alone (a busy host where that is faster): the whole product in one call on the
     // given path, the same bits as the chunks (each computes its rows exactly as one thread would) with B packed
     // once, not per chunk.
@@ -472,14 +465,14 @@ export function createWasmCompute(memory: WebAssembly.Memory, options: WasmCompu
       const prepacked = ([s, e]: [number, number]): number[] =>
         [transA, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, sharedPackB, beta, c + 4 * s * ldc, ldc];
       // alpha (argument 4) and beta (8) are f32.
-      return runJob('gemmPrepacked', parts.map(prepacked), true, false, (1 << 4) | (1 << 8), { work: flops, whole, shares });
+      return runJob('gemmPrepacked', parts.map(prepacked), true, false, (1 << 4) | (1 << 8), { work: flops, whole });
     }
     const part = ([s, e]: [number, number]): number[] =>
       rows
         ? [path, transA, transB, e - s, n, k, alpha, transA ? a + 4 * s : a + 4 * s * lda, lda, b, ldb, beta, c + 4 * s * ldc, ldc]
         : [path, transA, transB, m, e - s, k, alpha, a, lda, transB ? b + 4 * s * ldb : b + 4 * s, ldb, beta, c + 4 * s, ldc];
     // alpha (argument 6) and beta (11) are f32.
-    return runJob('gemmWith', parts.map(part), true, false, (1 << 6) | (1 << 11), { work: flops, whole, shares });
+    return runJob('gemmWith', parts.map(part), true, false, (1 << 6) | (1 << 11), { work: flops, whole });
   }
 
   return {

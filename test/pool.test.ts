@@ -648,6 +648,29 @@ describe('step judge: a host that changes under a settled choice', () => {
   });
 });
 
+describe('step judge: a settled choice whose own steps turn dearer', () => {
+  it('pairs again soon when the chosen way\'s steps rise well above their level at the last pair, not a whole interval later', () => {
+    // With one core busy the kernel may move the worker from beside the busy loop to beside the main thread; from
+    // then on the pool loses. The pool's own windows show it at once (CNN: 5.2–6.5 → 7.5–8.0 ms a step, alone 7.2),
+    // but a settled choice waited up to its whole interval, 6.4 s of steps, before the next pair: the placement
+    // bench's arrangement ran ~5 s of its ~8 on the dearer pool (sixteenth session).
+    const { steps, clock, run } = judgedSteps(() => true);
+    run(40_000, { pool: 5.5, alone: 7.2 });
+    assert.ok(!steps.alone && steps.choice.exploreMs === 6400, `settled on the pool (interval ${steps.choice.exploreMs} ms)`);
+    const pairs = () => steps.choice.ratios.join();
+    const before = pairs();
+    while (pairs() === before) run(1, { pool: 5.5, alone: 7.2 });
+    const start = clock.ms;
+    while (!steps.alone && clock.ms - start < 60_000) run(1, { pool: 7.7, alone: 7.2 });
+    assert.ok(steps.alone, 'alone once the pool is dearer');
+    assert.ok(clock.ms - start < 1500, `alone after ${Math.round(clock.ms - start)} ms of steps`);
+    // Steady again: the interval grows back, and steady steps cost no extra pairs.
+    run(40_000, { pool: 7.7, alone: 7.2 });
+    const pooled = 4000 - run(4000, { pool: 7.7, alone: 7.2 });
+    assert.ok(pooled < 0.03 * 4000, `the dearer pool ran ${pooled} of 4000 steady steps`);
+  });
+});
+
 describe('step judge: training in bursts', () => {
   it('ages a way\'s figure only while steps run: gaps between bursts do not make it re-measure the dearer way more often', () => {
     const { steps, clock, run } = judgedSteps(() => true);

@@ -23,12 +23,25 @@
  * under a settled choice was followed only two intervals later, up to 12.8 s of steps: with one core busy and the
  * worker pinned beside the busy loop, a pair read the pool 1.32× as fast as alone, the two before it (0.92 and 0.82)
  * outvoted it, and the next pair was due 2.56 s of steps later, after the placement bench's arrangement had ended
- * (fifteenth session). On a quiet host it is always way 0, and the ratios of a busy spell are forgotten.
+ * (fifteenth session). For the same reason, while the pool is chosen, the next pair comes soon when the median of its
+ * last three windows rises by more than RISE above its level at the last pair. A change that makes the pool dearer
+ * shows there at once: in the placement bench the kernel moved the worker from beside the busy loop to beside the main
+ * thread, the CNN's pool windows went from 5.2–6.5 to 7.5–8.0 ms a step (alone 7.2), and the settled choice ran ~5 s
+ * of the arrangement's ~8 on the dearer pool before its next pair (sixteenth session).
+ * On a quiet host it is always way 0, and the ratios of a busy spell are forgotten.
  */
 import { MARGIN, median, SustainedBusy, type ChoiceSettings } from './two-way-choice.ts';
 
 /** Paired ratios the choice follows (the median of): one odd pair neither flips it nor lingers. */
 export const RATIOS = 3;
+
+/**
+ * How far the median of the pool's last RATIOS windows, while it is the chosen way, may rise above its level at the
+ * last pair before the next pair comes soon (see the class comment). A move of the worker between the cores raised
+ * it by 30–45% (CNN, one core busy); on a steady arrangement it set off twice in ~10 s of steps, a pair each
+ * (traced placement run, sixteenth session).
+ */
+export const RISE = 0.2;
 
 /**
  * The way a paired ratio (alone's cost over the pool's) calls for, `chosen` being the way chosen now: alone must
@@ -58,8 +71,12 @@ export class PairedChoice {
   private other = NaN;
   /** When the last pair was completed (or the first window was judged). */
   private pairedAt = -Infinity;
-  /** The last pair contradicted the choice (which its median kept): the next pair comes after `recheckMs`. */
+  /** The last pair contradicted the choice (which its median kept), or the chosen way's windows rose: the next pair comes after `recheckMs`. */
   private soon = false;
+  /** The chosen way's latest window costs, oldest first (at most RATIOS). */
+  private readonly recent: number[] = [];
+  /** The median of {@link recent} at the last pair: the chosen way's level then; NaN before one. */
+  private level = NaN;
 
   constructor(private readonly settings: ChoiceSettings) {
     this.exploreMs = settings.exploreMs;
@@ -85,6 +102,8 @@ export class PairedChoice {
       this.before = this.other = NaN;
       this.exploreMs = this.settings.exploreMs;
       this.soon = false;
+      this.recent.length = 0;
+      this.level = NaN;
       return;
     }
     if (this.exploring) {
@@ -93,6 +112,8 @@ export class PairedChoice {
       this.exploring = false;
       return;
     }
+    this.recent.push(cost);
+    if (this.recent.length > RATIOS) this.recent.shift();
     if (!Number.isNaN(this.other)) {
       const mine = (this.before + cost) / 2;
       this.ratios.push(this.chosen === 0 ? this.other / mine : mine / this.other);
@@ -108,11 +129,18 @@ export class PairedChoice {
         if (best === 1) this.switches++;
         this.chosen = best;
         this.exploreMs = this.settings.recheckMs;
-      } else if (!this.soon) {
-        this.exploreMs = Math.min(this.settings.maxExploreMs, 2 * this.exploreMs);
+        this.recent.length = 0;
+        this.level = NaN;
+      } else {
+        if (!this.soon) this.exploreMs = Math.min(this.settings.maxExploreMs, 2 * this.exploreMs);
+        this.level = median(this.recent);
       }
       return;
     }
+    // The pool's own steps turned dearer since the last pair: the host may have changed under the choice. Not alone's:
+    // what makes the pool win again (the worker moved beside the other process) does not show in steps it sleeps
+    // through, and alone's windows, noisier with a woken worker beside the main thread, would only buy pool windows.
+    if (this.chosen === 0 && this.recent.length === RATIOS && median(this.recent) > (1 + RISE) * this.level) this.soon = true;
     if (this.ratios.length === 0 || now - this.pairedAt > (this.soon ? this.settings.recheckMs : this.exploreMs)) {
       this.before = cost;
       this.exploring = true;

@@ -475,7 +475,11 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     assert.ok(a && b, runs[0]!.output() + runs[1]!.output());
     assert.deepEqual(a.weights, b.weights, "the survivors' weights are bitwise equal");
     const trained = includedEntries(runs);
-    assert.deepEqual(ids.filter((id) => !trained.has(id)), [], 'every entry was in some applied round');
+    // c acknowledges an entry once its round is applied, then prints the step's report: a SIGKILL between the two
+    // loses that one report, never the training (the round was the group's). At most one such entry, and it is
+    // acknowledged, so no survivor trains it again.
+    const unreported = ids.filter((id) => !trained.has(id));
+    assert.ok(unreported.length <= 1, `entries in no applied round's report: ${unreported.join(', ')}`);
     assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0, 'every entry acknowledged');
     const survivors = [...runs[0]!.reports, ...runs[1]!.reports];
     assert.ok(survivors.some((r) => r.missing.includes('c')), 'a step report names c as missing');
@@ -492,6 +496,20 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     await reportsFrom(first[0]!, 5);
     first.forEach((r) => r.child.kill('SIGKILL'));
     await Promise.all(first.map((r) => r.done));
+    // What the first group left: entries still pending on its dead consumers, and entries it was never given. An entry
+    // it was given that is no longer pending it acknowledged, which it does only once the round that trained it was
+    // applied; its report can die with the process (SIGKILL between the acknowledgement and the printed report: CI,
+    // 2026-12-07), so the reports alone cannot show it.
+    const pendingAfterKill = new Set(((await redis.xpending(stream, stream, '-', '+', 1000)) as [string, string, number, number][]).map(([id]) => id));
+    const groupInfo = ((await redis.xinfo('GROUPS', stream)) as unknown[][]).find((g) => g[g.indexOf('name') + 1] === stream)!;
+    const lastDelivered = String(groupInfo[groupInfo.indexOf('last-delivered-id') + 1]);
+    const streamId = (id: string) => id.split('-').map(BigInt) as [bigint, bigint];
+    const delivered = (id: string) => {
+      const [ms, seq] = streamId(id);
+      const [lastMs, lastSeq] = streamId(lastDelivered);
+      return ms < lastMs || (ms === lastMs && seq <= lastSeq);
+    };
+    const leftToSecond = ids.filter((id) => pendingAfterKill.has(id) || !delivered(id));
     const saved = JSON.parse(readFileSync(`${path}.json`, 'utf8')) as { stepCount: number; streamOffsets: { round: number } };
     assert.ok(saved.stepCount >= 2, `a checkpoint was written (step ${saved.stepCount})`);
     await new Promise((resolve) => setTimeout(resolve, 900)); // heartbeats expire
@@ -502,7 +520,10 @@ describe('data parallel through Redis (allReduceGradients, averageWeights)', { s
     assert.equal(second[0]!.reports[0]!.round, saved.streamOffsets.round, 'and at its round');
     assert.deepEqual(results[0]!.weights, results[1]!.weights);
     const trained = includedEntries([...first, ...second]);
-    assert.deepEqual(ids.filter((id) => !trained.has(id)), [], 'every entry trained at least once');
+    const acknowledgedByFirst = new Set(ids.filter((id) => !leftToSecond.includes(id)));
+    assert.deepEqual(ids.filter((id) => !trained.has(id) && !acknowledgedByFirst.has(id)), [], 'every entry trained at least once');
+    const trainedBySecond = includedEntries(second);
+    assert.deepEqual(leftToSecond.filter((id) => !trainedBySecond.has(id)), [], 'the new group trained every entry the first left pending or unread');
     assert.equal(((await redis.xpending(stream, stream)) as unknown[])[0], 0);
   });
 

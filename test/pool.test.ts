@@ -648,8 +648,8 @@ describe('step judge: a host that changes under a settled choice', () => {
   });
 });
 
-describe('step judge: a settled choice whose own steps turn dearer', () => {
-  it('pairs again soon when the chosen way\'s steps rise well above their level at the last pair, not a whole interval later', () => {
+describe('step judge: a settled pool whose own steps turn dearer', () => {
+  it('pairs again soon when the pool\'s steps rise well above their level at the last pair, not a whole interval later', () => {
     // With one core busy the kernel may move the worker from beside the busy loop to beside the main thread; from
     // then on the pool loses. The pool's own windows show it at once (CNN: 5.2–6.5 → 7.5–8.0 ms a step, alone 7.2),
     // but a settled choice waited up to its whole interval, 6.4 s of steps, before the next pair: the placement

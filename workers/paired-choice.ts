@@ -73,7 +73,7 @@ export class PairedChoice {
   private pairedAt = -Infinity;
   /** The last pair contradicted the choice (which its median kept), or the chosen way's windows rose: the next pair comes after `recheckMs`. */
   private soon = false;
-  /** The chosen way's latest window costs, oldest first (at most RATIOS). */
+  /** The chosen way's latest window costs, oldest first (at most RATIOS): the pool's, watched for a rise (RISE). */
   private readonly recent: number[] = [];
   /** The median of {@link recent} at the last pair: the chosen way's level then; NaN before one. */
   private level = NaN;
